@@ -1,0 +1,297 @@
+"""A thin model adapter: what turns a residual-stream vector into next-token logits.
+
+Every lens decodes through the model's own final norm and unembedding, so those must be found for
+any Hugging Face causal LM. Rather than a table of classes (which rots with each transformers
+release), the adapter *discovers* them: one tiny forward pass records which modules run between the
+last transformer block and the output embedding, and the chain found is then replayed and checked
+against what the model itself fed its head. A model that cannot be verified is refused with an
+error naming its class, never decoded silently wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from .errors import AdapterError
+
+# Config attributes through which transformers models post-process their head's output. Checked
+# against the model's real logits at discovery, so a new kind of post-processing fails loudly.
+_LOGIT_ATTRS = ("logit_scale", "logits_scaling", "final_logit_softcapping")
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    """Blocks return tensors, tuples or ModelOutputs; the residual stream is the first tensor."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape:
+        return False
+    # The replayed chain runs the same kernels on the same inputs: only reduced precision slack.
+    tol = 1e-4 if a.dtype in (torch.float32, torch.float64) else 2e-2
+    return bool(torch.allclose(a.float(), b.float(), rtol=tol, atol=tol))
+
+
+@dataclass(frozen=True)
+class LogitTransform:
+    """The model's post-processing of its head output, taken from its config."""
+
+    scale: float | None = None
+    divisor: float | None = None
+    softcap: float | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> LogitTransform:
+        values = {name: getattr(config, name, None) for name in _LOGIT_ATTRS}
+        return cls(
+            scale=_positive_or_none(values["logit_scale"]),
+            divisor=_positive_or_none(values["logits_scaling"]),
+            softcap=_positive_or_none(values["final_logit_softcapping"]),
+        )
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.scale is not None and self.scale != 1.0:
+            logits = logits * self.scale
+        if self.divisor is not None and self.divisor != 1.0:
+            logits = logits / self.divisor
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+
+def _positive_or_none(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    return None
+
+
+@dataclass(frozen=True)
+class ModelForward:
+    """What one forward pass yields for the lens: its inputs per layer and the model's logits."""
+
+    hidden: torch.Tensor
+    """[num_layers, positions, d_model]: hidden_states[i] for i < num_layers (row i of the grid)."""
+    logits: torch.Tensor
+    """[positions, vocab]: the model's own output, the grid's last row."""
+
+
+class ModelAdapter:
+    """Final norm, unembedding and hidden-state layout of one causal LM, found and verified."""
+
+    model: nn.Module
+    num_layers: int
+    d_model: int
+    vocab_size: int
+    layers_name: str
+    final_norm_names: tuple[str, ...]
+    head_name: str
+    logit_transform: LogitTransform
+    last_hidden_is_normed: bool
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self._cls = type(model).__name__
+        config = getattr(model, "config", None)
+        if config is None:
+            raise AdapterError(f"{self._cls} has no `config`: lens-widget needs a Hugging Face causal LM.")
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        get_head = getattr(model, "get_output_embeddings", None)
+        head = get_head() if callable(get_head) else None
+        if not isinstance(head, nn.Module) or not isinstance(getattr(head, "weight", None), torch.Tensor):
+            raise AdapterError(
+                f"{self._cls}: get_output_embeddings() returned {type(head).__name__}, not an unembedding "
+                "module with a weight; load the model with AutoModelForCausalLM."
+            )
+        self.head = head
+        self.head_name = _name_of(model, head)
+        num_layers = getattr(text_config, "num_hidden_layers", None)
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise AdapterError(f"{self._cls}: config has no positive num_hidden_layers.")
+        self.num_layers = num_layers
+        self.layers_name, self._blocks = _find_blocks(model, num_layers, self._cls)
+        self.vocab_size = int(head.weight.shape[0])
+        self.logit_transform = LogitTransform.from_config(text_config)
+        chain, normed, d_model = self._discover()
+        self._final = chain
+        self.final_norm_names = tuple(_name_of(model, m) for m in chain)
+        self.last_hidden_is_normed = normed
+        self.d_model = d_model
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.head.weight.dtype
+
+    def final_norm(self, h: torch.Tensor) -> torch.Tensor:
+        """The modules the model runs between its last block and its head, replayed on `h`."""
+        for module in self._final:
+            out = _first_tensor(module(h))
+            assert out is not None
+            h = out
+        return h
+
+    def unembed(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits the model would give if `h` were its last block's output (final norm included)."""
+        return self.logit_transform(self.head(self.final_norm(h)))
+
+    @torch.inference_mode()
+    def forward(self, input_ids: torch.Tensor) -> ModelForward:
+        """One full forward pass of a single sequence, shaped for the lens."""
+        if input_ids.ndim != 1:
+            raise ValueError(f"input_ids must be one sequence (1-D), got shape {tuple(input_ids.shape)}")
+        ids = input_ids.to(self.model.get_input_embeddings().weight.device)[None]
+        out = self.model(input_ids=ids, output_hidden_states=True, use_cache=False)
+        hidden = torch.stack([h[0] for h in out.hidden_states[: self.num_layers]])
+        return ModelForward(hidden=hidden, logits=out.logits[0])
+
+    def _discover(self) -> tuple[tuple[nn.Module, ...], bool, int]:
+        """Run the model once on a few tokens, watching which modules run in which order."""
+        model, blocks, head = self.model, self._blocks, self.head
+        block_ids = {id(m) for m in blocks.modules()}
+        events: list[tuple[str, nn.Module]] = []
+        block_out: dict[int, torch.Tensor] = {}
+        seen: dict[str, torch.Tensor] = {}
+        handles: list[RemovableHandle] = []
+
+        def pre(module: nn.Module, args: Any) -> None:
+            events.append(("start", module))
+            if module is head:
+                seen["head_in"] = args[0]
+
+        def post(module: nn.Module, args: Any, output: Any) -> None:
+            events.append(("end", module))
+            if module is head:
+                seen["head_out"] = output
+
+        for module in model.modules():
+            if id(module) in block_ids and module not in blocks:
+                continue  # inside a block: irrelevant, and hooks there would only cost time
+            handles.append(module.register_forward_pre_hook(pre))
+            handles.append(module.register_forward_hook(post))
+        for i, block in enumerate(blocks):
+            handles.append(block.register_forward_hook(_recorder(block_out, i)))
+        device = model.get_input_embeddings().weight.device
+        ids = (torch.arange(1, 6, device=device) % self.vocab_size)[None]
+        try:
+            with torch.inference_mode():
+                out = model(input_ids=ids, output_hidden_states=True, use_cache=False)
+        except Exception as exc:
+            raise AdapterError(f"{self._cls}: a probe forward pass on 5 tokens failed: {exc!r}") from exc
+        finally:
+            for handle in handles:
+                handle.remove()
+
+        last = self.num_layers - 1
+        if "head_in" not in seen or last not in block_out:
+            raise AdapterError(
+                f"{self._cls}: the probe pass did not run both the blocks in `{self.layers_name}` and the "
+                f"output embedding `{self.head_name}`."
+            )
+        chain = _modules_between(events, blocks[last], head)
+        x = block_out[last]
+        try:
+            with torch.inference_mode():
+                for module in chain:
+                    y = _first_tensor(module(x))
+                    if y is None:
+                        raise TypeError(f"{type(module).__name__} returned no tensor")
+                    x = y
+        except Exception as exc:
+            raise AdapterError(
+                f"{self._cls}: could not replay the final norm ({', '.join(_name_of(model, m) for m in chain)}) "
+                f"on the last block's output: {exc!r}"
+            ) from exc
+        if not _close(x, seen["head_in"]):
+            names = ", ".join(_name_of(model, m) for m in chain) or "nothing"
+            raise AdapterError(
+                f"{self._cls}: looked for the final norm as the modules run between the last block "
+                f"`{self.layers_name}.{last}` and the output embedding `{self.head_name}` (found: {names}), "
+                "but replaying them does not reproduce the head's input."
+            )
+        logits = _first_tensor(out.logits) if hasattr(out, "logits") else None
+        if logits is None or not _close(self.logit_transform(seen["head_out"]), logits):
+            raise AdapterError(
+                f"{self._cls}: the model post-processes its head's output in a way lens-widget does not "
+                f"reproduce (it knows config.{', config.'.join(_LOGIT_ATTRS)})."
+            )
+        hidden_states = getattr(out, "hidden_states", None)
+        if hidden_states is None or len(hidden_states) != self.num_layers + 1:
+            got = "none" if hidden_states is None else len(hidden_states)
+            raise AdapterError(
+                f"{self._cls}: expected num_hidden_layers + 1 = {self.num_layers + 1} hidden states, got {got}."
+            )
+        for i in range(1, self.num_layers):
+            if not _close(hidden_states[i], block_out[i - 1]):
+                raise AdapterError(f"{self._cls}: hidden_states[{i}] is not the output of block {i - 1}.")
+        normed = _close(hidden_states[-1], seen["head_in"])
+        if not normed and not _close(hidden_states[-1], block_out[last]):
+            raise AdapterError(
+                f"{self._cls}: hidden_states[-1] is neither the last block's output nor the head's input."
+            )
+        return tuple(chain), normed, int(block_out[last].shape[-1])
+
+
+def _recorder(store: dict[int, torch.Tensor], index: int) -> Any:
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        tensor = _first_tensor(output)
+        if tensor is not None:
+            store[index] = tensor
+
+    return hook
+
+
+def _modules_between(events: list[tuple[str, nn.Module]], block: nn.Module, head: nn.Module) -> list[nn.Module]:
+    """Outermost modules that start after `block` ends and end before `head` starts, in call order."""
+    end_block = max(i for i, (kind, m) in enumerate(events) if kind == "end" and m is block)
+    start_head = max(i for i, (kind, m) in enumerate(events) if kind == "start" and m is head)
+    chain: list[nn.Module] = []
+    depth = 0
+    open_modules: list[nn.Module] = []
+    for kind, module in events[end_block + 1 : start_head]:
+        if kind == "start":
+            if depth == 0:
+                chain.append(module)
+            open_modules.append(module)
+            depth += 1
+        elif open_modules and open_modules[-1] is module:
+            open_modules.pop()
+            depth -= 1
+        # An "end" without its "start" here closes an ancestor of the block (the base model): skip it.
+    return chain
+
+
+def _find_blocks(model: nn.Module, num_layers: int, cls: str) -> tuple[str, nn.ModuleList]:
+    """The transformer block stack: the ModuleList of num_hidden_layers modules holding the weights."""
+    candidates = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) == num_layers
+    ]
+    if not candidates:
+        raise AdapterError(f"{cls}: found no ModuleList of num_hidden_layers = {num_layers} transformer blocks.")
+    return max(candidates, key=lambda item: sum(p.numel() for p in item[1].parameters()))
+
+
+def _name_of(model: nn.Module, target: nn.Module) -> str:
+    for name, module in model.named_modules():
+        if module is target:
+            return name or "<model>"
+    return type(target).__name__

@@ -1,0 +1,234 @@
+"""The logit lens and the tuned lens: how a residual-stream vector is translated before decoding.
+
+A lens only translates hidden states; decoding (final norm, unembedding, logit post-processing) is
+the model adapter's, shared by every lens. Translator i reads `hidden_states[i]` (0 = embedding
+output, i = after block i-1) as h + A_i h + b_i. The grid's last row is the model's own output,
+never a lens of `hidden_states[L]` (which transformers already final-normed).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from .adapter import ModelAdapter
+from .errors import LensFileError, LensMismatchError, LensNotFoundError
+from .lens_files import (
+    CONFIG_FILE,
+    PARAMS_FILE,
+    SAFETENSORS_FILE,
+    LensConfig,
+    read_lens_folder,
+    unembed_hash,
+    write_lens_folder,
+)
+
+HUB_REPO = "AlignmentResearch/tuned-lens"
+"""The Hugging Face Space where tuned-lens publishes its lenses, under `lens/<model id>/`."""
+
+
+@runtime_checkable
+class Lens(Protocol):
+    """What the grid needs from a lens."""
+
+    name: str
+
+    def translate(self, hidden: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        """Translate `hidden` [rows, positions, d] where row r holds hidden_states[layers[r]]."""
+        ...
+
+
+class LogitLens:
+    """Decode every layer as if it were the last: the tuned lens with A = 0, b = 0."""
+
+    name = "logit"
+
+    def translate(self, hidden: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        return hidden
+
+    def __repr__(self) -> str:
+        return "LogitLens()"
+
+
+class TunedLens(nn.Module):
+    """One learned affine translator per layer, zero-initialised (then it equals the logit lens)."""
+
+    name = "tuned"
+
+    def __init__(self, config: LensConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        self.layer_translators = nn.ModuleList(
+            nn.Linear(d, d, bias=config.bias) for _ in range(config.num_hidden_layers)
+        )
+        for translator in self.layer_translators:
+            nn.init.zeros_(translator.weight)
+            if translator.bias is not None:
+                nn.init.zeros_(translator.bias)
+        self.requires_grad_(False)
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_hidden_layers
+
+    @classmethod
+    def from_model(cls, model: nn.Module | ModelAdapter, *, bias: bool = True) -> TunedLens:
+        """An untrained lens shaped for `model`, on its device and in its dtype."""
+        adapter = _adapter(model)
+        config = LensConfig(
+            base_model_name_or_path=_model_id(adapter.model) or "",
+            d_model=adapter.d_model,
+            num_hidden_layers=adapter.num_layers,
+            bias=bias,
+            base_model_revision=_model_revision(adapter.model),
+            unembed_hash=unembed_hash(adapter.head.weight),
+        )
+        return cls(config).to(device=adapter.device, dtype=adapter.dtype)
+
+    @classmethod
+    def load(cls, folder: str | Path, model: nn.Module | ModelAdapter | None = None) -> TunedLens:
+        """Load a lens folder; given a model, check it fits and follow the model's device and dtype."""
+        config, params = read_lens_folder(folder)
+        lens = cls(config)
+        first = params["0.weight"]
+        lens.to(dtype=first.dtype)
+        lens.layer_translators.load_state_dict(params, strict=True)
+        if model is not None:
+            lens.check_model(model)
+            adapter = _adapter(model)
+            lens.to(device=adapter.device, dtype=adapter.dtype)
+        return lens
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_or_id: nn.Module | ModelAdapter | str,
+        lens_id: str | os.PathLike[str] | None = None,
+        *,
+        revision: str = "main",
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> TunedLens:
+        """A lens from a local folder or, failing that, the tuned-lens Space on the Hub.
+
+        `lens_id` defaults to the model's id. Given a model, the lens is checked against it and
+        moved to its device and dtype.
+        """
+        model = None if isinstance(model_or_id, str) else model_or_id
+        if lens_id is None:
+            lens_id = model_or_id if isinstance(model_or_id, str) else _model_id(_adapter(model_or_id).model)
+        if not lens_id:
+            raise LensNotFoundError("The model has no name_or_path to look a lens up by: pass lens_id=<folder>.")
+        folder = resolve_lens_folder(lens_id, revision=revision, cache_dir=cache_dir)
+        return cls.load(folder, model)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write a tuned-lens compatible folder."""
+        return write_lens_folder(folder, self.config, dict(self.layer_translators.state_dict()))
+
+    def check_model(self, model: nn.Module | ModelAdapter) -> None:
+        """Refuse a model of another shape; warn when the unembedding fingerprint differs."""
+        adapter = _adapter(model)
+        cls_name = type(adapter.model).__name__
+        if self.config.d_model != adapter.d_model:
+            raise LensMismatchError(
+                f"lens d_model = {self.config.d_model} but {cls_name} has d_model = {adapter.d_model}"
+            )
+        if self.config.num_hidden_layers != adapter.num_layers:
+            raise LensMismatchError(
+                f"lens num_hidden_layers = {self.config.num_hidden_layers} but {cls_name} has "
+                f"num_hidden_layers = {adapter.num_layers}"
+            )
+        if self.config.unembed_hash is not None:
+            actual = unembed_hash(adapter.head.weight)
+            if actual != self.config.unembed_hash:
+                warnings.warn(
+                    f"the lens was trained for {self.config.base_model_name_or_path!r}, whose unembedding "
+                    f"hash {self.config.unembed_hash[:12]}… differs from this {cls_name}'s {actual[:12]}…; "
+                    "its predictions may be meaningless for this model",
+                    stacklevel=2,
+                )
+
+    def translate(self, hidden: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        if hidden.shape[0] != len(layers):
+            raise ValueError(f"{hidden.shape[0]} rows of hidden states but {len(layers)} layer indices")
+        out = torch.empty_like(hidden)
+        for r, layer in enumerate(layers):
+            translator = self.layer_translators[layer]
+            h = hidden[r].to(translator.weight.dtype)
+            out[r] = h + translator(h)
+        return out
+
+    def forward(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
+        """Translate hidden_states[layer] of any shape [..., d]."""
+        translator = self.layer_translators[layer]
+        return hidden + translator(hidden)
+
+
+def _adapter(model: nn.Module | ModelAdapter) -> ModelAdapter:
+    return model if isinstance(model, ModelAdapter) else ModelAdapter(model)
+
+
+def _model_id(model: nn.Module) -> str | None:
+    config = getattr(model, "config", None)
+    name = getattr(config, "name_or_path", None) or getattr(config, "_name_or_path", None)
+    return str(name) if name else None
+
+
+def _model_revision(model: nn.Module) -> str | None:
+    config = getattr(model, "config", None)
+    revision = getattr(config, "_commit_hash", None)
+    return str(revision) if revision else None
+
+
+def resolve_lens_folder(
+    lens_id: str | os.PathLike[str],
+    *,
+    revision: str = "main",
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """A local folder if `lens_id` is one, else the files of `lens/<lens_id>` downloaded from the Space."""
+    path = Path(lens_id).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise LensFileError(f"{path} is a file; pass the folder that holds {CONFIG_FILE} and {PARAMS_FILE}")
+    lens_id = str(lens_id).strip("/")
+    where = f"https://huggingface.co/spaces/{HUB_REPO}/tree/{revision}/lens/{lens_id}"
+    try:
+        from huggingface_hub import hf_hub_download
+
+        def download(filename: str) -> str:
+            return hf_hub_download(
+                HUB_REPO,
+                filename,
+                subfolder=f"lens/{lens_id}",
+                repo_type="space",
+                revision=revision,
+                cache_dir=cache_dir,
+            )
+
+        config = download(CONFIG_FILE)
+        try:
+            download(PARAMS_FILE)
+        except Exception as exc:
+            if "EntryNotFound" not in type(exc).__name__:
+                raise
+            download(SAFETENSORS_FILE)
+    except Exception as exc:
+        raise LensNotFoundError(
+            f"No tuned lens for {lens_id!r}: it is not a local folder, and fetching it from the Hub failed "
+            f"({type(exc).__name__}: {_short(exc)}). Download {CONFIG_FILE} and {PARAMS_FILE} from {where} "
+            f"into a folder, then pass that folder: TunedLens.from_pretrained(model, lens_id='path/to/folder')."
+        ) from exc
+    return Path(config).parent
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:200] + "…"

@@ -1,0 +1,125 @@
+"""Per-cell statistics of a lens, as pure functions of logits. All in nats.
+
+A *cell* is one (row, position) of the grid, holding a next-token distribution. Functions take a
+batch of cells as a [..., vocab] tensor. `cell_statistics` computes every statistic and the top-k
+from one logits chunk with a single log-sum-exp per cell; the single-statistic functions exist for
+callers and tests that want one number, and agree with it.
+
+The last position has no real next token, so its cross-entropy and rank are NaN ("missing"), never
+an invented target such as EOS (which is what tuned-lens plots show there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+STATISTICS: tuple[str, ...] = ("entropy", "cross_entropy", "forward_kl", "max_probability", "rank")
+"""Order of the statistic axis everywhere (grid arrays, payloads)."""
+
+UNITS: dict[str, str] = {
+    "entropy": "nats",
+    "cross_entropy": "nats",
+    "forward_kl": "nats",
+    "max_probability": "probability",
+    "rank": "rank (1 = top)",
+}
+
+NO_TARGET = -1
+"""Target id of a position without a real next token (the last one)."""
+
+
+def log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """Float32 log-probabilities, whatever precision the model computed its logits in.
+
+    Written exactly as `cell_statistics` normalises, so the output row's KL to itself is exactly 0.
+    """
+    logits = logits.float()
+    return logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+
+
+def entropy(logprobs: torch.Tensor) -> torch.Tensor:
+    """H(p) = -sum p log p; 0 * log 0 counts as 0."""
+    p = logprobs.exp()
+    return -torch.where(p > 0, p * logprobs, 0.0).sum(-1)
+
+
+def cross_entropy(logprobs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """-log p(target); NaN where the target is NO_TARGET."""
+    valid = targets >= 0
+    picked = logprobs.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+    return torch.where(valid, -picked, torch.nan)
+
+
+def forward_kl(model_logprobs: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
+    """KL(model output || lens) = sum p_model (log p_model - log p_lens)."""
+    p = model_logprobs.exp()
+    return torch.where(p > 0, p * (model_logprobs - logprobs), 0.0).sum(-1).clamp(min=0.0)
+
+
+def max_probability(logprobs: torch.Tensor) -> torch.Tensor:
+    return logprobs.max(-1).values.exp()
+
+
+def rank(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1-based rank of the target: 1 + how many tokens score strictly higher (ties favour it).
+
+    Counting beats sorting the vocabulary (what tuned-lens does, twice per cell). NaN where the
+    target is NO_TARGET; a float so that missing can be said.
+    """
+    valid = targets >= 0
+    score = logits.gather(-1, targets.clamp(min=0)[..., None])
+    higher = (logits > score).sum(-1)
+    return torch.where(valid, (higher + 1).float(), torch.nan)
+
+
+def top_k(logprobs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k most likely tokens per cell, most likely first, with their probabilities."""
+    values, ids = logprobs.topk(k, dim=-1)
+    return ids, values.exp()
+
+
+@dataclass(frozen=True)
+class CellStatistics:
+    """Every statistic of a batch of cells, float32 on the logits' device."""
+
+    values: torch.Tensor
+    """[len(STATISTICS), *cells], in STATISTICS order."""
+    top_ids: torch.Tensor
+    """[*cells, k] int64."""
+    top_probs: torch.Tensor
+    """[*cells, k] float32."""
+
+
+def cell_statistics(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    model_logprobs: torch.Tensor,
+    k: int,
+) -> CellStatistics:
+    """All statistics of a chunk of cells from one log-sum-exp per cell.
+
+    logits: [..., vocab] in any float dtype (promoted to float32 here).
+    targets: next-token ids broadcastable to logits.shape[:-1], NO_TARGET where there is none.
+    model_logprobs: float32 log-probabilities of the model's own output at the same positions,
+      broadcastable to logits.shape (so one copy serves every row of a position block).
+    """
+    if logits.ndim < 1 or model_logprobs.shape[-1] != logits.shape[-1]:
+        raise ValueError(f"shape mismatch: logits {tuple(logits.shape)}, model_logprobs {tuple(model_logprobs.shape)}")
+    if not 1 <= k <= logits.shape[-1]:
+        raise ValueError(f"top_k must be in 1..{logits.shape[-1]} (the vocabulary size), got {k}")
+    logits = logits.float()
+    targets = targets.expand(logits.shape[:-1])
+    logp = log_probs(logits)
+    top_logp, top_ids = logp.topk(k, dim=-1)
+    values = torch.stack(
+        [
+            entropy(logp),
+            cross_entropy(logp, targets),
+            forward_kl(model_logprobs, logp),
+            top_logp[..., 0].exp(),
+            rank(logits, targets),
+        ]
+    )
+    return CellStatistics(values=values, top_ids=top_ids, top_probs=top_logp.exp())

@@ -1,0 +1,88 @@
+"""Tiny randomly initialised causal LMs built from transformers configs (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+
+VOCAB = 96
+HIDDEN = 32
+LAYERS = 3
+HEADS = 4
+
+# Per-family overrides on top of the shared tiny sizes; keys are transformers model types.
+_OVERRIDES: dict[str, dict[str, Any]] = {
+    "gpt2": {"n_positions": 128},
+    "gpt_neox": {"max_position_embeddings": 128, "rotary_pct": 0.5},
+    "gptj": {"n_positions": 128, "rotary_dim": 4},
+    "gpt_neo": {
+        "max_position_embeddings": 128,
+        "attention_types": [[["global", "local"], 1], [["global"], 1]],
+        "window_size": 8,
+    },
+    "opt": {"max_position_embeddings": 128, "ffn_dim": 64, "word_embed_proj_dim": HIDDEN},
+    "bloom": {"n_head": HEADS},
+    "llama": {"max_position_embeddings": 128, "num_key_value_heads": 2},
+    "mistral": {"max_position_embeddings": 128, "num_key_value_heads": 2, "sliding_window": 8},
+    "qwen2": {"max_position_embeddings": 128, "num_key_value_heads": 2},
+    "qwen3": {"max_position_embeddings": 128, "num_key_value_heads": 2, "head_dim": 8},
+    "gemma": {"max_position_embeddings": 128, "num_key_value_heads": 2, "head_dim": 8},
+    "gemma2": {
+        "max_position_embeddings": 128,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "final_logit_softcapping": 2.0,
+        "attn_logit_softcapping": 50.0,
+        "sliding_window": 8,
+        "query_pre_attn_scalar": 8,
+    },
+    "gemma3_text": {
+        "max_position_embeddings": 128,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "final_logit_softcapping": 2.0,
+        "sliding_window": 8,
+        "query_pre_attn_scalar": 8,
+    },
+    "phi": {"max_position_embeddings": 128, "partial_rotary_factor": 0.5},
+    "phi3": {"max_position_embeddings": 128, "num_key_value_heads": 2, "pad_token_id": 0},
+    "falcon": {"new_decoder_architecture": True, "num_kv_heads": 2},
+    "olmo2": {"max_position_embeddings": 128, "num_key_value_heads": 2},
+    "stablelm": {"max_position_embeddings": 128, "num_key_value_heads": 2},
+    "cohere": {"max_position_embeddings": 128, "num_key_value_heads": 2, "logit_scale": 0.5},
+    "granite": {"max_position_embeddings": 128, "num_key_value_heads": 2, "logits_scaling": 4.0},
+    "mixtral": {"max_position_embeddings": 128, "num_key_value_heads": 2, "num_local_experts": 2},
+    "starcoder2": {"max_position_embeddings": 128, "num_key_value_heads": 2},
+}
+
+
+def tiny_config(model_type: str, **extra: Any) -> Any:
+    """A config of the family with a tiny width, depth and vocabulary."""
+    kwargs: dict[str, Any] = {
+        "vocab_size": VOCAB,
+        "hidden_size": HIDDEN,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS,
+        "intermediate_size": 2 * HIDDEN,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+    }
+    kwargs.update(_OVERRIDES.get(model_type, {}))
+    kwargs.update(extra)
+    return AutoConfig.for_model(model_type, **kwargs)
+
+
+def tiny_model(model_type: str, *, seed: int = 0, dtype: torch.dtype = torch.float32, **extra: Any) -> PreTrainedModel:
+    """A randomly initialised model whose final norm is perturbed, so that a skipped norm shows."""
+    torch.manual_seed(seed)
+    config = tiny_config(model_type, **extra)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            # Random norm gains and biases: default init (ones, zeros) would hide a missing norm.
+            if p.ndim == 1:
+                p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()
