@@ -9,9 +9,11 @@ never a lens of `hidden_states[L]` (which transformers already final-normed).
 from __future__ import annotations
 
 import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -150,7 +152,8 @@ class TunedLens(nn.Module):
                 warnings.warn(
                     f"the lens was trained for {self.config.base_model_name_or_path!r}, whose unembedding "
                     f"hash {self.config.unembed_hash[:12]}… differs from this {cls_name}'s {actual[:12]}…; "
-                    "its predictions may be meaningless for this model",
+                    "if this is not the model the lens was trained for, its predictions are meaningless (the hash "
+                    "is fragile: the same model loaded in another dtype can differ too)",
                     stacklevel=2,
                 )
 
@@ -200,8 +203,13 @@ def resolve_lens_folder(
         raise LensFileError(f"{path} is a file; pass the folder that holds {CONFIG_FILE} and {PARAMS_FILE}")
     lens_id = str(lens_id).strip("/")
     where = f"https://huggingface.co/spaces/{HUB_REPO}/tree/{revision}/lens/{lens_id}"
+    offline = False
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import constants, hf_hub_download
+
+        # huggingface_hub retries an unreachable host for half a minute; probe once instead, and
+        # use only the local cache when offline.
+        offline = bool(constants.HF_HUB_OFFLINE) or not _reachable(constants.ENDPOINT)
 
         def download(filename: str) -> str:
             return hf_hub_download(
@@ -211,6 +219,7 @@ def resolve_lens_folder(
                 repo_type="space",
                 revision=revision,
                 cache_dir=cache_dir,
+                local_files_only=offline,
             )
 
         config = download(CONFIG_FILE)
@@ -221,12 +230,27 @@ def resolve_lens_folder(
                 raise
             download(SAFETENSORS_FILE)
     except Exception as exc:
+        why = "the Hub is unreachable (offline) and it is not in the local cache" if offline else _short(exc)
         raise LensNotFoundError(
             f"No tuned lens for {lens_id!r}: it is not a local folder, and fetching it from the Hub failed "
-            f"({type(exc).__name__}: {_short(exc)}). Download {CONFIG_FILE} and {PARAMS_FILE} from {where} "
+            f"({type(exc).__name__}: {why}). Download {CONFIG_FILE} and {PARAMS_FILE} from {where} "
             f"into a folder, then pass that folder: TunedLens.from_pretrained(model, lens_id='path/to/folder')."
         ) from exc
     return Path(config).parent
+
+
+def _reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hub's host opens within `timeout` seconds."""
+    parsed = urlparse(endpoint)
+    host = parsed.hostname
+    if not host:
+        return False
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _short(exc: BaseException) -> str:

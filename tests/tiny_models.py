@@ -58,6 +58,10 @@ _OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
+FAMILIES: tuple[str, ...] = tuple(_OVERRIDES)
+"""Every family tested: the issue's list (GPT-2 … Falcon) and the other common decoder LMs."""
+
+
 def tiny_config(model_type: str, **extra: Any) -> Any:
     """A config of the family with a tiny width, depth and vocabulary."""
     kwargs: dict[str, Any] = {
@@ -85,4 +89,6 @@ def tiny_model(model_type: str, *, seed: int = 0, dtype: torch.dtype = torch.flo
             # Random norm gains and biases: default init (ones, zeros) would hide a missing norm.
             if p.ndim == 1:
                 p.add_(torch.randn_like(p) * 0.1)
+        # Default init gives near-uniform predictions; sharper ones make every statistic informative.
+        model.get_output_embeddings().weight.mul_(50.0)
     return model.eval()

@@ -1,0 +1,135 @@
+"""The model adapter on every causal-LM family transformers 5 ships from the issue's list (and more)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_models import FAMILIES, tiny_model
+from torch import nn
+
+from lens_widget import AdapterError, LogitLens, ModelAdapter, compute_grid, next_token_targets
+from lens_widget.statistics import STATISTICS
+
+IDS = torch.tensor([5, 17, 3, 40, 40, 9, 71, 2, 33])
+
+
+def last_block_output(adapter: ModelAdapter, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last block's raw output (before any final norm) and the model's own logits."""
+    model = adapter.model
+    blocks = model.get_submodule(adapter.layers_name)
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook(module: nn.Module, args: object, output: object) -> None:
+        captured["h"] = output[0] if isinstance(output, tuple) else output  # type: ignore[index]
+
+    handle = blocks[-1].register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=ids[None], use_cache=False).logits[0]
+    finally:
+        handle.remove()
+    return captured["h"][0], logits
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_output_through_the_adapter_equals_the_models_own_logits(family: str) -> None:
+    model = tiny_model(family)
+    adapter = ModelAdapter(model)
+    assert adapter.num_layers == model.config.num_hidden_layers
+    assert adapter.final_norm_names, "every listed family has a final norm"
+    assert adapter.head is model.get_output_embeddings()
+    h, logits = last_block_output(adapter, IDS)
+    with torch.no_grad():
+        ours = adapter.unembed(h)
+    # float32 throughout; the only difference is kernel scheduling.
+    torch.testing.assert_close(ours, logits, rtol=1e-5, atol=1e-5)
+    forward = adapter.forward(IDS)
+    assert forward.hidden.shape == (adapter.num_layers, len(IDS), adapter.d_model)
+    torch.testing.assert_close(forward.logits, logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gemma3_text"])
+def test_final_logit_softcapping_is_reproduced(family: str) -> None:
+    model = tiny_model(family, final_logit_softcapping=1.5)
+    adapter = ModelAdapter(model)
+    assert adapter.logit_transform.softcap == 1.5
+    h, logits = last_block_output(adapter, IDS)
+    assert logits.abs().max() <= 1.5
+    with torch.no_grad():
+        raw = adapter.head(adapter.final_norm(h))
+    assert raw.abs().max() > 1.5, "the tiny model must exceed the cap, or this test proves nothing"
+    torch.testing.assert_close(adapter.unembed(h).detach(), logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_reduced_precision_models_give_float32_statistics(family: str, dtype: torch.dtype) -> None:
+    model = tiny_model(family, dtype=dtype)
+    adapter = ModelAdapter(model)
+    assert adapter.dtype == dtype
+    forward = adapter.forward(IDS)
+    assert forward.hidden.dtype == dtype
+    rows = list(range(adapter.num_layers + 1))
+    grid = compute_grid(adapter, LogitLens(), forward, next_token_targets(IDS), rows, top_k=5)
+    assert grid.statistics.dtype.name == "float32"
+    finite = grid.statistics[[STATISTICS.index(s) for s in ("entropy", "forward_kl", "max_probability")]]
+    assert (finite == finite).all()
+    out = grid.rows.index(adapter.num_layers)
+    assert (grid.statistic("forward_kl")[out] == 0).all()
+    assert grid.top_ids[out, :, 0].tolist() == forward.logits.float().argmax(-1).tolist()
+
+
+class _NoHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = tiny_model("gpt2").config
+
+    def get_output_embeddings(self) -> None:
+        return None
+
+
+def test_a_model_without_an_unembedding_is_refused_naming_its_class() -> None:
+    with pytest.raises(AdapterError, match=r"_NoHead: get_output_embeddings\(\) returned NoneType"):
+        ModelAdapter(_NoHead())
+
+
+def test_a_module_without_a_config_is_refused() -> None:
+    with pytest.raises(AdapterError, match="Linear has no `config`"):
+        ModelAdapter(nn.Linear(2, 2))
+
+
+def test_a_final_norm_that_cannot_be_replayed_is_refused_naming_what_was_looked_for() -> None:
+    model = tiny_model("llama")
+    norm = model.model.norm
+    calls = {"n": 0}
+
+    def stateful(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        # A norm that behaves differently each call cannot be reproduced by replaying it.
+        calls["n"] += 1
+        return output * calls["n"]
+
+    norm.register_forward_hook(stateful)
+    with pytest.raises(AdapterError, match=r"LlamaForCausalLM: looked for the final norm .*model\.layers\.2.*lm_head"):
+        ModelAdapter(model)
+
+
+def test_unknown_logit_post_processing_is_refused() -> None:
+    model = tiny_model("gpt2")
+    model.lm_head.register_forward_hook(lambda m, a, out: out)
+    original = model.forward
+
+    def scaled(*args: object, **kwargs: object) -> object:
+        out = original(*args, **kwargs)
+        out.logits = out.logits * 3
+        return out
+
+    model.forward = scaled  # type: ignore[method-assign]
+    with pytest.raises(AdapterError, match="GPT2LMHeadModel: the model post-processes its head's output"):
+        ModelAdapter(model)
+
+
+def test_a_wrong_layer_count_is_refused() -> None:
+    model = tiny_model("gpt2")
+    model.config.num_hidden_layers = 7
+    with pytest.raises(AdapterError, match="GPT2LMHeadModel: found no ModuleList of num_hidden_layers = 7"):
+        ModelAdapter(model)

@@ -1,0 +1,173 @@
+"""The lens grid against an independent float64 reference computed from the model's hidden states.
+
+The reference re-implements each family's final norm and head by hand in float64 (it does not use
+the adapter), then applies the definitions of every statistic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import tiny_model
+
+from lens_widget import LogitLens, ModelAdapter, TunedLens, compute_grid, next_token_targets, row_labels
+from lens_widget.statistics import NO_TARGET, STATISTICS
+
+IDS = torch.tensor([11, 4, 4, 60, 23, 8, 91, 4, 15, 30, 2, 77])
+K = 10
+
+
+def final_norm_f64(family: str, model: torch.nn.Module, h: torch.Tensor) -> torch.Tensor:
+    if family == "gpt2":
+        ln = model.transformer.ln_f
+        mu = h.mean(-1, keepdim=True)
+        var = ((h - mu) ** 2).mean(-1, keepdim=True)
+        return (h - mu) / torch.sqrt(var + ln.eps) * ln.weight.double() + ln.bias.double()
+    norm = model.model.norm
+    eps = model.config.rms_norm_eps
+    normed = h / torch.sqrt((h**2).mean(-1, keepdim=True) + eps)
+    if family == "llama":
+        return normed * norm.weight.double()
+    if family == "gemma2":  # Gemma's norms scale by (1 + weight)
+        return normed * (1.0 + norm.weight.double())
+    raise AssertionError(family)
+
+
+def logits_f64(family: str, model: torch.nn.Module, h: torch.Tensor) -> torch.Tensor:
+    logits = final_norm_f64(family, model, h) @ model.get_output_embeddings().weight.double().T
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+@torch.no_grad()
+def reference_grid(family: str, model: torch.nn.Module, lens: TunedLens | None, ids: torch.Tensor) -> dict:
+    out = model(input_ids=ids[None], output_hidden_states=True, use_cache=False)
+    L = model.config.num_hidden_layers
+    rows = []
+    for i in range(L):
+        h = out.hidden_states[i][0].double()
+        if lens is not None:
+            t = lens.layer_translators[i]
+            h = h + h @ t.weight.double().T + t.bias.double()
+        rows.append(logits_f64(family, model, h))
+    rows.append(out.logits[0].double())
+    logp = torch.log_softmax(torch.stack(rows), -1)
+    p = logp.exp()
+    q = p[-1]
+    targets = [*ids[1:].tolist(), NO_TARGET]
+    stats = {name: np.zeros((L + 1, len(ids))) for name in STATISTICS}
+    for r in range(L + 1):
+        for t, target in enumerate(targets):
+            stats["entropy"][r, t] = float(-(p[r, t] * logp[r, t]).sum())
+            stats["forward_kl"][r, t] = float((q[t] * (logp[-1, t] - logp[r, t])).sum())
+            stats["max_probability"][r, t] = float(p[r, t].max())
+            if target == NO_TARGET:
+                stats["cross_entropy"][r, t] = stats["rank"][r, t] = math.nan
+            else:
+                stats["cross_entropy"][r, t] = float(-logp[r, t, target])
+                stats["rank"][r, t] = 1 + int((p[r, t] > p[r, t, target]).sum())
+    stats["top_probs"] = p.topk(K, -1).values.numpy()
+    stats["p"] = p
+    return stats
+
+
+def random_tuned_lens(model: torch.nn.Module, seed: int = 3) -> TunedLens:
+    lens = TunedLens.from_model(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in lens.layer_translators:
+            t.weight.copy_(torch.randn(t.weight.shape, generator=gen) * 0.2)
+            t.bias.copy_(torch.randn(t.bias.shape, generator=gen) * 0.2)
+    return lens
+
+
+@pytest.mark.parametrize("lens_kind", ["logit", "tuned"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma2"])
+def test_every_statistic_matches_the_float64_reference(family: str, lens_kind: str) -> None:
+    model = tiny_model(family)
+    adapter = ModelAdapter(model)
+    lens = random_tuned_lens(model) if lens_kind == "tuned" else None
+    L = adapter.num_layers
+    grid = compute_grid(
+        adapter, lens or LogitLens(), adapter.forward(IDS), next_token_targets(IDS), range(L + 1), top_k=K
+    )
+    ref = reference_grid(family, model, lens, IDS)
+    for name in STATISTICS:
+        np.testing.assert_allclose(grid.statistic(name), ref[name], rtol=2e-4, atol=2e-5, err_msg=name)
+    np.testing.assert_allclose(grid.top_probs, ref["top_probs"], atol=1e-5)
+    p = ref["p"]
+    for r in range(L + 1):
+        for t in range(len(IDS)):
+            np.testing.assert_allclose(p[r, t, grid.top_ids[r, t]].numpy(), grid.top_probs[r, t], atol=1e-5)
+
+
+def test_untrained_tuned_lens_equals_logit_lens_bit_for_bit() -> None:
+    model = tiny_model("llama")
+    adapter = ModelAdapter(model)
+    forward = adapter.forward(IDS)
+    rows = range(adapter.num_layers + 1)
+    targets = next_token_targets(IDS)
+    tuned = compute_grid(adapter, TunedLens.from_model(adapter), forward, targets, rows)
+    logit = compute_grid(adapter, LogitLens(), forward, targets, rows)
+    assert np.array_equal(tuned.statistics, logit.statistics, equal_nan=True)
+    assert np.array_equal(tuned.top_ids, logit.top_ids)
+    assert np.array_equal(tuned.top_probs, logit.top_probs)
+
+
+def test_output_row_is_the_models_log_softmax_and_its_kl_is_zero() -> None:
+    model = tiny_model("gpt2")
+    adapter = ModelAdapter(model)
+    forward = adapter.forward(IDS)
+    L = adapter.num_layers
+    grid = compute_grid(adapter, LogitLens(), forward, next_token_targets(IDS), [L], top_k=K)
+    logp = torch.log_softmax(forward.logits.double(), -1)
+    top = logp.topk(K, -1)
+    assert grid.rows == (L,)
+    assert grid.top_ids[0].tolist() == top.indices.tolist()
+    np.testing.assert_allclose(grid.top_probs[0], top.values.exp().numpy(), rtol=1e-5)
+    ce = -logp[torch.arange(len(IDS) - 1), IDS[1:]]
+    np.testing.assert_allclose(grid.statistic("cross_entropy")[0, :-1], ce.numpy(), rtol=1e-5, atol=1e-6)
+    assert np.isnan(grid.statistic("cross_entropy")[0, -1]) and np.isnan(grid.statistic("rank")[0, -1])
+    assert (grid.statistic("forward_kl")[0] == 0).all()
+    assert row_labels(grid.rows, L) == ["output"]
+
+
+def test_chunking_bounds_memory_and_changes_nothing() -> None:
+    model = tiny_model("llama")
+    adapter = ModelAdapter(model)
+    forward = adapter.forward(IDS)
+    rows = [adapter.num_layers, 0, 2]  # any order; the grid keeps the caller's
+    targets = next_token_targets(IDS)
+    lens = random_tuned_lens(model)
+    whole = compute_grid(adapter, lens, forward, targets, rows)
+    seen: list[int] = []
+    original = adapter.unembed
+
+    def spy(h: torch.Tensor) -> torch.Tensor:
+        out = original(h)
+        seen.append(out.numel())
+        return out
+
+    adapter.unembed = spy  # type: ignore[method-assign]
+    chunk_bytes = 3 * 4 * adapter.vocab_size * len(rows) * 2  # two positions per chunk
+    chunked = compute_grid(adapter, lens, forward, targets, rows, chunk_bytes=chunk_bytes)
+    assert len(seen) == math.ceil(len(IDS) / 2) and max(seen) == 2 * 2 * adapter.vocab_size
+    np.testing.assert_allclose(chunked.statistics, whole.statistics, rtol=1e-6, atol=1e-6)
+    assert np.array_equal(chunked.top_ids, whole.top_ids)
+    assert row_labels(chunked.rows, adapter.num_layers) == ["output", "0", "2"]
+    single = compute_grid(adapter, lens, forward, targets, [2])
+    np.testing.assert_allclose(single.statistics[:, 0], whole.statistics[:, 2], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [[], [0, 0], [-1], [4]])
+def test_bad_rows_are_a_clear_error(rows: list[int]) -> None:
+    adapter = ModelAdapter(tiny_model("gpt2"))
+    with pytest.raises(ValueError, match=r"rows must be distinct indices in 0..3"):
+        compute_grid(adapter, LogitLens(), adapter.forward(IDS), next_token_targets(IDS), rows)
+
+
+def test_next_token_targets_shift_by_one_and_mark_the_last_missing() -> None:
+    assert next_token_targets(torch.tensor([7, 8, 9])).tolist() == [8, 9, NO_TARGET]

@@ -1,0 +1,131 @@
+"""Statistics against an independent float64 reference, written here with plain torch ops."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lens_widget.statistics import (
+    NO_TARGET,
+    STATISTICS,
+    cell_statistics,
+    cross_entropy,
+    entropy,
+    forward_kl,
+    log_probs,
+    max_probability,
+    rank,
+    top_k,
+)
+
+
+def reference(logits: torch.Tensor, model_logits: torch.Tensor, targets: torch.Tensor, k: int) -> dict:
+    """Float64, one cell at a time, straight from the definitions."""
+    out: dict[str, list] = {name: [] for name in STATISTICS}
+    out["top_probs"], out["p"] = [], []
+    for row, model_row, target in zip(logits.double(), model_logits.double(), targets.tolist(), strict=True):
+        p = torch.exp(row) / torch.exp(row).sum()
+        q = torch.exp(model_row) / torch.exp(model_row).sum()
+        out["entropy"].append(float(-(p * torch.log(p)).sum()))
+        out["forward_kl"].append(float((q * (torch.log(q) - torch.log(p))).sum()))
+        out["max_probability"].append(float(p.max()))
+        if target == NO_TARGET:
+            out["cross_entropy"].append(math.nan)
+            out["rank"].append(math.nan)
+        else:
+            out["cross_entropy"].append(float(-torch.log(p[target])))
+            # 1 + tokens strictly more likely: ties (common in float16) favour the target.
+            out["rank"].append(float(1 + int((p > p[target]).sum())))
+        order = sorted(range(len(p)), key=lambda i: -float(p[i]))[:k]
+        out["top_probs"].append([float(p[i]) for i in order])
+        out["p"].append(p)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cell_statistics_match_float64_reference(dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(0)
+    cells, vocab, k = 12, 257, 10
+    logits = (torch.randn(cells, vocab, generator=gen) * 3).to(dtype)
+    model_logits = (torch.randn(cells, vocab, generator=gen) * 3).to(dtype)
+    targets = torch.randint(0, vocab, (cells,), generator=gen)
+    targets[-1] = NO_TARGET
+    got = cell_statistics(logits, targets, log_probs(model_logits), k)
+    ref = reference(logits.float(), model_logits.float(), targets, k)
+    assert got.values.dtype == torch.float32
+    for i, name in enumerate(STATISTICS):
+        expected = torch.tensor(ref[name], dtype=torch.float64)
+        assert torch.allclose(got.values[i].double(), expected, rtol=1e-4, atol=1e-5, equal_nan=True), name
+    # The k largest probabilities, most likely first; tied tokens may come in either order, so each
+    # returned id is checked by its own reference probability.
+    assert torch.allclose(got.top_probs.double(), torch.tensor(ref["top_probs"], dtype=torch.float64), atol=1e-6)
+    for ids, probs, p in zip(got.top_ids, got.top_probs, ref["p"], strict=True):
+        assert len(set(ids.tolist())) == k
+        assert torch.allclose(p[ids], probs.double(), atol=1e-6)
+
+
+def test_single_statistic_functions_agree_with_cell_statistics() -> None:
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(5, 50, generator=gen)
+    model = log_probs(torch.randn(5, 50, generator=gen))
+    targets = torch.tensor([3, 7, 0, 49, NO_TARGET])
+    lp = log_probs(logits)
+    got = cell_statistics(logits, targets, model, 4)
+    singles = [
+        entropy(lp),
+        cross_entropy(lp, targets),
+        forward_kl(model, lp),
+        max_probability(lp),
+        rank(logits, targets),
+    ]
+    for i, value in enumerate(singles):
+        assert torch.allclose(got.values[i], value, equal_nan=True), STATISTICS[i]
+    ids, probs = top_k(lp, 4)
+    assert torch.equal(ids, got.top_ids) and torch.allclose(probs, got.top_probs)
+
+
+def test_last_position_has_missing_cross_entropy_and_rank_but_real_other_statistics() -> None:
+    logits = torch.randn(2, 30)
+    got = cell_statistics(logits, torch.tensor([4, NO_TARGET]), log_probs(logits), 3)
+    ce, rk = got.values[STATISTICS.index("cross_entropy")], got.values[STATISTICS.index("rank")]
+    assert not math.isnan(float(ce[0])) and math.isnan(float(ce[1]))
+    assert not math.isnan(float(rk[0])) and math.isnan(float(rk[1]))
+    assert torch.isfinite(got.values[STATISTICS.index("entropy")]).all()
+
+
+def test_kl_of_a_distribution_to_itself_is_exactly_zero() -> None:
+    logits = torch.randn(4, 100) * 5
+    got = cell_statistics(logits, torch.zeros(4, dtype=torch.long), log_probs(logits), 1)
+    assert torch.equal(got.values[STATISTICS.index("forward_kl")], torch.zeros(4))
+
+
+def test_rank_counts_strictly_higher_tokens_and_ties_favour_the_target() -> None:
+    logits = torch.tensor([[0.0, 5.0, 5.0, 1.0, -2.0]])
+    assert rank(logits, torch.tensor([1])).item() == 1.0
+    assert rank(logits, torch.tensor([2])).item() == 1.0
+    assert rank(logits, torch.tensor([3])).item() == 3.0
+    assert rank(logits, torch.tensor([4])).item() == 5.0
+
+
+def test_zero_probability_tokens_do_not_poison_entropy_or_kl() -> None:
+    logits = torch.tensor([[0.0, -torch.inf, 1.0]])
+    got = cell_statistics(logits, torch.tensor([0]), log_probs(logits), 2)
+    assert torch.isfinite(got.values).all()
+
+
+def test_leading_dimensions_broadcast_the_model_row_over_lens_rows() -> None:
+    logits = torch.randn(3, 4, 20)
+    model = log_probs(torch.randn(4, 20))
+    targets = torch.tensor([1, 2, 3, NO_TARGET])
+    got = cell_statistics(logits, targets, model, 5)
+    assert got.values.shape == (len(STATISTICS), 3, 4) and got.top_ids.shape == (3, 4, 5)
+    flat = cell_statistics(logits.reshape(12, 20), targets.repeat(3), model.repeat(3, 1), 5)
+    assert torch.allclose(got.values.reshape(len(STATISTICS), 12), flat.values, equal_nan=True)
+
+
+@pytest.mark.parametrize("k", [0, 21])
+def test_top_k_out_of_range_is_a_clear_error(k: int) -> None:
+    with pytest.raises(ValueError, match=r"top_k must be in 1\.\.20"):
+        cell_statistics(torch.randn(2, 20), torch.tensor([0, 1]), log_probs(torch.randn(2, 20)), k)
