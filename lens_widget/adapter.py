@@ -82,12 +82,14 @@ def _positive_or_none(value: Any) -> float | None:
 
 @dataclass(frozen=True)
 class ModelForward:
-    """What one forward pass yields for the lens: its inputs per layer and the model's logits."""
+    """What a forward pass yields for the lens: every hidden state of a run of positions."""
 
     hidden: torch.Tensor
-    """[num_layers, positions, d_model]: hidden_states[i] for i < num_layers (row i of the grid)."""
-    logits: torch.Tensor
-    """[positions, vocab]: the model's own output, the grid's last row."""
+    """[num_layers + 1, positions, d_model]: hidden_states[i]; row i < L is read by the lens, row L
+    (already final-normed by transformers in every tested family) gives the model's own output."""
+
+    def columns(self, start: int, end: int) -> ModelForward:
+        return ModelForward(self.hidden[:, start:end])
 
 
 class ModelAdapter:
@@ -124,6 +126,8 @@ class ModelAdapter:
             raise AdapterError(f"{self._cls}: config has no positive num_hidden_layers.")
         self.num_layers = num_layers
         self.layers_name, self._blocks = _find_blocks(model, num_layers, self._cls)
+        base = getattr(model, "base_model", model)
+        self._body: nn.Module = base if isinstance(base, nn.Module) else model
         self.vocab_size = int(head.weight.shape[0])
         self.logit_transform = LogitTransform.from_config(text_config)
         chain, normed, d_model = self._discover()
@@ -152,15 +156,29 @@ class ModelAdapter:
         """Logits the model would give if `h` were its last block's output (final norm included)."""
         return self.logit_transform(self.head(self.final_norm(h)))
 
+    def output_logits(self, final_hidden: torch.Tensor) -> torch.Tensor:
+        """The model's own logits from hidden_states[L], whichever layout the family uses."""
+        if self.last_hidden_is_normed:
+            return self.logit_transform(self.head(final_hidden))
+        return self.unembed(final_hidden)
+
     @torch.inference_mode()
-    def forward(self, input_ids: torch.Tensor) -> ModelForward:
-        """One full forward pass of a single sequence, shaped for the lens."""
+    def run(self, input_ids: torch.Tensor, cache: Any = None) -> tuple[torch.Tensor, Any]:
+        """Hidden states [L + 1, new positions, d] of `input_ids` continuing `cache`, and the cache.
+
+        Runs the base model, skipping the head: the output row is decoded by the lens grid, in
+        chunks, instead of materialising the model's positions × vocabulary logits here.
+        """
         if input_ids.ndim != 1:
             raise ValueError(f"input_ids must be one sequence (1-D), got shape {tuple(input_ids.shape)}")
         ids = input_ids.to(self.model.get_input_embeddings().weight.device)[None]
-        out = self.model(input_ids=ids, output_hidden_states=True, use_cache=False)
-        hidden = torch.stack([h[0] for h in out.hidden_states[: self.num_layers]])
-        return ModelForward(hidden=hidden, logits=out.logits[0])
+        out = self._body(input_ids=ids, cache=cache, use_cache=True, output_hidden_states=True)
+        hidden = torch.stack([h[0] for h in out.hidden_states])
+        return hidden, getattr(out, "cache", None)
+
+    def forward(self, input_ids: torch.Tensor) -> ModelForward:
+        """One full forward pass of a single sequence, shaped for the lens."""
+        return ModelForward(self.run(input_ids)[0])
 
     def _discover(self) -> tuple[tuple[nn.Module, ...], bool, int]:
         """Run the model once on a few tokens, watching which modules run in which order."""

@@ -34,6 +34,9 @@ class LensGrid:
     """int64 [rows, positions, k]: token ids, most likely first."""
     top_probs: np.ndarray
     """float32 [rows, positions, k]."""
+    last_logits: torch.Tensor | None = None
+    """float32 [rows, vocab] at the last position, when asked for: an append changes that
+    position's next token, and these give its new cross-entropy and rank without a second GEMM."""
 
     def statistic(self, name: str) -> np.ndarray:
         """[rows, positions] of one statistic by name."""
@@ -61,6 +64,7 @@ def compute_grid(
     rows: Sequence[int],
     top_k: int = 10,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    keep_last_logits: bool = False,
 ) -> LensGrid:
     """Every statistic of `rows` at every position of `forward`.
 
@@ -70,7 +74,8 @@ def compute_grid(
     num_layers = adapter.num_layers
     if not rows or len(set(rows)) != len(rows) or any(not 0 <= r <= num_layers for r in rows):
         raise ValueError(f"rows must be distinct indices in 0..{num_layers} (at least one), got {rows}")
-    positions, vocab = forward.logits.shape
+    positions = forward.hidden.shape[1]
+    vocab = adapter.vocab_size
     if not 1 <= top_k <= vocab:
         raise ValueError(f"top_k must be in 1..{vocab} (the vocabulary size), got {top_k}")
     if targets.shape != (positions,):
@@ -80,23 +85,28 @@ def compute_grid(
     stats = np.empty((len(STATISTICS), len(rows), positions), np.float32)
     top_ids = np.empty((len(rows), positions, top_k), np.int64)
     top_probs = np.empty((len(rows), positions, top_k), np.float32)
-    order = [r for r in rows if r < num_layers] + ([num_layers] if has_output else [])
-    slot = [rows.index(r) for r in order]  # where each computed row lands in the caller's order
+    last_logits = None
+    # Logits are stacked lens rows first, then the output row; `slot` puts each back in the caller's order.
+    slot = [rows.index(r) for r in [*lens_rows, *([num_layers] if has_output else [])]]
 
     # Per chunk: the logits, their log-probs and a temporary of the same size, in float32.
     block = max(1, chunk_bytes // (3 * 4 * vocab * len(rows)))
-    targets = targets.to(forward.logits.device)
+    targets = targets.to(forward.hidden.device)
     for start in range(0, positions, block):
         end = min(positions, start + block)
-        model_logits = forward.logits[start:end]
+        model_logits = adapter.output_logits(forward.hidden[num_layers, start:end])
         parts = []
         if lens_rows:
             translated = lens.translate(forward.hidden[lens_rows, start:end], lens_rows)
             parts.append(adapter.unembed(translated).float())
         if has_output:
             parts.append(model_logits.float()[None])
+        logits = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if keep_last_logits and end == positions:
+            last_logits = torch.empty_like(logits[:, -1])
+            last_logits[torch.tensor(slot)] = logits[:, -1]
         cells = cell_statistics(
-            parts[0] if len(parts) == 1 else torch.cat(parts),
+            logits,
             targets[start:end],
             log_probs(model_logits),
             top_k,
@@ -104,4 +114,4 @@ def compute_grid(
         stats[:, slot, start:end] = cells.values.cpu().numpy()
         top_ids[slot, start:end] = cells.top_ids.cpu().numpy()
         top_probs[slot, start:end] = cells.top_probs.cpu().numpy()
-    return LensGrid(rows=rows, statistics=stats, top_ids=top_ids, top_probs=top_probs)
+    return LensGrid(rows=rows, statistics=stats, top_ids=top_ids, top_probs=top_probs, last_logits=last_logits)
