@@ -92,3 +92,31 @@ def tiny_model(model_type: str, *, seed: int = 0, dtype: torch.dtype = torch.flo
         # Default init gives near-uniform predictions; sharper ones make every statistic informative.
         model.get_output_embeddings().weight.mul_(50.0)
     return model.eval()
+
+
+_CORPUS = """The quick brown fox jumps over the lazy dog. A lens shows what each layer of a transformer
+would predict next. Researchers type a sentence, and the picture follows: entropy falls with depth,
+the tuned lens agrees with the model sooner than the logit lens. Paris is the capital of France;
+Berlin is the capital of Germany. def main(): return 42  # code, numbers 3.14159 and symbols {}[]()
+Ünïcödé, naïve café, 東京, emoji 🙂🚀 and tabs\tand new
+lines.
+"""
+
+
+def tiny_tokenizer(vocab_size: int = VOCAB) -> Any:
+    """A byte-level BPE (GPT-2's scheme) trained here on a small corpus: a real fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<|endoftext|>"],
+        show_progress=False,
+    )
+    tok.train_from_iterator([_CORPUS] * 4, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")

@@ -1,0 +1,436 @@
+"""LensSession: the kernel-side engine that keeps a lens grid up to date as the text changes.
+
+Incremental by construction. In a causal LM nothing at a position depends on later tokens, so after
+an edit every column before the first changed token is still right: the session keeps those cells,
+crops the key/value cache to that point and runs the model only on the new suffix. Lens work is
+done for the new columns only, plus, when a column's next token changed, its cross-entropy and
+rank (from its kept logits when it was the last column, so an append costs one model step and one
+column of lens work). Every layer's hidden states are kept per position, so a lens switch or a
+stride change costs lens work only.
+
+Bounds (documented in the README): at most `max_tokens` tokens (default 2048, never more than the
+model's context). Longer text is cut to its first `max_tokens` tokens, and each update says so in
+`notice`. Kept state is about (L + 1) × T × d hidden values and the key/value cache in the model's
+dtype, plus (S × 4 + k × 12) bytes per displayed cell; it shrinks with the text.
+
+No widget or Jupyter dependency: the widget is a thin shell around this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .adapter import ModelAdapter, ModelForward
+from .grid import DEFAULT_CHUNK_BYTES, LensGrid, compute_grid, next_token_targets, row_labels
+from .lenses import Lens, LogitLens, TunedLens
+from .payload import GridBlock, encode_update, encode_vocabulary
+from .statistics import NO_TARGET, STATISTICS, cross_entropy, log_probs, rank
+from .text import Tokens, tokenize, vocabulary
+
+DEFAULT_MAX_TOKENS = 2048
+_CONTEXT_ATTRS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+_CE, _RANK = STATISTICS.index("cross_entropy"), STATISTICS.index("rank")
+
+
+@dataclass(frozen=True)
+class Update:
+    """What one call changed, and the payload that tells a view (see payload.py)."""
+
+    kind: str
+    """"full", "columns" or "rows"."""
+    rows: tuple[int, ...]
+    """Rows the payload carries cells for."""
+    col_start: int
+    """First column the payload carries (0 unless kind is "columns")."""
+    n_tokens: int
+    payload: dict[str, Any]
+
+    @property
+    def changed_columns(self) -> range:
+        return range(self.col_start, self.n_tokens)
+
+
+class _Track:
+    """One model's state over the session's text, separable so that an A/B session holds two."""
+
+    def __init__(self, name: str, adapter: ModelAdapter, lens: Lens) -> None:
+        self.name = name
+        self.adapter = adapter
+        self.lens = lens
+        self.reset()
+
+    def reset(self) -> None:
+        adapter = self.adapter
+        self.cache: Any = None
+        self.hidden = torch.empty(
+            (adapter.num_layers + 1, 0, adapter.d_model), dtype=adapter.dtype, device=adapter.device
+        )
+        self.rows: list[int] = []
+        self.stats = np.empty((len(STATISTICS), 0, 0), np.float32)
+        self.top_ids = np.empty((0, 0, 0), np.int64)
+        self.top_probs = np.empty((0, 0, 0), np.float32)
+        self.last_logits: dict[int, torch.Tensor] = {}
+        """Row → float32 [vocab] logits of the last column, for the next append's patch."""
+
+    @property
+    def positions(self) -> int:
+        return int(self.hidden.shape[1])
+
+    def advance(self, ids: list[int], keep: int) -> None:
+        """Bring hidden states and cache to `ids`, reusing the first `keep` positions."""
+        old = self.positions
+        if keep < old:
+            if self.cache is not None and self._croppable(old):
+                self.cache.crop(-(old - keep))
+            else:
+                self.cache, keep = None, 0  # recompute from the start: same results, more work
+            self.hidden = self.hidden[:, :keep].clone()  # clone: let the dropped positions' memory go
+        if len(ids) > keep:
+            suffix = torch.tensor(ids[keep:], dtype=torch.long)
+            hidden, self.cache = self.adapter.run(suffix, self.cache if keep else None)
+            self.hidden = torch.cat([self.hidden[:, :keep], hidden], dim=1)
+
+    def _croppable(self, length: int) -> bool:
+        """Sliding-window layers forget positions beyond their window: cropping those is unsafe."""
+        sliding = getattr(self.cache, "is_sliding", None) or []
+        if not any(sliding):
+            return True
+        window = getattr(self.adapter.model.config.get_text_config(), "sliding_window", None)
+        return isinstance(window, int) and length <= window
+
+    def grid(self, rows: Sequence[int], start: int, targets: torch.Tensor, top_k: int, chunk: int) -> LensGrid:
+        forward = ModelForward(self.hidden[:, start:])
+        return compute_grid(
+            self.adapter, self.lens, forward, targets[start:], rows, top_k, chunk, keep_last_logits=True
+        )
+
+    def keep_rows(self, rows: Sequence[int]) -> None:
+        index = [self.rows.index(r) for r in rows]
+        self.stats, self.top_ids, self.top_probs = self.stats[:, index], self.top_ids[index], self.top_probs[index]
+        self.rows = list(rows)
+        self.last_logits = {r: v for r, v in self.last_logits.items() if r in rows}
+
+    def block(self, rows: Sequence[int], start: int, patch: np.ndarray | None = None) -> GridBlock:
+        index = [self.rows.index(r) for r in rows]
+        return GridBlock(
+            self.name,
+            self.stats[:, index, start:],
+            self.top_ids[index, start:],
+            self.top_probs[index, start:],
+            patch,
+        )
+
+
+class LensSession:
+    """A lens grid over an editable text, recomputed incrementally."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        lens: Lens | None = None,
+        *,
+        top_k: int = 10,
+        layer_stride: int = 1,
+        device: str | torch.device | None = None,
+        max_tokens: int | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        name: str | None = None,
+    ) -> None:
+        if device is not None:
+            model.to(device)  # documented: the session runs the model where asked
+        model.eval()
+        adapter = ModelAdapter(model)
+        self.tokenizer = tokenizer
+        self.top_k = _check_top_k(top_k, adapter.vocab_size)
+        self.max_tokens = _check_max_tokens(max_tokens, _context_length(model))
+        self.chunk_bytes = _positive_int(chunk_bytes, "chunk_bytes")
+        self.layer_stride = _check_stride(layer_stride)
+        model_name = name or getattr(model.config, "name_or_path", "") or type(model).__name__
+        self._tracks = [_Track(str(model_name), adapter, self._fit_lens(adapter, lens))]
+        self._text = ""
+        self._tokens = Tokens(ids=[], spans=np.empty((0, 2), np.uint32), total=0)
+        self._fresh = True
+        self._vocabulary: dict[str, Any] | None = None
+
+    # --- public state -------------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @property
+    def tokens(self) -> Tokens:
+        return self._tokens
+
+    @property
+    def num_layers(self) -> int:
+        return self._tracks[0].adapter.num_layers
+
+    @property
+    def lens(self) -> Lens:
+        return self._tracks[0].lens
+
+    @property
+    def display_rows(self) -> list[int]:
+        """Rows the stride selects: 0, s, 2s, … < L, and always the output row L."""
+        return [*range(0, self.num_layers, self.layer_stride), self.num_layers]
+
+    @property
+    def rows(self) -> list[int]:
+        """Rows with cells (at least display_rows; more after a stride change, until the next edit)."""
+        return list(self._tracks[0].rows)
+
+    def grid_arrays(self, track: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """float32 statistics [S, rows, T], int64 top ids and float32 top probabilities [rows, T, k]."""
+        t = self._tracks[track]
+        return t.stats, t.top_ids, t.top_probs
+
+    def vocabulary(self) -> dict[str, Any]:
+        """Every token id's text, encoded once for the view (payload.encode_vocabulary)."""
+        if self._vocabulary is None:
+            self._vocabulary = encode_vocabulary(vocabulary(self.tokenizer, self._tracks[0].adapter.vocab_size))
+        return self._vocabulary
+
+    # --- changes ------------------------------------------------------------------------------
+
+    def set_text(self, text: str) -> Update:
+        """Bring the grid up to date with `text`; returns the columns that changed."""
+        tokens = tokenize(self.tokenizer, text, self.max_tokens)
+        with self._consistent():
+            old = self._tokens
+            keep = 0 if self._fresh else _common_prefix(old, tokens)
+            changed = old.ids != tokens.ids
+            ids, n = tokens.ids, len(tokens.ids)
+            targets = next_token_targets(torch.tensor(ids, dtype=torch.long))
+            rows = self.display_rows
+            patches: list[np.ndarray | None] = []
+            for track in self._tracks:
+                track.advance(ids, keep)
+                if not self._fresh:
+                    track.keep_rows(rows)
+                patches.append(self._patch(track, keep, ids, targets) if changed and keep > 0 else None)
+                grid = track.grid(rows, keep, targets, self.top_k, self.chunk_bytes) if n > keep else None
+                self._splice(track, rows, keep, grid, patches[-1])
+            self._text, self._tokens = text, tokens
+            kind = "full" if keep == 0 else "columns"
+            self._fresh = False
+            return self._update(kind, rows, keep, patches)
+
+    def set_lens(self, lens: Lens | None) -> Update:
+        """Switch lens (tuned ↔ logit) without running the model: lens rows are recomputed."""
+        fitted = [self._fit_lens(t.adapter, lens) for t in self._tracks]
+        with self._consistent():
+            for track, new in zip(self._tracks, fitted, strict=True):
+                track.lens = new
+            lens_rows = [r for r in self.rows if r < self.num_layers]
+            self._compute_rows(lens_rows)
+            return self._update("rows", lens_rows, 0)
+
+    def set_layer_stride(self, stride: int) -> Update:
+        """Show every `stride`-th layer (and the output row); only rows not yet computed cost work."""
+        self.layer_stride = _check_stride(stride)
+        with self._consistent():
+            missing = [r for r in self.display_rows if r not in self.rows]
+            self._compute_rows(missing)
+            return self._update("rows", missing, 0)
+
+    def full_update(self) -> Update:
+        """The whole state, for a view that has nothing yet."""
+        return self._update("full", self.rows, 0)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _consistent(self) -> _Rollback:
+        return _Rollback(self)
+
+    def reset(self) -> None:
+        """Forget every cached result; the next set_text recomputes from scratch (a "full" update)."""
+        for track in self._tracks:
+            track.reset()
+        self._tokens = Tokens(ids=[], spans=np.empty((0, 2), np.uint32), total=0)
+        self._fresh = True
+
+    def _fit_lens(self, adapter: ModelAdapter, lens: Lens | None) -> Lens:
+        if lens is None:
+            return LogitLens()
+        if isinstance(lens, TunedLens):
+            lens.check_model(adapter)
+            return lens.to(device=adapter.device, dtype=adapter.dtype)
+        if not isinstance(lens, Lens):
+            raise TypeError(f"lens must be a TunedLens, a LogitLens or None, got {type(lens).__name__}")
+        return lens
+
+    def _patch(self, track: _Track, keep: int, ids: list[int], targets: torch.Tensor) -> np.ndarray:
+        """Cross-entropy and rank of column keep - 1, whose next token changed."""
+        rows = track.rows
+        patch = np.full((2, len(rows)), np.nan, np.float32)
+        target = int(targets[keep - 1])
+        if target == NO_TARGET:
+            return patch  # it became the last column: nothing to predict
+        if keep == track.stats.shape[2] and all(r in track.last_logits for r in rows):
+            logits = torch.stack([track.last_logits[r] for r in rows])
+        else:
+            grid = compute_grid(
+                track.adapter,
+                track.lens,
+                ModelForward(track.hidden[:, keep - 1 : keep]),
+                targets[keep - 1 : keep],
+                rows,
+                self.top_k,
+                self.chunk_bytes,
+                keep_last_logits=True,
+            )
+            assert grid.last_logits is not None
+            logits = grid.last_logits
+        target_t = torch.full((len(rows),), target, dtype=torch.long, device=logits.device)
+        patch[0] = cross_entropy(log_probs(logits), target_t).cpu().numpy()
+        patch[1] = rank(logits, target_t).cpu().numpy()
+        return patch
+
+    def _splice(
+        self, track: _Track, rows: list[int], keep: int, grid: LensGrid | None, patch: np.ndarray | None
+    ) -> None:
+        """Columns before `keep` stay, the patch fixes column keep - 1, the new grid follows."""
+        k = self.top_k
+        stats = track.stats[:, :, :keep] if track.rows else np.empty((len(STATISTICS), len(rows), 0), np.float32)
+        top_ids = track.top_ids[:, :keep] if track.rows else np.empty((len(rows), 0, k), np.int64)
+        top_probs = track.top_probs[:, :keep] if track.rows else np.empty((len(rows), 0, k), np.float32)
+        if patch is not None:
+            stats = stats.copy()
+            stats[[_CE, _RANK], :, keep - 1] = patch
+        if grid is not None:
+            stats = np.concatenate([stats, grid.statistics], axis=2)
+            top_ids = np.concatenate([top_ids, grid.top_ids], axis=1)
+            top_probs = np.concatenate([top_probs, grid.top_probs], axis=1)
+            assert grid.last_logits is not None
+            track.last_logits = dict(zip(rows, grid.last_logits, strict=True))
+        elif keep < track.stats.shape[2]:
+            track.last_logits = {}  # the text shrank: the last column's logits are not kept
+        track.rows, track.stats, track.top_ids, track.top_probs = list(rows), stats, top_ids, top_probs
+
+    def _compute_rows(self, rows: list[int]) -> None:
+        """(Re)compute `rows` for every column and merge them into each track's rows."""
+        if not rows or not self._tokens.ids:
+            for track in self._tracks:
+                self._merge_rows(track, rows, None)
+            return
+        targets = next_token_targets(torch.tensor(self._tokens.ids, dtype=torch.long))
+        for track in self._tracks:
+            self._merge_rows(track, rows, track.grid(rows, 0, targets, self.top_k, self.chunk_bytes))
+
+    def _merge_rows(self, track: _Track, rows: list[int], grid: LensGrid | None) -> None:
+        merged = sorted(set(track.rows) | set(rows))
+        n, k = len(self._tokens.ids), self.top_k
+        stats = np.empty((len(STATISTICS), len(merged), n), np.float32)
+        top_ids = np.empty((len(merged), n, k), np.int64)
+        top_probs = np.empty((len(merged), n, k), np.float32)
+        for i, r in enumerate(merged):
+            if r in rows:
+                j = rows.index(r)
+                source = (
+                    (grid.statistics[:, j], grid.top_ids[j], grid.top_probs[j])
+                    if grid is not None
+                    else (np.empty((len(STATISTICS), 0)), np.empty((0, k)), np.empty((0, k)))
+                )
+            else:
+                j = track.rows.index(r)
+                source = (track.stats[:, j], track.top_ids[j], track.top_probs[j])
+            stats[:, i], top_ids[i], top_probs[i] = source
+        if grid is not None and grid.last_logits is not None:
+            track.last_logits.update(zip(rows, grid.last_logits, strict=True))
+        track.rows, track.stats, track.top_ids, track.top_probs = merged, stats, top_ids, top_probs
+
+    def _update(self, kind: str, rows: Sequence[int], start: int, patches: Sequence[Any] = ()) -> Update:
+        rows = tuple(rows)
+        tokens = self._tokens
+        n = len(tokens.ids)
+        patches = list(patches) or [None] * len(self._tracks)
+        notice = ""
+        if tokens.total > n:
+            notice = (
+                f"The text has {tokens.total} tokens; showing the first {n} (max_tokens = {self.max_tokens}). "
+                "Text after that is not analysed."
+            )
+        adapter = self._tracks[0].adapter
+        payload = encode_update(
+            kind=kind,
+            rows=rows,
+            row_labels=row_labels(rows, self.num_layers),
+            num_layers=self.num_layers,
+            col_start=start,
+            n_tokens=n,
+            total_tokens=tokens.total,
+            top_k=self.top_k,
+            lens=self.lens.name,
+            vocab_size=adapter.vocab_size,
+            grids=[t.block(rows, start, p) for t, p in zip(self._tracks, patches, strict=True)],
+            token_ids=tokens.ids[start:],
+            token_spans=tokens.spans[start:],
+            notice=notice,
+            layer_stride=self.layer_stride,
+        )
+        return Update(kind, rows, start, n, payload)
+
+
+class _Rollback:
+    """On any exception inside, forget all cached state so the next set_text starts clean."""
+
+    def __init__(self, session: LensSession) -> None:
+        self.session = session
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: Any) -> None:
+        if kind is not None:
+            self.session.reset()
+
+
+def _common_prefix(old: Tokens, new: Tokens) -> int:
+    """Leading tokens that are the same token over the same text (ids and spans)."""
+    n = min(len(old.ids), len(new.ids))
+    same = (np.asarray(old.ids[:n]) == np.asarray(new.ids[:n])) & (old.spans[:n] == new.spans[:n]).all(axis=1)
+    differs = np.flatnonzero(~same)
+    return int(differs[0]) if len(differs) else n
+
+
+def _context_length(model: nn.Module) -> int | None:
+    config = model.config.get_text_config()
+    for attr in _CONTEXT_ATTRS:
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_stride(stride: Any) -> int:
+    return _positive_int(stride, "layer_stride")
+
+
+def _check_top_k(top_k: Any, vocab: int) -> int:
+    k = _positive_int(top_k, "top_k")
+    if k > vocab:
+        raise ValueError(f"top_k must be at most the vocabulary size {vocab}, got {k}")
+    return k
+
+
+def _check_max_tokens(max_tokens: Any, context: int | None) -> int:
+    if max_tokens is None:
+        return min(DEFAULT_MAX_TOKENS, context or DEFAULT_MAX_TOKENS)
+    value = _positive_int(max_tokens, "max_tokens")
+    if context is not None and value > context:
+        raise ValueError(f"max_tokens = {value} exceeds the model's context of {context} tokens")
+    return value

@@ -1,0 +1,68 @@
+"""Text to tokens with character spans the browser can use, and the strings of a vocabulary.
+
+Spans are in UTF-16 code units, because that is how JavaScript indexes the text box's string:
+Python counts code points, so any character outside the Basic Multilingual Plane (most emoji)
+would otherwise shift every later span by one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """A tokenized text, cut to the session's bound."""
+
+    ids: list[int]
+    """Token ids, at most the session's max_tokens."""
+    spans: np.ndarray
+    """uint32 [len(ids), 2]: [start, end) of each token in the text, in UTF-16 code units."""
+    total: int
+    """Tokens the whole text has; more than len(ids) when the text was cut."""
+
+
+def tokenize(tokenizer: Any, text: str, max_tokens: int) -> Tokens:
+    """Tokenize as the model would see the text (special tokens included), keeping spans.
+
+    Lone surrogates (which a browser can send, and which Rust tokenizers refuse) are tokenized as
+    U+FFFD; the text itself is untouched and spans still index it.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError(
+            f"{type(tokenizer).__name__} is a slow tokenizer, which cannot report token spans; "
+            "load a fast one (AutoTokenizer.from_pretrained(..., use_fast=True))."
+        )
+    clean = _LONE_SURROGATE.sub("\ufffd", text)
+    encoded = tokenizer(clean, return_offsets_mapping=True, add_special_tokens=True, verbose=False)
+    ids = list(encoded["input_ids"])
+    offsets = np.asarray(encoded["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+    total = len(ids)
+    ids, offsets = ids[:max_tokens], offsets[:max_tokens]
+    return Tokens(ids=ids, spans=utf16_offsets(clean, offsets).astype(np.uint32), total=total)
+
+
+def utf16_offsets(text: str, offsets: np.ndarray) -> np.ndarray:
+    """Code-point offsets into `text` as UTF-16 code-unit offsets."""
+    if not text.isascii():
+        astral = np.fromiter((ord(c) > 0xFFFF for c in text), dtype=np.int64, count=len(text))
+        before = np.concatenate([[0], np.cumsum(astral)])
+        return offsets + before[np.clip(offsets, 0, len(text))]
+    return offsets
+
+
+def vocabulary(tokenizer: Any, size: int) -> list[str]:
+    """How each token id reads as text, for ids 0 … size-1 (the model's vocabulary can be larger
+    than the tokenizer's: those ids read `<id>`)."""
+    known = min(size, len(tokenizer))
+    strings = tokenizer.batch_decode([[i] for i in range(known)], clean_up_tokenization_spaces=False)
+    strings = [_LONE_SURROGATE.sub("\ufffd", s) for s in strings]
+    return strings + [f"<{i}>" for i in range(known, size)]

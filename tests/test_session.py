@@ -1,0 +1,322 @@
+"""LensSession: incremental results equal a fresh recompute, the cache is really reused, and bad
+input gets a clear error or a documented behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tiny_models import tiny_model, tiny_tokenizer
+from torch import nn
+
+from lens_widget import LogitLens, TunedLens
+from lens_widget.payload import apply_update
+from lens_widget.session import LensSession
+from lens_widget.statistics import STATISTICS
+
+VOCAB = 400
+TOKENIZER = tiny_tokenizer(VOCAB)
+TEXT = "The quick brown fox jumps over the lazy dog. Paris is the capital of France."
+
+
+def model(family: str = "gpt_neox", dtype: torch.dtype = torch.float32, **extra: object) -> nn.Module:
+    return tiny_model(family, vocab_size=VOCAB, dtype=dtype, max_position_embeddings=512, **extra)
+
+
+def session(m: nn.Module | None = None, **kwargs: object) -> LensSession:
+    return LensSession(m if m is not None else model(), TOKENIZER, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_same_grid(a: LensSession, b: LensSession, *, exact_ids: bool = True, tol: float = 1e-4) -> None:
+    assert a.tokens.ids == b.tokens.ids
+    assert np.array_equal(a.tokens.spans, b.tokens.spans)
+    assert a.rows == b.rows
+    (sa, ia, pa), (sb, ib, pb) = a.grid_arrays(), b.grid_arrays()
+    np.testing.assert_allclose(sa, sb, rtol=tol, atol=tol)
+    if exact_ids:
+        assert np.array_equal(ia, ib)
+    np.testing.assert_allclose(pa, pb, rtol=tol, atol=tol)
+
+
+class PositionCounter:
+    """Counts the positions the model's embedding sees: the model's real work, not a timing."""
+
+    def __init__(self, m: nn.Module) -> None:
+        self.calls: list[int] = []
+        m.get_input_embeddings().register_forward_hook(lambda mod, args, out: self.calls.append(args[0].numel()))
+
+
+def test_first_text_gives_a_full_grid_of_every_row() -> None:
+    s = session()
+    update = s.set_text(TEXT)
+    n = len(TOKENIZER(TEXT).input_ids)
+    assert update.kind == "full" and update.col_start == 0 and update.n_tokens == n
+    assert update.rows == tuple(range(s.num_layers + 1))
+    stats, ids, probs = s.grid_arrays()
+    assert stats.shape == (len(STATISTICS), s.num_layers + 1, n) and ids.shape == (s.num_layers + 1, n, 10)
+
+
+def test_append_runs_the_model_on_exactly_one_new_position() -> None:
+    m = model()
+    s = session(m)
+    s.set_text("The quick brown fox jumps over the lazy")
+    counter = PositionCounter(m)
+    before = len(s.tokens.ids)
+    update = s.set_text("The quick brown fox jumps over the lazy dog")
+    assert len(s.tokens.ids) == before + 1
+    assert counter.calls == [1]
+    assert update.kind == "columns" and list(update.changed_columns) == [before]
+    fresh = session(model())
+    fresh.set_text(s.text)
+    assert_same_grid(s, fresh)
+
+
+def test_append_patches_the_previous_columns_cross_entropy_without_a_second_gemm() -> None:
+    m = model()
+    s = session(m)
+    s.set_text("Paris is the capital of")
+    unembeds: list[int] = []
+    head = m.get_output_embeddings()
+    head.register_forward_hook(lambda mod, args, out: unembeds.append(args[0].shape[-2] if args[0].ndim > 1 else 1))
+    update = s.set_text("Paris is the capital of France")
+    # One column for every displayed row: lens rows go through the head in one call, the output row in another.
+    assert sum(unembeds) == s.num_layers + 1
+    assert update.payload["grids"][0]["patch"], "the previous column's CE and rank are sent"
+    fresh = session(model())
+    fresh.set_text(s.text)
+    assert_same_grid(s, fresh)
+
+
+def test_an_edit_in_the_middle_reruns_only_the_suffix() -> None:
+    m = model()
+    s = session(m)
+    s.set_text(TEXT)
+    counter = PositionCounter(m)
+    edited = TEXT.replace("lazy", "sleepy")
+    update = s.set_text(edited)
+    first = next(i for i, (a, b) in enumerate(zip(TOKENIZER(TEXT).input_ids, TOKENIZER(edited).input_ids)) if a != b)
+    assert update.col_start == first
+    assert counter.calls == [len(s.tokens.ids) - first]
+    fresh = session(model())
+    fresh.set_text(edited)
+    assert_same_grid(s, fresh)
+
+
+def test_a_stride_change_computes_only_missing_rows_and_keeps_the_output_row() -> None:
+    m = model(num_hidden_layers=6)
+    s = session(m, layer_stride=3)
+    s.set_text(TEXT)
+    assert s.rows == [0, 3, 6]
+    counter = PositionCounter(m)
+    update = s.set_layer_stride(2)
+    assert counter.calls == [], "no model run for a stride change"
+    assert update.kind == "rows" and update.rows == (2, 4)
+    assert s.rows == [0, 2, 3, 4, 6]
+    again = s.set_layer_stride(3)
+    assert again.rows == () and s.rows == [0, 2, 3, 4, 6]
+    s.set_text(TEXT + " More")
+    assert s.rows == [0, 3, 6], "an edit recomputes only the displayed rows"
+    fresh = session(model(num_hidden_layers=6), layer_stride=3)
+    fresh.set_text(s.text)
+    assert_same_grid(s, fresh)
+
+
+def test_a_lens_switch_reruns_no_model() -> None:
+    m = model()
+    s = session(m)
+    s.set_text(TEXT)
+    lens = TunedLens.from_model(m)
+    with torch.no_grad():
+        for p in lens.parameters():
+            p.normal_(0, 0.3)
+    counter = PositionCounter(m)
+    update = s.set_lens(lens)
+    assert counter.calls == [] and update.kind == "rows" and update.rows == tuple(range(s.num_layers))
+    fresh = session(model(), lens=lens)
+    fresh.set_text(TEXT)
+    assert_same_grid(s, fresh)
+    s.set_text(TEXT + " And")  # the append after a switch uses the switched lens's kept logits
+    fresh.set_text(TEXT + " And")
+    assert_same_grid(s, fresh)
+    s.set_lens(None)
+    logit = session(model())
+    logit.set_text(s.text)
+    assert_same_grid(s, logit)
+    assert isinstance(s.lens, LogitLens)
+
+
+def test_the_payload_stream_rebuilds_the_sessions_state() -> None:
+    s = session(model(num_hidden_layers=4), layer_stride=2)
+    state = apply_update(None, s.set_text("Hello").payload)
+    for change in [
+        lambda: s.set_text("Hello world"),
+        lambda: s.set_layer_stride(1),
+        lambda: s.set_text("Hello there world"),
+        lambda: s.set_layer_stride(4),
+        lambda: s.set_text("Hello"),
+        lambda: s.set_text(""),
+        lambda: s.set_text("Again 🙂"),
+    ]:
+        state = apply_update(state, change().payload)
+        assert state.rows == s.rows
+        stats, ids, probs = s.grid_arrays()
+        np.testing.assert_allclose(state.grids[0].stats, stats, rtol=1e-3, atol=1e-3)
+        assert np.array_equal(state.grids[0].top_ids, ids)
+        assert state.token_ids.tolist() == s.tokens.ids
+
+
+def test_empty_and_whitespace_texts_are_empty_or_real_grids() -> None:
+    s = session()
+    update = s.set_text("")
+    assert update.n_tokens == 0 and s.grid_arrays()[0].shape[2] == 0
+    update = s.set_text("   \n\t ")
+    assert update.n_tokens == len(TOKENIZER("   \n\t ").input_ids) > 0
+    s.set_text("")
+    assert s.tokens.ids == [] and s.set_text("x").n_tokens == 1
+
+
+def test_text_longer_than_max_tokens_is_cut_with_a_notice() -> None:
+    s = session(max_tokens=16)
+    update = s.set_text(TEXT * 3)
+    assert update.n_tokens == 16
+    notice = update.payload["header"]["notice"]
+    assert "showing the first 16" in notice and str(len(TOKENIZER(TEXT * 3).input_ids)) in notice
+    assert update.payload["header"]["total_tokens"] > 16
+
+
+def test_a_huge_text_is_bounded_and_fast_to_refuse_nothing() -> None:
+    s = session(max_tokens=64)
+    update = s.set_text("word " * 20_000)  # 100k characters
+    assert update.n_tokens == 64 and "showing the first 64" in update.payload["header"]["notice"]
+
+
+def test_invalid_surrogates_are_tokenized_as_replacement_characters() -> None:
+    s = session()
+    update = s.set_text("bad \ud800 surrogate")
+    assert update.n_tokens > 0
+    assert s.text == "bad \ud800 surrogate", "the user's text is kept as typed"
+
+
+def test_max_tokens_above_the_context_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_tokens = 1000 exceeds the model's context of 512 tokens"):
+        session(max_tokens=1000)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
+def test_bad_strides_are_a_clear_error(bad: object) -> None:
+    with pytest.raises(ValueError, match="layer_stride must be a positive integer"):
+        session(layer_stride=bad)
+    s = session()
+    with pytest.raises(ValueError, match="layer_stride must be a positive integer"):
+        s.set_layer_stride(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("k", "message"), [(0, "top_k must be a positive integer"), (VOCAB + 1, "at most the vocabulary size 400")]
+)
+def test_bad_top_k_is_a_clear_error(k: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        session(top_k=k)
+
+
+def test_non_text_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="text must be a str, got int"):
+        session().set_text(5)  # type: ignore[arg-type]
+
+
+def test_a_mismatched_lens_is_refused_and_the_session_keeps_working() -> None:
+    s = session()
+    s.set_text(TEXT)
+    other = TunedLens.from_model(tiny_model("gpt_neox", vocab_size=VOCAB, hidden_size=64))
+    with pytest.raises(Exception, match="d_model = 64"):
+        s.set_lens(other)
+    assert s.set_text(TEXT + "!").kind == "columns"
+
+
+def test_an_exception_mid_update_leaves_the_session_consistent() -> None:
+    m = model()
+    s = session(m)
+    s.set_text(TEXT)
+    armed = {"fail": True}
+
+    def explode(module: nn.Module, args: object, out: object) -> None:
+        if armed["fail"]:
+            armed["fail"] = False
+            raise RuntimeError("injected failure")
+
+    m.get_input_embeddings().register_forward_hook(explode)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        s.set_text(TEXT + " More words")
+    update = s.set_text(TEXT + " More words")
+    assert update.kind == "full", "after a failure the view is sent the whole state"
+    fresh = session(model())
+    fresh.set_text(TEXT + " More words")
+    assert_same_grid(s, fresh)
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "gemma2", "gpt2"])
+def test_incremental_equals_fresh_across_families_including_sliding_windows(family: str) -> None:
+    # mistral and gemma2 have an 8-token sliding window here: edits beyond it recompute from the start.
+    s = session(model(family))
+    for text in ["Paris is", "Paris is the capital of France.", "Paris is a city in France.", "Paris"]:
+        s.set_text(text)
+        fresh = session(model(family))
+        fresh.set_text(text)
+        assert_same_grid(s, fresh)
+
+
+# --- property test: any edit sequence ends where a fresh session on the final text starts --------
+
+ALPHABET = st.sampled_from(list("abcdefghij ,.\n\t") + ["é", "東", "🙂", "the", " capital", "Paris"])
+EDIT = st.tuples(
+    st.sampled_from(["insert", "delete", "replace"]),
+    st.floats(0, 1),
+    st.floats(0, 1),
+    st.lists(ALPHABET, max_size=4).map("".join),
+)
+
+
+def apply_edit(text: str, edit: tuple[str, float, float, str]) -> str:
+    op, at, length, piece = edit
+    i = int(at * len(text))
+    j = min(len(text), i + int(length * 6))
+    if op == "insert":
+        return text[:i] + piece + text[i:]
+    if op == "delete":
+        return text[:i] + text[j:]
+    return text[:i] + piece + text[j:]
+
+
+F64 = model(dtype=torch.float64)
+F64_FRESH = model(dtype=torch.float64)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(start=st.lists(ALPHABET, max_size=12).map("".join), edits=st.lists(EDIT, max_size=8), stride=st.integers(1, 3))
+def test_any_edit_sequence_equals_a_fresh_session_on_the_final_text(start: str, edits: list, stride: int) -> None:
+    # float64 weights: the incremental path (cached attention) and a fresh forward then differ by
+    # ~1e-16, so top-k ids can be compared exactly without near-ties flipping.
+    s = LensSession(F64, TOKENIZER, layer_stride=stride)
+    text = start
+    s.set_text(text)
+    for edit in edits:
+        text = apply_edit(text, edit)
+        s.set_text(text)
+    fresh = LensSession(F64_FRESH, TOKENIZER, layer_stride=stride)
+    fresh.set_text(text)
+    assert_same_grid(s, fresh, tol=1e-3)  # the float16 payload's tolerance
+
+
+def test_float32_incremental_matches_fresh_within_float16_tolerance() -> None:
+    s = session()
+    text = ""
+    for piece in ["The", " quick", " brown", " fox", " 🙂", " jumps", "\n", "over"]:
+        text += piece
+        s.set_text(text)
+    text = text.replace("brown", "red")
+    s.set_text(text)
+    fresh = session(model())
+    fresh.set_text(text)
+    assert_same_grid(s, fresh, tol=1e-3)
