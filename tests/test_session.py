@@ -54,7 +54,7 @@ def test_first_text_gives_a_full_grid_of_every_row() -> None:
     n = len(TOKENIZER(TEXT).input_ids)
     assert update.kind == "full" and update.col_start == 0 and update.n_tokens == n
     assert update.rows == tuple(range(s.num_layers + 1))
-    stats, ids, probs = s.grid_arrays()
+    stats, ids, _probs = s.grid_arrays()
     assert stats.shape == (len(STATISTICS), s.num_layers + 1, n) and ids.shape == (s.num_layers + 1, n, 10)
 
 
@@ -96,7 +96,8 @@ def test_an_edit_in_the_middle_reruns_only_the_suffix() -> None:
     counter = PositionCounter(m)
     edited = TEXT.replace("lazy", "sleepy")
     update = s.set_text(edited)
-    first = next(i for i, (a, b) in enumerate(zip(TOKENIZER(TEXT).input_ids, TOKENIZER(edited).input_ids)) if a != b)
+    old_ids, new_ids = TOKENIZER(TEXT).input_ids, TOKENIZER(edited).input_ids
+    first = next(i for i, (a, b) in enumerate(zip(old_ids, new_ids, strict=False)) if a != b)
     assert update.col_start == first
     assert counter.calls == [len(s.tokens.ids) - first]
     fresh = session(model())
@@ -161,7 +162,7 @@ def test_the_payload_stream_rebuilds_the_sessions_state() -> None:
     ]:
         state = apply_update(state, change().payload)
         assert state.rows == s.rows
-        stats, ids, probs = s.grid_arrays()
+        stats, ids, _probs = s.grid_arrays()
         np.testing.assert_allclose(state.grids[0].stats, stats, rtol=1e-3, atol=1e-3)
         assert np.array_equal(state.grids[0].top_ids, ids)
         assert state.token_ids.tolist() == s.tokens.ids
@@ -269,7 +270,7 @@ def test_incremental_equals_fresh_across_families_including_sliding_windows(fami
 
 # --- property test: any edit sequence ends where a fresh session on the final text starts --------
 
-ALPHABET = st.sampled_from(list("abcdefghij ,.\n\t") + ["é", "東", "🙂", "the", " capital", "Paris"])
+ALPHABET = st.sampled_from([*list("abcdefghij ,.\n\t"), "é", "東", "🙂", "the", " capital", "Paris"])
 EDIT = st.tuples(
     st.sampled_from(["insert", "delete", "replace"]),
     st.floats(0, 1),
