@@ -49,6 +49,7 @@ import numpy as np
 from .statistics import STATISTICS, UNITS
 
 VERSION = 1
+KINDS = ("full", "columns", "rows")
 F16_MAX = 65504.0
 _RANK = STATISTICS.index("rank")
 _PATCHED = (STATISTICS.index("cross_entropy"), STATISTICS.index("rank"))
@@ -112,7 +113,7 @@ def encode_update(
     layer_stride: int = 1,
 ) -> dict[str, Any]:
     """Pack computed cells into the wire format (pure: no session state)."""
-    if kind not in ("full", "columns", "rows"):
+    if kind not in KINDS:
         raise PayloadError(f"unknown update kind {kind!r}")
     header: dict[str, Any] = {
         "version": VERSION,
@@ -224,6 +225,8 @@ def decode_update(payload: dict[str, Any]) -> DecodedUpdate:
         header = payload["header"]
         if header.get("version") != VERSION:
             raise PayloadError(f"payload version {header.get('version')!r}, expected {VERSION}")
+        if header.get("kind") not in KINDS:
+            raise PayloadError(f"unknown update kind {header.get('kind')!r}")
         S, R = len(header["statistics"]), len(header["rows"])
         C, k = header["n_tokens"] - header["col_start"], header["top_k"]
         if C < 0:
@@ -266,9 +269,7 @@ def apply_update(state: ViewState | None, payload: dict[str, Any]) -> ViewState:
         raise PayloadError("the update and the state have different numbers of grids")
     if kind == "columns":
         return _apply_columns(state, update)
-    if kind == "rows":
-        return _apply_rows(state, update)
-    raise PayloadError(f"unknown update kind {kind!r}")
+    return _apply_rows(state, update)
 
 
 def _apply_columns(state: ViewState, update: DecodedUpdate) -> ViewState:

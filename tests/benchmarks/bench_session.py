@@ -1,0 +1,207 @@
+"""Benchmark LensSession against the naive recompute tuned-lens does on every change.
+
+Usage:
+    python tests/benchmarks/bench_session.py                       # CPU, Pythia-160m shape, 256 tokens
+    python tests/benchmarks/bench_session.py --device cuda --shape pythia-1.4b --tokens 1024
+
+The model has Pythia's architecture and size with random weights (nothing is downloaded); the
+tokenizer is a byte-level BPE trained on the spot. Prints a table and one JSON line. All timings
+come from this one run, medians of several repeats, so their ratios are comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tiny_models import tiny_tokenizer
+
+from lens_widget import ModelAdapter
+from lens_widget.payload import payload_size
+from lens_widget.session import LensSession
+
+SHAPES: dict[str, dict[str, Any]] = {
+    "pythia-160m": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
+    "pythia-410m": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
+    "pythia-1.4b": {"hidden_size": 2048, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 8192},
+}
+
+WORDS = (
+    "the model reads each token and the lens shows what every layer would predict next while the "
+    "researcher types a sentence about Paris France Berlin Germany numbers 3.14 and code def main"
+).split()
+
+
+def build_model(shape: str, device: str) -> torch.nn.Module:
+    config = AutoConfig.for_model(
+        "gpt_neox",
+        vocab_size=50304,
+        rotary_pct=0.25,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+        **SHAPES[shape],
+    )
+    torch.manual_seed(0)
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    return AutoModelForCausalLM.from_config(config, dtype=dtype).to(device).eval()
+
+
+def text_of(tokenizer: Any, n: int) -> str:
+    """A text of exactly n tokens (the prefix of a long word salad, cut at a token boundary)."""
+    words, i = [], 0
+    while len(tokenizer(" ".join(words)).input_ids) <= n:
+        words.append(WORDS[i % len(WORDS)])
+        i += 1
+    text = " ".join(words)
+    spans = tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+    return text[: spans[n - 1][1]]
+
+
+def median_time(
+    fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] | None = None, sync: bool = False
+) -> float:
+    times = []
+    for _ in range(repeats):
+        if setup is not None:
+            setup()
+        if sync:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if sync:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@torch.inference_mode()
+def naive_full(model: torch.nn.Module, adapter: ModelAdapter, ids: torch.Tensor, k: int) -> None:
+    """What tuned-lens's PredictionTrajectory does: every layer's full-vocabulary log-softmax held at
+    once, statistics from it, and the rank by sorting the vocabulary twice per cell."""
+    out = model(input_ids=ids[None], output_hidden_states=True)
+    L = adapter.num_layers
+    rows = [adapter.unembed(out.hidden_states[i][0]) for i in range(L)] + [out.logits[0]]
+    logp = torch.log_softmax(torch.stack(rows).float(), dim=-1)  # [L + 1, T, V]
+    p = logp.exp()
+    targets = torch.cat([ids[1:], ids[-1:]]).to(logp.device)
+    entropy = -(p * logp).sum(-1)
+    ce = -logp.gather(-1, targets.expand(L + 1, -1)[..., None])[..., 0]
+    kl = (p[-1] * (logp[-1] - logp)).sum(-1)
+    max_p = p.max(-1).values
+    ranks = (-logp).argsort(-1).argsort(-1).gather(-1, targets.expand(L + 1, -1)[..., None])[..., 0] + 1
+    top = logp.topk(k, dim=-1)
+    for t in (entropy, ce, kl, max_p, ranks, top.values, top.indices):
+        t.cpu()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--shape", default="pythia-160m", choices=sorted(SHAPES))
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--naive-repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON line here")
+    args = parser.parse_args()
+    sync = args.device == "cuda"
+
+    tokenizer = tiny_tokenizer(1000)
+    model = build_model(args.shape, args.device)
+    n = args.tokens
+    base = text_of(tokenizer, n)
+    appended = next(base + w for w in (" the", " a", ".", "s") if len(tokenizer(base + w).input_ids) == n + 1)
+    ids = tokenizer(base).input_ids
+    mid_start, mid_end = tokenizer(base, return_offsets_mapping=True)["offset_mapping"][n // 2]
+    middle = base[:mid_start] + " Zanzibar" + base[mid_end:]
+    assert len(ids) == n and len(tokenizer(appended).input_ids) == n + 1
+
+    session = LensSession(model, tokenizer, top_k=args.top_k, max_tokens=max(2048, n + 8))
+    rows = session.num_layers + 1
+    cells = rows * n
+
+    # Our first full grid (fresh session state each repeat).
+    full_s = median_time(lambda: session.set_text(base), args.repeats, setup=session.reset, sync=sync)
+    full_bytes = payload_size(session.full_update().payload)
+
+    # Append one token, and replace the token in the middle, each from the 256-token state.
+    append_update: list[Any] = []
+    append_s = median_time(
+        lambda: append_update.append(session.set_text(appended)),
+        args.repeats,
+        setup=lambda: session.set_text(base),
+        sync=sync,
+    )
+    append_bytes = payload_size(append_update[-1].payload)
+    middle_update: list[Any] = []
+    middle_s = median_time(
+        lambda: middle_update.append(session.set_text(middle)),
+        args.repeats,
+        setup=lambda: session.set_text(base),
+        sync=sync,
+    )
+    session_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    adapter = session._tracks[0].adapter
+    tensor_ids = torch.tensor(ids, device=args.device)
+    naive_s = median_time(lambda: naive_full(model, adapter, tensor_ids, args.top_k), args.naive_repeats, sync=sync)
+    total_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    result = {
+        "device": args.device,
+        "shape": args.shape,
+        "tokens": n,
+        "rows": rows,
+        "top_k": args.top_k,
+        "naive_full_s": round(naive_s, 4),
+        "full_s": round(full_s, 4),
+        "append_s": round(append_s, 4),
+        "middle_edit_s": round(middle_s, 4),
+        "middle_edit_col_start": middle_update[-1].col_start,
+        "payload_full_bytes": full_bytes,
+        "payload_append_bytes": append_bytes,
+        "bytes_per_cell": round(full_bytes / cells, 2),
+        "peak_rss_mb": round(session_rss, 1),
+        "peak_rss_with_naive_mb": round(total_rss, 1),
+    }
+    targets = [
+        ("append_s <= naive_full_s / 40", append_s <= naive_s / 40, f"{naive_s / append_s:.1f}x faster"),
+        ("middle_edit_s <= 0.6 naive_full_s", middle_s <= 0.6 * naive_s, f"{middle_s / naive_s:.2f} of naive"),
+        ("full_s <= 0.6 naive_full_s", full_s <= 0.6 * naive_s, f"{full_s / naive_s:.2f} of naive"),
+        (
+            "payload_append <= payload_full / 100",
+            append_bytes <= full_bytes / 100,
+            f"1/{full_bytes / append_bytes:.0f}",
+        ),
+        ("bytes_per_cell <= 64", full_bytes / cells <= 64, f"{full_bytes / cells:.1f} B"),
+    ]
+    print(f"LensSession benchmark: {args.shape} shape, random weights, {n} tokens, {rows} rows, top-{args.top_k}")
+    print(f"{'measure':<24}{'value':>14}")
+    for key in ("naive_full_s", "full_s", "append_s", "middle_edit_s"):
+        print(f"{key:<24}{result[key]:>14.4f}")
+    for key in ("payload_full_bytes", "payload_append_bytes", "bytes_per_cell", "peak_rss_mb"):
+        print(f"{key:<24}{result[key]:>14}")
+    print()
+    for name, ok, detail in targets:
+        print(f"{'PASS' if ok else 'MISS'}  {name:<40}{detail}")
+    result["targets_met"] = all(ok for _, ok, _ in targets)
+    line = json.dumps(result)
+    print(line)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
