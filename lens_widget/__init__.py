@@ -5,6 +5,8 @@ from .errors import AdapterError, LensFileError, LensMismatchError, LensNotFound
 from .grid import LensGrid, compute_grid, next_token_targets, row_labels
 from .lens_files import LensConfig
 from .lenses import Lens, LogitLens, TunedLens
+from .payload import PayloadError, apply_update, decode_update
+from .session import LensSession, Update
 from .statistics import STATISTICS, UNITS
 
 __version__ = "0.1.0"
@@ -19,12 +21,17 @@ __all__ = [
     "LensGrid",
     "LensMismatchError",
     "LensNotFoundError",
+    "LensSession",
     "LensWidgetError",
     "LogitLens",
     "ModelAdapter",
     "ModelForward",
+    "PayloadError",
     "TunedLens",
+    "Update",
+    "apply_update",
     "compute_grid",
+    "decode_update",
     "next_token_targets",
     "row_labels",
 ]

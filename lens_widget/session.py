@@ -18,7 +18,8 @@ No widget or Jupyter dependency: the widget is a thin shell around this.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,7 +208,7 @@ class LensSession:
             old = self._tokens
             keep = 0 if self._fresh else _common_prefix(old, tokens)
             changed = old.ids != tokens.ids
-            ids, n = tokens.ids, len(tokens.ids)
+            ids = tokens.ids
             targets = next_token_targets(torch.tensor(ids, dtype=torch.long))
             rows = self.display_rows
             patches: list[np.ndarray | None] = []
@@ -215,8 +216,8 @@ class LensSession:
                 track.advance(ids, keep)
                 if not self._fresh:
                     track.keep_rows(rows)
-                patches.append(self._patch(track, keep, ids, targets) if changed and keep > 0 else None)
-                grid = track.grid(rows, keep, targets, self.top_k, self.chunk_bytes) if n > keep else None
+                patches.append(self._patch(track, keep, targets) if changed and keep > 0 else None)
+                grid = track.grid(rows, keep, targets, self.top_k, self.chunk_bytes)
                 self._splice(track, rows, keep, grid, patches[-1])
             self._text, self._tokens = text, tokens
             kind = "full" if keep == 0 else "columns"
@@ -247,8 +248,14 @@ class LensSession:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _consistent(self) -> _Rollback:
-        return _Rollback(self)
+    @contextmanager
+    def _consistent(self) -> Iterator[None]:
+        """On any exception inside, forget all cached state so the next set_text starts clean."""
+        try:
+            yield
+        except BaseException:
+            self.reset()
+            raise
 
     def reset(self) -> None:
         """Forget every cached result; the next set_text recomputes from scratch (a "full" update)."""
@@ -267,7 +274,7 @@ class LensSession:
             raise TypeError(f"lens must be a TunedLens, a LogitLens or None, got {type(lens).__name__}")
         return lens
 
-    def _patch(self, track: _Track, keep: int, ids: list[int], targets: torch.Tensor) -> np.ndarray:
+    def _patch(self, track: _Track, keep: int, targets: torch.Tensor) -> np.ndarray:
         """Cross-entropy and rank of column keep - 1, whose next token changed."""
         rows = track.rows
         patch = np.full((2, len(rows)), np.nan, np.float32)
@@ -294,58 +301,43 @@ class LensSession:
         patch[1] = rank(logits, target_t).cpu().numpy()
         return patch
 
-    def _splice(
-        self, track: _Track, rows: list[int], keep: int, grid: LensGrid | None, patch: np.ndarray | None
-    ) -> None:
-        """Columns before `keep` stay, the patch fixes column keep - 1, the new grid follows."""
-        k = self.top_k
-        stats = track.stats[:, :, :keep] if track.rows else np.empty((len(STATISTICS), len(rows), 0), np.float32)
-        top_ids = track.top_ids[:, :keep] if track.rows else np.empty((len(rows), 0, k), np.int64)
-        top_probs = track.top_probs[:, :keep] if track.rows else np.empty((len(rows), 0, k), np.float32)
+    def _splice(self, track: _Track, rows: list[int], keep: int, grid: LensGrid, patch: np.ndarray | None) -> None:
+        """Columns before `keep` stay (track.rows == rows by now), the patch fixes column keep - 1,
+        the new grid's columns follow."""
+        old_columns = track.stats.shape[2]
+        if keep == 0:
+            stats = np.empty((len(STATISTICS), len(rows), 0), np.float32)
+            top_ids = np.empty((len(rows), 0, self.top_k), np.int64)
+            top_probs = np.empty((len(rows), 0, self.top_k), np.float32)
+        else:
+            stats, top_ids, top_probs = track.stats[:, :, :keep], track.top_ids[:, :keep], track.top_probs[:, :keep]
         if patch is not None:
             stats = stats.copy()
             stats[[_CE, _RANK], :, keep - 1] = patch
-        if grid is not None:
-            stats = np.concatenate([stats, grid.statistics], axis=2)
-            top_ids = np.concatenate([top_ids, grid.top_ids], axis=1)
-            top_probs = np.concatenate([top_probs, grid.top_probs], axis=1)
-            assert grid.last_logits is not None
+        track.stats = np.concatenate([stats, grid.statistics], axis=2)
+        track.top_ids = np.concatenate([top_ids, grid.top_ids], axis=1)
+        track.top_probs = np.concatenate([top_probs, grid.top_probs], axis=1)
+        track.rows = list(rows)
+        if grid.last_logits is not None:
             track.last_logits = dict(zip(rows, grid.last_logits, strict=True))
-        elif keep < track.stats.shape[2]:
-            track.last_logits = {}  # the text shrank: the last column's logits are not kept
-        track.rows, track.stats, track.top_ids, track.top_probs = list(rows), stats, top_ids, top_probs
+        elif keep < old_columns:
+            track.last_logits = {}  # the text shrank: the new last column's logits are not kept
 
     def _compute_rows(self, rows: list[int]) -> None:
         """(Re)compute `rows` for every column and merge them into each track's rows."""
-        if not rows or not self._tokens.ids:
-            for track in self._tracks:
-                self._merge_rows(track, rows, None)
+        if not rows:
             return
         targets = next_token_targets(torch.tensor(self._tokens.ids, dtype=torch.long))
         for track in self._tracks:
-            self._merge_rows(track, rows, track.grid(rows, 0, targets, self.top_k, self.chunk_bytes))
-
-    def _merge_rows(self, track: _Track, rows: list[int], grid: LensGrid | None) -> None:
-        merged = sorted(set(track.rows) | set(rows))
-        n, k = len(self._tokens.ids), self.top_k
-        stats = np.empty((len(STATISTICS), len(merged), n), np.float32)
-        top_ids = np.empty((len(merged), n, k), np.int64)
-        top_probs = np.empty((len(merged), n, k), np.float32)
-        for i, r in enumerate(merged):
-            if r in rows:
-                j = rows.index(r)
-                source = (
-                    (grid.statistics[:, j], grid.top_ids[j], grid.top_probs[j])
-                    if grid is not None
-                    else (np.empty((len(STATISTICS), 0)), np.empty((0, k)), np.empty((0, k)))
-                )
-            else:
-                j = track.rows.index(r)
-                source = (track.stats[:, j], track.top_ids[j], track.top_probs[j])
-            stats[:, i], top_ids[i], top_probs[i] = source
-        if grid is not None and grid.last_logits is not None:
-            track.last_logits.update(zip(rows, grid.last_logits, strict=True))
-        track.rows, track.stats, track.top_ids, track.top_probs = merged, stats, top_ids, top_probs
+            grid = track.grid(rows, 0, targets, self.top_k, self.chunk_bytes)
+            merged = sorted(set(track.rows) | set(rows))
+            pick = [(grid, rows.index(r)) if r in rows else (None, track.rows.index(r)) for r in merged]
+            track.stats = np.stack([g.statistics[:, i] if g else track.stats[:, i] for g, i in pick], axis=1)
+            track.top_ids = np.stack([g.top_ids[i] if g else track.top_ids[i] for g, i in pick])
+            track.top_probs = np.stack([g.top_probs[i] if g else track.top_probs[i] for g, i in pick])
+            track.rows = merged
+            if grid.last_logits is not None:
+                track.last_logits.update(zip(rows, grid.last_logits, strict=True))
 
     def _update(self, kind: str, rows: Sequence[int], start: int, patches: Sequence[Any] = ()) -> Update:
         rows = tuple(rows)
@@ -377,20 +369,6 @@ class LensSession:
             layer_stride=self.layer_stride,
         )
         return Update(kind, rows, start, n, payload)
-
-
-class _Rollback:
-    """On any exception inside, forget all cached state so the next set_text starts clean."""
-
-    def __init__(self, session: LensSession) -> None:
-        self.session = session
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: Any) -> None:
-        if kind is not None:
-            self.session.reset()
 
 
 def _common_prefix(old: Tokens, new: Tokens) -> int:

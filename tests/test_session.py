@@ -321,3 +321,15 @@ def test_float32_incremental_matches_fresh_within_float16_tolerance() -> None:
     fresh = session(model())
     fresh.set_text(text)
     assert_same_grid(s, fresh, tol=1e-3)
+
+
+def test_stride_and_lens_changes_before_any_text_then_text() -> None:
+    m = model(num_hidden_layers=4)
+    s = session(m, layer_stride=4)
+    assert s.set_layer_stride(2).n_tokens == 0
+    assert s.set_lens(TunedLens.from_model(m)).n_tokens == 0
+    update = s.set_text(TEXT)
+    assert update.kind == "full" and s.rows == [0, 2, 4]
+    fresh = session(model(num_hidden_layers=4), layer_stride=2)
+    fresh.set_text(TEXT)
+    assert_same_grid(s, fresh)
