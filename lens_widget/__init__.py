@@ -8,6 +8,7 @@ from .lenses import Lens, LogitLens, TunedLens
 from .payload import PayloadError, apply_update, decode_update
 from .session import LensSession, Update
 from .statistics import STATISTICS, UNITS
+from .widget import LensWidget
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,7 @@ __all__ = [
     "LensMismatchError",
     "LensNotFoundError",
     "LensSession",
+    "LensWidget",
     "LensWidgetError",
     "LogitLens",
     "ModelAdapter",

@@ -1,0 +1,67 @@
+// Colour scales: one per statistic, from the statistic's own meaning and the data's range.
+
+export interface Scale {
+  /** Statistic value → [0, 1] position on the colour ramp (NaN stays NaN). */
+  position(value: number): number;
+  min: number;
+  max: number;
+  log: boolean;
+}
+
+// A perceptually ordered ramp (viridis-like control points), dark blue → yellow.
+const RAMP: [number, number, number][] = [
+  [68, 1, 84],
+  [72, 40, 120],
+  [62, 74, 137],
+  [49, 104, 142],
+  [38, 130, 142],
+  [31, 158, 137],
+  [53, 183, 121],
+  [110, 206, 88],
+  [181, 222, 43],
+  [253, 231, 37],
+];
+
+export function rampColor(t: number): [number, number, number] {
+  const x = Math.min(1, Math.max(0, t)) * (RAMP.length - 1);
+  const i = Math.min(RAMP.length - 2, Math.floor(x));
+  const f = x - i;
+  const a = RAMP[i] as [number, number, number];
+  const b = RAMP[i + 1] as [number, number, number];
+  return [0, 1, 2].map((c) => Math.round((a[c] as number) + ((b[c] as number) - (a[c] as number)) * f)) as [number, number, number];
+}
+
+export function cssColor([r, g, b]: [number, number, number]): string {
+  return `rgb(${r}, ${g}, ${b})`;
+}
+
+/** Black or white, whichever reads better on the colour. */
+export function textOn([r, g, b]: [number, number, number]): string {
+  const luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  return luminance > 140 ? "#111111" : "#ffffff";
+}
+
+/**
+ * The scale of a statistic over the values shown. Probabilities span [0, 1]; ranks are drawn on a
+ * log scale from 1; the others run from 0 to the largest finite value shown.
+ */
+export function scaleFor(statistic: string, values: Iterable<number>): Scale {
+  if (statistic === "max_probability") return linear(0, 1);
+  let max = 0;
+  for (const v of values) if (Number.isFinite(v) && v > max) max = v;
+  if (statistic === "rank") {
+    const top = Math.max(2, max);
+    const span = Math.log(top);
+    return { min: 1, max: top, log: true, position: (v) => (Number.isNaN(v) ? NaN : Math.log(Math.max(1, v)) / span) };
+  }
+  return linear(0, max > 0 ? max : 1);
+}
+
+function linear(min: number, max: number): Scale {
+  return { min, max, log: false, position: (v) => (Number.isNaN(v) ? NaN : (v - min) / (max - min)) };
+}
+
+/** Lower is better for these: the ramp is reversed so "good" is always bright. */
+export function reversed(statistic: string): boolean {
+  return statistic === "entropy" || statistic === "cross_entropy" || statistic === "forward_kl" || statistic === "rank";
+}

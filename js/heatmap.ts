@@ -1,0 +1,165 @@
+// The heatmap: layout maths (pure) and drawing of the visible cells on a canvas.
+// Rows are listed top to bottom (the output row first); only columns in view are drawn, so a
+// 48 × 4096 grid costs what fits on screen.
+
+import { cssColor, rampColor, type Scale, textOn } from "./colors";
+import type { Palette } from "./theme";
+import { fitText } from "./tokens";
+
+export interface Layout {
+  rows: number;
+  cols: number;
+  labelWidth: number;
+  cellWidth: number;
+  cellHeight: number;
+  axisHeight: number;
+  /** CSS pixels of the visible canvas. */
+  width: number;
+  height: number;
+}
+
+export interface Cell {
+  row: number;
+  col: number;
+}
+
+export function makeLayout(rows: number, cols: number, viewportWidth: number, labels: string[] = []): Layout {
+  const longest = labels.reduce((m, s) => Math.max(m, s.length), 6);
+  const labelWidth = Math.min(96, 12 + 7 * longest);
+  const cellHeight = 22;
+  const axisHeight = 24;
+  return {
+    rows,
+    cols,
+    labelWidth,
+    cellWidth: 58,
+    cellHeight,
+    axisHeight,
+    width: Math.max(labelWidth + 1, Math.floor(viewportWidth)),
+    height: rows * cellHeight + axisHeight,
+  };
+}
+
+/** Width of the whole grid, which the scroll container spans. */
+export function contentWidth(l: Layout): number {
+  return l.labelWidth + l.cols * l.cellWidth;
+}
+
+/** Columns [first, last) at least partly in view. */
+export function visibleColumns(l: Layout, scrollLeft: number): [number, number] {
+  const first = Math.max(0, Math.floor(scrollLeft / l.cellWidth));
+  const last = Math.min(l.cols, Math.ceil((scrollLeft + l.width - l.labelWidth) / l.cellWidth));
+  return [first, Math.max(first, last)];
+}
+
+/** The cell under a point of the canvas (CSS pixels), or null (labels, axis, empty space). */
+export function cellAt(l: Layout, x: number, y: number, scrollLeft: number): Cell | null {
+  if (x < l.labelWidth || y < 0 || y >= l.rows * l.cellHeight || x >= l.width) return null;
+  const col = Math.floor((x - l.labelWidth + scrollLeft) / l.cellWidth);
+  const row = Math.floor(y / l.cellHeight);
+  return col >= 0 && col < l.cols && row >= 0 && row < l.rows ? { row, col } : null;
+}
+
+export function cellRect(l: Layout, cell: Cell, scrollLeft: number): { x: number; y: number; w: number; h: number } {
+  return { x: l.labelWidth + cell.col * l.cellWidth - scrollLeft, y: cell.row * l.cellHeight, w: l.cellWidth, h: l.cellHeight };
+}
+
+/** Scroll position that brings a column fully into view (unchanged when it already is). */
+export function scrollToShow(l: Layout, col: number, scrollLeft: number): number {
+  const visible = l.width - l.labelWidth;
+  const left = col * l.cellWidth;
+  if (left < scrollLeft) return left;
+  if (left + l.cellWidth > scrollLeft + visible) return left + l.cellWidth - visible;
+  return scrollLeft;
+}
+
+export interface Picture {
+  layout: Layout;
+  scrollLeft: number;
+  rowLabels: string[];
+  /** Statistic of a displayed cell (NaN: missing). */
+  value(row: number, col: number): number;
+  /** Top-1 token of a cell, already made visible. */
+  top1(row: number, col: number): string;
+  inputToken(col: number): string;
+  scale: Scale;
+  reversed: boolean;
+  palette: Palette;
+  selected: Cell | null;
+  pinned: boolean;
+}
+
+export function colorOf(p: Picture, value: number): [number, number, number] | null {
+  const t = p.scale.position(value);
+  if (Number.isNaN(t)) return null;
+  return rampColor(p.reversed ? 1 - t : t);
+}
+
+/** Draw the visible part of the picture; `ctx` is already scaled to CSS pixels. */
+export function draw(ctx: CanvasRenderingContext2D, p: Picture): void {
+  const l = p.layout;
+  ctx.save();
+  ctx.fillStyle = p.palette.background;
+  ctx.fillRect(0, 0, l.width, l.height);
+  ctx.textBaseline = "middle";
+  ctx.font = "11px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace";
+  const [first, last] = visibleColumns(l, p.scrollLeft);
+  ctx.beginPath();
+  ctx.rect(l.labelWidth, 0, l.width - l.labelWidth, l.height);
+  ctx.clip();
+  const measure = (s: string): number => ctx.measureText(s).width;
+  for (let col = first; col < last; col++) {
+    const x = l.labelWidth + col * l.cellWidth - p.scrollLeft;
+    for (let row = 0; row < l.rows; row++) {
+      const y = row * l.cellHeight;
+      const rgb = colorOf(p, p.value(row, col));
+      ctx.fillStyle = rgb ? cssColor(rgb) : p.palette.missing;
+      ctx.fillRect(x, y, l.cellWidth - 1, l.cellHeight - 1);
+      ctx.fillStyle = rgb ? textOn(rgb) : p.palette.text;
+      ctx.textAlign = "center";
+      ctx.fillText(fitText(p.top1(row, col), l.cellWidth - 6, measure), x + l.cellWidth / 2, y + l.cellHeight / 2);
+    }
+    ctx.fillStyle = p.palette.text;
+    ctx.fillText(fitText(p.inputToken(col), l.cellWidth - 6, measure), x + l.cellWidth / 2, l.rows * l.cellHeight + l.axisHeight / 2);
+  }
+  if (p.selected) {
+    const r = cellRect(l, p.selected, p.scrollLeft);
+    ctx.strokeStyle = p.palette.accent;
+    ctx.lineWidth = p.pinned ? 3 : 2;
+    ctx.strokeRect(r.x + 1, r.y + 1, r.w - 3, r.h - 3);
+  }
+  ctx.restore();
+  // Row labels stay put while the grid scrolls under them.
+  ctx.save();
+  ctx.fillStyle = p.palette.background;
+  ctx.fillRect(0, 0, l.labelWidth, l.height);
+  ctx.font = "11px ui-sans-serif, system-ui, sans-serif";
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "right";
+  ctx.fillStyle = p.palette.muted;
+  p.rowLabels.forEach((label, row) => ctx.fillText(label, l.labelWidth - 8, row * l.cellHeight + l.cellHeight / 2));
+  ctx.fillText("input", l.labelWidth - 8, l.rows * l.cellHeight + l.axisHeight / 2);
+  ctx.restore();
+}
+
+/** The legend: a ramp with the statistic's name, units and range. */
+export function drawLegend(ctx: CanvasRenderingContext2D, width: number, name: string, units: string, p: Pick<Picture, "scale" | "reversed" | "palette">): void {
+  const height = 28;
+  ctx.save();
+  ctx.fillStyle = p.palette.background;
+  ctx.fillRect(0, 0, width, height);
+  const x0 = 8;
+  const barWidth = Math.max(40, Math.min(240, width - 220));
+  for (let i = 0; i < barWidth; i++) {
+    const t = i / (barWidth - 1);
+    ctx.fillStyle = cssColor(rampColor(p.reversed ? 1 - t : t));
+    ctx.fillRect(x0 + i, 6, 1, 12);
+  }
+  ctx.fillStyle = p.palette.text;
+  ctx.font = "11px ui-sans-serif, system-ui, sans-serif";
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "left";
+  const fmt = (v: number): string => (p.scale.log || Math.abs(v) >= 100 ? Math.round(v).toString() : v.toFixed(2));
+  ctx.fillText(`${fmt(p.scale.min)} … ${fmt(p.scale.max)}   ${name} (${units})${p.scale.log ? ", log scale" : ""}`, x0 + barWidth + 8, 12);
+  ctx.restore();
+}

@@ -1,0 +1,49 @@
+// Light or dark, as the host says. Each host marks dark mode its own way; read at draw time.
+
+export function isDark(el: Element): boolean {
+  const doc = el.ownerDocument;
+  const body = doc.body;
+  const html = doc.documentElement;
+  const jp = body?.getAttribute("data-jp-theme-light");
+  if (jp === "false") return true;
+  if (jp === "true") return false;
+  if (body?.classList.contains("vscode-dark") || body?.classList.contains("vscode-high-contrast")) return true;
+  if (body?.classList.contains("vscode-light")) return false;
+  const vscodeKind = body?.getAttribute("data-vscode-theme-kind") ?? "";
+  if (vscodeKind) return vscodeKind.includes("dark") || vscodeKind === "vscode-high-contrast";
+  if (html.getAttribute("theme") === "dark") return true; // Colab
+  if (body?.classList.contains("dark") || html.classList.contains("dark")) return true; // marimo
+  const view = doc.defaultView;
+  return Boolean(view?.matchMedia?.("(prefers-color-scheme: dark)").matches);
+}
+
+export interface Palette {
+  background: string;
+  text: string;
+  muted: string;
+  grid: string;
+  missing: string;
+  accent: string;
+}
+
+export function palette(dark: boolean): Palette {
+  return dark
+    ? { background: "#1e1e1e", text: "#e6e6e6", muted: "#9a9a9a", grid: "#2c2c2c", missing: "#3a3a3a", accent: "#ffb000" }
+    : { background: "#ffffff", text: "#1a1a1a", muted: "#666666", grid: "#e8e8e8", missing: "#d9d9d9", accent: "#d62728" };
+}
+
+/** Calls `onChange` when the host's theme may have changed; returns the cleanup. */
+export function watchTheme(el: Element, onChange: () => void): () => void {
+  const doc = el.ownerDocument;
+  const view = doc.defaultView;
+  const observer = typeof MutationObserver === "undefined" ? null : new MutationObserver(onChange);
+  for (const target of [doc.documentElement, doc.body]) {
+    if (target) observer?.observe(target, { attributes: true, attributeFilter: ["class", "theme", "data-jp-theme-light", "data-vscode-theme-kind"] });
+  }
+  const query = view?.matchMedia?.("(prefers-color-scheme: dark)");
+  query?.addEventListener?.("change", onChange);
+  return () => {
+    observer?.disconnect();
+    query?.removeEventListener?.("change", onChange);
+  };
+}

@@ -1,0 +1,62 @@
+// The cell tooltip: top-k tokens with probability bars, the input token and the real next token.
+// Every model string goes in through textContent, never as HTML.
+
+import { formatProbability, visibleToken } from "./tokens";
+
+export interface TooltipInfo {
+  rowLabel: string;
+  col: number;
+  statistic: string;
+  value: number;
+  units: string;
+  input: string;
+  /** The real next token, its rank and probability under this cell (null at the last column). */
+  next: { text: string; rank: number; probability: number } | null;
+  top: { text: string; probability: number }[];
+  pinned: boolean;
+}
+
+function div(doc: Document, className: string, text = ""): HTMLDivElement {
+  const el = doc.createElement("div");
+  el.className = className;
+  el.textContent = text;
+  return el;
+}
+
+function formatValue(value: number): string {
+  if (Number.isNaN(value)) return "missing";
+  if (!Number.isFinite(value)) return "∞";
+  return Math.abs(value) >= 100 ? Math.round(value).toString() : value.toFixed(3);
+}
+
+/** Replace the tooltip's content with this cell's. */
+export function fillTooltip(el: HTMLElement, info: TooltipInfo): void {
+  const doc = el.ownerDocument;
+  el.replaceChildren();
+  const layer = info.rowLabel === "output" ? "model output" : `layer ${info.rowLabel}`;
+  el.appendChild(div(doc, "lw-tip-title", `${layer} · position ${info.col}${info.pinned ? " · pinned (Esc to unpin)" : ""}`));
+  el.appendChild(div(doc, "lw-tip-line", `input: ${visibleToken(info.input)}`));
+  el.appendChild(
+    div(
+      doc,
+      "lw-tip-line",
+      info.next
+        ? `next: ${visibleToken(info.next.text)} · rank ${info.next.rank >= 65504 ? "≥65504" : Math.round(info.next.rank)} · p ${formatProbability(info.next.probability)}`
+        : "next: none (last position)",
+    ),
+  );
+  el.appendChild(div(doc, "lw-tip-line", `${info.statistic.replace("_", " ")}: ${formatValue(info.value)} ${info.units}`));
+  const list = div(doc, "lw-tip-list");
+  for (const { text, probability } of info.top) {
+    const row = div(doc, "lw-tip-row");
+    row.appendChild(div(doc, "lw-tip-token", visibleToken(text)));
+    const bar = div(doc, "lw-tip-bar");
+    const fill = div(doc, "lw-tip-fill");
+    fill.style.width = `${Math.max(0, Math.min(100, probability * 100)).toFixed(1)}%`;
+    bar.appendChild(fill);
+    row.appendChild(bar);
+    row.appendChild(div(doc, "lw-tip-prob", formatProbability(probability)));
+    list.appendChild(row);
+  }
+  el.appendChild(list);
+}
