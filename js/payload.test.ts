@@ -1,0 +1,91 @@
+import { describe, expect, it } from "vitest";
+import fixture from "./fixtures/payload_stream.json";
+import { applyUpdate, halfToFloat, type Payload, PayloadError, TokenStrings, type ViewState, type Vocabulary } from "./payload";
+
+type Json = unknown;
+
+/** The fixture's {b64} leaves as DataViews, as anywidget hands binary buffers to the view. */
+function revive(value: Json): Json {
+  if (Array.isArray(value)) return value.map(revive);
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, Json>);
+    if (entries.length === 1 && entries[0]?.[0] === "b64") {
+      const bytes = Uint8Array.from(atob(entries[0][1] as string), (c) => c.charCodeAt(0));
+      // Offset inside a larger buffer, as a real comm message delivers it.
+      const padded = new Uint8Array(bytes.length + 3);
+      padded.set(bytes, 3);
+      return new DataView(padded.buffer, 3, bytes.length);
+    }
+    return Object.fromEntries(entries.map(([k, v]) => [k, revive(v)]));
+  }
+  return value;
+}
+
+const updates = revive(fixture.updates) as Payload[];
+
+describe("halfToFloat", () => {
+  it("decodes normal, subnormal and special values", () => {
+    expect(halfToFloat(0x3c00)).toBe(1);
+    expect(halfToFloat(0xc000)).toBe(-2);
+    expect(halfToFloat(0x7bff)).toBe(65504);
+    expect(halfToFloat(0x0001)).toBeCloseTo(5.96e-8, 10);
+    expect(halfToFloat(0x7c00)).toBe(Infinity);
+    expect(Number.isNaN(halfToFloat(0x7e00))).toBe(true);
+  });
+});
+
+describe("applyUpdate", () => {
+  it("rebuilds the state Python recorded from the same stream", () => {
+    let state: ViewState | null = null;
+    for (const update of updates) state = applyUpdate(state, update);
+    const expected = fixture.expected;
+    expect(state!.rows).toEqual(expected.rows);
+    expect(state!.rowLabels).toEqual(expected.row_labels);
+    expect(state!.nTokens).toBe(expected.n_tokens);
+    const stats = Array.from(state!.grids[0]!.stats, (x) => (Number.isNaN(x) ? "NaN" : x));
+    expect(stats).toEqual(expected.stats.map((x) => (x === "NaN" ? "NaN" : Math.fround(x as number))));
+    expect(Array.from(state!.grids[0]!.topIds)).toEqual(expected.top_ids);
+    expect(Array.from(state!.grids[0]!.topProbs)).toEqual(expected.top_probs.map((x) => Math.fround(x)));
+    expect(Array.from(state!.tokenIds)).toEqual(expected.token_ids);
+    expect(Array.from(state!.tokenSpans)).toEqual(expected.token_spans);
+  });
+
+  it("never mutates the previous state", () => {
+    const first = applyUpdate(null, updates[0]!);
+    const copy = Array.from(first.grids[0]!.stats);
+    applyUpdate(first, updates[1]!);
+    expect(Array.from(first.grids[0]!.stats)).toEqual(copy);
+  });
+
+  it("refuses a delta without a state, and malformed payloads", () => {
+    expect(() => applyUpdate(null, updates[1]!)).toThrow(PayloadError);
+    const short = { ...updates[0]!, token_ids: new DataView(new ArrayBuffer(3)) };
+    expect(() => applyUpdate(null, short)).toThrow(/token_ids: 3 bytes/);
+    const wrongVersion = { ...updates[0]!, header: { ...updates[0]!.header, version: 2 } };
+    expect(() => applyUpdate(null, wrongVersion)).toThrow(/version 2/);
+    expect(() => applyUpdate(null, {} as Payload)).toThrow(PayloadError);
+  });
+
+  it("decodes a per-update id table for vocabularies beyond uint16", () => {
+    const header = { ...updates[0]!.header, rows: [0], row_labels: ["0"], n_tokens: 1, top_k: 2, statistics: ["entropy"], grids: [{ name: "m", ids: "table" as const }] };
+    const f16 = (values: number[]) => new Uint16Array(values.map(() => 0x3c00)).buffer;
+    const payload: Payload = {
+      header,
+      grids: [{ stats: f16([1]), top_ids: new Uint16Array([1, 0]).buffer, top_probs: f16([1, 1]), id_table: new Uint32Array([70000, 128255]).buffer, patch: new ArrayBuffer(0) }],
+      token_ids: new Uint32Array([5]).buffer,
+      token_spans: new Uint32Array([0, 1]).buffer,
+    };
+    expect(Array.from(applyUpdate(null, payload).grids[0]!.topIds)).toEqual([128255, 70000]);
+  });
+});
+
+describe("TokenStrings", () => {
+  it("decodes UTF-8 lazily and names ids beyond the vocabulary", () => {
+    const strings = new TokenStrings(revive(fixture.vocabulary) as Vocabulary);
+    expect(strings.size).toBe(400);
+    expect(strings.get(10_000)).toBe("<10000>");
+    const text = Array.from({ length: 400 }, (_, i) => strings.get(i)).join("");
+    expect(text).toContain(" capital");
+    expect(text).toContain("é");
+  });
+});

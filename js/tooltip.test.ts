@@ -1,0 +1,64 @@
+import { describe, expect, it } from "vitest";
+import { fillTooltip, type TooltipInfo } from "./tooltip";
+import { fitText, formatProbability, visibleToken } from "./tokens";
+
+const info: TooltipInfo = {
+  rowLabel: "3",
+  col: 5,
+  statistic: "entropy",
+  value: 2.5,
+  units: "nats",
+  input: " the",
+  next: { text: " capital", rank: 4, probability: 0.032 },
+  top: Array.from({ length: 10 }, (_, i) => ({ text: i === 0 ? "<img src=x onerror=alert(1)>" : ` t${i}`, probability: 0.5 / (i + 1) })),
+  pinned: false,
+};
+
+describe("tooltip", () => {
+  it("lists the top 10 tokens with bars, the input and the real next token", () => {
+    const el = document.createElement("div");
+    fillTooltip(el, info);
+    expect(el.querySelectorAll(".lw-tip-row").length).toBe(10);
+    expect(el.textContent).toContain("layer 3 · position 5");
+    expect(el.textContent).toContain("input: ·the");
+    expect(el.textContent).toContain("next: ·capital · rank 4 · p 3.20%");
+    expect((el.querySelector(".lw-tip-fill") as HTMLElement).style.width).toBe("50.0%");
+  });
+
+  it("puts model strings in as text, never as HTML", () => {
+    const el = document.createElement("div");
+    fillTooltip(el, info);
+    expect(el.querySelector("img")).toBeNull();
+    expect(el.querySelector(".lw-tip-token")!.textContent).toBe("<img·src=x·onerror=alert(1)>");
+  });
+
+  it("says when there is no next token", () => {
+    const el = document.createElement("div");
+    fillTooltip(el, { ...info, next: null, rowLabel: "output", pinned: true });
+    expect(el.textContent).toContain("model output");
+    expect(el.textContent).toContain("next: none (last position)");
+    expect(el.textContent).toContain("pinned");
+  });
+});
+
+describe("token text", () => {
+  it("makes whitespace and control characters visible", () => {
+    expect(visibleToken(" a\n\tb")).toBe("·a↵→b");
+    expect(visibleToken("")).toBe("∅");
+    expect(visibleToken("\u0001")).toBe("\\x01");
+  });
+
+  it("fits text by measured width", () => {
+    const measure = (s: string) => s.length * 10;
+    expect(fitText("abc", 30, measure)).toBe("abc");
+    expect(fitText("abcdef", 40, measure)).toBe("abc…");
+    expect(fitText("abcdef", 5, measure)).toBe("");
+  });
+
+  it("formats probabilities at every scale", () => {
+    expect(formatProbability(0.5)).toBe("50.0%");
+    expect(formatProbability(0.0123)).toBe("1.23%");
+    expect(formatProbability(1e-5)).toBe("1.0e-5");
+    expect(formatProbability(0)).toBe("0");
+  });
+});
