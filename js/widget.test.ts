@@ -77,7 +77,7 @@ function mount(initial: Partial<Model> = {}) {
   const model = new FakeModel({ update: updates[0], ...initial });
   const host = document.createElement("div");
   document.body.appendChild(host);
-  const cleanup = widget.render({ model: model as never, el: host, experimental: {} as never });
+  const cleanup = widget.render({ model: model as never, el: host, experimental: {} as never, signal: new AbortController().signal, host: {} as never });
   const root = host.querySelector(".lens-widget") as HTMLElement;
   return { model, host, root, cleanup: cleanup as () => void };
 }
