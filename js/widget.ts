@@ -295,15 +295,25 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const rect = cellRect(layout, cell, scroller.scrollLeft);
     const canvasBox = canvas.getBoundingClientRect();
     const rootBox = root.getBoundingClientRect();
-    const left = canvasBox.left - rootBox.left + rect.x + rect.w + 4;
-    const maxLeft = Math.max(0, (root.clientWidth || 600) - 330);
-    tooltip.style.left = `${Math.min(left, maxLeft)}px`;
-    tooltip.style.top = `${canvasBox.top - rootBox.top + rect.y + rect.h + 4}px`;
     tooltip.hidden = false;
+    // Keep the tooltip inside the widget: hosts clip output areas, and the shadow DOM of some hosts
+    // (marimo) keeps styles from reaching anything placed outside `el`.
+    const tipWidth = tooltip.offsetWidth || 300;
+    const tipHeight = tooltip.offsetHeight || 260;
+    const cellLeft = canvasBox.left - rootBox.left + rect.x;
+    const right = cellLeft + rect.w + 6;
+    const width = root.clientWidth || 600;
+    const left = right + tipWidth <= width ? right : Math.max(0, cellLeft - tipWidth - 6);
+    root.style.minHeight = `${tipHeight + 8}px`;
+    const height = Math.max(root.clientHeight, tipHeight + 8);
+    const y = Math.min(Math.max(0, canvasBox.top - rootBox.top + rect.y - 20), height - tipHeight - 4);
+    tooltip.style.left = `${Math.max(0, left)}px`;
+    tooltip.style.top = `${Math.max(0, y)}px`;
   }
 
   function hideTooltip(): void {
     tooltip.hidden = true;
+    root.style.minHeight = "";
   }
 
   function cellFromEvent(event: MouseEvent): Cell | null {

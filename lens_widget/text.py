@@ -61,8 +61,44 @@ def utf16_offsets(text: str, offsets: np.ndarray) -> np.ndarray:
 
 def vocabulary(tokenizer: Any, size: int) -> list[str]:
     """How each token id reads as text, for ids 0 … size-1 (the model's vocabulary can be larger
-    than the tokenizer's: those ids read `<id>`)."""
+    than the tokenizer's: those ids read `<id>`).
+
+    A token that is only part of a UTF-8 character decodes to U+FFFD, which would make every such
+    token look alike; those read as their bytes instead (`<0xE2><0x80>`), as SentencePiece names them.
+    """
     known = min(size, len(tokenizer))
     strings = tokenizer.batch_decode([[i] for i in range(known)], clean_up_tokenization_spaces=False)
-    strings = [_LONE_SURROGATE.sub("\ufffd", s) for s in strings]
-    return strings + [f"<{i}>" for i in range(known, size)]
+    raw = tokenizer.convert_ids_to_tokens(list(range(known)))
+    out = []
+    for text, token in zip(strings, raw, strict=True):
+        if "\ufffd" in text and isinstance(token, str) and "\ufffd" not in token:
+            text = _byte_label(token)
+        out.append(_LONE_SURROGATE.sub("\ufffd", text))
+    return out + [f"<{i}>" for i in range(known, size)]
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: printable bytes stand for themselves, the other bytes for
+    the characters from U+0100 up, in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {chr(b): b for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            table[chr(256 + extra)] = b
+            extra += 1
+    return table
+
+
+_BYTE_LEVEL = _byte_level_alphabet()
+
+
+def _byte_label(token: str) -> str:
+    """A partial-character token as text where its bytes decode, `<0xNN>` where they do not."""
+    if not all(c in _BYTE_LEVEL for c in token):
+        return token  # e.g. SentencePiece's own "<0xE2>"
+    data = bytes(_BYTE_LEVEL[c] for c in token)
+    text = data.decode("utf-8", errors="replace")
+    if "\ufffd" not in text:
+        return text
+    return "".join(f"<0x{b:02X}>" for b in data)

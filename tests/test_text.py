@@ -45,3 +45,14 @@ def test_a_slow_tokenizer_is_refused_with_what_to_do() -> None:
 def test_lone_surrogates_keep_the_text_length() -> None:
     tokens = tokenize(TOKENIZER, "a\udc00b", 10)
     assert int(tokens.spans[-1, 1]) == 3
+
+
+def test_partial_character_tokens_read_as_their_bytes_not_as_replacement_characters() -> None:
+    from lens_widget.text import vocabulary
+
+    strings = vocabulary(TOKENIZER, len(TOKENIZER))
+    emoji = TOKENIZER("🙂", add_special_tokens=False).input_ids
+    assert len(emoji) > 1, "the emoji is split into byte tokens"
+    assert "".join(strings[i] for i in emoji) == "".join(f"<0x{b:02X}>" for b in "🙂".encode())
+    assert not any("\ufffd" in s for s in strings)
+    assert strings[TOKENIZER(" the", add_special_tokens=False).input_ids[0]] == " the"

@@ -1,0 +1,271 @@
+"""The real widget in a real browser: Debian's chromium driven by Playwright.
+
+1. JupyterLab on 127.0.0.1 runs examples/quickstart.ipynb: the canvas is drawn, typing adds a
+   column, hovering shows 10 tokens, the statistic toggle recolours, the stride slider drops rows.
+2. A bare page imports the built ESM with a minimal fake anywidget model: the host contract that
+   VS Code and Colab implement, with no Jupyter at all.
+
+Screenshots go to tests/artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+if CHROMIUM is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the browser tests: install Debian's chromium (scripts/test.sh does)")
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_http(url: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copy(ROOT / "examples" / "quickstart.ipynb", root / "quickstart.ipynb")
+    port, token = free_port(), "lens-widget-test"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "JUPYTER_CONFIG_DIR": str(root / ".jupyter")}
+    log = (root / "lab.log").open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+            "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/api/status?token={token}")
+        yield f"http://127.0.0.1:{port}/lab/tree/quickstart.ipynb?token={token}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+CANVAS_COLOURS = """(selector) => {
+  const canvas = document.querySelector(selector);
+  if (!canvas || !canvas.width) return 0;
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  const colours = new Set();
+  for (let i = 0; i < data.length; i += 4 * 7) colours.add(data[i] << 16 | data[i + 1] << 8 | data[i + 2]);
+  return colours.size;
+}"""
+
+
+def n_tokens(page: Any) -> int:
+    return int(page.locator(".lens-widget").first.get_attribute("data-n-tokens") or 0)
+
+
+def n_rows(page: Any) -> int:
+    return int(page.locator(".lens-widget").first.get_attribute("data-rows") or 0)
+
+
+def hover_first_cell(page: Any) -> None:
+    box = page.locator(".lens-widget .lw-canvas").first.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + 110, box["y"] + 8)
+
+
+def test_widget_in_jupyterlab(browser: Any, jupyterlab: str) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(jupyterlab)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    page.locator(".jp-Cell .cm-content").first.click()
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_function(
+        "() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=120_000
+    )
+    assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8, "the heatmap is drawn"
+
+    before = n_tokens(page)
+    box = page.locator(".lens-widget textarea").first
+    box.click()
+    page.keyboard.press("End")
+    page.keyboard.type(" Berlin", delay=40)
+    page.wait_for_function(
+        f"() => Number(document.querySelector('.lens-widget').dataset.nTokens) > {before}", timeout=30_000
+    )
+    assert "Berlin" in box.input_value(), "the typed text stays in the box"
+
+    hover_first_cell(page)
+    page.wait_for_selector(".lens-widget .lw-tooltip:not([hidden])", timeout=10_000)
+    assert page.locator(".lens-widget .lw-tooltip .lw-tip-row").count() == 10
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
+
+    page.mouse.move(5, 5)
+    picture = page.evaluate("() => document.querySelector('.lens-widget .lw-canvas').toDataURL()")
+    page.locator(".lens-widget [data-statistic='max_probability']").first.click()
+    page.wait_for_function(
+        "(before) => document.querySelector('.lens-widget .lw-canvas').toDataURL() !== before", arg=picture
+    )
+
+    rows = n_rows(page)
+    page.locator(".lens-widget .lw-stride-input").first.fill("3")
+    page.wait_for_function(f"() => Number(document.querySelector('.lens-widget').dataset.rows) < {rows}")
+    assert n_rows(page) == 3  # layers 0, 3 and the output row of a 6-layer model
+    page.close()
+
+
+HARNESS = """<!doctype html>
+<meta charset="utf-8">
+<link rel="stylesheet" href="widget.css">
+<div id="app" style="width: 900px"></div>
+<script type="module">
+import widget from "./widget.js";
+const fixture = await (await fetch("state.json")).json();
+function revive(v) {
+  if (Array.isArray(v)) return v.map(revive);
+  if (v && typeof v === "object") {
+    const keys = Object.keys(v);
+    if (keys.length === 1 && keys[0] === "b64") {
+      const bytes = Uint8Array.from(atob(v.b64), (c) => c.charCodeAt(0));
+      return new DataView(bytes.buffer);
+    }
+    return Object.fromEntries(keys.map((k) => [k, revive(v[k])]));
+  }
+  return v;
+}
+const state = revive(fixture);
+const listeners = new Map();
+const model = {
+  saved: [], sent: [],
+  get: (k) => state[k],
+  set: (k, v) => { state[k] = v; },
+  save_changes() { this.saved.push({ text: state.text, text_revision: state.text_revision }); },
+  send(m) { this.sent.push(m); },
+  on: (name, fn) => { if (!listeners.has(name)) listeners.set(name, new Set()); listeners.get(name).add(fn); },
+  off: (name, fn) => listeners.get(name)?.delete(fn),
+};
+window.fakeModel = model;
+window.cleanup = widget.render({ model, el: document.getElementById("app") });
+</script>
+"""
+
+
+def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
+    """What VS Code and Colab give a widget: an ES module and a model object, nothing from Jupyter."""
+    from lens_widget import LensSession
+    from lens_widget.demo import demo_model
+
+    model, tokenizer = demo_model()
+    session = LensSession(model, tokenizer)
+    update = session.set_text("The capital of France is Paris <b>bold</b> 🙂")
+    header = {**update.payload["header"], "seq": 1, "base": -1, "text_revision": 1}
+    state = {
+        "text": session.text,
+        "text_revision": 1,
+        "done_revision": 1,
+        "statistic": "entropy",
+        "layer_stride": 1,
+        "lens": "logit",
+        "lens_options": ["logit"],
+        "update": {**update.payload, "header": header},
+        "vocabulary": session.vocabulary(),
+        "error": "",
+    }
+
+    def jsonable(v: Any) -> Any:
+        if isinstance(v, bytes):
+            return {"b64": base64.b64encode(v).decode()}
+        if isinstance(v, dict):
+            return {k: jsonable(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [jsonable(x) for x in v]
+        return v
+
+    for name in ("widget.js", "widget.css"):
+        shutil.copy(ROOT / "lens_widget" / "static" / name, tmp_path / name)
+    (tmp_path / "state.json").write_text(json.dumps(jsonable(state)))
+    (tmp_path / "index.html").write_text(HARNESS)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/index.html", timeout=20)
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"http://127.0.0.1:{port}/index.html")
+        page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0")
+        assert n_tokens(page) == len(session.tokens.ids)
+        assert n_rows(page) == session.num_layers + 1
+        assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8
+        hover_first_cell(page)
+        page.wait_for_selector(".lens-widget .lw-tooltip:not([hidden])")
+        assert page.locator(".lw-tip-row").count() == 10
+        assert page.locator(".lens-widget b").count() == 0, "model strings never become HTML"
+        page.locator(".lens-widget textarea").click()
+        page.keyboard.press("End")
+        page.keyboard.type("!", delay=20)
+        page.wait_for_function("() => window.fakeModel.saved.length > 0")
+        assert page.evaluate("() => window.fakeModel.saved.at(-1)") == {"text": session.text + "!", "text_revision": 2}
+        page.evaluate("() => window.cleanup()")
+        assert page.locator(".lens-widget").count() == 0
+        assert errors == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
