@@ -1,6 +1,6 @@
 // Edit synchronisation between the text box and the kernel: debounced, latest-wins, monotonic.
 //
-// The view numbers each edit (a revision). After the last keystroke it waits `debounceMs`, then
+// The view numbers each edit (a revision). After the last keystroke it waits `debounceMs` (25 ms), then
 // sends the newest text; while the kernel is busy with one revision it sends nothing more, and
 // when that one is done it sends only the newest text typed since. Results are shown only when
 // they are at least as new as what is shown, so a late result never replaces a newer picture,
@@ -15,6 +15,10 @@ export const browserScheduler: Scheduler = {
   set: (fn, ms) => setTimeout(fn, ms),
   clear: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 };
+
+/** Pause after a keystroke before sending: long enough to merge a burst (auto-repeat, a paste
+ * arriving as several events), short enough that one keystroke reaches the kernel at once. */
+export const DEBOUNCE_MS = 25;
 
 export class EditSync {
   /** Revision of the text in the box. */
@@ -31,7 +35,7 @@ export class EditSync {
   constructor(
     start: number,
     private readonly send: (text: string, revision: number) => void,
-    private readonly debounceMs = 120,
+    private readonly debounceMs = DEBOUNCE_MS,
     private readonly scheduler: Scheduler = browserScheduler,
   ) {
     this.local = this.sent = this.done = this.shown = start;

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import fixture from "./fixtures/payload_stream.json";
 import type { Payload } from "./payload";
+import { DEBOUNCE_MS } from "./sync";
 import widget, { type Model, shownRows } from "./widget";
 
 function revive(value: unknown): unknown {
@@ -125,11 +126,11 @@ describe("render", () => {
     for (const text of ["Paris is the c", "Paris is the ca", "Paris is the cap"]) {
       box.value = text;
       box.dispatchEvent(new Event("input"));
-      vi.advanceTimersByTime(50);
+      vi.advanceTimersByTime(10);
     }
     expect(model.saved).toEqual([]);
     expect(root.querySelector(".lw-status")!.textContent).toBe("computing…");
-    vi.advanceTimersByTime(120);
+    vi.advanceTimersByTime(DEBOUNCE_MS);
     expect(model.saved).toEqual([{ text: "Paris is the cap", text_revision: 4 }]);
   });
 

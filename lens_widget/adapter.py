@@ -154,13 +154,19 @@ class ModelAdapter:
 
     def unembed(self, h: torch.Tensor) -> torch.Tensor:
         """Logits the model would give if `h` were its last block's output (final norm included)."""
-        return self.logit_transform(self.head(self.final_norm(h)))
+        return self.decode(self.final_norm(h))
+
+    def head_input(self, final_hidden: torch.Tensor) -> torch.Tensor:
+        """What the head reads for the model's own output, from hidden_states[L] in either layout."""
+        return final_hidden if self.last_hidden_is_normed else self.final_norm(final_hidden)
+
+    def decode(self, head_input: torch.Tensor) -> torch.Tensor:
+        """Logits from final-normed vectors: the head plus the model's logit post-processing."""
+        return self.logit_transform(self.head(head_input))
 
     def output_logits(self, final_hidden: torch.Tensor) -> torch.Tensor:
         """The model's own logits from hidden_states[L], whichever layout the family uses."""
-        if self.last_hidden_is_normed:
-            return self.logit_transform(self.head(final_hidden))
-        return self.unembed(final_hidden)
+        return self.decode(self.head_input(final_hidden))
 
     @torch.inference_mode()
     def run(self, input_ids: torch.Tensor, cache: Any = None) -> tuple[torch.Tensor, Any]:

@@ -88,29 +88,26 @@ def compute_grid(
     last_logits = None
     # Logits are stacked lens rows first, then the output row; `slot` puts each back in the caller's order.
     slot = [rows.index(r) for r in [*lens_rows, *([num_layers] if has_output else [])]]
+    n_cells = len(slot)
 
     # Per chunk: the logits, their log-probs and a temporary of the same size, in float32.
-    block = max(1, chunk_bytes // (3 * 4 * vocab * len(rows)))
+    block = max(1, chunk_bytes // (3 * 4 * vocab * (len(lens_rows) + 1)))
     targets = targets.to(forward.hidden.device)
     for start in range(0, positions, block):
         end = min(positions, start + block)
-        model_logits = adapter.output_logits(forward.hidden[num_layers, start:end])
-        parts = []
+        # One head GEMM for the lens rows and the model's own output row (which the forward KL
+        # needs even when it is not shown): the unembedding matrix is read once per chunk.
+        head_in = adapter.head_input(forward.hidden[num_layers, start:end])[None]
         if lens_rows:
             translated = lens.translate(forward.hidden[lens_rows, start:end], lens_rows)
-            parts.append(adapter.unembed(translated).float())
-        if has_output:
-            parts.append(model_logits.float()[None])
-        logits = parts[0] if len(parts) == 1 else torch.cat(parts)
+            head_in = torch.cat([adapter.final_norm(translated).to(head_in.dtype), head_in])
+        logits = adapter.decode(head_in).float()
+        model_logits = logits[-1]
+        logits = logits[:n_cells]
         if keep_last_logits and end == positions:
             last_logits = torch.empty_like(logits[:, -1])
             last_logits[torch.tensor(slot)] = logits[:, -1]
-        cells = cell_statistics(
-            logits,
-            targets[start:end],
-            log_probs(model_logits),
-            top_k,
-        )
+        cells = cell_statistics(logits, targets[start:end], log_probs(model_logits), top_k)
         stats[:, slot, start:end] = cells.values.cpu().numpy()
         top_ids[slot, start:end] = cells.top_ids.cpu().numpy()
         top_probs[slot, start:end] = cells.top_probs.cpu().numpy()

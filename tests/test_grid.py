@@ -145,17 +145,18 @@ def test_chunking_bounds_memory_and_changes_nothing() -> None:
     lens = random_tuned_lens(model)
     whole = compute_grid(adapter, lens, forward, targets, rows)
     seen: list[int] = []
-    original = adapter.unembed
+    original = adapter.decode
 
     def spy(h: torch.Tensor) -> torch.Tensor:
         out = original(h)
         seen.append(out.numel())
         return out
 
-    adapter.unembed = spy  # type: ignore[method-assign]
+    adapter.decode = spy  # type: ignore[method-assign]
     chunk_bytes = 3 * 4 * adapter.vocab_size * len(rows) * 2  # two positions per chunk
     chunked = compute_grid(adapter, lens, forward, targets, rows, chunk_bytes=chunk_bytes)
-    assert len(seen) == math.ceil(len(IDS) / 2) and max(seen) == 2 * 2 * adapter.vocab_size
+    # One head GEMM per chunk, for both lens rows and the output row, two positions each.
+    assert len(seen) == math.ceil(len(IDS) / 2) and max(seen) == 3 * 2 * adapter.vocab_size
     np.testing.assert_allclose(chunked.statistics, whole.statistics, rtol=1e-5, atol=1e-5)  # GEMM shapes differ
     assert np.array_equal(chunked.top_ids, whole.top_ids)
     assert row_labels(chunked.rows, adapter.num_layers) == ["output", "0", "2"]

@@ -79,10 +79,11 @@ def test_append_patches_the_previous_columns_cross_entropy_without_a_second_gemm
     s.set_text("Paris is the capital of")
     unembeds: list[int] = []
     head = m.get_output_embeddings()
-    head.register_forward_hook(lambda mod, args, out: unembeds.append(args[0].shape[-2] if args[0].ndim > 1 else 1))
+    head.register_forward_hook(lambda mod, args, out: unembeds.append(args[0].numel() // args[0].shape[-1]))
     update = s.set_text("Paris is the capital of France")
-    # One column for every displayed row: lens rows go through the head in one call, the output row in another.
-    assert sum(unembeds) == s.num_layers + 1
+    # One head call covering the new columns of every row (lens rows and the output row together),
+    # and none for the previous column, whose kept logits give its new CE and rank.
+    assert unembeds == [(s.num_layers + 1) * len(update.changed_columns)]
     assert update.payload["grids"][0]["patch"], "the previous column's CE and rank are sent"
     fresh = session(model())
     fresh.set_text(s.text)

@@ -24,12 +24,13 @@ class RecordingComm(comm.base_comm.BaseComm):
         self.sent: list[dict[str, Any]] = []
         super().__init__(**kwargs)
 
-    def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None, **keys: Any) -> None:
+    def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None, **_: Any) -> None:
         self.sent.append({"type": msg_type, "data": data, "buffers": buffers or []})
 
     def updates(self) -> list[dict[str, Any]]:
         """State updates (not echoes) that carry a new payload."""
-        return [m for m in self.sent if m["data"] and m["data"].get("method") == "update" and "update" in m["data"]["state"]]
+        states = [m["data"] for m in self.sent if m["data"] and m["data"].get("method") == "update"]
+        return [d for d in states if "update" in d["state"]]
 
 
 @pytest.fixture(autouse=True)
