@@ -10,32 +10,20 @@ Screenshots go to tests/artifacts/ (git-ignored).
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS, HARNESS, free_port, jsonable, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 if CHROMIUM is None:
     if os.environ.get("CI"):
@@ -43,24 +31,6 @@ if CHROMIUM is None:
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_http(url: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
@@ -157,42 +127,6 @@ def test_widget_in_jupyterlab(browser: Any, jupyterlab: str) -> None:
     page.close()
 
 
-HARNESS = """<!doctype html>
-<meta charset="utf-8">
-<link rel="stylesheet" href="widget.css">
-<div id="app" style="width: 900px"></div>
-<script type="module">
-import widget from "./widget.js";
-const fixture = await (await fetch("state.json")).json();
-function revive(v) {
-  if (Array.isArray(v)) return v.map(revive);
-  if (v && typeof v === "object") {
-    const keys = Object.keys(v);
-    if (keys.length === 1 && keys[0] === "b64") {
-      const bytes = Uint8Array.from(atob(v.b64), (c) => c.charCodeAt(0));
-      return new DataView(bytes.buffer);
-    }
-    return Object.fromEntries(keys.map((k) => [k, revive(v[k])]));
-  }
-  return v;
-}
-const state = revive(fixture);
-const listeners = new Map();
-const model = {
-  saved: [], sent: [],
-  get: (k) => state[k],
-  set: (k, v) => { state[k] = v; },
-  save_changes() { this.saved.push({ text: state.text, text_revision: state.text_revision }); },
-  send(m) { this.sent.push(m); },
-  on: (name, fn) => { if (!listeners.has(name)) listeners.set(name, new Set()); listeners.get(name).add(fn); },
-  off: (name, fn) => listeners.get(name)?.delete(fn),
-};
-window.fakeModel = model;
-window.cleanup = widget.render({ model, el: document.getElementById("app") });
-</script>
-"""
-
-
 def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
     """What VS Code and Colab give a widget: an ES module and a model object, nothing from Jupyter."""
     from lens_widget import LensSession
@@ -214,15 +148,6 @@ def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
         "vocabulary": session.vocabulary(),
         "error": "",
     }
-
-    def jsonable(v: Any) -> Any:
-        if isinstance(v, bytes):
-            return {"b64": base64.b64encode(v).decode()}
-        if isinstance(v, dict):
-            return {k: jsonable(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [jsonable(x) for x in v]
-        return v
 
     for name in ("widget.js", "widget.css"):
         shutil.copy(ROOT / "lens_widget" / "static" / name, tmp_path / name)
