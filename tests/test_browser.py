@@ -90,10 +90,38 @@ def hover_first_cell(page: Any) -> None:
 
 def test_widget_in_jupyterlab(browser: Any, jupyterlab: str) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(jupyterlab)
+    try:
+        drive_jupyterlab(page, jupyterlab)
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-failure.png"))
+        raise
+    finally:
+        page.close()
+
+
+def run_first_cell(page: Any) -> None:
+    """Shift+Enter in the first cell, again if a kernel still connecting dropped the request."""
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-    page.locator(".jp-Cell .cm-content").first.click()
-    page.keyboard.press("Shift+Enter")
+    prompt = page.locator(".jp-Cell .jp-InputPrompt").first
+    for _ in range(4):
+        page.locator(".jp-Cell .cm-content").first.click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            page.wait_for_function(
+                "(el) => el.textContent.includes('*') || /\\d/.test(el.textContent)",
+                arg=prompt.element_handle(),
+                timeout=15_000,
+            )
+            return
+        except playwright_api.TimeoutError:
+            continue
+    raise AssertionError("the first cell never started running")
+
+
+def drive_jupyterlab(page: Any, jupyterlab: str) -> None:
+    page.goto(jupyterlab)
+    run_first_cell(page)
     page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=120_000)
     assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8, "the heatmap is drawn"
 
@@ -124,7 +152,6 @@ def test_widget_in_jupyterlab(browser: Any, jupyterlab: str) -> None:
     page.locator(".lens-widget .lw-stride-input").first.fill("3")
     page.wait_for_function(f"() => Number(document.querySelector('.lens-widget').dataset.rows) < {rows}")
     assert n_rows(page) == 3  # layers 0, 3 and the output row of a 6-layer model
-    page.close()
 
 
 def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
