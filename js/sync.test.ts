@@ -32,21 +32,31 @@ function setup() {
 }
 
 describe("EditSync", () => {
-  it("debounces: sends once, 120 ms after the last keystroke", () => {
+  it("sends a keystroke after a quiet spell at once", () => {
+    const { sent, sync } = setup();
+    sync.input("P");
+    expect(sent).toEqual([["P", 1]]);
+  });
+
+  it("merges a burst and sends its newest text 120 ms after the last keystroke", () => {
     const { clock, sent, sync } = setup();
     sync.input("P");
-    clock.advance(50);
-    sync.input("Pa");
+    sync.finished(1);
+    for (const text of ["Pa", "Par", "Pari"]) {
+      clock.advance(50);
+      sync.input(text);
+    }
     clock.advance(119);
-    expect(sent).toEqual([]);
+    expect(sent).toEqual([["P", 1]]);
     clock.advance(1);
-    expect(sent).toEqual([["Pa", 2]]);
+    expect(sent).toEqual([["P", 1], ["Pari", 4]]);
   });
 
   it("latest wins: while the kernel is busy only the newest text is sent next", () => {
     const { clock, sent, sync } = setup();
     sync.input("a");
     clock.advance(120);
+    expect(sent).toEqual([["a", 1]]);
     for (const text of ["ab", "abc", "abcd"]) {
       sync.input(text);
       clock.advance(200);
@@ -72,12 +82,14 @@ describe("EditSync", () => {
     const { clock, sync } = setup();
     sync.input("typed");
     expect(sync.external(1)).toBe(false);
+    sync.input("typed more");
+    expect(sync.external(2)).toBe(false);
     clock.advance(120);
-    sync.finished(1);
-    expect(sync.external(2)).toBe(true);
-    expect(sync.local).toBe(2);
-    sync.input("typed again");
+    sync.finished(2);
+    expect(sync.external(3)).toBe(true);
     expect(sync.local).toBe(3);
+    sync.input("typed again");
+    expect(sync.local).toBe(4);
   });
 
   it("an edit typed while busy is sent even if its timer fired earlier", () => {
@@ -93,8 +105,10 @@ describe("EditSync", () => {
   it("dispose cancels a pending send", () => {
     const { clock, sent, sync } = setup();
     sync.input("a");
+    sync.finished(1);
+    sync.input("ab");
     sync.dispose();
     clock.advance(500);
-    expect(sent).toEqual([]);
+    expect(sent).toEqual([["a", 1]]);
   });
 });

@@ -1,8 +1,9 @@
 // Edit synchronisation between the text box and the kernel: debounced, latest-wins, monotonic.
 //
-// The view numbers each edit (a revision). After the last keystroke it waits `debounceMs` (25 ms), then
-// sends the newest text; while the kernel is busy with one revision it sends nothing more, and
-// when that one is done it sends only the newest text typed since. Results are shown only when
+// The view numbers each edit (a revision). A keystroke after a quiet spell is sent at once (the
+// leading edge); keystrokes that follow within `debounceMs` (25 ms) of each other are merged and the
+// newest text is sent when they pause. While the kernel is busy with one revision nothing more is
+// sent, and when it is done only the newest text typed since goes next. Results are shown only when
 // they are at least as new as what is shown, so a late result never replaces a newer picture,
 // and the text box is never overwritten by the kernel's echo of an older revision.
 
@@ -41,11 +42,13 @@ export class EditSync {
     this.local = this.sent = this.done = this.shown = start;
   }
 
-  /** The user typed: remember the text, send it after a pause. */
+  /** The user typed: send now if all is quiet, else once the typing pauses. */
   input(text: string): void {
     this.text = text;
     this.local = Math.max(this.local, this.sent, this.done) + 1;
-    if (this.timer !== null) this.scheduler.clear(this.timer);
+    const quiet = this.timer === null;
+    if (!quiet) this.scheduler.clear(this.timer);
+    if (quiet) this.flush();
     this.timer = this.scheduler.set(() => {
       this.timer = null;
       this.flush();

@@ -119,7 +119,7 @@ describe("render", () => {
     expect(model.sentMessages).toContainEqual({ type: "request_full" });
   });
 
-  it("sends the typed text once, after the pause, with a new revision", async () => {
+  it("sends the first keystroke at once and a burst's newest text once, with new revisions", async () => {
     vi.useFakeTimers();
     const { model, root } = mount();
     const box = root.querySelector("textarea") as HTMLTextAreaElement;
@@ -128,10 +128,14 @@ describe("render", () => {
       box.dispatchEvent(new Event("input"));
       vi.advanceTimersByTime(10);
     }
-    expect(model.saved).toEqual([]);
+    expect(model.saved).toEqual([{ text: "Paris is the c", text_revision: 2 }]);
     expect(root.querySelector(".lw-status")!.textContent).toBe("computing…");
+    model.kernel("done_revision", 2);
     vi.advanceTimersByTime(DEBOUNCE_MS);
-    expect(model.saved).toEqual([{ text: "Paris is the cap", text_revision: 4 }]);
+    expect(model.saved).toEqual([
+      { text: "Paris is the c", text_revision: 2 },
+      { text: "Paris is the cap", text_revision: 4 },
+    ]);
   });
 
   it("keeps the user's text when the kernel echoes an older revision", () => {

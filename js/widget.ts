@@ -89,6 +89,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   let pinned = false;
   let payloadError = "";
   let frame: number | null = null;
+  let scheduled = false;
   const cleanups: (() => void)[] = [];
 
   const sync = new EditSync(model.get("text_revision"), (text, revision) => {
@@ -196,13 +197,17 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     return rows;
   }
 
+  /** Coalesce redraw requests into the next animation frame. */
   function schedule(): void {
-    if (frame !== null) return;
+    if (scheduled) return;
+    scheduled = true;
     const run = (): void => {
+      scheduled = false;
       frame = null;
       redraw();
     };
-    frame = win?.requestAnimationFrame ? win.requestAnimationFrame(run) : (setTimeout(run, 0) as unknown as number);
+    const handle = win?.requestAnimationFrame ? win.requestAnimationFrame(run) : (setTimeout(run, 0) as unknown as number);
+    if (scheduled) frame = handle; // a host may run the frame at once
   }
 
   function picture() {

@@ -39,6 +39,27 @@ def wait_for_http(url: str, timeout: float = 90.0) -> None:
             time.sleep(0.3)
 
 
+def run_first_cell(page: Any) -> None:
+    """Shift+Enter in the first cell, again if a kernel still connecting dropped the request."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    prompt = page.locator(".jp-Cell .jp-InputPrompt").first
+    for _ in range(4):
+        page.locator(".jp-Cell .cm-content").first.click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            page.wait_for_function(
+                "(el) => el.textContent.includes('*') || /\\d/.test(el.textContent)",
+                arg=prompt.element_handle(),
+                timeout=15_000,
+            )
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError("the first cell never started running")
+
+
 def jsonable(value: Any) -> Any:
     """Trait state as JSON, bytes as {"b64": …} (the harness page turns them into DataViews)."""
     if isinstance(value, bytes):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, HARNESS, free_port, jsonable, wait_for_http
+from browser_support import CHROMIUM, CHROMIUM_ARGS, HARNESS, free_port, jsonable, run_first_cell, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -100,25 +100,6 @@ def test_widget_in_jupyterlab(browser: Any, jupyterlab: str) -> None:
         page.close()
 
 
-def run_first_cell(page: Any) -> None:
-    """Shift+Enter in the first cell, again if a kernel still connecting dropped the request."""
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-    prompt = page.locator(".jp-Cell .jp-InputPrompt").first
-    for _ in range(4):
-        page.locator(".jp-Cell .cm-content").first.click()
-        page.keyboard.press("Shift+Enter")
-        try:
-            page.wait_for_function(
-                "(el) => el.textContent.includes('*') || /\\d/.test(el.textContent)",
-                arg=prompt.element_handle(),
-                timeout=15_000,
-            )
-            return
-        except playwright_api.TimeoutError:
-            continue
-    raise AssertionError("the first cell never started running")
-
-
 def drive_jupyterlab(page: Any, jupyterlab: str) -> None:
     page.goto(jupyterlab)
     run_first_cell(page)
@@ -128,7 +109,7 @@ def drive_jupyterlab(page: Any, jupyterlab: str) -> None:
     before = n_tokens(page)
     box = page.locator(".lens-widget textarea").first
     box.click()
-    page.keyboard.press("End")
+    page.keyboard.press("Control+End")
     page.keyboard.type(" Berlin", delay=40)
     page.wait_for_function(
         f"() => Number(document.querySelector('.lens-widget').dataset.nTokens) > {before}", timeout=30_000
@@ -201,7 +182,7 @@ def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
         assert page.locator(".lw-tip-row").count() == 10
         assert page.locator(".lens-widget b").count() == 0, "model strings never become HTML"
         page.locator(".lens-widget textarea").click()
-        page.keyboard.press("End")
+        page.keyboard.press("Control+End")
         page.keyboard.type("!", delay=20)
         page.wait_for_function("() => window.fakeModel.saved.length > 0")
         assert page.evaluate("() => window.fakeModel.saved.at(-1)") == {"text": session.text + "!", "text_revision": 2}

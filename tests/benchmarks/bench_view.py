@@ -30,7 +30,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
-from browser_support import CHROMIUM, CHROMIUM_ARGS, HARNESS, free_port, jsonable, wait_for_http  # noqa: E402
+from browser_support import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    HARNESS,
+    free_port,
+    jsonable,
+    run_first_cell,
+    wait_for_http,
+)
 
 from lens_widget.payload import GridBlock, encode_update, encode_vocabulary  # noqa: E402
 from lens_widget.statistics import STATISTICS  # noqa: E402
@@ -112,7 +120,11 @@ def measure_redraws(browser: Any, rows: int, cols: int, repeats: int = 30) -> fl
             wait_for_http(f"http://127.0.0.1:{port}/index.html", timeout=20)
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
             page.goto(f"http://127.0.0.1:{port}/index.html")
-            page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0")
+            # Interval polling: this page runs animation frames synchronously, which Playwright's
+            # default frame-based polling would recurse into.
+            page.wait_for_function(
+                "() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", polling=50
+            )
             assert int(page.locator(".lens-widget").get_attribute("data-rows") or 0) == rows
             page.evaluate("(n) => window.redraws(n)", 5)  # warm up
             times = page.evaluate("(n) => window.redraws(n)", repeats)
@@ -169,6 +181,7 @@ def measure_keystrokes(browser: Any, keystrokes: int) -> list[float]:
         root = Path(tmp)
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell(KEYSTROKE_CELL.format(tests=str(ROOT / "tests")))]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, root / "bench.ipynb")
         port, token = free_port(), "bench"
         command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1"]
@@ -179,16 +192,14 @@ def measure_keystrokes(browser: Any, keystrokes: int) -> list[float]:
             wait_for_http(f"http://127.0.0.1:{port}/api/status?token={token}")
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"http://127.0.0.1:{port}/lab/tree/bench.ipynb?token={token}")
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-            page.locator(".jp-Cell .cm-content").first.click()
-            page.keyboard.press("Shift+Enter")
+            run_first_cell(page)
             page.wait_for_function(
                 "() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) >= 256", timeout=300_000
             )
             page.evaluate(KEY_PROBE)
             box = page.locator(".lens-widget textarea")
             box.click()
-            page.keyboard.press("End")
+            page.keyboard.press("Control+End")
             for i in range(keystrokes):
                 page.keyboard.press("abcdefgh "[i % 9] if i % 9 else "Space")
                 page.wait_for_function(f"() => window.latencies.length > {i}", timeout=30_000)
