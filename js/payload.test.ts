@@ -1,27 +1,9 @@
 import { describe, expect, it } from "vitest";
 import fixture from "./fixtures/payload_stream.json";
 import { applyUpdate, halfToFloat, type Payload, PayloadError, TokenStrings, type ViewState, type Vocabulary } from "./payload";
+import { revive } from "./testing";
 
-type Json = unknown;
-
-/** The fixture's {b64} leaves as DataViews, as anywidget hands binary buffers to the view. */
-function revive(value: Json): Json {
-  if (Array.isArray(value)) return value.map(revive);
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, Json>);
-    if (entries.length === 1 && entries[0]?.[0] === "b64") {
-      const bytes = Uint8Array.from(atob(entries[0][1] as string), (c) => c.charCodeAt(0));
-      // Offset inside a larger buffer, as a real comm message delivers it.
-      const padded = new Uint8Array(bytes.length + 3);
-      padded.set(bytes, 3);
-      return new DataView(padded.buffer, 3, bytes.length);
-    }
-    return Object.fromEntries(entries.map(([k, v]) => [k, revive(v)]));
-  }
-  return value;
-}
-
-const updates = revive(fixture.updates) as Payload[];
+const updates = revive(fixture.updates, 3) as Payload[];
 
 describe("halfToFloat", () => {
   it("decodes normal, subnormal and special values", () => {

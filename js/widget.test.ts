@@ -2,20 +2,8 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import fixture from "./fixtures/payload_stream.json";
 import type { Payload } from "./payload";
 import { DEBOUNCE_MS } from "./sync";
+import { revive } from "./testing";
 import widget, { type Model, shownRows } from "./widget";
-
-function revive(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(revive);
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>);
-    if (entries.length === 1 && entries[0]?.[0] === "b64") {
-      const bytes = Uint8Array.from(atob(entries[0][1] as string), (c) => c.charCodeAt(0));
-      return new DataView(bytes.buffer);
-    }
-    return Object.fromEntries(entries.map(([k, v]) => [k, revive(v)]));
-  }
-  return value;
-}
 
 const updates = revive(fixture.updates) as Payload[];
 

@@ -20,7 +20,8 @@ the capital of Germany is Berlin, two plus two is four. def main(): return 42  #
 """
 
 
-def demo_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
+def demo_tokenizer(vocab_size: int = 512, corpus: str = _CORPUS) -> PreTrainedTokenizerFast:
+    """A byte-level BPE (GPT-2's scheme) trained on `corpus`: a real fast tokenizer, made offline."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -33,7 +34,7 @@ def demo_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
         special_tokens=["<|endoftext|>"],
         show_progress=False,
     )
-    tokenizer.train_from_iterator([_CORPUS] * 8, trainer)
+    tokenizer.train_from_iterator([corpus] * 8, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>")
 
 

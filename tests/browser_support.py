@@ -4,10 +4,16 @@ and a bare host page that renders the built ESM with a minimal fake anywidget mo
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 CHROMIUM = shutil.which("chromium")
@@ -37,6 +43,41 @@ def wait_for_http(url: str, timeout: float = 90.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path) -> Iterator[str]:
+    """A static file server on 127.0.0.1 for `folder`; yields its base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/", timeout=20)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def jupyter_lab(root: Path, notebook: str) -> Iterator[str]:
+    """JupyterLab on 127.0.0.1 serving `root` (as root it needs --allow-root); yields the notebook's URL."""
+    port, token = free_port(), "lens-widget-test"
+    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1"]
+    command += [f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+    command += ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "JUPYTER_CONFIG_DIR": str(root / ".jupyter")}
+    with (root / "lab.log").open("w") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/api/status?token={token}")
+            yield f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}"
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 def run_first_cell(page: Any) -> None:

@@ -13,22 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from browser_support import jsonable
 from tiny_models import tiny_model, tiny_tokenizer
 
 from lens_widget.payload import apply_update
 from lens_widget.session import LensSession
 
 FIXTURE = Path(__file__).resolve().parents[1] / "js" / "fixtures" / "payload_stream.json"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return {"b64": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def from_jsonable(value: Any) -> Any:
@@ -75,7 +66,7 @@ def record() -> dict[str, Any]:
         "token_ids": state.token_ids.tolist(),
         "token_spans": state.token_spans.ravel().tolist(),
     }
-    return {"updates": _jsonable(updates), "vocabulary": _jsonable(session.vocabulary()), "expected": expected}
+    return {"updates": jsonable(updates), "vocabulary": jsonable(session.vocabulary()), "expected": expected}
 
 
 if __name__ == "__main__":

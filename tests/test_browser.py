@@ -13,14 +13,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, HARNESS, free_port, jsonable, run_first_cell, wait_for_http
+from browser_support import CHROMIUM, CHROMIUM_ARGS, HARNESS, jsonable, jupyter_lab, run_first_cell, serve_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -45,23 +43,8 @@ def browser() -> Iterator[Any]:
 def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("lab")
     shutil.copy(ROOT / "examples" / "quickstart.ipynb", root / "quickstart.ipynb")
-    port, token = free_port(), "lens-widget-test"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "JUPYTER_CONFIG_DIR": str(root / ".jupyter")}
-    log = (root / "lab.log").open("w")
-    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1"]
-    command += [f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
-    command += ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/api/status?token={token}")
-        yield f"http://127.0.0.1:{port}/lab/tree/quickstart.ipynb?token={token}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    with jupyter_lab(root, "quickstart.ipynb") as url:
+        yield url
 
 
 CANVAS_COLOURS = """(selector) => {
@@ -161,18 +144,11 @@ def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
         shutil.copy(ROOT / "lens_widget" / "static" / name, tmp_path / name)
     (tmp_path / "state.json").write_text(json.dumps(jsonable(state)))
     (tmp_path / "index.html").write_text(HARNESS)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/index.html", timeout=20)
+    with serve_folder(tmp_path) as base:
         page = browser.new_page(viewport={"width": 1000, "height": 700})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"http://127.0.0.1:{port}/index.html")
+        page.goto(f"{base}/index.html")
         page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0")
         assert n_tokens(page) == len(session.tokens.ids)
         assert n_rows(page) == session.num_layers + 1
@@ -189,8 +165,4 @@ def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
         page.evaluate("() => window.cleanup()")
         assert page.locator(".lens-widget").count() == 0
         assert errors == []
-        ARTIFACTS.mkdir(exist_ok=True)
         page.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)

@@ -40,6 +40,12 @@ def assert_same_grid(a: LensSession, b: LensSession, *, exact_ids: bool = True, 
     np.testing.assert_allclose(pa, pb, rtol=tol, atol=tol)
 
 
+def assert_equals_fresh(s: LensSession, fresh: LensSession, tol: float = 1e-4) -> None:
+    """A session on a new model instance, given the final text at once, has the same grid."""
+    fresh.set_text(s.text)
+    assert_same_grid(s, fresh, tol=tol)
+
+
 class PositionCounter:
     """Counts the positions the model's embedding sees: the model's real work, not a timing."""
 
@@ -68,9 +74,7 @@ def test_append_runs_the_model_on_exactly_one_new_position() -> None:
     assert len(s.tokens.ids) == before + 1
     assert counter.calls == [1]
     assert update.kind == "columns" and list(update.changed_columns) == [before]
-    fresh = session(model())
-    fresh.set_text(s.text)
-    assert_same_grid(s, fresh)
+    assert_equals_fresh(s, session(model()))
 
 
 def test_append_patches_the_previous_columns_cross_entropy_without_a_second_gemm() -> None:
@@ -85,9 +89,7 @@ def test_append_patches_the_previous_columns_cross_entropy_without_a_second_gemm
     # and none for the previous column, whose kept logits give its new CE and rank.
     assert unembeds == [(s.num_layers + 1) * len(update.changed_columns)]
     assert update.payload["grids"][0]["patch"], "the previous column's CE and rank are sent"
-    fresh = session(model())
-    fresh.set_text(s.text)
-    assert_same_grid(s, fresh)
+    assert_equals_fresh(s, session(model()))
 
 
 def test_an_edit_in_the_middle_reruns_only_the_suffix() -> None:
@@ -120,9 +122,7 @@ def test_a_stride_change_computes_only_missing_rows_and_keeps_the_output_row() -
     assert again.rows == () and s.rows == [0, 2, 3, 4, 6]
     s.set_text(TEXT + " More")
     assert s.rows == [0, 3, 6], "an edit recomputes only the displayed rows"
-    fresh = session(model(num_hidden_layers=6), layer_stride=3)
-    fresh.set_text(s.text)
-    assert_same_grid(s, fresh)
+    assert_equals_fresh(s, session(model(num_hidden_layers=6), layer_stride=3))
 
 
 def test_a_lens_switch_reruns_no_model() -> None:

@@ -104,19 +104,7 @@ lines.
 
 
 def tiny_tokenizer(vocab_size: int = VOCAB) -> Any:
-    """A byte-level BPE (GPT-2's scheme) trained here on a small corpus: a real fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    """The demo's byte-level BPE, trained on a corpus with unicode, emoji, tabs and newlines."""
+    from lens_widget.demo import demo_tokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=["<|endoftext|>"],
-        show_progress=False,
-    )
-    tok.train_from_iterator([_CORPUS] * 4, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    return demo_tokenizer(vocab_size, _CORPUS)

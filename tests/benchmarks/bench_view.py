@@ -34,10 +34,10 @@ from browser_support import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
     HARNESS,
-    free_port,
     jsonable,
+    jupyter_lab,
     run_first_cell,
-    wait_for_http,
+    serve_folder,
 )
 
 from lens_widget.payload import GridBlock, encode_update, encode_vocabulary  # noqa: E402
@@ -102,24 +102,15 @@ def synthetic_state(rows: int, cols: int, vocab: int = 50304, k: int = 10) -> di
 
 
 def measure_redraws(browser: Any, rows: int, cols: int, repeats: int = 30) -> float:
-    import subprocess
-
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name in ("widget.js", "widget.css"):
             shutil.copy(ROOT / "lens_widget" / "static" / name, folder / name)
         (folder / "state.json").write_text(json.dumps(jsonable(synthetic_state(rows, cols))))
         (folder / "index.html").write_text(BENCH_PAGE)
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_http(f"http://127.0.0.1:{port}/index.html", timeout=20)
+        with serve_folder(folder) as base:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            page.goto(f"http://127.0.0.1:{port}/index.html")
+            page.goto(f"{base}/index.html")
             # Interval polling: this page runs animation frames synchronously, which Playwright's
             # default frame-based polling would recurse into.
             page.wait_for_function(
@@ -129,9 +120,6 @@ def measure_redraws(browser: Any, rows: int, cols: int, repeats: int = 30) -> fl
             page.evaluate("(n) => window.redraws(n)", 5)  # warm up
             times = page.evaluate("(n) => window.redraws(n)", repeats)
             page.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
     return float(statistics.median(times))
 
 
@@ -174,31 +162,21 @@ KEY_PROBE = """() => {
 
 
 def measure_keystrokes(browser: Any, keystrokes: int) -> list[float]:
-    import os
-    import subprocess
-
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell(KEYSTROKE_CELL.format(tests=str(ROOT / "tests")))]
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, root / "bench.ipynb")
-        port, token = free_port(), "bench"
-        command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1"]
-        command += [f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "JUPYTER_CONFIG_DIR": str(root / ".jupyter")}
-        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for_http(f"http://127.0.0.1:{port}/api/status?token={token}")
+        with jupyter_lab(root, "bench.ipynb") as url:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"http://127.0.0.1:{port}/lab/tree/bench.ipynb?token={token}")
+            page.goto(url)
             run_first_cell(page)
             page.wait_for_function(
                 "() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) >= 256", timeout=300_000
             )
             page.evaluate(KEY_PROBE)
-            box = page.locator(".lens-widget textarea")
-            box.click()
+            page.locator(".lens-widget textarea").click()
             page.keyboard.press("Control+End")
             for i in range(keystrokes):
                 page.keyboard.press("abcdefgh "[i % 9] if i % 9 else "Space")
@@ -206,9 +184,6 @@ def measure_keystrokes(browser: Any, keystrokes: int) -> list[float]:
                 time.sleep(0.15)
             latencies = page.evaluate("() => window.latencies")
             page.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
     return [float(x) for x in latencies]
 
 

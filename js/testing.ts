@@ -1,0 +1,21 @@
+// Test helpers shared by the vitest suites (never bundled: only tests import this).
+
+/**
+ * JSON with binary leaves written as {"b64": …} (tests/payload_fixture.py) → the same structure
+ * with DataViews, as anywidget hands binary traits to a view. `offset` places each view inside a
+ * larger buffer, as comm messages deliver them.
+ */
+export function revive(value: unknown, offset = 0): unknown {
+  if (Array.isArray(value)) return value.map((v) => revive(v, offset));
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>);
+    if (entries.length === 1 && entries[0]?.[0] === "b64") {
+      const bytes = Uint8Array.from(atob(entries[0][1] as string), (c) => c.charCodeAt(0));
+      const padded = new Uint8Array(bytes.length + offset);
+      padded.set(bytes, offset);
+      return new DataView(padded.buffer, offset, bytes.length);
+    }
+    return Object.fromEntries(entries.map(([k, v]) => [k, revive(v, offset)]));
+  }
+  return value;
+}
