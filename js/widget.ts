@@ -4,7 +4,7 @@
 // source of truth: every draw reads the decoded state, so resize, scroll, theme and visibility
 // changes simply redraw.
 
-import type { AnyModel, RenderProps } from "@anywidget/types";
+import type { RenderProps } from "@anywidget/types";
 import { reversed, scaleFor } from "./colors";
 import { type Cell, cellAt, cellRect, contentWidth, draw, drawLegend, makeLayout, scrollToShow } from "./heatmap";
 import { applyUpdate, type Payload, PayloadError, statAt, TokenStrings, topAt, type ViewState, type Vocabulary } from "./payload";
@@ -249,7 +249,6 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     spacer.style.width = `${contentWidth(p.layout)}px`;
     canvas.style.width = `${p.layout.width}px`;
     canvas.style.height = `${p.layout.height}px`;
-    canvas.style.marginBottom = `${-1}px`;
     canvas.width = Math.round(p.layout.width * dpr);
     canvas.height = Math.round(p.layout.height * dpr);
     if (ctx) {
@@ -498,5 +497,4 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   };
 }
 
-export type { AnyModel };
 export default { render };

@@ -20,7 +20,9 @@ All arrays are little-endian, C order. R = len(header["rows"]), C = n_tokens - c
 Header: version, kind, rows (layer indices; num_layers = the model's output), row_labels, num_layers,
 col_start, n_tokens, total_tokens (> n_tokens when the text was cut), top_k, statistics, units,
 lens ("logit" | "tuned"), notice (a message for the user, or ""), layer_stride (the session's),
-grids ([{"name", "ids"}]).
+grids ([{"name", "ids"}]). The widget adds seq (its updates' order), base (the seq a delta applies
+to; -1 for "full") and text_revision (the text edit it answers), so a view that missed an update
+asks for a full one instead of drawing a wrong picture.
 
 Kinds, applied to the receiver's state:
 - "full": the whole state; col_start = 0.
