@@ -87,6 +87,11 @@ def run_first_cell(page: Any) -> None:
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
     prompt = page.locator(".jp-Cell .jp-InputPrompt").first
     for _ in range(4):
+        # A kernel still starting can make JupyterLab ask which kernel to use: take the default.
+        accept = page.locator(".jp-Dialog .jp-mod-accept")
+        if accept.count():
+            accept.first.click()
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
         page.locator(".jp-Cell .cm-content").first.click()
         page.keyboard.press("Shift+Enter")
         try:
