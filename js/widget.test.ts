@@ -164,6 +164,23 @@ describe("render", () => {
     expect(root.dataset.rows).toBe("2");
   });
 
+  it("moves the selected cell with arrow keys, pins with Enter and unpins with Escape", async () => {
+    const { root } = mount();
+    await frame();
+    const grid = root.querySelector(".lw-scroll") as HTMLElement;
+    const tooltip = root.querySelector(".lw-tooltip") as HTMLElement;
+    const key = (k: string) => grid.dispatchEvent(new KeyboardEvent("keydown", { key: k, bubbles: true }));
+    key("ArrowRight"); // selects the first cell
+    key("ArrowRight");
+    key("ArrowDown");
+    expect(tooltip.hidden).toBe(false);
+    expect(tooltip.textContent).toContain("layer 2 · position 1");
+    key("Enter");
+    expect(tooltip.textContent).toContain("pinned");
+    key("Escape");
+    expect(tooltip.hidden).toBe(true);
+  });
+
   it("cleans up every listener and its DOM", () => {
     const { model, host, cleanup } = mount();
     expect(model.listenerCount()).toBeGreaterThan(0);
