@@ -117,6 +117,23 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def trait_state(text: str, payload: dict[str, Any], vocabulary: dict[str, Any]) -> dict[str, Any]:
+    """The widget's traits as a kernel would have them after one full update (for the harness page)."""
+    header = {**payload["header"], "seq": 1, "base": -1, "text_revision": 1}
+    return {
+        "text": text,
+        "text_revision": 1,
+        "done_revision": 1,
+        "statistic": "entropy",
+        "layer_stride": 1,
+        "lens": "logit",
+        "lens_options": ["logit"],
+        "update": {**payload, "header": header},
+        "vocabulary": vocabulary,
+        "error": "",
+    }
+
+
 # The host contract VS Code and Colab implement: an ES module's render({model, el}) and a model with
 # get/set/on/off/save_changes/send. Binary traits arrive as DataViews.
 HARNESS = """<!doctype html>

@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, HARNESS, jsonable, jupyter_lab, run_first_cell, serve_folder
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    HARNESS,
+    jsonable,
+    jupyter_lab,
+    run_first_cell,
+    serve_folder,
+    trait_state,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -126,19 +135,7 @@ def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
     model, tokenizer = demo_model()
     session = LensSession(model, tokenizer)
     update = session.set_text("The capital of France is Paris <b>bold</b> 🙂")
-    header = {**update.payload["header"], "seq": 1, "base": -1, "text_revision": 1}
-    state = {
-        "text": session.text,
-        "text_revision": 1,
-        "done_revision": 1,
-        "statistic": "entropy",
-        "layer_stride": 1,
-        "lens": "logit",
-        "lens_options": ["logit"],
-        "update": {**update.payload, "header": header},
-        "vocabulary": session.vocabulary(),
-        "error": "",
-    }
+    state = trait_state(session.text, update.payload, session.vocabulary())
 
     for name in ("widget.js", "widget.css"):
         shutil.copy(ROOT / "lens_widget" / "static" / name, tmp_path / name)

@@ -38,6 +38,7 @@ from browser_support import (  # noqa: E402
     jupyter_lab,
     run_first_cell,
     serve_folder,
+    trait_state,
 )
 
 from lens_widget.payload import GridBlock, encode_update, encode_vocabulary  # noqa: E402
@@ -85,20 +86,9 @@ def synthetic_state(rows: int, cols: int, vocab: int = 50304, k: int = 10) -> di
         token_ids=rng.integers(0, vocab, cols),
         token_spans=np.stack([np.arange(cols), np.arange(cols) + 1], 1),
     )
-    payload["header"] |= {"seq": 1, "base": -1, "text_revision": 1}
     words = ["the", " capital", " of", " France", " is", " Paris", ",", " and"]
-    return {
-        "text": "x" * cols,
-        "text_revision": 1,
-        "done_revision": 1,
-        "statistic": "entropy",
-        "layer_stride": 1,
-        "lens": "logit",
-        "lens_options": ["logit"],
-        "update": payload,
-        "vocabulary": encode_vocabulary([words[i % len(words)] + str(i) for i in range(vocab)]),
-        "error": "",
-    }
+    vocabulary = encode_vocabulary([words[i % len(words)] + str(i) for i in range(vocab)])
+    return trait_state("x" * cols, payload, vocabulary)
 
 
 def measure_redraws(browser: Any, rows: int, cols: int, repeats: int = 30) -> float:
