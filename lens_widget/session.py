@@ -86,6 +86,8 @@ class _Track:
     def advance(self, ids: list[int], keep: int) -> None:
         """Bring hidden states and cache to `ids`, reusing the first `keep` positions."""
         old = self.positions
+        if self.cache is None:
+            keep = 0  # nothing to continue from (a model that returns no cache): run everything
         if keep < old:
             if self.cache is not None and self._croppable(old):
                 self.cache.crop(-(old - keep))
@@ -95,6 +97,9 @@ class _Track:
         if len(ids) > keep:
             suffix = torch.tensor(ids[keep:], dtype=torch.long)
             hidden, self.cache = self.adapter.run(suffix, self.cache if keep else None)
+            seq_length = getattr(self.cache, "get_seq_length", None)
+            if not callable(seq_length) or seq_length() != len(ids):
+                self.cache = None  # a cache that does not cover every position cannot be continued
             self.hidden = torch.cat([self.hidden[:, :keep], hidden], dim=1)
 
     def _croppable(self, length: int) -> bool:

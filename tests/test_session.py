@@ -334,3 +334,14 @@ def test_stride_and_lens_changes_before_any_text_then_text() -> None:
     fresh = session(model(num_hidden_layers=4), layer_stride=2)
     fresh.set_text(TEXT)
     assert_same_grid(s, fresh)
+
+
+def test_a_model_that_returns_no_cache_is_recomputed_not_continued_blindly() -> None:
+    m = model()
+    s = session(m)
+    s.set_text("Paris is the")
+    s._tracks[0].cache = None  # as if the model had returned none
+    counter = PositionCounter(m)
+    s.set_text("Paris is the capital")
+    assert counter.calls == [len(s.tokens.ids)], "the whole text is run again"
+    assert_equals_fresh(s, session(model()))
