@@ -345,3 +345,41 @@ def test_a_model_that_returns_no_cache_is_recomputed_not_continued_blindly() -> 
     s.set_text("Paris is the capital")
     assert counter.calls == [len(s.tokens.ids)], "the whole text is run again"
     assert_equals_fresh(s, session(model()))
+
+
+def bos_tokenizer() -> object:
+    """The tiny BPE with a BOS token prepended, as Llama's and Gemma's tokenizers do."""
+    from tokenizers import processors
+
+    tok = tiny_tokenizer(VOCAB)
+    backend = tok.backend_tokenizer
+    bos = "<|endoftext|>"
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tok.convert_tokens_to_ids(bos))]
+    )
+    return tok
+
+
+def test_a_tokenizer_that_adds_bos_keeps_it_as_column_zero_through_edits() -> None:
+    tok = bos_tokenizer()
+    s = LensSession(model(), tok)
+    update = s.set_text("")
+    assert update.n_tokens == 1, "an empty text is just the BOS token, a real one-column grid"
+    assert s.tokens.spans.tolist() == [[0, 0]]
+    s.set_text("Paris is")
+    s.set_text("Paris is the capital")
+    assert s.tokens.ids[0] == tok.convert_tokens_to_ids("<|endoftext|>")
+    fresh = LensSession(model(), tok)
+    assert_equals_fresh(s, fresh)
+
+
+def test_shrinking_the_text_frees_the_dropped_positions() -> None:
+    s = session()
+    s.set_text(TEXT * 3)
+    big = s._tracks[0].hidden.untyped_storage().nbytes()
+    update = s.set_text(TEXT[:20])  # a prefix: a pure deletion at the end, no model run
+    assert update.kind == "columns" and update.col_start == len(s.tokens.ids)
+    track = s._tracks[0]
+    assert track.hidden.shape[1] == len(s.tokens.ids)
+    assert track.hidden.untyped_storage().nbytes() == track.hidden.numel() * track.hidden.element_size() < big
+    assert track.stats.shape[2] == len(s.tokens.ids)
