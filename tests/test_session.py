@@ -377,8 +377,8 @@ def test_shrinking_the_text_frees_the_dropped_positions() -> None:
     s = session()
     s.set_text(TEXT * 3)
     big = s._tracks[0].hidden.untyped_storage().nbytes()
-    update = s.set_text(TEXT[:20])  # a prefix: a pure deletion at the end, no model run
-    assert update.kind == "columns" and update.col_start == len(s.tokens.ids)
+    update = s.set_text(TEXT[:20])  # a prefix: only the cut word's last token can change
+    assert update.kind == "columns" and update.col_start >= len(s.tokens.ids) - 1
     track = s._tracks[0]
     assert track.hidden.shape[1] == len(s.tokens.ids)
     assert track.hidden.untyped_storage().nbytes() == track.hidden.numel() * track.hidden.element_size() < big
