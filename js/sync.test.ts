@@ -92,6 +92,16 @@ describe("EditSync", () => {
     expect(sync.local).toBe(4);
   });
 
+  it("typing not yet sent survives a newer text from Python and is sent as newer", () => {
+    const { clock, sent, sync } = setup();
+    sync.input("a");
+    sync.input("ab"); // waiting for its pause
+    expect(sync.external(10)).toBe(false);
+    sync.finished(10);
+    clock.advance(120);
+    expect(sent.at(-1)).toEqual(["ab", 11]);
+  });
+
   it("an edit typed while busy is sent even if its timer fired earlier", () => {
     const { clock, sent, sync } = setup();
     sync.input("a");

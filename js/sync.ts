@@ -84,9 +84,16 @@ export class EditSync {
     return true;
   }
 
-  /** Text set from Python at `revision`: adopt it unless the user has typed past it. */
+  /**
+   * Text set from Python at `revision`: adopt it, unless the user has typed past it or has typing
+   * not yet sent. That typing wins: it is renumbered above `revision`, so the kernel takes it as newer.
+   */
   external(revision: number): boolean {
     if (revision <= this.local) return false;
+    if (this.local > this.sent) {
+      this.local = revision + 1;
+      return false;
+    }
     this.local = this.sent = revision;
     return true;
   }
