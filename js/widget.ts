@@ -210,6 +210,17 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     if (scheduled) frame = handle; // a host may run the frame at once
   }
 
+  /** Labels of the rows shown, top to bottom. */
+  function labelsShown(s: ViewState): string[] {
+    return rowsShown().map((r) => s.rowLabels[s.rows.indexOf(r)] ?? String(r));
+  }
+
+  /** The one layout that drawing, hit-testing, the tooltip and the keyboard all use. */
+  function currentLayout(s: ViewState) {
+    const labels = labelsShown(s);
+    return makeLayout(labels.length, s.nTokens, scroller.clientWidth || 600, labels);
+  }
+
   function picture() {
     const rows = rowsShown();
     const s = state as ViewState;
@@ -218,11 +229,10 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const name = model.get("statistic");
     const values: number[] = [];
     for (const i of rowIndex) for (let c = 0; c < s.nTokens; c++) values.push(statAt(s, 0, statIdx, i, c));
-    const layout = makeLayout(rows.length, s.nTokens, scroller.clientWidth || 600, rows.map((r) => s.rowLabels[s.rows.indexOf(r)] ?? ""));
     return {
-      layout,
+      layout: currentLayout(s),
       scrollLeft: scroller.scrollLeft,
-      rowLabels: rows.map((r) => s.rowLabels[s.rows.indexOf(r)] ?? String(r)),
+      rowLabels: labelsShown(s),
       value: (row: number, col: number) => statAt(s, 0, statIdx, rowIndex[row] as number, col),
       top1: (row: number, col: number) => visibleToken(strings.get(topAt(s, 0, rowIndex[row] as number, col).ids[0] ?? 0)),
       inputToken: (col: number) => visibleToken(strings.get(s.tokenIds[col] ?? 0)),
@@ -295,8 +305,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
       top: top.ids.map((id, j) => ({ text: strings.get(id), probability: top.probs[j] ?? 0 })),
       pinned,
     });
-    const layout = makeLayout(rows.length, s.nTokens, scroller.clientWidth || 600);
-    const rect = cellRect(layout, cell, scroller.scrollLeft);
+    const rect = cellRect(currentLayout(s), cell, scroller.scrollLeft);
     const canvasBox = canvas.getBoundingClientRect();
     const rootBox = root.getBoundingClientRect();
     tooltip.hidden = false;
@@ -323,8 +332,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   function cellFromEvent(event: MouseEvent): Cell | null {
     if (!state) return null;
     const box = canvas.getBoundingClientRect();
-    const layout = makeLayout(rowsShown().length, state.nTokens, scroller.clientWidth || 600);
-    return cellAt(layout, event.clientX - box.left, event.clientY - box.top, scroller.scrollLeft);
+    return cellAt(currentLayout(state), event.clientX - box.left, event.clientY - box.top, scroller.scrollLeft);
   }
 
   function listen<K extends keyof HTMLElementEventMap>(target: HTMLElement, type: K, fn: (e: HTMLElementEventMap[K]) => void): void {
@@ -420,8 +428,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
         row: Math.min(rows - 1, Math.max(0, current.row + (selected ? move[0] : 0))),
         col: Math.min(state.nTokens - 1, Math.max(0, current.col + (selected ? move[1] : 0))),
       };
-      const layout = makeLayout(rows, state.nTokens, scroller.clientWidth || 600);
-      scroller.scrollLeft = scrollToShow(layout, selected.col, scroller.scrollLeft);
+      scroller.scrollLeft = scrollToShow(currentLayout(state), selected.col, scroller.scrollLeft);
     } else {
       return;
     }

@@ -88,9 +88,6 @@ class ModelForward:
     """[num_layers + 1, positions, d_model]: hidden_states[i]; row i < L is read by the lens, row L
     (already final-normed by transformers in every tested family) gives the model's own output."""
 
-    def columns(self, start: int, end: int) -> ModelForward:
-        return ModelForward(self.hidden[:, start:end])
-
 
 class ModelAdapter:
     """Final norm, unembedding and hidden-state layout of one causal LM, found and verified."""

@@ -60,14 +60,9 @@ class WidgetController:
         if key == self._handled:
             return
         self._handled = key
-        with w.hold_sync():
-            try:
-                self.publish(self.session.set_text(w.text))
-                w.error = ""
-            except Exception as exc:  # shown in the view; the kernel and the session stay usable
-                w.error = _message("Could not analyse the text", exc)
-            finally:
-                w.done_revision = max(w.done_revision, key[1])
+        with w.hold_sync():  # the update and done_revision reach the view in one message
+            self._run("Could not analyse the text", lambda: self.session.set_text(w.text))
+            w.done_revision = max(w.done_revision, key[1])
 
     def _on_stride(self, change: Any) -> None:
         self._run("Could not change the layer stride", lambda: self.session.set_layer_stride(change["new"]))
@@ -81,6 +76,8 @@ class WidgetController:
             self._run("Could not send the grid", self.session.full_update)
 
     def _run(self, what: str, step: Any) -> None:
+        """Publish what `step` returns; any failure becomes the `error` trait, so the kernel, the
+        session (which rolls itself back) and the view all stay usable."""
         with self.widget.hold_sync():
             try:
                 self.publish(step())
