@@ -22,9 +22,10 @@ UNITS: dict[str, str] = {
     "entropy": "nats",
     "cross_entropy": "nats",
     "forward_kl": "nats",
-    "max_probability": "probability",
-    "rank": "rank (1 = top)",
+    "max_probability": "",
+    "rank": "",
 }
+"""Units a value is read in; empty for plain numbers (a probability, a rank), so labels never repeat."""
 
 NO_TARGET = -1
 """Target id of a position without a real next token (the last one)."""
