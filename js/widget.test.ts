@@ -10,15 +10,13 @@ const updates = revive(fixture.updates) as Payload[];
 /** The anywidget model contract, as VS Code, Colab and JupyterLab implement it. */
 class FakeModel {
   state: Model;
-  listeners = new Map<string, Set<() => void>>();
+  listeners = new Map<string, Set<(...args: unknown[]) => void>>();
   saved: Partial<Model>[] = [];
   sentMessages: unknown[] = [];
   private pending: Partial<Model> = {};
   constructor(initial: Partial<Model>) {
     this.state = {
       text: "Paris is the",
-      text_revision: 1,
-      done_revision: 1,
       statistic: "entropy",
       layer_stride: 2,
       lens: "logit",
@@ -43,11 +41,11 @@ class FakeModel {
   send(message: unknown): void {
     this.sentMessages.push(message);
   }
-  on(name: string, fn: () => void): void {
+  on(name: string, fn: (...args: unknown[]) => void): void {
     if (!this.listeners.has(name)) this.listeners.set(name, new Set());
     this.listeners.get(name)!.add(fn);
   }
-  off(name: string, fn: () => void): void {
+  off(name: string, fn: (...args: unknown[]) => void): void {
     this.listeners.get(name)?.delete(fn);
   }
   /** A change from the kernel. */
@@ -55,12 +53,26 @@ class FakeModel {
     this.state[key] = value;
     for (const fn of this.listeners.get(`change:${key}`) ?? []) fn();
   }
+  /** A custom message from the kernel. */
+  message(content: unknown): void {
+    for (const fn of this.listeners.get("msg:custom") ?? []) fn(content, []);
+  }
+  /** The edit messages this view sent. */
+  edits(): { view: string; edit: number; text: string }[] {
+    return this.sentMessages.filter((m) => (m as { type?: string }).type === "edit") as { view: string; edit: number; text: string }[];
+  }
   listenerCount(): number {
     return [...this.listeners.values()].reduce((n, s) => n + s.size, 0);
   }
 }
 
 const frame = () => new Promise((resolve) => setTimeout(resolve, 30));
+
+function type(box: HTMLTextAreaElement, text: string): void {
+  box.value = text;
+  box.dispatchEvent(new Event("input"));
+  vi.advanceTimersByTime(10);
+}
 
 function mount(initial: Partial<Model> = {}) {
   const model = new FakeModel({ update: updates[0], ...initial });
@@ -107,46 +119,77 @@ describe("render", () => {
     expect(model.sentMessages).toContainEqual({ type: "request_full" });
   });
 
-  it("sends the first keystroke at once and a burst's newest text once, with new revisions", async () => {
+  it("sends the first keystroke at once and a burst's newest text once, as numbered edit messages", () => {
     vi.useFakeTimers();
     const { model, root } = mount();
     const box = root.querySelector("textarea") as HTMLTextAreaElement;
-    for (const text of ["Paris is the c", "Paris is the ca", "Paris is the cap"]) {
-      box.value = text;
-      box.dispatchEvent(new Event("input"));
-      vi.advanceTimersByTime(10);
-    }
-    expect(model.saved).toEqual([{ text: "Paris is the c", text_revision: 2 }]);
+    for (const text of ["Paris is the c", "Paris is the ca", "Paris is the cap"]) type(box, text);
+    expect(model.edits().map((e) => [e.text, e.edit])).toEqual([["Paris is the c", 1]]);
+    expect(model.saved).toEqual([]); // the text trait is the kernel's: the view never sets it
     expect(root.querySelector(".lw-status")!.textContent).toBe("computing…");
-    model.kernel("done_revision", 2);
+    const view = model.edits()[0]!.view;
+    model.message({ type: "edit_done", view: "another view", edit: 1 }); // not ours: still waiting
     vi.advanceTimersByTime(DEBOUNCE_MS);
-    expect(model.saved).toEqual([
-      { text: "Paris is the c", text_revision: 2 },
-      { text: "Paris is the cap", text_revision: 4 },
+    expect(model.edits()).toHaveLength(1);
+    model.message({ type: "edit_done", view, edit: 1 });
+    expect(model.edits().map((e) => [e.text, e.edit, e.view])).toEqual([
+      ["Paris is the c", 1, view],
+      ["Paris is the cap", 3, view],
     ]);
   });
 
-  it("keeps the user's text when the kernel echoes an older revision", () => {
+  it("shows text set from Python once its own edits are done: type, set from Python, type again", () => {
     vi.useFakeTimers();
     const { model, root } = mount();
     const box = root.querySelector("textarea") as HTMLTextAreaElement;
-    box.value = "typed by the user";
-    box.dispatchEvent(new Event("input"));
-    model.state.text_revision = 1;
-    model.kernel("text", "Paris is the");
-    expect(box.value).toBe("typed by the user");
-    model.state.text_revision = 9;
-    model.kernel("text", "set from Python");
-    expect(box.value).toBe("set from Python");
+    type(box, "Paris is the capital");
+    const view = model.edits()[0]!.view;
+    model.kernel("text", "Paris is the capital"); // the kernel made the edit its text…
+    model.message({ type: "edit_done", view, edit: 1 }); // …then said it is done
+    model.kernel("text", "Two plus two is four"); // a later cell: widget.text = …
+    expect(box.value).toBe("Two plus two is four");
+    vi.advanceTimersByTime(DEBOUNCE_MS);
+    type(box, "Two plus two is four.");
+    expect(model.edits().at(-1)!.text).toBe("Two plus two is four.");
   });
 
-  it("shows kernel errors and unreadable payloads as messages, without throwing", async () => {
+  it("adopts the kernel's text when the done message comes after a text that arrived mid-edit", () => {
+    vi.useFakeTimers();
+    const { model, root } = mount();
+    const box = root.querySelector("textarea") as HTMLTextAreaElement;
+    type(box, "typed");
+    const view = model.edits()[0]!.view;
+    model.kernel("text", "set from Python"); // arrives while the view's edit is in flight: not yet
+    expect(box.value).toBe("typed");
+    vi.advanceTimersByTime(DEBOUNCE_MS);
+    model.message({ type: "edit_done", view, edit: 1 });
+    expect(box.value).toBe("set from Python"); // nothing typed since: the kernel's text is shown
+  });
+
+  it("keeps typing the kernel has not finished with, and sends it", () => {
+    vi.useFakeTimers();
+    const { model, root } = mount();
+    const box = root.querySelector("textarea") as HTMLTextAreaElement;
+    type(box, "typed");
+    type(box, "typed more"); // merged, waiting for its pause
+    model.kernel("text", "set from Python");
+    expect(box.value).toBe("typed more");
+    const view = model.edits()[0]!.view;
+    model.message({ type: "edit_done", view, edit: 1 });
+    vi.advanceTimersByTime(DEBOUNCE_MS);
+    expect(box.value).toBe("typed more");
+    expect(model.edits().at(-1)!.text).toBe("typed more");
+  });
+
+  it("shows kernel errors and unreadable payloads as messages, without throwing", () => {
+    vi.useFakeTimers();
     const { model, root } = mount();
     model.kernel("error", "Could not analyse the text: RuntimeError: boom");
     expect(root.querySelector(".lw-error")!.textContent).toContain("boom");
     const broken = { ...updates[0]!, header: { ...updates[0]!.header, seq: 50 }, token_ids: new DataView(new ArrayBuffer(1)) };
     expect(() => model.kernel("update", broken)).not.toThrow();
     expect(root.querySelector(".lw-error")!.textContent).toContain("Could not read the kernel's update");
+    vi.advanceTimersByTime(300);
     expect(model.sentMessages).toContainEqual({ type: "request_full" });
   });
 
@@ -179,6 +222,76 @@ describe("render", () => {
     expect(tooltip.textContent).toContain("pinned");
     key("Escape");
     expect(tooltip.hidden).toBe(true);
+  });
+
+  it("survives a vocabulary that did not arrive (Colab drops initial buffers) and asks again", () => {
+    vi.useFakeTimers();
+    const lost = { size: 400, offsets: null, utf8: null } as unknown as Model["vocabulary"];
+    const { model, root } = mount({ vocabulary: lost });
+    expect(root.querySelector(".lw-error")!.textContent).toContain("token strings did not arrive");
+    expect(root.querySelector("textarea")).not.toBeNull(); // rendered, not thrown
+    vi.advanceTimersByTime(300);
+    expect(model.sentMessages.filter((m) => (m as { type: string }).type === "request_vocabulary")).toHaveLength(1);
+    model.kernel("vocabulary", revive(fixture.vocabulary) as Model["vocabulary"]);
+    expect(root.querySelector(".lw-error")!.textContent).toBe("");
+  });
+
+  it("an update whose buffers never arrive readable gives a message and a few requests, not a loop", () => {
+    vi.useFakeTimers();
+    const lostBuffers = (seq: number) => ({
+      ...updates[0]!,
+      header: { ...updates[0]!.header, seq },
+      grids: [{ stats: null, top_ids: null, top_probs: null, id_table: null, patch: null }],
+    });
+    const { model, root } = mount({ update: lostBuffers(1) as never });
+    const fulls = () => model.sentMessages.filter((m) => (m as { type: string }).type === "request_full").length;
+    // A kernel that answers every request at once with another unreadable update, for 2 s.
+    let seq = 1;
+    let answered = 0;
+    for (let t = 0; t < 2000; t += 5) {
+      while (answered < fulls()) {
+        answered += 1;
+        model.kernel("update", lostBuffers(++seq) as never);
+      }
+      vi.advanceTimersByTime(5);
+    }
+    expect(fulls()).toBeGreaterThanOrEqual(2);
+    expect(fulls()).toBeLessThanOrEqual(5);
+    expect(root.querySelector(".lw-error")!.textContent).toContain("Could not read the kernel's update");
+  });
+
+  it("keeps the heatmap's keys from the host and marks it for Lumino", async () => {
+    const { host, root } = mount();
+    await frame();
+    const grid = root.querySelector(".lw-scroll") as HTMLElement;
+    expect(grid.getAttribute("data-lm-suppress-shortcuts")).toBe("true");
+    const seen: string[] = [];
+    host.addEventListener("keydown", (e) => seen.push(e.key));
+    grid.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true }));
+    grid.dispatchEvent(new KeyboardEvent("keydown", { key: "a", bubbles: true }));
+    expect(seen).toEqual(["a"]);
+    await frame();
+    expect(root.dataset.selected).toBe("0,0");
+    const box = root.querySelector("textarea") as HTMLTextAreaElement;
+    box.dispatchEvent(new KeyboardEvent("keydown", { key: "Delete", bubbles: true }));
+    box.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowUp", bubbles: true }));
+    box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", shiftKey: true, bubbles: true }));
+    expect(seen).toEqual(["a", "Enter"]); // only Shift+Enter (run the cell) reaches the host
+  });
+
+  it("keeps its width when the host briefly reports none (a theme switch)", async () => {
+    const { model, root } = mount();
+    const scroller = root.querySelector(".lw-scroll") as HTMLElement;
+    let width = 900;
+    Object.defineProperty(scroller, "clientWidth", { get: () => width });
+    model.kernel("statistic", "rank");
+    await frame();
+    const canvas = root.querySelector(".lw-canvas") as HTMLCanvasElement;
+    expect(canvas.style.width).toBe("900px");
+    width = 0;
+    model.kernel("statistic", "entropy");
+    await frame();
+    expect(canvas.style.width).toBe("900px");
   });
 
   it("cleans up every listener and its DOM", () => {

@@ -8,7 +8,8 @@ import type { RenderProps } from "@anywidget/types";
 import { reversed, scaleFor } from "./colors";
 import { type Cell, cellAt, cellRect, contentWidth, draw, drawLegend, makeLayout, scrollToShow } from "./heatmap";
 import { applyUpdate, type Payload, PayloadError, statAt, TokenStrings, topAt, type ViewState, type Vocabulary } from "./payload";
-import { EditSync } from "./sync";
+import { Retry } from "./retry";
+import { EditSync, isEditDone } from "./sync";
 import { isDark, palette, watchTheme } from "./theme";
 import { fillTooltip } from "./tooltip";
 import { visibleToken } from "./tokens";
@@ -16,8 +17,6 @@ import { visibleToken } from "./tokens";
 /** Mirrors the Python LensWidget's traits one to one. */
 export interface Model {
   text: string;
-  text_revision: number;
-  done_revision: number;
   statistic: string;
   layer_stride: number;
   lens: string;
@@ -34,6 +33,17 @@ const LABELS: Record<string, string> = {
   max_probability: "Max prob",
   rank: "Rank",
 };
+
+/** A statistic's name with its units, when it has any ("Entropy (nats)", "Rank"). */
+export function statisticTitle(name: string, units: string): string {
+  const label = LABELS[name] ?? name;
+  return units ? `${label} (${units})` : label;
+}
+
+/** A fresh id per view, so each view knows which answers are to its own edits. */
+function newViewId(): string {
+  return globalThis.crypto?.randomUUID?.() ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
 
 /** Rows of `state` the stride shows, top to bottom: the output row first. */
 export function shownRows(rows: number[], numLayers: number, stride: number): number[] {
@@ -75,6 +85,8 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   const notice = el(doc, "div", "lw-message lw-notice", root);
   const scroller = el(doc, "div", "lw-scroll", root);
   scroller.tabIndex = 0;
+  // Lumino hosts (Notebook 7, JupyterLab) would take the arrow keys for moving between cells.
+  scroller.setAttribute("data-lm-suppress-shortcuts", "true");
   scroller.setAttribute("aria-label", "lens heatmap: arrow keys move between cells, Enter pins, Escape unpins");
   const canvas = el(doc, "canvas", "lw-canvas", scroller);
   const spacer = el(doc, "div", "lw-spacer", scroller);
@@ -83,50 +95,76 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   tooltip.hidden = true;
 
   let state: ViewState | null = null;
-  let strings = new TokenStrings(vocabularyOf(model.get("vocabulary")));
+  let strings = new TokenStrings(null);
   let lastSeq = -1;
   let selected: Cell | null = null;
   let pinned = false;
   let payloadError = "";
+  let vocabularyError = "";
   let frame: number | null = null;
   let scheduled = false;
+  /** Width of the widget when it last had one: a host restyling (a theme switch) can report 0. */
+  let knownWidth = 0;
+  let relayoutTimer: ReturnType<typeof setTimeout> | null = null;
+  let relayoutTries = 0;
   const cleanups: (() => void)[] = [];
 
-  const sync = new EditSync(model.get("text_revision"), (text, revision) => {
-    model.set("text", text);
-    model.set("text_revision", revision);
-    model.save_changes();
+  const viewId = newViewId();
+  const sync = new EditSync((text, edit) => {
+    model.send({ type: "edit", view: viewId, edit, text });
     refreshStatus();
   });
+  const fullState = new Retry(() => model.send({ type: "request_full" }));
+  const vocabularyRetry = new Retry(() => model.send({ type: "request_vocabulary" }));
 
-  function vocabularyOf(v: Model["vocabulary"]): Vocabulary | null {
-    return v && "size" in v ? (v as Vocabulary) : null;
+  /** The kernel's text replaces the box's unless the user has typing the kernel has not finished with. */
+  function adoptKernelText(): void {
+    const text = model.get("text");
+    if (!sync.pending && typeof text === "string" && textarea.value !== text) textarea.value = text;
   }
 
-  function requestFull(): void {
-    model.send({ type: "request_full" });
+  function readVocabulary(): void {
+    const value = model.get("vocabulary") as unknown;
+    try {
+      if (!value || typeof value !== "object" || !("size" in value)) throw new PayloadError("it is missing");
+      strings = new TokenStrings(value as Vocabulary);
+      vocabularyError = "";
+      vocabularyRetry.succeeded();
+    } catch (error) {
+      strings = new TokenStrings(null);
+      const why = error instanceof Error ? error.message : String(error);
+      vocabularyError =
+        `The token strings did not arrive readable (${why}): this host may drop binary data sent with a new ` +
+        "widget (a known Colab issue). Cells show token ids until they arrive; asking the kernel again…";
+      vocabularyRetry.failed();
+    }
   }
 
   function receive(): void {
-    const value = model.get("update");
-    if (!value || !("header" in value)) return;
-    const payload = value as Payload;
-    const header = payload.header;
+    const value = model.get("update") as unknown;
+    const header = (value as Partial<Payload> | null)?.header;
+    if (value && typeof value === "object" && Object.keys(value).length === 0) return; // nothing sent yet
+    if (!header || typeof header !== "object" || !Number.isSafeInteger(header.seq)) {
+      payloadError = "The kernel's update did not arrive readable; asking for the whole state again…";
+      fullState.failed();
+      refreshStatus();
+      return;
+    }
     if (header.seq <= lastSeq) return;
     if (header.kind !== "full" && (state === null || header.base !== lastSeq)) {
-      requestFull(); // we missed an update (or have none): ask for the whole state
+      fullState.request(); // we missed an update (or have none): ask for the whole state
       return;
     }
     try {
-      state = applyUpdate(state, payload);
+      state = applyUpdate(state, value as Payload);
       lastSeq = header.seq;
       payloadError = "";
-      sync.accept(header.text_revision);
+      if (header.kind === "full") fullState.succeeded();
     } catch (error) {
-      payloadError = `Could not read the kernel's update (${error instanceof PayloadError ? error.message : String(error)}); asking for the whole state again.`;
+      payloadError = `Could not read the kernel's update (${error instanceof PayloadError ? error.message : String(error)}); asking for the whole state again…`;
       state = null;
       lastSeq = -1;
-      requestFull();
+      fullState.failed();
     }
     if (selected && state && (selected.col >= state.nTokens || selected.row >= rowsShown().length)) {
       selected = null;
@@ -179,10 +217,10 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
 
   function refreshStatus(): void {
     const missingRows = state !== null && shownRows(rowsFor(state), state.header.num_layers, model.get("layer_stride")).length > rowsShown().length;
-    const busy = sync.dirty || missingRows || (state !== null && state.header.lens !== model.get("lens"));
+    const busy = sync.pending || missingRows || (state !== null && state.header.lens !== model.get("lens"));
     status.classList.toggle("lw-busy", busy);
     status.textContent = busy ? "computing…" : state ? `${state.nTokens} tokens` : "";
-    errorBox.textContent = payloadError || model.get("error") || "";
+    errorBox.textContent = [payloadError, vocabularyError, model.get("error") || ""].filter(Boolean).join("\n");
     notice.textContent = state?.header.notice ?? "";
     root.dataset.busy = String(busy);
   }
@@ -218,7 +256,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   /** The one layout that drawing, hit-testing, the tooltip and the keyboard all use. */
   function currentLayout(s: ViewState) {
     const labels = labelsShown(s);
-    return makeLayout(labels.length, s.nTokens, scroller.clientWidth || 600, labels);
+    return makeLayout(labels.length, s.nTokens, knownWidth || 600, labels);
   }
 
   function picture() {
@@ -227,6 +265,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const statIdx = statisticIndex();
     const rowIndex = rows.map((r) => s.rows.indexOf(r));
     const name = model.get("statistic");
+    const entropyIdx = s.header.statistics.indexOf("entropy");
     const values: number[] = [];
     for (const i of rowIndex) for (let c = 0; c < s.nTokens; c++) values.push(statAt(s, 0, statIdx, i, c));
     return {
@@ -234,6 +273,8 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
       scrollLeft: scroller.scrollLeft,
       rowLabels: labelsShown(s),
       value: (row: number, col: number) => statAt(s, 0, statIdx, rowIndex[row] as number, col),
+      // Entropy is never missing for a real distribution: NaN there means the logits were not finite.
+      invalid: (row: number, col: number) => entropyIdx >= 0 && Number.isNaN(statAt(s, 0, entropyIdx, rowIndex[row] as number, col)),
       top1: (row: number, col: number) => visibleToken(strings.get(topAt(s, 0, rowIndex[row] as number, col).ids[0] ?? 0)),
       inputToken: (col: number) => visibleToken(strings.get(s.tokenIds[col] ?? 0)),
       scale: scaleFor(name, values),
@@ -246,6 +287,18 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
 
   function redraw(): void {
     root.classList.toggle("lw-dark", isDark(root));
+    if (scroller.clientWidth > 0) {
+      knownWidth = scroller.clientWidth;
+      relayoutTries = 0;
+    } else if (root.isConnected && relayoutTimer === null && relayoutTries < 10) {
+      // No layout right now (a host restyling its theme, a hidden tab): draw at the last known
+      // width and look again shortly, rather than keep a made-up width until the next resize.
+      relayoutTries += 1;
+      relayoutTimer = setTimeout(() => {
+        relayoutTimer = null;
+        schedule();
+      }, 200);
+    }
     const ctx = canvas.getContext("2d");
     const legendCtx = legend.getContext("2d");
     if (!state || statisticIndex() < 0) {
@@ -265,7 +318,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
       draw(ctx, p);
     }
-    const legendWidth = root.clientWidth || p.layout.width;
+    const legendWidth = p.layout.width;
     legend.style.width = `${legendWidth}px`;
     legend.style.height = "28px";
     legend.width = Math.round(legendWidth * dpr);
@@ -273,12 +326,13 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     if (legendCtx) {
       legendCtx.setTransform(dpr, 0, 0, dpr, 0, 0);
       const i = statisticIndex();
-      drawLegend(legendCtx, legendWidth, LABELS[model.get("statistic")] ?? model.get("statistic"), state.header.units[i] ?? "", p);
+      drawLegend(legendCtx, legendWidth, statisticTitle(model.get("statistic"), state.header.units[i] ?? ""), p);
     }
     root.dataset.rows = String(p.layout.rows);
     root.dataset.nTokens = String(state.nTokens);
     root.dataset.statistic = model.get("statistic");
     root.dataset.seq = String(lastSeq);
+    root.dataset.selected = selected ? `${selected.row},${selected.col}` : "";
     if (selected) showTooltip(selected);
   }
 
@@ -294,10 +348,12 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const rank = statAt(s, 0, s.header.statistics.indexOf("rank"), i, cell.col);
     const top = topAt(s, 0, i, cell.col);
     const nextId = s.tokenIds[cell.col + 1];
+    const invalid = Number.isNaN(statAt(s, 0, s.header.statistics.indexOf("entropy"), i, cell.col));
     fillTooltip(tooltip, {
+      invalid,
       rowLabel: s.rowLabels[i] ?? String(row),
       col: cell.col,
-      statistic: model.get("statistic"),
+      statistic: statisticTitle(model.get("statistic"), ""),
       value: statAt(s, 0, statIdx, i, cell.col),
       units: s.header.units[statIdx] ?? "",
       input: strings.get(s.tokenIds[cell.col] ?? 0),
@@ -349,6 +405,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     sync.input(textarea.value);
     refreshStatus();
   });
+  listen(textarea, "blur", adoptKernelText);
   listen(statButtons, "click", (event) => {
     const target = (event.target as HTMLElement).closest("button");
     if (!target?.dataset.statistic) return;
@@ -432,9 +489,20 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     } else {
       return;
     }
+    // Keys the heatmap used are not also the host's (VS Code's notebook moves between cells).
     event.preventDefault();
+    event.stopPropagation();
     if (selected) showTooltip(selected);
     schedule();
+  });
+  // Typing in the text box, the slider or the selector is the widget's, not the notebook's: VS Code
+  // would otherwise run its own commands on it (Delete removes the cell, arrows move between
+  // cells). Modifier+Enter still reaches the host, so a cell can be run from the text box.
+  listen(root, "keydown", (event) => {
+    const target = event.target as HTMLElement | null;
+    const control = target?.closest("textarea, input, select, button");
+    const runsCell = event.key === "Enter" && (event.shiftKey || event.ctrlKey || event.metaKey);
+    if (control && !runsCell) event.stopPropagation();
   });
   const onDocumentKey = (event: KeyboardEvent): void => {
     if (event.key === "Escape" && pinned) {
@@ -449,16 +517,19 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
 
   on("change:update", receive);
   on("change:vocabulary", () => {
-    strings = new TokenStrings(vocabularyOf(model.get("vocabulary")));
+    readVocabulary();
+    refreshStatus();
     schedule();
   });
-  on("change:text", () => {
-    if (sync.external(model.get("text_revision"))) textarea.value = model.get("text");
-  });
-  on("change:done_revision", () => {
-    sync.finished(model.get("done_revision"));
+  on("change:text", adoptKernelText);
+  const onMessage = (message: unknown): void => {
+    if (!isEditDone(message, viewId)) return;
+    sync.finished(message.edit);
+    adoptKernelText();
     refreshStatus();
-  });
+  };
+  model.on("msg:custom", onMessage);
+  cleanups.push(() => model.off("msg:custom", onMessage));
   on("change:error", refreshStatus);
   on("change:statistic", () => {
     buildControls();
@@ -487,15 +558,19 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     cleanups.push(() => visible.disconnect());
   }
 
+  readVocabulary();
   buildControls();
   receive();
-  if (state === null) requestFull();
+  if (state === null) fullState.request();
   refreshStatus();
   schedule();
 
   return () => {
     for (const cleanup of cleanups.splice(0)) cleanup();
     sync.dispose();
+    fullState.dispose();
+    vocabularyRetry.dispose();
+    if (relayoutTimer !== null) clearTimeout(relayoutTimer);
     if (frame !== null) {
       if (win?.cancelAnimationFrame) win.cancelAnimationFrame(frame);
       else clearTimeout(frame);
