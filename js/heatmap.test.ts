@@ -39,7 +39,7 @@ function recordingContext() {
   const ctx: Record<string, unknown> = {
     measureText: (s: string) => ({ width: s.length * 7 }),
   };
-  for (const op of ["save", "restore", "fillRect", "fillText", "strokeRect", "beginPath", "rect", "clip"]) {
+  for (const op of ["save", "restore", "fillRect", "fillText", "strokeRect", "beginPath", "rect", "clip", "moveTo", "lineTo", "stroke"]) {
     ctx[op] = (...args: unknown[]) => calls.push({ op, args });
   }
   return { ctx: ctx as unknown as CanvasRenderingContext2D, calls };
@@ -51,6 +51,7 @@ function picture(rows: number, cols: number, scrollLeft = 0): Picture {
     scrollLeft,
     rowLabels: Array.from({ length: rows }, (_, i) => (i === 0 ? "output" : String(rows - 1 - i))),
     value: (r, c) => (c === 1 ? NaN : r + c),
+    invalid: () => false,
     top1: (r, c) => `tok${r}.${c}`,
     inputToken: (c) => `in${c}`,
     scale: scaleFor("entropy", [0, 10]),
@@ -80,6 +81,16 @@ describe("draw", () => {
     const large = recordingContext();
     draw(large.ctx, picture(48, 4096, 2000 * 58));
     expect(large.calls.length).toBeLessThanOrEqual(small.calls.length + 48 * 3);
+  });
+
+  it("draws invalid cells hatched and labelled NaN, never coloured like a real value", () => {
+    const { ctx, calls } = recordingContext();
+    const p = { ...picture(2, 3), invalid: (r: number, c: number) => r === 1 && c === 2 };
+    draw(ctx, p);
+    const texts = calls.filter((c) => c.op === "fillText").map((c) => c.args[0] as string);
+    expect(texts.filter((t) => t === "NaN")).toHaveLength(1);
+    expect(texts).not.toContain("tok1.2");
+    expect(calls.some((c) => c.op === "stroke")).toBe(true);
   });
 
   it("truncates long tokens to the cell", () => {

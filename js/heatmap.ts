@@ -77,8 +77,10 @@ export interface Picture {
   layout: Layout;
   scrollLeft: number;
   rowLabels: string[];
-  /** Statistic of a displayed cell (NaN: missing). */
+  /** Statistic of a displayed cell (NaN: missing, e.g. the cross-entropy of the last column). */
   value(row: number, col: number): number;
+  /** The cell's distribution is not a distribution (NaN or infinite logits): drawn as invalid. */
+  invalid(row: number, col: number): boolean;
   /** Top-1 token of a cell, already made visible. */
   top1(row: number, col: number): string;
   inputToken(col: number): string;
@@ -112,6 +114,10 @@ export function draw(ctx: CanvasRenderingContext2D, p: Picture): void {
     const x = l.labelWidth + col * l.cellWidth - p.scrollLeft;
     for (let row = 0; row < l.rows; row++) {
       const y = row * l.cellHeight;
+      if (p.invalid(row, col)) {
+        drawInvalid(ctx, x, y, l, p.palette);
+        continue;
+      }
       const rgb = colorOf(p, p.value(row, col));
       ctx.fillStyle = rgb ? cssColor(rgb) : p.palette.missing;
       ctx.fillRect(x, y, l.cellWidth - 1, l.cellHeight - 1);
@@ -142,8 +148,29 @@ export function draw(ctx: CanvasRenderingContext2D, p: Picture): void {
   ctx.restore();
 }
 
-/** The legend: a ramp with the statistic's name, units and range. */
-export function drawLegend(ctx: CanvasRenderingContext2D, width: number, name: string, units: string, p: Pick<Picture, "scale" | "reversed" | "palette">): void {
+/** An invalid cell: hatched, labelled NaN, so it cannot pass for a confident or a missing one. */
+function drawInvalid(ctx: CanvasRenderingContext2D, x: number, y: number, l: Layout, palette: Palette): void {
+  ctx.save();
+  ctx.fillStyle = palette.missing;
+  ctx.fillRect(x, y, l.cellWidth - 1, l.cellHeight - 1);
+  ctx.beginPath();
+  ctx.rect(x, y, l.cellWidth - 1, l.cellHeight - 1);
+  ctx.clip();
+  ctx.strokeStyle = palette.invalid;
+  ctx.lineWidth = 1;
+  for (let d = -l.cellHeight; d < l.cellWidth; d += 6) {
+    ctx.moveTo(x + d, y + l.cellHeight);
+    ctx.lineTo(x + d + l.cellHeight, y);
+  }
+  ctx.stroke();
+  ctx.fillStyle = palette.text;
+  ctx.textAlign = "center";
+  ctx.fillText("NaN", x + l.cellWidth / 2, y + l.cellHeight / 2);
+  ctx.restore();
+}
+
+/** The legend: a ramp with the statistic's title (name and units) and range. */
+export function drawLegend(ctx: CanvasRenderingContext2D, width: number, title: string, p: Pick<Picture, "scale" | "reversed" | "palette">): void {
   const height = 28;
   ctx.save();
   ctx.fillStyle = p.palette.background;
@@ -160,6 +187,6 @@ export function drawLegend(ctx: CanvasRenderingContext2D, width: number, name: s
   ctx.textBaseline = "middle";
   ctx.textAlign = "left";
   const fmt = (v: number): string => (p.scale.log || Math.abs(v) >= 100 ? Math.round(v).toString() : v.toFixed(2));
-  ctx.fillText(`${fmt(p.scale.min)} … ${fmt(p.scale.max)}   ${name} (${units})${p.scale.log ? ", log scale" : ""}`, x0 + barWidth + 8, 12);
+  ctx.fillText(`${fmt(p.scale.min)} … ${fmt(p.scale.max)}   ${title}${p.scale.log ? ", log scale" : ""}`, x0 + barWidth + 8, 12);
   ctx.restore();
 }

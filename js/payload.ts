@@ -24,10 +24,9 @@ export interface Header {
   notice: string;
   layer_stride: number;
   grids: GridMeta[];
-  /** Added by the widget: order of updates, the update a delta applies to (-1: none), text revision. */
+  /** Added by the widget: order of updates, and the update a delta applies to (-1: none). */
   seq: number;
   base: number;
-  text_revision: number;
 }
 
 export interface GridBuffers {
@@ -120,44 +119,154 @@ export interface DecodedUpdate {
   tokenSpans: Uint32Array;
 }
 
+// --- checking a payload before anything is sized or indexed from it -----------------------------
+// lens_widget/payload.py makes the same checks, in the same order, with the same messages (up to how
+// a value is shown), so that the two decoders refuse exactly the same payloads:
+// js/fixtures/payload_cases.json holds both to it (js/payload.test.ts, tests/test_payload.py).
+
+const KINDS = ["full", "columns", "rows"];
+const ID_KINDS = ["uint16", "table", "uint32"];
+const BUFFERS = ["stats", "top_ids", "top_probs", "id_table", "patch"] as const;
+
+/** A value as an error message shows it: as JSON, which is also how the Python side shows it. */
+function show(value: unknown): string {
+  if (value === undefined) return "nothing";
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  return text.length <= 60 ? text : `${text.slice(0, 57)}...`;
+}
+
+/** A JSON object (what Python sees as a dict): not null, not an array, not a binary buffer. */
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !isBytes(value);
+}
+
+function isBytes(value: unknown): value is Bytes {
+  return value instanceof ArrayBuffer || ArrayBuffer.isView(value);
+}
+
+/**
+ * Whole numbers from 0 to Number.MAX_SAFE_INTEGER: a larger one is not held exactly, and Python
+ * refuses it too. (JSON cannot tell 3 from 3.0, so neither can the Python side.)
+ */
+function isWhole(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function isStrings(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === "string");
+}
+
+/**
+ * The header with every field checked. Every size, subarray and index the decoder and applyUpdate
+ * compute comes from here, so a field that is not what the format says (a row 1.5, a negative
+ * col_start) is refused before it can build a state whose nTokens or rows disagree with its arrays.
+ */
+function checkHeader(header: unknown): Header {
+  if (!isObject(header)) throw new PayloadError(`header is not an object: ${show(header)}`);
+  if (!isWhole(header.version) || header.version !== 1) throw new PayloadError(`payload version ${show(header.version)}, expected 1`);
+  const kind = header.kind;
+  if (typeof kind !== "string" || !KINDS.includes(kind)) throw new PayloadError(`unknown update kind ${show(kind)}`);
+  for (const [name, least] of [["num_layers", 0], ["col_start", 0], ["n_tokens", 0], ["total_tokens", 0], ["top_k", 1], ["layer_stride", 1]] as const) {
+    const value = header[name];
+    if (!isWhole(value) || value < least) {
+      throw new PayloadError(`header.${name} must be a ${least ? "positive" : "non-negative"} integer, got ${show(value)}`);
+    }
+  }
+  const h = header as unknown as Header;
+  if (h.col_start > h.n_tokens) throw new PayloadError(`header.col_start is after n_tokens (${h.col_start} > ${h.n_tokens})`);
+  if (kind !== "columns" && h.col_start !== 0) throw new PayloadError(`header.col_start must be 0 in a "${kind}" update, got ${h.col_start}`);
+  if (h.total_tokens < h.n_tokens) throw new PayloadError(`header.total_tokens is less than n_tokens (${h.total_tokens} < ${h.n_tokens})`);
+  const rows: unknown = header.rows;
+  if (!Array.isArray(rows)) throw new PayloadError(`header.rows must be a list of layer indices, got ${show(rows)}`);
+  rows.forEach((row: unknown, i) => {
+    if (!isWhole(row) || row > h.num_layers) {
+      throw new PayloadError(`header.rows[${i}] must be a layer index from 0 to num_layers (${h.num_layers}), got ${show(row)}`);
+    }
+    if (rows.indexOf(row) < i) throw new PayloadError(`header.rows lists layer ${row} twice`);
+  });
+  if (!isStrings(header.row_labels) || header.row_labels.length !== rows.length) {
+    throw new PayloadError(`header.row_labels must be a list of ${rows.length} strings, one per row`);
+  }
+  const statistics = header.statistics;
+  if (!isStrings(statistics)) throw new PayloadError("header.statistics must be a list of strings");
+  if (!isStrings(header.units) || header.units.length !== statistics.length) {
+    throw new PayloadError(`header.units must be a list of ${statistics.length} strings, one per statistic`);
+  }
+  for (const name of ["lens", "notice"] as const) {
+    if (typeof header[name] !== "string") throw new PayloadError(`header.${name} must be a string, got ${show(header[name])}`);
+  }
+  const grids = header.grids;
+  if (!Array.isArray(grids)) throw new PayloadError(`header.grids must be a list, got ${show(grids)}`);
+  grids.forEach((meta: unknown, g) => {
+    if (!(isObject(meta) && typeof meta.name === "string" && typeof meta.ids === "string" && ID_KINDS.includes(meta.ids))) {
+      throw new PayloadError(`header.grids[${g}] must be {"name": string, "ids": "uint16" | "table" | "uint32"}`);
+    }
+  });
+  return h;
+}
+
+/**
+ * Unpack one update, checking the header and every size against it. Anything that does not follow
+ * the format throws PayloadError (never a TypeError or RangeError), so the view can tell a bad
+ * payload from its own bugs and ask for a full update instead.
+ */
 export function decodeUpdate(payload: Payload): DecodedUpdate {
-  const header = payload?.header;
-  if (!header || typeof header !== "object") throw new PayloadError("payload has no header");
-  if (header.version !== 1) throw new PayloadError(`payload version ${String(header.version)}, expected 1`);
-  if (!["full", "columns", "rows"].includes(header.kind)) throw new PayloadError(`unknown update kind ${header.kind}`);
+  const raw: unknown = payload;
+  if (!isObject(raw)) throw new PayloadError(`payload is not an object: ${show(raw)}`);
+  const header = checkHeader(raw.header);
   const S = header.statistics.length;
   const R = header.rows.length;
   const C = header.n_tokens - header.col_start;
   const k = header.top_k;
-  if (!(C >= 0)) throw new PayloadError("col_start is after n_tokens");
-  if (!Array.isArray(payload.grids) || payload.grids.length !== header.grids.length) {
-    throw new PayloadError("grid buffers do not match the header");
+  const buffers: unknown = raw.grids;
+  if (!Array.isArray(buffers) || buffers.length !== header.grids.length) {
+    throw new PayloadError(`grids must be a list of ${header.grids.length} grid(s), one per header.grids entry`);
   }
   const grids: Grid[] = [];
   const patches: (Float32Array | null)[] = [];
-  payload.grids.forEach((buffers, g) => {
+  buffers.forEach((grid: unknown, g) => {
+    if (!isObject(grid)) throw new PayloadError(`grids[${g}] must be an object of binary buffers, got ${show(grid)}`);
+    for (const name of BUFFERS) {
+      if (!isBytes(grid[name])) throw new PayloadError(`grids[${g}].${name} must be a binary buffer, got ${show(grid[name])}`);
+    }
+    const b = grid as unknown as GridBuffers;
     const meta = header.grids[g] as GridMeta;
-    const stats = readF16(buffers.stats, S * R * C, "stats");
+    const stats = readF16(b.stats, S * R * C, `grids[${g}].stats`);
+    const tableBytes = bytesOf(b.id_table).byteLength;
     let topIds: Uint32Array;
     if (meta.ids === "table") {
-      const table = readU32(buffers.id_table, bytesOf(buffers.id_table).byteLength / 4, "id_table");
-      const index = readU16(buffers.top_ids, R * C * k, "top_ids");
+      if (tableBytes % 4) throw new PayloadError(`grids[${g}].id_table: ${tableBytes} bytes, not a whole number of uint32`);
+      const table = readU32(b.id_table, tableBytes / 4, `grids[${g}].id_table`);
+      const index = readU16(b.top_ids, R * C * k, `grids[${g}].top_ids`);
       topIds = new Uint32Array(index.length);
       for (let i = 0; i < index.length; i++) {
         const id = table[index[i] as number];
-        if (id === undefined) throw new PayloadError("top_ids index past the end of id_table");
+        if (id === undefined) throw new PayloadError(`grids[${g}].top_ids has an index past the end of id_table`);
         topIds[i] = id;
       }
-    } else if (meta.ids === "uint16") {
-      topIds = readU16(buffers.top_ids, R * C * k, "top_ids");
     } else {
-      topIds = readU32(buffers.top_ids, R * C * k, "top_ids");
+      if (tableBytes) throw new PayloadError(`grids[${g}].id_table must be empty unless header.grids[${g}].ids is "table"`);
+      topIds = (meta.ids === "uint16" ? readU16 : readU32)(b.top_ids, R * C * k, `grids[${g}].top_ids`);
     }
-    const topProbs = readF16(buffers.top_probs, R * C * k, "top_probs");
-    const patchBytes = bytesOf(buffers.patch).byteLength;
-    patches.push(patchBytes ? readF16(buffers.patch, 2 * R, "patch") : null);
+    const topProbs = readF16(b.top_probs, R * C * k, `grids[${g}].top_probs`);
+    let patch: Float32Array | null = null;
+    if (bytesOf(b.patch).byteLength) {
+      patch = readF16(b.patch, 2 * R, `grids[${g}].patch`);
+      if (!PATCHED.every((name) => header.statistics.includes(name))) {
+        throw new PayloadError(`grids[${g}].patch needs header.statistics to name cross_entropy and rank`);
+      }
+    }
     grids.push({ stats, topIds, topProbs });
+    patches.push(patch);
   });
+  for (const name of ["token_ids", "token_spans"] as const) {
+    if (!isBytes(raw[name])) throw new PayloadError(`${name} must be a binary buffer, got ${show(raw[name])}`);
+  }
   return {
     header,
     grids,
@@ -167,7 +276,12 @@ export function decodeUpdate(payload: Payload): DecodedUpdate {
   };
 }
 
-/** The receiver's state after one update; pure (never mutates `state`). */
+/**
+ * The receiver's state after one update; pure (never mutates `state`). A delta must fit the state it
+ * is applied to (same grids, statistics and top_k; columns that exist; rows the state has), else
+ * PayloadError: a state whose arrays disagree with its header would be drawn wrong, where a refusal
+ * makes the widget ask for a full update.
+ */
 export function applyUpdate(state: ViewState | null, payload: Payload): ViewState {
   const update = decodeUpdate(payload);
   const h = update.header;
@@ -182,8 +296,15 @@ export function applyUpdate(state: ViewState | null, payload: Payload): ViewStat
       tokenSpans: update.tokenSpans,
     };
   }
-  if (state === null) throw new PayloadError(`a ${h.kind} update needs a state to apply to`);
-  if (update.grids.length !== state.grids.length) throw new PayloadError("grid count changed");
+  if (state === null) throw new PayloadError(`a "${h.kind}" update needs a state to apply to; send a full update first`);
+  if (update.grids.length !== state.grids.length) {
+    throw new PayloadError(`header.grids lists ${update.grids.length} grid(s), the state has ${state.grids.length}`);
+  }
+  const stateStatistics = state.header.statistics;
+  if (h.statistics.length !== stateStatistics.length || h.statistics.some((name, i) => name !== stateStatistics[i])) {
+    throw new PayloadError("header.statistics differ from the state's");
+  }
+  if (h.top_k !== state.header.top_k) throw new PayloadError(`header.top_k is ${h.top_k}, the state's is ${state.header.top_k}`);
   return h.kind === "columns" ? applyColumns(state, update) : applyRows(state, update);
 }
 
@@ -193,12 +314,12 @@ function applyColumns(state: ViewState, update: DecodedUpdate): ViewState {
   const T = h.n_tokens;
   const S = h.statistics.length;
   const k = h.top_k;
-  if (start > state.nTokens) throw new PayloadError("columns update starts past the state's columns");
-  const keep = h.rows.map((r) => {
-    const i = state.rows.indexOf(r);
-    if (i < 0) throw new PayloadError(`columns update for row ${r} the state does not have`);
-    return i;
-  });
+  if (start > state.nTokens) throw new PayloadError(`header.col_start (${start}) is past the state's ${state.nTokens} columns`);
+  const missing = h.rows.filter((r) => !state.rows.includes(r));
+  if (missing.length) {
+    throw new PayloadError(`header.rows [${missing.join(", ")}] are not among the state's rows, which a columns update keeps`);
+  }
+  const keep = h.rows.map((r) => state.rows.indexOf(r));
   const R = h.rows.length;
   const C = T - start;
   const oldT = state.nTokens;
@@ -240,7 +361,10 @@ function applyColumns(state: ViewState, update: DecodedUpdate): ViewState {
 
 function applyRows(state: ViewState, update: DecodedUpdate): ViewState {
   const h = update.header;
-  if (h.col_start !== 0 || h.n_tokens !== state.nTokens) throw new PayloadError("a rows update must cover every column");
+  // col_start is 0: checkHeader saw to it.
+  if (h.n_tokens !== state.nTokens) {
+    throw new PayloadError(`header.n_tokens (${h.n_tokens}) is not the state's ${state.nTokens}: a rows update covers them all`);
+  }
   const rows = [...new Set([...state.rows, ...h.rows])].sort((a, b) => a - b);
   const labels = new Map<number, string>();
   state.rows.forEach((r, i) => labels.set(r, state.rowLabels[i] ?? String(r)));

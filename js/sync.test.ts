@@ -1,33 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { EditSync, type Scheduler } from "./sync";
-
-class ManualClock implements Scheduler {
-  now = 0;
-  private timers = new Map<number, { at: number; fn: () => void }>();
-  private next = 1;
-  set(fn: () => void, ms: number): unknown {
-    const id = this.next++;
-    this.timers.set(id, { at: this.now + ms, fn });
-    return id;
-  }
-  clear(handle: unknown): void {
-    this.timers.delete(handle as number);
-  }
-  advance(ms: number): void {
-    this.now += ms;
-    for (const [id, t] of [...this.timers].sort((a, b) => a[1].at - b[1].at)) {
-      if (t.at <= this.now) {
-        this.timers.delete(id);
-        t.fn();
-      }
-    }
-  }
-}
+import { EditSync, isEditDone } from "./sync";
+import { ManualClock } from "./testing";
 
 function setup() {
   const clock = new ManualClock();
   const sent: [string, number][] = [];
-  const sync = new EditSync(0, (text, revision) => sent.push([text, revision]), 120, clock);
+  const sync = new EditSync((text, edit) => sent.push([text, edit]), 120, clock);
   return { clock, sent, sync };
 }
 
@@ -52,7 +30,7 @@ describe("EditSync", () => {
     expect(sent).toEqual([["P", 1], ["Pari", 4]]);
   });
 
-  it("latest wins: while the kernel is busy only the newest text is sent next", () => {
+  it("latest wins: one edit in flight, and only the newest text is sent next", () => {
     const { clock, sent, sync } = setup();
     sync.input("a");
     clock.advance(120);
@@ -62,44 +40,37 @@ describe("EditSync", () => {
       clock.advance(200);
     }
     expect(sent).toEqual([["a", 1]]);
-    expect(sync.busy).toBe(true);
+    expect(sync.pending).toBe(true);
     sync.finished(1);
     expect(sent).toEqual([["a", 1], ["abcd", 4]]);
+    expect(sync.pending).toBe(true);
     sync.finished(4);
-    expect(sync.busy).toBe(false);
-    expect(sync.dirty).toBe(false);
+    expect(sync.pending).toBe(false);
   });
 
-  it("never accepts a result older than one already shown", () => {
-    const { sync } = setup();
-    expect(sync.accept(3)).toBe(true);
-    expect(sync.accept(2)).toBe(false);
-    expect(sync.accept(3)).toBe(true);
-    expect(sync.shown).toBe(3);
-  });
-
-  it("adopts text set from Python only when the user has not typed past it", () => {
+  it("is pending from the first keystroke until the kernel has finished the newest edit", () => {
     const { clock, sync } = setup();
-    sync.input("typed");
-    expect(sync.external(1)).toBe(false);
-    sync.input("typed more");
-    expect(sync.external(2)).toBe(false);
+    expect(sync.pending).toBe(false);
+    sync.input("a");
+    expect(sync.pending).toBe(true);
+    sync.input("ab"); // waiting for its pause: not sent yet, still pending after edit 1 is done
+    sync.finished(1);
+    expect(sync.pending).toBe(true);
     clock.advance(120);
     sync.finished(2);
-    expect(sync.external(3)).toBe(true);
-    expect(sync.local).toBe(3);
-    sync.input("typed again");
-    expect(sync.local).toBe(4);
+    expect(sync.pending).toBe(false);
   });
 
-  it("typing not yet sent survives a newer text from Python and is sent as newer", () => {
+  it("ignores answers to edits it never sent or already had", () => {
     const { clock, sent, sync } = setup();
     sync.input("a");
-    sync.input("ab"); // waiting for its pause
-    expect(sync.external(10)).toBe(false);
-    sync.finished(10);
+    sync.finished(7); // not ours: edit 7 was never sent
+    expect(sync.pending).toBe(true);
+    sync.finished(1);
+    sync.finished(1);
     clock.advance(120);
-    expect(sent.at(-1)).toEqual(["ab", 11]);
+    sync.input("ab");
+    expect(sent).toEqual([["a", 1], ["ab", 2]]);
   });
 
   it("an edit typed while busy is sent even if its timer fired earlier", () => {
@@ -120,5 +91,15 @@ describe("EditSync", () => {
     sync.dispose();
     clock.advance(500);
     expect(sent).toEqual([["a", 1]]);
+  });
+});
+
+describe("isEditDone", () => {
+  it("accepts only this view's answers with a safe edit number", () => {
+    expect(isEditDone({ type: "edit_done", view: "v", edit: 3 }, "v")).toBe(true);
+    expect(isEditDone({ type: "edit_done", view: "other", edit: 3 }, "v")).toBe(false);
+    expect(isEditDone({ type: "edit_done", view: "v", edit: 1e300 }, "v")).toBe(false);
+    expect(isEditDone({ type: "edit_done", view: "v", edit: "3" }, "v")).toBe(false);
+    expect(isEditDone(null, "v")).toBe(false);
   });
 });

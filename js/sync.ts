@@ -1,11 +1,18 @@
-// Edit synchronisation between the text box and the kernel: debounced, latest-wins, monotonic.
+// The edit protocol, view side. Two directions, never mixed:
 //
-// The view numbers each edit (a revision). A keystroke after a quiet spell is sent at once (the
-// leading edge); keystrokes that follow within `debounceMs` (25 ms) of each other are merged and the
-// newest text is sent when they pause. While the kernel is busy with one revision nothing more is
-// sent, and when it is done only the newest text typed since goes next. Results are shown only when
-// they are at least as new as what is shown, so a late result never replaces a newer picture,
-// and the text box is never overwritten by the kernel's echo of an older revision.
+// - The user's typing travels to the kernel as messages, {type: "edit", view, edit, text}, where
+//   `edit` numbers this view's edits. A keystroke after a quiet spell is sent at once; keystrokes
+//   within `debounceMs` of each other are merged and the newest text goes when they pause. Only one
+//   edit is in flight per view: while the kernel works on it, typing accumulates and only the
+//   newest text is sent next. The kernel answers every edit, done or failed, with
+//   {type: "edit_done", view, edit}.
+// - The `text` trait flows from the kernel to the view: the text the kernel holds, whoever set it.
+//   A view shows it whenever its own user has nothing the kernel has not finished with, so text
+//   set from Python appears at once, and typing in progress is never overwritten (it is sent next,
+//   and then it is the kernel's text).
+//
+// Comm messages arrive in the order the kernel sent them, and the kernel handles messages one at a
+// time, so there are no revisions to compare: "pending" is the only state that decides.
 
 export interface Scheduler {
   set(fn: () => void, ms: number): unknown;
@@ -21,31 +28,44 @@ export const browserScheduler: Scheduler = {
  * arriving as several events), short enough that one keystroke reaches the kernel at once. */
 export const DEBOUNCE_MS = 25;
 
+export interface EditMessage {
+  type: "edit";
+  view: string;
+  edit: number;
+  text: string;
+}
+
+export interface EditDoneMessage {
+  type: "edit_done";
+  view: string;
+  edit: number;
+}
+
+export function isEditDone(message: unknown, view: string): message is EditDoneMessage {
+  const m = message as Partial<EditDoneMessage> | null;
+  return !!m && typeof m === "object" && m.type === "edit_done" && m.view === view && Number.isSafeInteger(m.edit);
+}
+
 export class EditSync {
-  /** Revision of the text in the box. */
-  local: number;
-  /** Newest revision sent to the kernel. */
-  sent: number;
-  /** Newest revision the kernel has finished with (successfully or not). */
-  done: number;
-  /** Revision of the picture on screen. */
-  shown: number;
+  /** Edits made in this view's text box. */
+  private typed = 0;
+  /** Newest edit sent to the kernel. */
+  private sent = 0;
+  /** Newest edit the kernel has finished with (successfully or not). */
+  private done = 0;
   private text = "";
   private timer: unknown = null;
 
   constructor(
-    start: number,
-    private readonly send: (text: string, revision: number) => void,
+    private readonly send: (text: string, edit: number) => void,
     private readonly debounceMs = DEBOUNCE_MS,
     private readonly scheduler: Scheduler = browserScheduler,
-  ) {
-    this.local = this.sent = this.done = this.shown = start;
-  }
+  ) {}
 
   /** The user typed: send now if all is quiet, else once the typing pauses. */
   input(text: string): void {
     this.text = text;
-    this.local = Math.max(this.local, this.sent, this.done) + 1;
+    this.typed += 1;
     const quiet = this.timer === null;
     if (!quiet) this.scheduler.clear(this.timer);
     if (quiet) this.flush();
@@ -55,47 +75,22 @@ export class EditSync {
     }, this.debounceMs);
   }
 
-  /** Send the newest text unless the kernel is still busy with an earlier one. */
-  flush(): void {
-    if (this.busy || this.local <= this.sent) return;
-    this.sent = this.local;
-    this.send(this.text, this.local);
-  }
-
-  get busy(): boolean {
-    return this.sent > this.done;
-  }
-
-  /** The user has typed something the kernel has not finished with. */
-  get dirty(): boolean {
-    return this.local > this.done;
-  }
-
-  /** The kernel finished `revision`: send what was typed meanwhile. */
-  finished(revision: number): void {
-    this.done = Math.max(this.done, revision);
+  /** The kernel finished `edit` (one of ours): send what was typed meanwhile. */
+  finished(edit: number): void {
+    if (edit > this.sent || edit <= this.done) return; // not an answer to anything in flight
+    this.done = edit;
     if (this.timer === null) this.flush();
   }
 
-  /** Whether a result computed for `revision` may replace what is shown. */
-  accept(revision: number): boolean {
-    if (revision < this.shown) return false;
-    this.shown = revision;
-    return true;
+  /** The box holds typing the kernel has not finished with: kernel text must not replace it. */
+  get pending(): boolean {
+    return this.typed > this.done;
   }
 
-  /**
-   * Text set from Python at `revision`: adopt it, unless the user has typed past it or has typing
-   * not yet sent. That typing wins: it is renumbered above `revision`, so the kernel takes it as newer.
-   */
-  external(revision: number): boolean {
-    if (revision <= this.local) return false;
-    if (this.local > this.sent) {
-      this.local = revision + 1;
-      return false;
-    }
-    this.local = this.sent = revision;
-    return true;
+  private flush(): void {
+    if (this.sent > this.done || this.typed <= this.sent) return;
+    this.sent = this.typed;
+    this.send(this.text, this.typed);
   }
 
   dispose(): void {

@@ -1,5 +1,7 @@
 // Test helpers shared by the vitest suites (never bundled: only tests import this).
 
+import type { Scheduler } from "./sync";
+
 /**
  * JSON with binary leaves written as {"b64": …} (tests/payload_fixture.py) → the same structure
  * with DataViews, as anywidget hands binary traits to a view. `offset` places each view inside a
@@ -18,4 +20,28 @@ export function revive(value: unknown, offset = 0): unknown {
     return Object.fromEntries(entries.map(([k, v]) => [k, revive(v, offset)]));
   }
   return value;
+}
+
+/** A clock the test moves by hand: timers fire in order when their time comes. */
+export class ManualClock implements Scheduler {
+  now = 0;
+  private timers = new Map<number, { at: number; fn: () => void }>();
+  private next = 1;
+  set(fn: () => void, ms: number): unknown {
+    const id = this.next++;
+    this.timers.set(id, { at: this.now + ms, fn });
+    return id;
+  }
+  clear(handle: unknown): void {
+    this.timers.delete(handle as number);
+  }
+  advance(ms: number): void {
+    this.now += ms;
+    for (const [id, t] of [...this.timers].sort((a, b) => a[1].at - b[1].at)) {
+      if (t.at <= this.now) {
+        this.timers.delete(id);
+        t.fn();
+      }
+    }
+  }
 }

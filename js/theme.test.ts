@@ -26,6 +26,15 @@ describe("isDark follows each host's own marker", () => {
     expect(isDark(el())).toBe(false);
   });
 
+  it("VS Code High Contrast Light, which also carries the plain high-contrast class", () => {
+    document.body.classList.add("vscode-high-contrast", "vscode-high-contrast-light");
+    document.body.setAttribute("data-vscode-theme-kind", "vscode-high-contrast-light");
+    expect(isDark(el())).toBe(false);
+    document.body.className = "vscode-high-contrast";
+    document.body.setAttribute("data-vscode-theme-kind", "vscode-high-contrast");
+    expect(isDark(el())).toBe(true);
+  });
+
   it("Colab and marimo", () => {
     document.documentElement.setAttribute("theme", "dark");
     expect(isDark(el())).toBe(true);

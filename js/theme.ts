@@ -7,8 +7,9 @@ export function isDark(el: Element): boolean {
   const jp = body?.getAttribute("data-jp-theme-light");
   if (jp === "false") return true;
   if (jp === "true") return false;
+  // High Contrast Light carries both vscode-high-contrast-light and vscode-high-contrast.
+  if (body?.classList.contains("vscode-light") || body?.classList.contains("vscode-high-contrast-light")) return false;
   if (body?.classList.contains("vscode-dark") || body?.classList.contains("vscode-high-contrast")) return true;
-  if (body?.classList.contains("vscode-light")) return false;
   const vscodeKind = body?.getAttribute("data-vscode-theme-kind") ?? "";
   if (vscodeKind) return vscodeKind.includes("dark") || vscodeKind === "vscode-high-contrast";
   if (html.getAttribute("theme") === "dark") return true; // Colab
@@ -23,13 +24,15 @@ export interface Palette {
   muted: string;
   grid: string;
   missing: string;
+  /** Hatching of cells whose logits were NaN or infinite. */
+  invalid: string;
   accent: string;
 }
 
 export function palette(dark: boolean): Palette {
   return dark
-    ? { background: "#1e1e1e", text: "#e6e6e6", muted: "#9a9a9a", grid: "#2c2c2c", missing: "#3a3a3a", accent: "#ffb000" }
-    : { background: "#ffffff", text: "#1a1a1a", muted: "#666666", grid: "#e8e8e8", missing: "#d9d9d9", accent: "#d62728" };
+    ? { background: "#1e1e1e", text: "#e6e6e6", muted: "#9a9a9a", grid: "#2c2c2c", missing: "#3a3a3a", invalid: "#e05050", accent: "#ffb000" }
+    : { background: "#ffffff", text: "#1a1a1a", muted: "#666666", grid: "#e8e8e8", missing: "#d9d9d9", invalid: "#c0392b", accent: "#d62728" };
 }
 
 /** Calls `onChange` when the host's theme may have changed; returns the cleanup. */

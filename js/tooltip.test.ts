@@ -4,7 +4,7 @@ import { fillTooltip, type TooltipInfo } from "./tooltip";
 const info: TooltipInfo = {
   rowLabel: "3",
   col: 5,
-  statistic: "entropy",
+  statistic: "Entropy",
   value: 2.5,
   units: "nats",
   input: " the",
@@ -37,5 +37,21 @@ describe("tooltip", () => {
     expect(el.textContent).toContain("model output");
     expect(el.textContent).toContain("next: none (last position)");
     expect(el.textContent).toContain("pinned");
+  });
+
+  it("never repeats a unit, and shows plain numbers bare", () => {
+    const el = document.createElement("div");
+    fillTooltip(el, { ...info, statistic: "Max prob", value: 0.748, units: "" });
+    expect(el.textContent).toContain("Max prob: 0.748");
+    expect(el.textContent).not.toContain("probability");
+    fillTooltip(el, info);
+    expect(el.textContent).toContain("Entropy: 2.500 nats");
+  });
+
+  it("says a cell is invalid instead of describing a distribution it does not have", () => {
+    const el = document.createElement("div");
+    fillTooltip(el, { ...info, invalid: true });
+    expect(el.textContent).toContain("invalid");
+    expect(el.querySelectorAll(".lw-tip-row").length).toBe(0);
   });
 });

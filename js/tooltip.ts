@@ -4,6 +4,8 @@
 import { formatProbability, visibleToken } from "./tokens";
 
 export interface TooltipInfo {
+  /** The lens's logits here were NaN or infinite: there is no distribution to describe. */
+  invalid?: boolean;
   rowLabel: string;
   col: number;
   statistic: string;
@@ -36,6 +38,10 @@ export function fillTooltip(el: HTMLElement, info: TooltipInfo): void {
   const layer = info.rowLabel === "output" ? "model output" : `layer ${info.rowLabel}`;
   el.appendChild(div(doc, "lw-tip-title", `${layer} · position ${info.col}${info.pinned ? " · pinned (Esc to unpin)" : ""}`));
   el.appendChild(div(doc, "lw-tip-line", `input: ${visibleToken(info.input)}`));
+  if (info.invalid) {
+    el.appendChild(div(doc, "lw-tip-line lw-tip-invalid", "invalid: the logits here are NaN or infinite (see the notice)"));
+    return;
+  }
   el.appendChild(
     div(
       doc,
@@ -45,7 +51,8 @@ export function fillTooltip(el: HTMLElement, info: TooltipInfo): void {
         : "next: none (last position)",
     ),
   );
-  el.appendChild(div(doc, "lw-tip-line", `${info.statistic.replace("_", " ")}: ${formatValue(info.value)} ${info.units}`));
+  const units = info.units ? ` ${info.units}` : "";
+  el.appendChild(div(doc, "lw-tip-line", `${info.statistic}: ${formatValue(info.value)}${units}`));
   const list = div(doc, "lw-tip-list");
   for (const { text, probability } of info.top) {
     const row = div(doc, "lw-tip-row");

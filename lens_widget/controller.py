@@ -1,8 +1,16 @@
-"""Connects a LensWidget's traits to its LensSession.
+"""Connects a LensWidget's traits and messages to its LensSession.
 
-Computation runs in the trait observers, on the kernel's main thread (Colab drops widget updates
-sent from other threads). Every failure becomes a readable `error` trait; the session rolls itself
-back, so the next edit recovers, and the text the user typed is never touched.
+The edit protocol has two directions, never mixed (js/sync.ts is the view's half):
+- A view's typing arrives as a message, {"type": "edit", "view", "edit", "text"}. The kernel makes
+  that text its own (`widget.text = text`, which recomputes) and answers
+  {"type": "edit_done", "view", "edit"}, whether the analysis succeeded or not. Comm messages are
+  handled one at a time, in order, so the newest edit is always the last one handled.
+- The `text` trait flows from the kernel to every view. Setting it from Python recomputes; a view
+  shows it unless its user has typing the kernel has not finished with.
+
+Computation runs in trait observers and message handlers, on the kernel's main thread (Colab drops
+widget updates sent from other threads). Every failure becomes a readable `error` trait; the
+session rolls itself back, so the next edit recovers, and the text the user typed is kept.
 """
 
 from __future__ import annotations
@@ -15,6 +23,9 @@ from .session import LensSession, Update
 if TYPE_CHECKING:
     from .widget import LensWidget
 
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer JavaScript counts exactly: edit numbers beyond it are not from our view."""
+
 
 class WidgetController:
     def __init__(self, widget: LensWidget, session: LensSession, tuned: TunedLens | None) -> None:
@@ -22,8 +33,7 @@ class WidgetController:
         self.session = session
         self.tuned = tuned
         self.seq = 0
-        self._handled: tuple[str, int] | None = None
-        widget.observe(self._on_edit, names=["text", "text_revision"])
+        widget.observe(self._on_text, names="text")
         widget.observe(self._on_stride, names="layer_stride")
         widget.observe(self._on_lens, names="lens")
         widget.on_msg(self._on_message)
@@ -31,38 +41,14 @@ class WidgetController:
     def publish(self, update: Update) -> None:
         """Send an update; deltas name the update they apply to, so a view that missed one asks again."""
         self.seq += 1
-        header = {
-            **update.payload["header"],
-            "seq": self.seq,
-            "base": -1 if update.kind == "full" else self.seq - 1,
-            "text_revision": self.widget.text_revision,
-        }
+        header = {**update.payload["header"], "seq": self.seq, "base": -1 if update.kind == "full" else self.seq - 1}
         self.widget.update = {**update.payload, "header": header}
 
     def publish_full(self) -> None:
         self.publish(self.session.full_update())
 
-    def _on_edit(self, change: Any) -> None:
-        w = self.widget
-        # ipywidgets locks the properties a view sent while their observers run.
-        from_view = bool({"text", "text_revision"} & set(w._property_lock))
-        if from_view and w.text_revision <= w.done_revision:
-            # A stale edit (older than one already handled): keep the newer text.
-            if self._handled is not None and (w.text, w.text_revision) != self._handled:
-                w.text, w.text_revision = self._handled
-            return
-        if not from_view and change["name"] == "text" and w.text_revision <= w.done_revision:
-            # Set from Python: give it a new revision (handled when that change arrives here), so views
-            # adopt it unless their user has typed past it.
-            w.text_revision = max(w.text_revision, w.done_revision) + 1
-            return
-        key = (w.text, w.text_revision)
-        if key == self._handled:
-            return
-        self._handled = key
-        with w.hold_sync():  # the update and done_revision reach the view in one message
-            self._run("Could not analyse the text", lambda: self.session.set_text(w.text))
-            w.done_revision = max(w.done_revision, key[1])
+    def _on_text(self, change: Any) -> None:
+        self._run("Could not analyse the text", lambda: self.session.set_text(change["new"]))
 
     def _on_stride(self, change: Any) -> None:
         self._run("Could not change the layer stride", lambda: self.session.set_layer_stride(change["new"]))
@@ -72,8 +58,32 @@ class WidgetController:
         self._run("Could not switch the lens", lambda: self.session.set_lens(lens))
 
     def _on_message(self, widget: Any, content: Any, buffers: Any) -> None:
-        if isinstance(content, dict) and content.get("type") == "request_full":
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "edit":
+            self._on_edit(content)
+        elif kind == "request_full":
             self._run("Could not send the grid", self.session.full_update)
+        elif kind == "request_vocabulary":
+            self.widget.send_state("vocabulary")  # resent even though unchanged (a host lost it)
+        else:
+            self._refuse(f"unknown message type {kind!r}")
+
+    def _on_edit(self, content: dict[str, Any]) -> None:
+        text, view, edit = content.get("text"), content.get("view"), content.get("edit")
+        if not isinstance(text, str):
+            return self._refuse(f"an edit's text must be a string, got {type(text).__name__}")
+        if not isinstance(view, str) or not 0 < len(view) <= 100:
+            return self._refuse("an edit must name its view (a string of 1 to 100 characters)")
+        if isinstance(edit, bool) or not isinstance(edit, int) or not 0 < edit <= MAX_SAFE_INTEGER:
+            return self._refuse(f"an edit's number must be an integer in 1..2^53-1, got {edit!r}")
+        try:
+            self.widget.text = text  # the observer recomputes and reports any failure as `error`
+        finally:
+            self.widget.send({"type": "edit_done", "view": view, "edit": edit})
+
+    def _refuse(self, why: str) -> None:
+        """A message no view of ours sends: ignore it, and say so where the user looks."""
+        self.widget.error = f"Ignored a malformed message from the view: {why}"
 
     def _run(self, what: str, step: Any) -> None:
         """Publish what `step` returns; any failure becomes the `error` trait, so the kernel, the

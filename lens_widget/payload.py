@@ -21,8 +21,8 @@ Header: version, kind, rows (layer indices; num_layers = the model's output), ro
 col_start, n_tokens, total_tokens (> n_tokens when the text was cut), top_k, statistics, units,
 lens ("logit" | "tuned"), notice (a message for the user, or ""), layer_stride (the session's),
 grids ([{"name", "ids"}]). The widget adds seq (its updates' order), base (the seq a delta applies
-to; -1 for "full") and text_revision (the text edit it answers), so a view that missed an update
-asks for a full one instead of drawing a wrong picture.
+to; -1 for "full"), so a view that missed an update asks for a full one instead of drawing a wrong
+picture.
 
 Kinds, applied to the receiver's state:
 - "full": the whole state; col_start = 0.
@@ -37,6 +37,17 @@ Precision: statistics and probabilities are float16 (relative error ≤ 2^-11 �
 probabilities under 6e-8 round to 0; a rank above 65504 is sent as 65504, i.e. "at least").
 Token ids are uint16 when the vocabulary fits, else indices into a per-update table of distinct ids.
 Token strings are not repeated per update: the vocabulary is sent once (`encode_vocabulary`).
+
+Checking: `decode_update` refuses (PayloadError) whatever does not follow the above before sizing
+anything from it: a header or payload that is not an object; integers that are not whole numbers
+from 0 to 2**53 - 1 (bools are not; 3.0 is 3, as JSON cannot tell them apart); rows that are not
+distinct layer indices ≤ num_layers; row_labels and units not one string per row and statistic;
+col_start > n_tokens, or ≠ 0 outside "columns"; total_tokens < n_tokens; top_k or layer_stride 0;
+grids not [{"name": str, "ids": "uint16" | "table" | "uint32"}] one per grid buffer; buffers of
+another size. `apply_update` also refuses a delta that does not fit its state (other grids,
+statistics or top_k; a "columns" update past the state's columns or for rows it lacks; a "rows"
+update for another column count). js/payload.ts refuses exactly the same payloads, with the same
+messages: js/fixtures/payload_cases.json holds both decoders to it.
 """
 
 from __future__ import annotations
@@ -54,7 +65,6 @@ VERSION = 1
 KINDS = ("full", "columns", "rows")
 F16_MAX = 65504.0
 _RANK = STATISTICS.index("rank")
-_PATCHED = (STATISTICS.index("cross_entropy"), STATISTICS.index("rank"))
 
 
 class PayloadError(ValueError):
@@ -221,54 +231,203 @@ def _buffer(data: Any, dtype: str, shape: tuple[int, ...], what: str) -> np.ndar
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
-def decode_update(payload: dict[str, Any]) -> DecodedUpdate:
-    """Unpack one update into float32/int64 arrays, checking every size against the header."""
+# --- checking a payload before anything is sized or indexed from it -----------------------------
+# js/payload.ts makes the same checks, in the same order, with the same messages (up to how a value is
+# shown), so that the two decoders refuse exactly the same payloads: js/fixtures/payload_cases.json
+# holds both to it (tests/test_payload.py, js/payload.test.ts).
+
+MAX_INTEGER = 2**53 - 1
+"""The largest integer a JavaScript number holds exactly (Number.MAX_SAFE_INTEGER): the view could
+not read a larger one as sent, so neither decoder accepts it."""
+ID_KINDS = ("uint16", "table", "uint32")
+BUFFERS = ("stats", "top_ids", "top_probs", "id_table", "patch")
+_MISSING = object()
+
+
+def _show(value: Any) -> str:
+    """A value as an error message shows it: as JSON, which is also how the TypeScript side shows it."""
+    if value is _MISSING:
+        return "nothing"
     try:
-        header = payload["header"]
-        if header.get("version") != VERSION:
-            raise PayloadError(f"payload version {header.get('version')!r}, expected {VERSION}")
-        if header.get("kind") not in KINDS:
-            raise PayloadError(f"unknown update kind {header.get('kind')!r}")
-        S, R = len(header["statistics"]), len(header["rows"])
-        C, k = header["n_tokens"] - header["col_start"], header["top_k"]
-        if C < 0:
-            raise PayloadError("col_start is after n_tokens")
-        grids, patches = [], []
-        for meta, grid in zip(header["grids"], payload["grids"], strict=True):
-            stats = _buffer(grid["stats"], "<f2", (S, R, C), "stats").astype(np.float32)
-            if meta["ids"] == "table":
-                table = np.frombuffer(bytes(grid["id_table"]), dtype="<u4").astype(np.int64)
-                index = _buffer(grid["top_ids"], "<u2", (R, C, k), "top_ids").astype(np.int64)
-                if index.size and index.max() >= len(table):
-                    raise PayloadError("top_ids index past the end of id_table")
-                ids = table[index]
-            else:
-                ids = _buffer(grid["top_ids"], "<u2" if meta["ids"] == "uint16" else "<u4", (R, C, k), "top_ids")
-                ids = ids.astype(np.int64)
-            probs = _buffer(grid["top_probs"], "<f2", (R, C, k), "top_probs").astype(np.float32)
-            patch = _buffer(grid["patch"], "<f2", (2, R), "patch").astype(np.float32) if grid["patch"] else None
-            grids.append(GridArrays(stats, ids, probs))
-            patches.append(patch)
-        token_ids = _buffer(payload["token_ids"], "<u4", (C,), "token_ids").astype(np.int64)
-        spans = _buffer(payload["token_spans"], "<u4", (C, 2), "token_spans").astype(np.int64)
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, PayloadError):
-            raise
-        raise PayloadError(f"malformed payload: {exc!r}") from exc
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _whole(value: Any) -> int | None:
+    """`value` as an int when it is a whole number in [0, MAX_INTEGER], else None.
+
+    JSON has one number type, so the view cannot tell 3 from 3.0: a whole float counts (and becomes an
+    int, since it sizes and indexes arrays). A bool does not, although Python says True == 1.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, np.integer)):
+        number = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        return None
+    return number if 0 <= number <= MAX_INTEGER else None
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_bytes(value: Any) -> bool:
+    """Binary leaves: what traitlets delivers, never an int (bytes(5) would be five zero bytes)."""
+    return isinstance(value, (bytes, bytearray, memoryview))
+
+
+def _check_header(header: Any) -> dict[str, Any]:
+    """The header with every field checked, as a copy whose whole numbers are ints.
+
+    Every size, slice and index the decoder and `apply_update` compute comes from here, so a field that
+    is not what the format says (a row 1.5, a negative col_start) is refused before it can build a state
+    whose n_tokens or rows disagree with its arrays.
+    """
+    if not isinstance(header, dict):
+        raise PayloadError(f"header is not an object: {_show(header)}")
+    out = dict(header)
+    version = header.get("version", _MISSING)
+    if _whole(version) != VERSION:
+        raise PayloadError(f"payload version {_show(version)}, expected {VERSION}")
+    out["version"] = VERSION
+    kind = header.get("kind", _MISSING)
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise PayloadError(f"unknown update kind {_show(kind)}")
+    for name, least in (
+        ("num_layers", 0),
+        ("col_start", 0),
+        ("n_tokens", 0),
+        ("total_tokens", 0),
+        ("top_k", 1),
+        ("layer_stride", 1),
+    ):
+        value = header.get(name, _MISSING)
+        number = _whole(value)
+        if number is None or number < least:
+            adjective = "positive" if least else "non-negative"
+            raise PayloadError(f"header.{name} must be a {adjective} integer, got {_show(value)}")
+        out[name] = number
+    if out["col_start"] > out["n_tokens"]:
+        raise PayloadError(f"header.col_start is after n_tokens ({out['col_start']} > {out['n_tokens']})")
+    if kind != "columns" and out["col_start"] != 0:
+        raise PayloadError(f'header.col_start must be 0 in a "{kind}" update, got {out["col_start"]}')
+    if out["total_tokens"] < out["n_tokens"]:
+        raise PayloadError(f"header.total_tokens is less than n_tokens ({out['total_tokens']} < {out['n_tokens']})")
+    rows = header.get("rows", _MISSING)
+    if not isinstance(rows, list):
+        raise PayloadError(f"header.rows must be a list of layer indices, got {_show(rows)}")
+    out["rows"] = []
+    for i, value in enumerate(rows):
+        row = _whole(value)
+        if row is None or row > out["num_layers"]:
+            raise PayloadError(
+                f"header.rows[{i}] must be a layer index from 0 to num_layers ({out['num_layers']}), got {_show(value)}"
+            )
+        if row in out["rows"]:
+            raise PayloadError(f"header.rows lists layer {row} twice")
+        out["rows"].append(row)
+    labels = header.get("row_labels", _MISSING)
+    if not _strings(labels) or len(labels) != len(rows):
+        raise PayloadError(f"header.row_labels must be a list of {len(rows)} strings, one per row")
+    statistics = header.get("statistics", _MISSING)
+    if not _strings(statistics):
+        raise PayloadError("header.statistics must be a list of strings")
+    units = header.get("units", _MISSING)
+    if not _strings(units) or len(units) != len(statistics):
+        raise PayloadError(f"header.units must be a list of {len(statistics)} strings, one per statistic")
+    for name in ("lens", "notice"):
+        if not isinstance(header.get(name), str):
+            raise PayloadError(f"header.{name} must be a string, got {_show(header.get(name, _MISSING))}")
+    grids = header.get("grids", _MISSING)
+    if not isinstance(grids, list):
+        raise PayloadError(f"header.grids must be a list, got {_show(grids)}")
+    for g, meta in enumerate(grids):
+        if not (isinstance(meta, dict) and isinstance(meta.get("name"), str) and meta.get("ids") in ID_KINDS):
+            raise PayloadError(f'header.grids[{g}] must be {{"name": string, "ids": "uint16" | "table" | "uint32"}}')
+    out |= {"row_labels": list(labels), "statistics": list(statistics), "units": list(units)}
+    out["grids"] = [dict(meta) for meta in grids]
+    return out
+
+
+def decode_update(payload: dict[str, Any]) -> DecodedUpdate:
+    """Unpack one update into float32/int64 arrays, checking the header and every size against it.
+
+    Anything that does not follow the format raises PayloadError (never KeyError or TypeError), so a
+    receiver can tell a bad payload from its own bugs and ask for a full update instead.
+    """
+    if not isinstance(payload, dict):
+        raise PayloadError(f"payload is not an object: {_show(payload)}")
+    header = _check_header(payload.get("header", _MISSING))
+    S, R = len(header["statistics"]), len(header["rows"])
+    C, k = header["n_tokens"] - header["col_start"], header["top_k"]
+    buffers = payload.get("grids", _MISSING)
+    if not isinstance(buffers, list) or len(buffers) != len(header["grids"]):
+        raise PayloadError(f"grids must be a list of {len(header['grids'])} grid(s), one per header.grids entry")
+    grids, patches = [], []
+    for g, (meta, grid) in enumerate(zip(header["grids"], buffers, strict=True)):
+        if not isinstance(grid, dict):
+            raise PayloadError(f"grids[{g}] must be an object of binary buffers, got {_show(grid)}")
+        for name in BUFFERS:
+            if not _is_bytes(grid.get(name)):
+                raise PayloadError(f"grids[{g}].{name} must be a binary buffer, got {_show(grid.get(name, _MISSING))}")
+        stats = _buffer(grid["stats"], "<f2", (S, R, C), f"grids[{g}].stats").astype(np.float32)
+        table_bytes = len(bytes(grid["id_table"]))
+        if meta["ids"] == "table":
+            if table_bytes % 4:
+                raise PayloadError(f"grids[{g}].id_table: {table_bytes} bytes, not a whole number of uint32")
+            table = np.frombuffer(bytes(grid["id_table"]), dtype="<u4").astype(np.int64)
+            index = _buffer(grid["top_ids"], "<u2", (R, C, k), f"grids[{g}].top_ids").astype(np.int64)
+            if index.size and index.max() >= len(table):
+                raise PayloadError(f"grids[{g}].top_ids has an index past the end of id_table")
+            ids = table[index]
+        else:
+            if table_bytes:
+                raise PayloadError(f'grids[{g}].id_table must be empty unless header.grids[{g}].ids is "table"')
+            dtype = "<u2" if meta["ids"] == "uint16" else "<u4"
+            ids = _buffer(grid["top_ids"], dtype, (R, C, k), f"grids[{g}].top_ids").astype(np.int64)
+        probs = _buffer(grid["top_probs"], "<f2", (R, C, k), f"grids[{g}].top_probs").astype(np.float32)
+        patch = None
+        if len(bytes(grid["patch"])):
+            patch = _buffer(grid["patch"], "<f2", (2, R), f"grids[{g}].patch").astype(np.float32)
+            if not {"cross_entropy", "rank"} <= set(header["statistics"]):
+                raise PayloadError(f"grids[{g}].patch needs header.statistics to name cross_entropy and rank")
+        grids.append(GridArrays(stats, ids, probs))
+        patches.append(patch)
+    for name in ("token_ids", "token_spans"):
+        if not _is_bytes(payload.get(name)):
+            raise PayloadError(f"{name} must be a binary buffer, got {_show(payload.get(name, _MISSING))}")
+    token_ids = _buffer(payload["token_ids"], "<u4", (C,), "token_ids").astype(np.int64)
+    spans = _buffer(payload["token_spans"], "<u4", (C, 2), "token_spans").astype(np.int64)
     return DecodedUpdate(header, grids, patches, token_ids, spans)
 
 
 def apply_update(state: ViewState | None, payload: dict[str, Any]) -> ViewState:
-    """The receiver's state after one update (pure: returns a new state)."""
+    """The receiver's state after one update (pure: returns a new state).
+
+    A delta must fit the state it is applied to (same grids, statistics and top_k; columns that exist;
+    rows the state has), else PayloadError: a state whose arrays disagree with its header would be
+    drawn wrong, where a refusal makes the widget ask for a full update.
+    """
     update = decode_update(payload)
     header = update.header
-    kind, rows = header["kind"], list(header["rows"])
+    kind = header["kind"]
     if kind == "full":
-        return ViewState(header, rows, header["n_tokens"], update.grids, update.token_ids, update.token_spans)
+        return ViewState(
+            header, list(header["rows"]), header["n_tokens"], update.grids, update.token_ids, update.token_spans
+        )
     if state is None:
-        raise PayloadError(f"a {kind!r} update needs a state to apply to; send a full update first")
+        raise PayloadError(f'a "{kind}" update needs a state to apply to; send a full update first')
     if len(update.grids) != len(state.grids):
-        raise PayloadError("the update and the state have different numbers of grids")
+        raise PayloadError(f"header.grids lists {len(update.grids)} grid(s), the state has {len(state.grids)}")
+    if header["statistics"] != state.header["statistics"]:
+        raise PayloadError("header.statistics differ from the state's")
+    if header["top_k"] != state.header["top_k"]:
+        raise PayloadError(f"header.top_k is {header['top_k']}, the state's is {state.header['top_k']}")
     if kind == "columns":
         return _apply_columns(state, update)
     return _apply_rows(state, update)
@@ -278,16 +437,17 @@ def _apply_columns(state: ViewState, update: DecodedUpdate) -> ViewState:
     header = update.header
     start, rows = header["col_start"], list(header["rows"])
     if start > state.n_tokens:
-        raise PayloadError(f"columns update starts at {start}, past the state's {state.n_tokens} columns")
-    missing = set(rows) - set(state.rows)
+        raise PayloadError(f"header.col_start ({start}) is past the state's {state.n_tokens} columns")
+    missing = [r for r in rows if r not in state.rows]
     if missing:
-        raise PayloadError(f"columns update for rows {sorted(missing)} the state does not have")
+        raise PayloadError(f"header.rows {missing} are not among the state's rows, which a columns update keeps")
     keep = [state.rows.index(r) for r in rows]
+    patched = [header["statistics"].index(name) for name in ("cross_entropy", "rank")] if start > 0 else []
     grids = []
     for old, new, patch in zip(state.grids, update.grids, update.patches, strict=True):
         stats = old.stats[:, keep, :start].copy()
-        if patch is not None and start > 0:
-            stats[list(_PATCHED), :, start - 1] = patch
+        if patch is not None and patched:
+            stats[patched, :, start - 1] = patch
         grids.append(
             GridArrays(
                 np.concatenate([stats, new.stats], axis=2),
@@ -307,8 +467,10 @@ def _apply_columns(state: ViewState, update: DecodedUpdate) -> ViewState:
 
 def _apply_rows(state: ViewState, update: DecodedUpdate) -> ViewState:
     header = update.header
-    if header["col_start"] != 0 or header["n_tokens"] != state.n_tokens:
-        raise PayloadError("a rows update must cover every column of the state")
+    if header["n_tokens"] != state.n_tokens:  # col_start is 0: the header check saw to it
+        raise PayloadError(
+            f"header.n_tokens ({header['n_tokens']}) is not the state's {state.n_tokens}: a rows update covers them all"
+        )
     rows = sorted(set(state.rows) | set(header["rows"]))
     grids = []
     for old, new in zip(state.grids, update.grids, strict=True):

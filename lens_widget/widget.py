@@ -28,11 +28,7 @@ class LensWidget(anywidget.AnyWidget):
     _css = _STATIC / "widget.css"
 
     text = traitlets.Unicode("").tag(sync=True)
-    """The text being analysed: typed in the view or set from Python."""
-    text_revision = traitlets.Int(0).tag(sync=True)
-    """Edit counter of `text`: the view numbers its edits, and Python's own edits bump it too."""
-    done_revision = traitlets.Int(0).tag(sync=True)
-    """The last text revision the kernel has finished with, successfully or not."""
+    """The text being analysed; views send typing as edit messages and show this (controller.py)."""
     statistic = traitlets.Enum(STATISTICS, default_value="entropy").tag(sync=True)
     """The statistic that colours the cells (all are in the payload; switching is instant)."""
     layer_stride = traitlets.Int(1).tag(sync=True)
@@ -42,7 +38,7 @@ class LensWidget(anywidget.AnyWidget):
     lens_options = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """Lenses the user can switch between ("tuned" only when a tuned lens was given)."""
     update = traitlets.Dict().tag(sync=True)
-    """The newest payload (lens_widget/payload.py), plus seq, base and text_revision in its header."""
+    """The newest payload (lens_widget/payload.py), plus seq and base in its header."""
     vocabulary = traitlets.Dict().tag(sync=True)
     """Every token id's text, sent once (payload.encode_vocabulary)."""
     error = traitlets.Unicode("").tag(sync=True)

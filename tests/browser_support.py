@@ -60,24 +60,100 @@ def serve_folder(folder: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def jupyter_lab(root: Path, notebook: str) -> Iterator[str]:
-    """JupyterLab on 127.0.0.1 serving `root` (as root it needs --allow-root); yields the notebook's URL."""
+def jupyter_server(root: Path, notebook: str, app: str = "lab") -> Iterator[str]:
+    """JupyterLab (app="lab") or Notebook 7 (app="notebook") on 127.0.0.1 serving `root`, with
+    `window.jupyterapp` exposed so tests can run commands; yields the notebook's URL. As root it
+    needs --allow-root."""
     port, token = free_port(), "lens-widget-test"
-    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1"]
+    command = [sys.executable, "-m", "jupyter", app, "--no-browser", "--allow-root", "--ip=127.0.0.1"]
     command += [f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
-    command += ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    command += ["--expose-app-in-browser"]
+    if app == "lab":
+        command += ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "JUPYTER_CONFIG_DIR": str(root / ".jupyter")}
-    with (root / "lab.log").open("w") as log:
+    path = "lab/tree" if app == "lab" else "notebooks"
+    with (root / f"{app}.log").open("w") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_for_http(f"http://127.0.0.1:{port}/api/status?token={token}")
-            yield f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}"
+            yield f"http://127.0.0.1:{port}/{path}/{notebook}?token={token}"
         finally:
             server.terminate()
             try:
                 server.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+def jupyter_lab(root: Path, notebook: str) -> contextlib.AbstractContextManager[str]:
+    return jupyter_server(root, notebook, "lab")
+
+
+KERNEL_IDLE = """() => {
+  const panel = window.jupyterapp?.shell?.currentWidget;
+  return panel?.sessionContext?.session?.kernel?.status === "idle" && panel.content?.widgets?.length > 0;
+}"""
+
+RUN_ALL = """async () => {
+  const app = window.jupyterapp;
+  await app.commands.execute("notebook:run-all-cells");
+}"""
+
+# Runs `code` in a new cell at the end of the notebook and returns its printed output.
+RUN_CODE = """async (code) => {
+  const app = window.jupyterapp;
+  const notebook = app.shell.currentWidget.content;
+  notebook.activeCellIndex = notebook.widgets.length - 1;
+  await app.commands.execute("notebook:insert-cell-below");
+  const cell = notebook.activeCell;
+  cell.model.sharedModel.setSource(code);
+  await app.commands.execute("notebook:run-cell");
+  const outputs = cell.model.outputs.toJSON();
+  return outputs.map((o) => (o.text ?? JSON.stringify(o))).join("");
+}"""
+
+
+def open_notebook(page: Any, url: str) -> None:
+    """Open a notebook and wait for its kernel, taking the default kernel if the host asks."""
+    page.goto(url)
+    page.wait_for_function("() => !!window.jupyterapp?.shell?.currentWidget", timeout=120_000)
+    for _ in range(240):
+        accept = page.locator(".jp-Dialog .jp-mod-accept")
+        if accept.count():
+            accept.first.click()
+        if page.evaluate(KERNEL_IDLE):
+            return
+        page.wait_for_timeout(500)
+    raise AssertionError("the notebook's kernel never became idle")
+
+
+def run_all(page: Any) -> None:
+    """Run every cell (Run All) and wait until the kernel has finished them."""
+    page.evaluate(RUN_ALL)
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+
+
+def run_code(page: Any, code: str) -> str:
+    return str(page.evaluate(RUN_CODE, code))
+
+
+def kernel_text(page: Any) -> str:
+    """`widget.text` as the kernel has it."""
+    import json
+
+    return str(json.loads(run_code(page, "import json; print(json.dumps(widget.text))")))
+
+
+def text_boxes(page: Any) -> list[str]:
+    return list(page.evaluate("() => [...document.querySelectorAll('.lens-widget textarea')].map((t) => t.value)"))
+
+
+def wait_until_idle(page: Any) -> None:
+    """Every view has nothing in flight (no typing the kernel has not finished, no rows missing)."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.lens-widget')].every((w) => w.dataset.busy === 'false')",
+        timeout=60_000,
+    )
 
 
 def run_first_cell(page: Any) -> None:
@@ -119,11 +195,9 @@ def jsonable(value: Any) -> Any:
 
 def trait_state(text: str, payload: dict[str, Any], vocabulary: dict[str, Any]) -> dict[str, Any]:
     """The widget's traits as a kernel would have them after one full update (for the harness page)."""
-    header = {**payload["header"], "seq": 1, "base": -1, "text_revision": 1}
+    header = {**payload["header"], "seq": 1, "base": -1}
     return {
         "text": text,
-        "text_revision": 1,
-        "done_revision": 1,
         "statistic": "entropy",
         "layer_stride": 1,
         "lens": "logit",
@@ -161,7 +235,7 @@ const model = {
   saved: [], sent: [],
   get: (k) => state[k],
   set: (k, v) => { state[k] = v; },
-  save_changes() { this.saved.push({ text: state.text, text_revision: state.text_revision }); },
+  save_changes() { this.saved.push({ ...state, update: undefined, vocabulary: undefined }); },
   send(m) { this.sent.push(m); },
   on: (name, fn) => { if (!listeners.has(name)) listeners.set(name, new Set()); listeners.get(name).add(fn); },
   off: (name, fn) => listeners.get(name)?.delete(fn),

@@ -52,7 +52,6 @@ def record() -> dict[str, Any]:
     for seq, step in enumerate(steps, start=1):
         payload = step().payload
         payload["header"] |= {"seq": seq, "base": -1 if payload["header"]["kind"] == "full" else seq - 1}
-        payload["header"]["text_revision"] = seq
         updates.append(payload)
         state = apply_update(state, payload)
     assert state is not None

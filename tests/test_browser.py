@@ -1,8 +1,13 @@
 """The real widget in a real browser: Debian's chromium driven by Playwright.
 
-1. JupyterLab on 127.0.0.1 runs examples/quickstart.ipynb: the canvas is drawn, typing adds a
-   column, hovering shows 10 tokens, the statistic toggle recolours, the stride slider drops rows.
-2. A bare page imports the built ESM with a minimal fake anywidget model: the host contract that
+1. JupyterLab on 127.0.0.1 runs all of examples/quickstart.ipynb: every text box shows the text
+   the last cell set from Python; typing, setting from Python and typing again keep the boxes and
+   `widget.text` equal; the canvas is drawn, hovering shows 10 tokens, the statistic toggle
+   recolours, the stride slider drops rows, the lens selector stays hidden without a tuned lens,
+   and a theme switch keeps the heatmap's width.
+2. Notebook 7 runs the same notebook: the text boxes agree with the kernel, and the heatmap's
+   arrow keys move its selection, not the notebook's active cell.
+3. A bare page imports the built ESM with a minimal fake anywidget model: the host contract that
    VS Code and Colab implement, with no Jupyter at all.
 
 Screenshots go to tests/artifacts/ (git-ignored).
@@ -23,10 +28,15 @@ from browser_support import (
     CHROMIUM_ARGS,
     HARNESS,
     jsonable,
-    jupyter_lab,
-    run_first_cell,
+    jupyter_server,
+    kernel_text,
+    open_notebook,
+    run_all,
+    run_code,
     serve_folder,
+    text_boxes,
     trait_state,
+    wait_until_idle,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,12 +58,21 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
+def quickstart_server(tmp_path_factory: pytest.TempPathFactory, app: str) -> Iterator[str]:
+    root = tmp_path_factory.mktemp(app)
+    shutil.copy(ROOT / "examples" / "quickstart.ipynb", root / "quickstart.ipynb")
+    with jupyter_server(root, "quickstart.ipynb", app) as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("lab")
-    shutil.copy(ROOT / "examples" / "quickstart.ipynb", root / "quickstart.ipynb")
-    with jupyter_lab(root, "quickstart.ipynb") as url:
-        yield url
+    yield from quickstart_server(tmp_path_factory, "lab")
+
+
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from quickstart_server(tmp_path_factory, "notebook")
 
 
 CANVAS_COLOURS = """(selector) => {
@@ -75,38 +94,76 @@ def n_rows(page: Any) -> int:
 
 
 def hover_first_cell(page: Any) -> None:
+    page.locator(".lens-widget .lw-canvas").first.scroll_into_view_if_needed()
     box = page.locator(".lens-widget .lw-canvas").first.bounding_box()
     assert box is not None
     page.mouse.move(box["x"] + 110, box["y"] + 8)
 
 
-def test_widget_in_jupyterlab(browser: Any, jupyterlab: str) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def screenshot_on_failure(page: Any, name: str, drive: Any) -> None:
     try:
-        drive_jupyterlab(page, jupyterlab)
+        drive()
     except Exception:
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "jupyterlab-failure.png"))
+        page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"))
         raise
     finally:
         page.close()
 
 
-def drive_jupyterlab(page: Any, jupyterlab: str) -> None:
-    page.goto(jupyterlab)
-    run_first_cell(page)
-    page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=120_000)
-    assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8, "the heatmap is drawn"
+def test_widget_in_jupyterlab(browser: Any, jupyterlab: str) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    screenshot_on_failure(page, "jupyterlab", lambda: drive_jupyterlab(page, jupyterlab))
 
-    before = n_tokens(page)
+
+def type_at_end(page: Any, text: str) -> None:
     box = page.locator(".lens-widget textarea").first
     box.click()
     page.keyboard.press("Control+End")
-    page.keyboard.type(" Berlin", delay=40)
+    page.keyboard.type(text, delay=40)
+
+
+def assert_boxes_show_the_kernels_text(page: Any, expected: str | None = None) -> None:
+    """Every view's text box shows `widget.text` (after the views have settled)."""
+    wait_until_idle(page)
+    text = kernel_text(page)
+    if expected is not None:
+        assert text == expected
+    page.wait_for_function(
+        "(t) => [...document.querySelectorAll('.lens-widget textarea')].every((b) => b.value === t)",
+        arg=text,
+        timeout=10_000,
+    )
+    assert text_boxes(page) and all(box == text for box in text_boxes(page))
+
+
+QUICKSTART_TEXT = "Two plus two is four. Two plus three is"
+WIDTHS = """() => {
+  const w = document.querySelector('.lens-widget');
+  const css = (name) => parseFloat(w.querySelector(name).style.width);
+  return [w.querySelector('.lw-scroll').clientWidth, css('.lw-canvas'), css('.lw-legend')];
+}"""
+
+
+def drive_jupyterlab(page: Any, url: str) -> None:
+    open_notebook(page, url)
+    run_all(page)
+    page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=120_000)
+    assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8, "the heatmap is drawn"
+    assert_boxes_show_the_kernels_text(page, QUICKSTART_TEXT)  # the quick start's last cell set it
+    assert not page.locator(".lens-widget .lw-lens").first.is_visible(), "no lens selector without a tuned lens"
+
+    # Type, set from Python, type again: the boxes and the kernel agree after each step.
+    before = n_tokens(page)
+    type_at_end(page, " five")
     page.wait_for_function(
         f"() => Number(document.querySelector('.lens-widget').dataset.nTokens) > {before}", timeout=30_000
     )
-    assert "Berlin" in box.input_value(), "the typed text stays in the box"
+    assert_boxes_show_the_kernels_text(page, QUICKSTART_TEXT + " five")
+    run_code(page, "widget.text = 'Set again from Python.'")
+    assert_boxes_show_the_kernels_text(page, "Set again from Python.")
+    type_at_end(page, " Berlin")
+    assert_boxes_show_the_kernels_text(page, "Set again from Python. Berlin")
 
     hover_first_cell(page)
     page.wait_for_selector(".lens-widget .lw-tooltip:not([hidden])", timeout=10_000)
@@ -116,7 +173,7 @@ def drive_jupyterlab(page: Any, jupyterlab: str) -> None:
 
     page.mouse.move(5, 5)
     picture = page.evaluate("() => document.querySelector('.lens-widget .lw-canvas').toDataURL()")
-    page.locator(".lens-widget [data-statistic='max_probability']").first.click()
+    page.locator(".lens-widget [data-statistic='entropy']").first.click()
     page.wait_for_function(
         "(before) => document.querySelector('.lens-widget .lw-canvas').toDataURL() !== before", arg=picture
     )
@@ -125,6 +182,45 @@ def drive_jupyterlab(page: Any, jupyterlab: str) -> None:
     page.locator(".lens-widget .lw-stride-input").first.fill("3")
     page.wait_for_function(f"() => Number(document.querySelector('.lens-widget').dataset.rows) < {rows}")
     assert n_rows(page) == 3  # layers 0, 3 and the output row of a 6-layer model
+
+    # A theme switch restyles the page: the heatmap and the legend keep the widget's width.
+    before_theme = page.evaluate(WIDTHS)
+    assert before_theme[0] > 700 and before_theme[1] == before_theme[0]
+    page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+    page.wait_for_function("() => document.querySelector('.lens-widget').classList.contains('lw-dark')", timeout=30_000)
+    page.wait_for_timeout(1500)
+    scroller, canvas, legend = page.evaluate(WIDTHS)
+    assert canvas == scroller and legend == scroller, f"heatmap {canvas} px, legend {legend} px, widget {scroller} px"
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-dark.png"))
+
+
+def test_widget_in_notebook7(browser: Any, notebook7: str) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    screenshot_on_failure(page, "notebook7", lambda: drive_notebook7(page, notebook7))
+
+
+def drive_notebook7(page: Any, url: str) -> None:
+    open_notebook(page, url)
+    run_all(page)
+    page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=120_000)
+    assert_boxes_show_the_kernels_text(page, QUICKSTART_TEXT)
+    type_at_end(page, " five")
+    assert_boxes_show_the_kernels_text(page, QUICKSTART_TEXT + " five")
+
+    # Arrow keys on the heatmap move its selection; the notebook keeps its active cell.
+    active = "() => window.jupyterapp.shell.currentWidget.content.activeCellIndex"
+    page.locator(".lens-widget .lw-canvas").first.scroll_into_view_if_needed()
+    box = page.locator(".lens-widget .lw-canvas").first.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 10, box["y"] + 8)  # the row labels: focuses the heatmap, pins nothing
+    cell_before = page.evaluate(active)
+    for key in ["ArrowRight", "ArrowDown", "ArrowDown", "ArrowRight"]:
+        page.keyboard.press(key)
+    page.wait_for_function("() => document.querySelector('.lens-widget').dataset.selected === '2,1'", timeout=5_000)
+    assert page.evaluate(active) == cell_before, "the notebook's active cell did not move"
+    assert page.evaluate("() => document.activeElement?.classList.contains('lw-scroll')"), "the heatmap keeps focus"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "notebook7.png"))
 
 
 def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
@@ -157,8 +253,10 @@ def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
         page.locator(".lens-widget textarea").click()
         page.keyboard.press("Control+End")
         page.keyboard.type("!", delay=20)
-        page.wait_for_function("() => window.fakeModel.saved.length > 0")
-        assert page.evaluate("() => window.fakeModel.saved.at(-1)") == {"text": session.text + "!", "text_revision": 2}
+        page.wait_for_function("() => window.fakeModel.sent.some((m) => m.type === 'edit')")
+        edit = page.evaluate("() => window.fakeModel.sent.find((m) => m.type === 'edit')")
+        assert edit["text"] == session.text + "!" and edit["edit"] == 1 and edit["view"]
+        assert page.evaluate("() => window.fakeModel.saved") == [], "the text trait is the kernel's to set"
         page.evaluate("() => window.cleanup()")
         assert page.locator(".lens-widget").count() == 0
         assert errors == []

@@ -48,8 +48,18 @@ def from_view(widget: LensWidget, **state: Any) -> None:
     widget._handle_msg({"content": {"data": {"method": "update", "state": state, "buffer_paths": []}}, "buffers": []})
 
 
-def payload_of(widget: LensWidget) -> dict[str, Any]:
-    return widget.update
+def message(widget: LensWidget, content: Any) -> None:
+    """A custom message from the front end (what model.send() sends)."""
+    widget._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+
+
+def edit(widget: LensWidget, text: str, number: int, view: str = "view-1") -> None:
+    message(widget, {"type": "edit", "view": view, "edit": number, "text": text})
+
+
+def answers(widget: LensWidget) -> list[dict[str, Any]]:
+    """The kernel's custom messages to the views."""
+    return [m["data"]["content"] for m in widget.comm.sent if m["data"] and m["data"].get("method") == "custom"]
 
 
 def test_construction_sends_a_full_grid_and_the_vocabulary() -> None:
@@ -58,49 +68,46 @@ def test_construction_sends_a_full_grid_and_the_vocabulary() -> None:
     assert header["kind"] == "full" and header["seq"] == 1 and header["base"] == -1
     assert header["n_tokens"] == len(TOKENIZER("Paris is the capital").input_ids)
     assert len(decode_vocabulary(w.vocabulary)) == VOCAB
-    assert w.done_revision == w.text_revision == 1
 
 
-def test_an_edit_from_the_view_produces_exactly_one_update() -> None:
+def test_an_edit_from_the_view_produces_exactly_one_update_then_its_answer() -> None:
     w = make()
-    sent = w.comm.sent
     before = len(w.comm.updates())
-    from_view(w, text="Paris is the capital of France", text_revision=5)
+    edit(w, "Paris is the capital of France", 5)
     assert len(w.comm.updates()) == before + 1
     header = w.update["header"]
-    assert header["kind"] == "columns" and header["base"] == header["seq"] - 1 and header["text_revision"] == 5
-    assert w.done_revision == 5
-    assert sent is w.comm.sent
+    assert header["kind"] == "columns" and header["base"] == header["seq"] - 1
+    assert w.text == "Paris is the capital of France" == w.session.text
+    assert answers(w) == [{"type": "edit_done", "view": "view-1", "edit": 5}]
+    last_update = max(i for i, m in enumerate(w.comm.sent) if "update" in (m["data"].get("state") or {}))
+    last_answer = max(i for i, m in enumerate(w.comm.sent) if m["data"].get("method") == "custom")
+    assert last_update < last_answer, "the view learns its edit is done after it has the new text and picture"
 
 
-def test_a_stale_revision_is_ignored_and_the_newer_text_kept() -> None:
+def test_edits_are_handled_in_order_and_the_last_one_wins() -> None:
     w = make()
-    from_view(w, text="Paris is the capital of France", text_revision=7)
-    updates = len(w.comm.updates())
-    seq = w.update["header"]["seq"]
-    from_view(w, text="Paris is", text_revision=6)
-    assert len(w.comm.updates()) == updates, "no computation for a stale edit"
-    assert w.update["header"]["seq"] == seq
-    assert w.text == "Paris is the capital of France" and w.text_revision == 7
-    assert w.session.text == "Paris is the capital of France"
+    edit(w, "Paris is", 1)
+    edit(w, "Paris is the capital of France", 2)
+    assert w.text == w.session.text == "Paris is the capital of France"
+    assert [a["edit"] for a in answers(w)] == [1, 2]
 
 
-def test_setting_text_from_python_bumps_the_revision_and_updates_the_view() -> None:
+def test_setting_text_from_python_updates_the_trait_every_view_shows() -> None:
     w = make()
-    from_view(w, text="typed", text_revision=9)
+    edit(w, "typed", 9)
     w.text = "set from Python"
-    assert w.text_revision == 10 and w.done_revision == 10
-    assert w.update["header"]["text_revision"] == 10
     assert w.session.text == "set from Python"
+    state = apply_update(None, w.session.full_update().payload)
+    assert state.n_tokens == len(TOKENIZER("set from Python").input_ids)
 
 
 def test_the_update_stream_rebuilds_the_sessions_grid() -> None:
     w = make(layer_stride=2)
     state = apply_update(None, w.update)
     for step in [
-        lambda: from_view(w, text="Paris is the capital of", text_revision=2),
+        lambda: edit(w, "Paris is the capital of", 2),
         lambda: from_view(w, layer_stride=1),
-        lambda: from_view(w, text="Paris was", text_revision=3),
+        lambda: edit(w, "Paris was", 3),
     ]:
         step()
         state = apply_update(state, w.update)
@@ -112,10 +119,18 @@ def test_the_update_stream_rebuilds_the_sessions_grid() -> None:
 
 def test_a_view_that_asks_gets_a_full_state() -> None:
     w = make()
-    from_view(w, text="Paris is the capital of France", text_revision=2)
-    w._handle_msg({"content": {"data": {"method": "custom", "content": {"type": "request_full"}}}, "buffers": []})
+    edit(w, "Paris is the capital of France", 2)
+    message(w, {"type": "request_full"})
     header = w.update["header"]
     assert header["kind"] == "full" and header["base"] == -1 and header["n_tokens"] == len(w.session.tokens.ids)
+
+
+def test_a_view_that_lost_the_vocabulary_gets_it_again() -> None:
+    w = make()
+    before = len(w.comm.sent)
+    message(w, {"type": "request_vocabulary"})
+    resent = [m for m in w.comm.sent[before:] if "vocabulary" in (m["data"].get("state") or {})]
+    assert len(resent) == 1 and resent[0]["buffers"], "the vocabulary travels again, as binary buffers"
 
 
 def test_a_kernel_error_is_shown_and_the_next_edit_recovers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,13 +141,39 @@ def test_a_kernel_error_is_shown_and_the_next_edit_recovers(monkeypatch: pytest.
         raise RuntimeError("out of memory (injected)")
 
     monkeypatch.setattr(w.session, "set_text", broken)
-    from_view(w, text="Paris is the capital of France", text_revision=4)
+    edit(w, "Paris is the capital of France", 4)
     assert "Could not analyse the text: RuntimeError: out of memory (injected)" in w.error
     assert w.text == "Paris is the capital of France", "the typed text is kept"
-    assert w.done_revision == 4, "the view is told the kernel is done, so it is not left waiting"
+    assert answers(w)[-1]["edit"] == 4, "the view is told the kernel is done, so it is not left waiting"
     monkeypatch.setattr(w.session, "set_text", original)
-    from_view(w, text="Paris is the capital of France!", text_revision=5)
-    assert w.error == "" and w.update["header"]["text_revision"] == 5
+    edit(w, "Paris is the capital of France!", 5)
+    assert w.error == "" and w.session.text == "Paris is the capital of France!"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"type": "edit", "view": "v", "edit": 1e300, "text": "x"},
+        {"type": "edit", "view": "v", "edit": 2**53, "text": "x"},
+        {"type": "edit", "view": "v", "edit": -1, "text": "x"},
+        {"type": "edit", "view": "v", "edit": True, "text": "x"},
+        {"type": "edit", "view": "v", "edit": 1, "text": 5},
+        {"type": "edit", "view": "", "edit": 1, "text": "x"},
+        {"type": "edit", "edit": 1, "text": "x"},
+        {"type": "teleport"},
+        "edit",
+    ],
+)
+def test_malformed_messages_are_ignored_reported_and_do_not_block_later_edits(content: Any) -> None:
+    w = make()
+    seq = w.update["header"]["seq"]
+    message(w, content)
+    assert w.update["header"]["seq"] == seq and w.text == "Paris is the capital", "nothing changed"
+    assert w.error.startswith("Ignored a malformed message from the view")
+    assert answers(w) == []
+    edit(w, "Paris is the capital of France", 1)
+    assert w.session.text == "Paris is the capital of France" and w.error == ""
+    assert answers(w) == [{"type": "edit_done", "view": "view-1", "edit": 1}]
 
 
 def test_unknown_statistic_or_bad_stride_from_python_is_a_clear_exception() -> None:
