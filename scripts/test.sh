@@ -17,7 +17,9 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install -q torch==2.13.0
 npm ci --no-audit --no-fund
-.venv/bin/pip install -q -e ".[test]"
+.venv/bin/pip install -q --upgrade -e ".[test]"
+# What a fresh install got: the newest releases the version ranges allow, so CI tests what users get.
+.venv/bin/python -c "import importlib.metadata as m; print('versions:', ', '.join(f'{p} {m.version(p)}' for p in ('torch', 'transformers', 'tokenizers', 'numpy', 'anywidget', 'ipywidgets', 'jupyterlab', 'notebook', 'playwright')))"
 
 .venv/bin/ruff check .
 npx tsc --noEmit
