@@ -1,7 +1,14 @@
 """lens-widget: watch what every layer of a transformer would predict, through the logit and tuned lenses."""
 
 from .adapter import ModelAdapter, ModelForward
-from .errors import AdapterError, LensFileError, LensMismatchError, LensNotFoundError, LensWidgetError
+from .errors import (
+    AdapterError,
+    InvalidLensError,
+    LensFileError,
+    LensMismatchError,
+    LensNotFoundError,
+    LensWidgetError,
+)
 from .grid import LensGrid, compute_grid, next_token_targets, row_labels
 from .lens_files import LensConfig
 from .lenses import Lens, LogitLens, TunedLens
@@ -16,6 +23,7 @@ __all__ = [
     "STATISTICS",
     "UNITS",
     "AdapterError",
+    "InvalidLensError",
     "Lens",
     "LensConfig",
     "LensFileError",

@@ -21,3 +21,7 @@ class LensMismatchError(LensWidgetError):
 
 class LensNotFoundError(LensWidgetError):
     """No lens could be resolved locally or from the Hub."""
+
+
+class InvalidLensError(LensWidgetError, ValueError):
+    """A lens whose parameters hold NaN or infinite values: every cell it decoded would be invalid."""

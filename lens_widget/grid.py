@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .adapter import ModelAdapter, ModelForward
-from .lenses import Lens
+from .lenses import Lens, LogitLens
 from .statistics import NO_TARGET, STATISTICS, cell_statistics, log_probs
 
 DEFAULT_CHUNK_BYTES = 256 * 2**20
@@ -29,7 +29,8 @@ class LensGrid:
     rows: tuple[int, ...]
     """Layer index of each row; `num_layers` is the model's own output."""
     statistics: np.ndarray
-    """float32 [len(STATISTICS), rows, positions]; NaN where a statistic is missing."""
+    """float32 [len(STATISTICS), rows, positions]; NaN where a statistic is missing, and everywhere in
+    a cell whose logits are not finite (see statistics.py)."""
     top_ids: np.ndarray
     """int64 [rows, positions, k]: token ids, most likely first."""
     top_probs: np.ndarray
@@ -58,7 +59,7 @@ def row_labels(rows: Sequence[int], num_layers: int) -> list[str]:
 @torch.inference_mode()
 def compute_grid(
     adapter: ModelAdapter,
-    lens: Lens,
+    lens: Lens | None,
     forward: ModelForward,
     targets: torch.Tensor,
     rows: Sequence[int],
@@ -68,8 +69,10 @@ def compute_grid(
 ) -> LensGrid:
     """Every statistic of `rows` at every position of `forward`.
 
+    lens: None is the logit lens, as everywhere else in the package.
     targets: [positions] next-token ids (NO_TARGET where none), see `next_token_targets`.
     """
+    lens = LogitLens() if lens is None else lens
     rows = tuple(int(r) for r in rows)
     num_layers = adapter.num_layers
     if not rows or len(set(rows)) != len(rows) or any(not 0 <= r <= num_layers for r in rows):

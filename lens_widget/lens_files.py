@@ -2,7 +2,8 @@
 the tuned-lens project so that the lenses people already trained load here and ours load there.
 
 Files are untrusted input: parameters load with `weights_only=True` (a pickled object is refused
-before anything runs), and every key, shape and type is checked before use.
+before anything runs), and every key, shape and type is checked before use. Checks cost what the
+files hold, never what a config claims: a config can say 10^8 layers in a few bytes.
 """
 
 from __future__ import annotations
@@ -101,6 +102,12 @@ def unembed_hash(weight: torch.Tensor) -> str:
 
 def read_lens_folder(folder: str | Path) -> tuple[LensConfig, dict[str, torch.Tensor]]:
     """Config and checked parameters of a lens folder, on the CPU in the file's dtype."""
+    config = read_lens_config(folder)
+    return config, read_lens_params(folder, config)
+
+
+def read_lens_config(folder: str | Path) -> LensConfig:
+    """The checked config alone: cheap, so a caller can compare it with a model before reading parameters."""
     folder = Path(folder)
     if not folder.is_dir():
         raise LensFileError(f"{folder} is not a folder; a lens folder holds {CONFIG_FILE} and {PARAMS_FILE}")
@@ -111,10 +118,14 @@ def read_lens_folder(folder: str | Path) -> tuple[LensConfig, dict[str, torch.Te
         raise LensFileError(f"{folder} has no {CONFIG_FILE}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LensFileError(f"{config_path} is not valid JSON: {exc}") from exc
-    config = LensConfig.from_dict(data, source=str(config_path))
-    params = _read_params(folder)
+    return LensConfig.from_dict(data, source=str(config_path))
+
+
+def read_lens_params(folder: str | Path, config: LensConfig) -> dict[str, torch.Tensor]:
+    """The parameters of a lens folder, checked against its config, on the CPU in the file's dtype."""
+    params = _read_params(Path(folder))
     check_params(config, params, source=str(folder))
-    return config, params
+    return params
 
 
 def _read_params(folder: Path) -> dict[str, torch.Tensor]:
@@ -153,18 +164,22 @@ def _as_tensor_dict(loaded: Any, source: str) -> dict[str, torch.Tensor]:
 
 
 def check_params(config: LensConfig, params: dict[str, torch.Tensor], source: str = "lens") -> None:
-    """Refuse parameters whose keys, shapes or dtypes do not match the config."""
-    expected = expected_shapes(config)
-    missing = sorted(set(expected) - set(params), key=_key_order)
-    extra = sorted(set(params) - set(expected), key=_key_order)
+    """Refuse parameters whose keys, shapes or dtypes do not match the config.
+
+    Keys are compared at the cost of what the file holds, not of what the config claims: per-layer
+    expectations are built only once the file holds exactly the keys the config asks for.
+    """
+    needed = config.num_hidden_layers * (2 if config.bias else 1)
+    extra = sorted((k for k in params if not _is_expected_key(config, k)), key=_key_order)
+    missing = _first_missing(config, params, 5) if len(params) - len(extra) < needed else []
     if missing or extra:
         raise LensFileError(
             f"{source}: parameters do not match its config (d_model={config.d_model}, "
-            f"num_hidden_layers={config.num_hidden_layers}, bias={config.bias}); "
-            f"missing {missing[:4]}{'…' if len(missing) > 4 else ''}, "
+            f"num_hidden_layers={config.num_hidden_layers}, bias={config.bias}): the file holds {len(params)} "
+            f"tensors, the config needs {needed}; missing {missing[:4]}{'…' if len(missing) > 4 else ''}, "
             f"unexpected {extra[:4]}{'…' if len(extra) > 4 else ''}"
         )
-    for key, shape in expected.items():
+    for key, shape in expected_shapes(config).items():
         tensor = params[key]
         if tuple(tensor.shape) != shape:
             raise LensFileError(f"{source}: {key} has shape {tuple(tensor.shape)}, expected {shape}")
@@ -172,6 +187,24 @@ def check_params(config: LensConfig, params: dict[str, torch.Tensor], source: st
             raise LensFileError(f"{source}: {key} has dtype {tensor.dtype}, expected a float dtype")
         if not bool(torch.isfinite(tensor).all()):
             raise LensFileError(f"{source}: {key} holds NaN or infinite values")
+
+
+def _is_expected_key(config: LensConfig, key: str) -> bool:
+    index, _, name = key.partition(".")
+    if not index.isdigit() or name not in (("weight", "bias") if config.bias else ("weight",)):
+        return False
+    return key == f"{int(index)}.{name}" and int(index) < config.num_hidden_layers
+
+
+def _first_missing(config: LensConfig, params: dict[str, torch.Tensor], limit: int) -> list[str]:
+    """The config's first `limit` keys absent from `params`: found within len(params) + limit layers."""
+    missing: list[str] = []
+    names = ("weight", "bias") if config.bias else ("weight",)
+    for i in range(config.num_hidden_layers):
+        missing += [f"{i}.{name}" for name in names if f"{i}.{name}" not in params]
+        if len(missing) >= limit:
+            break
+    return missing
 
 
 def _key_order(key: str) -> tuple[int, str]:

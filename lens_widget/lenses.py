@@ -19,13 +19,14 @@ import torch
 from torch import nn
 
 from .adapter import ModelAdapter
-from .errors import LensFileError, LensMismatchError, LensNotFoundError
+from .errors import InvalidLensError, LensFileError, LensMismatchError, LensNotFoundError
 from .lens_files import (
     CONFIG_FILE,
     PARAMS_FILE,
     SAFETENSORS_FILE,
     LensConfig,
-    read_lens_folder,
+    read_lens_config,
+    read_lens_params,
     unembed_hash,
     write_lens_folder,
 )
@@ -95,17 +96,21 @@ class TunedLens(nn.Module):
 
     @classmethod
     def load(cls, folder: str | Path, model: nn.Module | ModelAdapter | None = None) -> TunedLens:
-        """Load a lens folder; given a model, check it fits and follow the model's device and dtype."""
-        config, params = read_lens_folder(folder)
+        """Load a lens folder; given a model, check it fits and follow the model's device and dtype.
+
+        The config is compared with the model before the parameters are read or any translator is
+        built, so a lens for another model costs nothing however large its config says it is.
+        """
+        config = read_lens_config(folder)
+        adapter = None if model is None else _adapter(model)
+        if adapter is not None:
+            _check_shape(config, adapter)
+        params = read_lens_params(folder, config)
         lens = cls(config)
         first = params["0.weight"]
         lens.to(dtype=first.dtype)
         lens.layer_translators.load_state_dict(params, strict=True)
-        if model is not None:
-            lens.check_model(model)
-            adapter = _adapter(model)
-            lens.to(device=adapter.device, dtype=adapter.dtype)
-        return lens
+        return lens if adapter is None else lens.fit(adapter)
 
     @classmethod
     def from_pretrained(
@@ -134,18 +139,12 @@ class TunedLens(nn.Module):
         return write_lens_folder(folder, self.config, dict(self.layer_translators.state_dict()))
 
     def check_model(self, model: nn.Module | ModelAdapter) -> None:
-        """Refuse a model of another shape; warn when the unembedding fingerprint differs."""
+        """Refuse a model of another shape and parameters that are not finite (every cell decoded
+        through them would be invalid); warn when the unembedding fingerprint differs."""
         adapter = _adapter(model)
         cls_name = type(adapter.model).__name__
-        if self.config.d_model != adapter.d_model:
-            raise LensMismatchError(
-                f"lens d_model = {self.config.d_model} but {cls_name} has d_model = {adapter.d_model}"
-            )
-        if self.config.num_hidden_layers != adapter.num_layers:
-            raise LensMismatchError(
-                f"lens num_hidden_layers = {self.config.num_hidden_layers} but {cls_name} has "
-                f"num_hidden_layers = {adapter.num_layers}"
-            )
+        _check_shape(self.config, adapter)
+        self.check_finite()
         if self.config.unembed_hash is not None:
             actual = unembed_hash(adapter.head.weight)
             if actual != self.config.unembed_hash:
@@ -156,6 +155,29 @@ class TunedLens(nn.Module):
                     "is fragile: the same model loaded in another dtype can differ too)",
                     stacklevel=2,
                 )
+
+    def check_finite(self) -> None:
+        """Refuse NaN or infinite parameters (raise InvalidLensError), naming the first such one."""
+        for name, param in self.layer_translators.named_parameters(prefix="layer_translators"):
+            if not bool(torch.isfinite(param).all()):
+                dtype = str(param.dtype).removeprefix("torch.")
+                raise InvalidLensError(
+                    f"TunedLens parameter {name} holds NaN or infinite values in {dtype}; a lens must be finite "
+                    "to decode anything (a diverged training run, or values beyond the range of the model's dtype?)"
+                )
+
+    def fit(self, model: nn.Module | ModelAdapter) -> TunedLens:
+        """This lens, checked against `model` and moved to its device and dtype (in place).
+
+        Checked again after a cast: a float32 weight beyond float16's range becomes infinite there.
+        """
+        adapter = _adapter(model)
+        self.check_model(adapter)
+        before = self.layer_translators[0].weight.dtype
+        self.to(device=adapter.device, dtype=adapter.dtype)
+        if adapter.dtype != before:
+            self.check_finite()
+        return self
 
     def translate(self, hidden: torch.Tensor, layers: list[int]) -> torch.Tensor:
         if hidden.shape[0] != len(layers):
@@ -171,6 +193,17 @@ class TunedLens(nn.Module):
         """Translate hidden_states[layer] of any shape [..., d]."""
         translator = self.layer_translators[layer]
         return hidden + translator(hidden)
+
+
+def _check_shape(config: LensConfig, adapter: ModelAdapter) -> None:
+    cls_name = type(adapter.model).__name__
+    if config.d_model != adapter.d_model:
+        raise LensMismatchError(f"lens d_model = {config.d_model} but {cls_name} has d_model = {adapter.d_model}")
+    if config.num_hidden_layers != adapter.num_layers:
+        raise LensMismatchError(
+            f"lens num_hidden_layers = {config.num_hidden_layers} but {cls_name} has "
+            f"num_hidden_layers = {adapter.num_layers}"
+        )
 
 
 def _adapter(model: nn.Module | ModelAdapter) -> ModelAdapter:

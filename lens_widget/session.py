@@ -10,8 +10,13 @@ stride change costs lens work only.
 
 Bounds (documented in the README): at most `max_tokens` tokens (default 2048, never more than the
 model's context). Longer text is cut to its first `max_tokens` tokens, and each update says so in
-`notice`. Kept state is about (L + 1) × T × d hidden values and the key/value cache in the model's
-dtype, plus (S × 4 + k × 12) bytes per displayed cell; it shrinks with the text.
+`notice`; only as much of the text is tokenized as those tokens need, so a keystroke costs the same
+in a huge text as in a short one, and the tokens left out are then an estimate ("about N"). Kept
+state is about (L + 1) × T × d hidden values and the key/value cache in the model's dtype, plus
+(S × 4 + k × 12) bytes per displayed cell; it shrinks with the text.
+
+Cells whose logits are not finite (a broken model or lens weight, an overflow) are NaN in every
+statistic, and each update's `notice` names the rows that hold any, over the whole kept grid.
 
 No widget or Jupyter dependency: the widget is a thin shell around this.
 """
@@ -32,11 +37,12 @@ from .grid import DEFAULT_CHUNK_BYTES, LensGrid, compute_grid, next_token_target
 from .lenses import Lens, LogitLens, TunedLens
 from .payload import GridBlock, encode_update, encode_vocabulary
 from .statistics import NO_TARGET, STATISTICS, cross_entropy, log_probs, rank
-from .text import Tokens, tokenize, vocabulary
+from .text import Tokens, check_tokenizer, tokenize, vocabulary
 
 DEFAULT_MAX_TOKENS = 2048
 _CONTEXT_ATTRS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 _CE, _RANK = STATISTICS.index("cross_entropy"), STATISTICS.index("rank")
+_ENTROPY = STATISTICS.index("entropy")
 
 
 @dataclass(frozen=True)
@@ -103,18 +109,25 @@ class _Track:
             self.hidden = torch.cat([self.hidden[:, :keep], hidden], dim=1)
 
     def _croppable(self, length: int) -> bool:
-        """Sliding-window layers forget positions beyond their window: cropping those is unsafe."""
-        sliding = getattr(self.cache, "is_sliding", None) or []
-        if not any(sliding):
-            return True
-        window = getattr(self.adapter.model.config.get_text_config(), "sliding_window", None)
-        return isinstance(window, int) and length <= window
+        """Whether a cache of `length` positions can be cut back. A sliding-window layer keeps only its
+        last window - 1 positions once `length` reaches its window, so from there it cannot (and
+        transformers refuses to): the text is then recomputed from the start."""
+        layers = getattr(self.cache, "layers", None)
+        if layers is None:
+            return not any(getattr(self.cache, "is_sliding", None) or [])
+        windows = [getattr(layer, "sliding_window", None) for layer in layers if getattr(layer, "is_sliding", False)]
+        return all(isinstance(window, int) and length < window for window in windows)
 
     def grid(self, rows: Sequence[int], start: int, targets: torch.Tensor, top_k: int, chunk: int) -> LensGrid:
         forward = ModelForward(self.hidden[:, start:])
         return compute_grid(
             self.adapter, self.lens, forward, targets[start:], rows, top_k, chunk, keep_last_logits=True
         )
+
+    def invalid_rows(self) -> list[int]:
+        """Rows with a cell whose logits are not finite (NaN entropy, which only such a cell has)."""
+        bad = np.isnan(self.stats[_ENTROPY]).any(axis=1)
+        return [row for row, b in zip(self.rows, bad, strict=True) if b]
 
     def keep_rows(self, rows: Sequence[int]) -> None:
         index = [self.rows.index(r) for r in rows]
@@ -149,11 +162,14 @@ class LensSession:
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         name: str | None = None,
     ) -> None:
+        _check_model(model)
+        check_tokenizer(tokenizer)
         if device is not None:
-            model.to(device)  # documented: the session runs the model where asked
+            model.to(_available_device(device))  # documented: the session runs the model where asked
         model.eval()
         adapter = ModelAdapter(model)
         self.tokenizer = tokenizer
+        self._input_vocab = _check_vocabulary(tokenizer, model, adapter)
         self.top_k = _check_top_k(top_k, adapter.vocab_size)
         self.max_tokens = _check_max_tokens(max_tokens, _context_length(model))
         self.chunk_bytes = _positive_int(chunk_bytes, "chunk_bytes")
@@ -209,6 +225,7 @@ class LensSession:
     def set_text(self, text: str) -> Update:
         """Bring the grid up to date with `text`; returns the columns that changed."""
         tokens = tokenize(self.tokenizer, text, self.max_tokens)
+        self._check_ids(tokens.ids)
         with self._consistent():
             old = self._tokens
             keep = 0 if self._fresh else _common_prefix(old, tokens)
@@ -269,12 +286,22 @@ class LensSession:
         self._tokens = Tokens(ids=[], spans=np.empty((0, 2), np.uint32), total=0)
         self._fresh = True
 
+    def _check_ids(self, ids: list[int]) -> None:
+        """The tokenizer can gain tokens after the session checked it (add_tokens): refuse those the
+        model has no embedding for, before any state changes."""
+        beyond = [i for i in ids if i >= self._input_vocab]
+        if beyond:
+            token = self.tokenizer.convert_ids_to_tokens(beyond[0])
+            raise ValueError(
+                f"token id {beyond[0]} ({token!r}) is beyond the model's vocabulary of {self._input_vocab} ids; "
+                "was it added to the tokenizer without resizing the model's embeddings?"
+            )
+
     def _fit_lens(self, adapter: ModelAdapter, lens: Lens | None) -> Lens:
         if lens is None:
             return LogitLens()
         if isinstance(lens, TunedLens):
-            lens.check_model(adapter)
-            return lens.to(device=adapter.device, dtype=adapter.dtype)
+            return lens.fit(adapter)
         if not isinstance(lens, Lens):
             raise TypeError(f"lens must be a TunedLens, a LogitLens or None, got {type(lens).__name__}")
         return lens
@@ -349,12 +376,7 @@ class LensSession:
         tokens = self._tokens
         n = len(tokens.ids)
         patches = list(patches) or [None] * len(self._tracks)
-        notice = ""
-        if tokens.total > n:
-            notice = (
-                f"The text has {tokens.total} tokens; showing the first {n} (max_tokens = {self.max_tokens}). "
-                "Text after that is not analysed."
-            )
+        notice = " ".join(filter(None, [self._cut_notice(), *map(self._invalid_notice, self._tracks)]))
         adapter = self._tracks[0].adapter
         payload = encode_update(
             kind=kind,
@@ -375,6 +397,31 @@ class LensSession:
         )
         return Update(kind, rows, start, n, payload)
 
+    def _cut_notice(self) -> str:
+        tokens = self._tokens
+        n = len(tokens.ids)
+        if tokens.total <= n:
+            return ""
+        about = "" if tokens.total_exact else "about "
+        return (
+            f"The text has {about}{tokens.total:,} tokens; showing the first {n} (max_tokens = {self.max_tokens}). "
+            "Text after that is not analysed."
+        )
+
+    def _invalid_notice(self, track: _Track) -> str:
+        rows = track.invalid_rows()
+        if not rows:
+            return ""
+        labels = ", ".join(row_labels(rows, self.num_layers))
+        where = f" of {track.name}" if len(self._tracks) > 1 else ""
+        notice = (
+            f"Non-finite logits (NaN or infinity) in row{'s' if len(rows) > 1 else ''} {labels}{where}: "
+            "those cells are invalid (every statistic NaN); check the model's and the lens's weights and dtype."
+        )
+        if self.num_layers in rows:
+            notice += " The forward KL compares every row with the output, so it is NaN wherever the output is."
+        return notice
+
 
 def _common_prefix(old: Tokens, new: Tokens) -> int:
     """Leading tokens that are the same token over the same text (ids and spans)."""
@@ -382,6 +429,49 @@ def _common_prefix(old: Tokens, new: Tokens) -> int:
     same = (np.asarray(old.ids[:n]) == np.asarray(new.ids[:n])) & (old.spans[:n] == new.spans[:n]).all(axis=1)
     differs = np.flatnonzero(~same)
     return int(differs[0]) if len(differs) else n
+
+
+def _check_model(model: Any) -> None:
+    if not isinstance(model, nn.Module):
+        hint = (
+            f": load it first, e.g. AutoModelForCausalLM.from_pretrained({model!r})" if isinstance(model, str) else ""
+        )
+        raise TypeError(f"model must be a transformers causal LM (a torch.nn.Module), got {type(model).__name__}{hint}")
+
+
+def _available_device(device: str | torch.device) -> torch.device:
+    """The device, once a tensor could be made there: torch's own failures (an AssertionError when it
+    was built without CUDA) do not say which device was asked for."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device ({exc})") from None
+    try:
+        torch.empty(0, device=resolved)
+    except (AssertionError, RuntimeError) as exc:
+        raise RuntimeError(
+            f"device {device!r} is not available on this machine ({_first_line(exc)}); "
+            "pass device=None to keep the model where it is, or 'cpu'"
+        ) from exc
+    return resolved
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_vocabulary(tokenizer: Any, model: nn.Module, adapter: ModelAdapter) -> int:
+    """Rows of the model's input embedding, which every id the tokenizer can give must index."""
+    embeddings = model.get_input_embeddings()
+    weight = getattr(embeddings, "weight", None)
+    rows = int(weight.shape[0]) if isinstance(weight, torch.Tensor) else adapter.vocab_size
+    if len(tokenizer) > rows:
+        raise ValueError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {rows} "
+            "(its input embedding's rows): use the tokenizer the model was trained with"
+        )
+    return rows
 
 
 def _context_length(model: nn.Module) -> int | None:

@@ -7,6 +7,11 @@ callers and tests that want one number, and agree with it.
 
 The last position has no real next token, so its cross-entropy and rank are NaN ("missing"), never
 an invented target such as EOS (which is what tuned-lens plots show there).
+
+A cell whose logits are not finite (a NaN anywhere, or +inf: a broken lens or model weight, an
+overflow) is invalid: every statistic and top-k probability of it is NaN, so a view can say so. Masks
+written as -inf logits are not invalid; those tokens just have probability 0. Forward KL is NaN where
+the model's own output is invalid.
 """
 
 from __future__ import annotations
@@ -36,43 +41,59 @@ def log_probs(logits: torch.Tensor) -> torch.Tensor:
 
     Written exactly as `cell_statistics` normalises, so the output row's KL to itself is exactly 0.
     """
+    return _normalise(logits)[0]
+
+
+def _normalise(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities, and which cells are valid: their log-sum-exp is finite exactly when no logit
+    is NaN or +inf and some token is possible, so validity costs nothing extra here."""
     logits = logits.float()
-    return logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+    return logits - lse, torch.isfinite(lse[..., 0])
+
+
+def _valid(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Given validity, or one pass over logits or log-probs: amax is NaN with any NaN, inf with any +inf."""
+    return torch.isfinite(values.amax(-1)) if valid is None else valid
 
 
 def entropy(logprobs: torch.Tensor) -> torch.Tensor:
-    """H(p) = -sum p log p; 0 * log 0 counts as 0."""
+    """H(p) = -sum p log p; 0 * log 0 counts as 0 (tested as p == 0, so that a NaN stays NaN)."""
     p = logprobs.exp()
-    return -torch.where(p > 0, p * logprobs, 0.0).sum(-1)
+    return -torch.where(p == 0, 0.0, p * logprobs).sum(-1)
 
 
-def cross_entropy(logprobs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """-log p(target); NaN where the target is NO_TARGET."""
-    valid = targets >= 0
+def cross_entropy(logprobs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """-log p(target); NaN where the target is NO_TARGET, and in an invalid cell even when the target's
+    own log-probability is a number (an +inf logit elsewhere makes it -inf)."""
+    ok = (targets >= 0) & _valid(logprobs, valid)
     picked = logprobs.gather(-1, targets.clamp(min=0)[..., None])[..., 0]
-    return torch.where(valid, -picked, torch.nan)
+    return torch.where(ok, -picked, torch.nan)
 
 
-def forward_kl(model_logprobs: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
-    """KL(model output || lens) = sum p_model (log p_model - log p_lens)."""
+def forward_kl(model_logprobs: torch.Tensor, logprobs: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(model output || lens) = sum p_model (log p_model - log p_lens); NaN where either is invalid
+    (p == 0 is skipped by testing equality, so a NaN model probability is not)."""
     p = model_logprobs.exp()
-    return torch.where(p > 0, p * (model_logprobs - logprobs), 0.0).sum(-1).clamp(min=0.0)
+    kl = torch.where(p == 0, 0.0, p * (model_logprobs - logprobs)).sum(-1).clamp(min=0.0)
+    return torch.where(_valid(logprobs, valid), kl, torch.nan)
 
 
 def max_probability(logprobs: torch.Tensor) -> torch.Tensor:
     return logprobs.max(-1).values.exp()
 
 
-def rank(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def rank(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """1-based rank of the target: 1 + how many tokens score strictly higher (ties favour it).
 
     Counting beats sorting the vocabulary (what tuned-lens does, twice per cell). NaN where the
-    target is NO_TARGET; a float so that missing can be said.
+    target is NO_TARGET, and in an invalid cell (comparisons with NaN are false, which would make
+    any target rank 1); a float so that missing can be said.
     """
-    valid = targets >= 0
+    ok = (targets >= 0) & _valid(logits, valid)
     score = logits.gather(-1, targets.clamp(min=0)[..., None])
     higher = (logits > score).sum(-1)
-    return torch.where(valid, (higher + 1).float(), torch.nan)
+    return torch.where(ok, (higher + 1).float(), torch.nan)
 
 
 def top_k(logprobs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,11 +107,11 @@ class CellStatistics:
     """Every statistic of a batch of cells, float32 on the logits' device."""
 
     values: torch.Tensor
-    """[len(STATISTICS), *cells], in STATISTICS order."""
+    """[len(STATISTICS), *cells], in STATISTICS order; all NaN in an invalid cell."""
     top_ids: torch.Tensor
-    """[*cells, k] int64."""
+    """[*cells, k] int64 (meaningless in an invalid cell)."""
     top_probs: torch.Tensor
-    """[*cells, k] float32."""
+    """[*cells, k] float32; NaN in an invalid cell."""
 
 
 def cell_statistics(
@@ -112,15 +133,17 @@ def cell_statistics(
         raise ValueError(f"top_k must be in 1..{logits.shape[-1]} (the vocabulary size), got {k}")
     logits = logits.float()
     targets = targets.expand(logits.shape[:-1])
-    logp = log_probs(logits)
+    logp, valid = _normalise(logits)
     top_logp, top_ids = logp.topk(k, dim=-1)
     values = torch.stack(
         [
             entropy(logp),
-            cross_entropy(logp, targets),
-            forward_kl(model_logprobs, logp),
+            cross_entropy(logp, targets, valid),
+            forward_kl(model_logprobs, logp, valid),
             top_logp[..., 0].exp(),
-            rank(logits, targets),
+            rank(logits, targets, valid),
         ]
     )
-    return CellStatistics(values=values, top_ids=top_ids, top_probs=top_logp.exp())
+    values = torch.where(valid, values, torch.nan)
+    top_probs = torch.where(valid[..., None], top_logp.exp(), torch.nan)
+    return CellStatistics(values=values, top_ids=top_ids, top_probs=top_probs)

@@ -3,6 +3,11 @@
 Spans are in UTF-16 code units, because that is how JavaScript indexes the text box's string:
 Python counts code points, so any character outside the Basic Multilingual Plane (most emoji)
 would otherwise shift every later span by one.
+
+Only as much of the text is tokenized as the first `max_tokens` tokens need: a prefix, cut where a
+word ends and grown until it holds a margin of tokens beyond those kept. Tokenizers decide a token
+from its word and a few characters around it, so the kept tokens are those of the whole text, and a
+keystroke in a 5 MB text costs what one in a short text does. The tokens left out are then estimated.
 """
 
 from __future__ import annotations
@@ -14,6 +19,16 @@ from typing import Any
 import numpy as np
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_WORD_END = re.compile(r"(?<=\S)\s")
+
+_MARGIN_TOKENS = 32
+"""Tokens a prefix must hold beyond those kept, so that none kept is near where the prefix was cut."""
+_CHARS_PER_TOKEN = 8
+"""First guess at the characters per token (most text has 3 to 5), sizing the first prefix."""
+_MIN_PREFIX = 8192
+"""Characters tokenized at least (a millisecond's work), so that the estimate of the rest has a sample."""
+_WORD_SEARCH = 1024
+"""How far past the wanted length a word end is looked for before cutting mid-word."""
 
 
 @dataclass(frozen=True)
@@ -25,29 +40,56 @@ class Tokens:
     spans: np.ndarray
     """uint32 [len(ids), 2]: [start, end) of each token in the text, in UTF-16 code units."""
     total: int
-    """Tokens the whole text has; more than len(ids) when the text was cut."""
+    """Tokens the whole text has, more than len(ids) when the text was cut: exact when `total_exact`,
+    else an estimate (still more than len(ids)) from the tokens per character of the prefix that was
+    tokenized, for the whole text was not."""
+    total_exact: bool = True
+
+
+def check_tokenizer(tokenizer: Any) -> None:
+    """Refuse a slow tokenizer: only fast ones report the character spans the view needs."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError(
+            f"{type(tokenizer).__name__} is a slow tokenizer, which cannot report token spans; "
+            "load a fast one (AutoTokenizer.from_pretrained(..., use_fast=True))."
+        )
 
 
 def tokenize(tokenizer: Any, text: str, max_tokens: int) -> Tokens:
-    """Tokenize as the model would see the text (special tokens included), keeping spans.
+    """The first `max_tokens` tokens as the model would see the text (special tokens included), with
+    spans, tokenizing only a prefix when that is enough (see the module's docstring).
 
     Lone surrogates (which a browser can send, and which Rust tokenizers refuse) are tokenized as
     U+FFFD; the text itself is untouched and spans still index it.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if not getattr(tokenizer, "is_fast", False):
-        raise TypeError(
-            f"{type(tokenizer).__name__} is a slow tokenizer, which cannot report token spans; "
-            "load a fast one (AutoTokenizer.from_pretrained(..., use_fast=True))."
-        )
-    clean = _LONE_SURROGATE.sub("\ufffd", text)
-    encoded = tokenizer(clean, return_offsets_mapping=True, add_special_tokens=True, verbose=False)
-    ids = list(encoded["input_ids"])
-    offsets = np.asarray(encoded["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-    total = len(ids)
-    ids, offsets = ids[:max_tokens], offsets[:max_tokens]
-    return Tokens(ids=ids, spans=utf16_offsets(clean, offsets).astype(np.uint32), total=total)
+    check_tokenizer(tokenizer)
+    wanted = max_tokens + _MARGIN_TOKENS
+    end = _cut(text, max(_MIN_PREFIX, _CHARS_PER_TOKEN * wanted))
+    while True:
+        prefix = _LONE_SURROGATE.sub("\ufffd", text[:end])
+        encoded = tokenizer(prefix, return_offsets_mapping=True, add_special_tokens=True, verbose=False)
+        ids = list(encoded["input_ids"])
+        if end == len(text) or len(ids) >= wanted:
+            break
+        # Too few tokens: grow at the rate seen so far, at least doubling.
+        end = _cut(text, max(2 * end, int(1.5 * wanted * end / max(len(ids), 1))))
+    offsets = np.asarray(encoded["offset_mapping"], dtype=np.int64).reshape(-1, 2)[:max_tokens]
+    spans = utf16_offsets(prefix, offsets).astype(np.uint32)
+    if end == len(text):
+        return Tokens(ids=ids[:max_tokens], spans=spans, total=len(ids))
+    estimate = max(len(ids), round(len(ids) * len(text) / end))
+    return Tokens(ids=ids[:max_tokens], spans=spans, total=estimate, total_exact=False)
+
+
+def _cut(text: str, length: int) -> int:
+    """Where to end a prefix of about `length` characters: at the end of a word if one ends soon
+    after (so that the last word is whole, as in the full text), else at `length`."""
+    if length >= len(text):
+        return len(text)
+    found = _WORD_END.search(text, length, length + _WORD_SEARCH)
+    return found.start() if found else length
 
 
 def utf16_offsets(text: str, offsets: np.ndarray) -> np.ndarray:

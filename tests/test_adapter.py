@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from grid_checks import assert_same_top_ids
 from tiny_models import FAMILIES, tiny_model
 from torch import nn
 
@@ -37,7 +39,7 @@ def test_output_through_the_adapter_equals_the_models_own_logits(family: str) ->
     adapter = ModelAdapter(model)
     assert adapter.num_layers == model.config.num_hidden_layers
     assert adapter.final_norm_names, "every listed family has a final norm"
-    assert adapter.head is model.get_output_embeddings()
+    assert model.get_submodule(adapter.head_name) is model.get_output_embeddings()
     h, logits = last_block_output(adapter, IDS)
     with torch.no_grad():
         ours = adapter.unembed(h)
@@ -75,12 +77,21 @@ def test_reduced_precision_models_give_float32_statistics(family: str, dtype: to
     grid = compute_grid(adapter, LogitLens(), forward, next_token_targets(IDS), rows, top_k=5)
     assert grid.statistics.dtype.name == "float32"
     finite = grid.statistics[[STATISTICS.index(s) for s in ("entropy", "forward_kl", "max_probability")]]
-    assert (finite == finite).all()
+    assert np.isfinite(finite).all()
     out = grid.rows.index(adapter.num_layers)
     assert (grid.statistic("forward_kl")[out] == 0).all()
     with torch.no_grad():
         model_logits = model(input_ids=IDS[None]).logits[0].float()
-    assert grid.top_ids[out, :, 0].tolist() == model_logits.argmax(-1).tolist()
+    # The most likely token is the model's own, up to ties (frequent in float16 and bfloat16).
+    top = torch.softmax(model_logits, -1).max(-1)
+    assert_same_top_ids(
+        grid.top_ids[[out], :, :1],
+        grid.top_probs[[out], :, :1],
+        top.indices[None, :, None].numpy(),
+        top.values[None, :, None].numpy(),
+        lambda r, t: model_logits[t],
+        tol=1e-3,
+    )
 
 
 class _NoHead(nn.Module):
@@ -137,3 +148,13 @@ def test_a_wrong_layer_count_is_refused() -> None:
     model.config.num_hidden_layers = 7
     with pytest.raises(AdapterError, match="GPT2LMHeadModel: found no ModuleList of num_hidden_layers = 7"):
         ModelAdapter(model)
+
+
+def test_a_model_with_a_nan_weight_is_adapted_not_mistaken_for_an_unknown_layout() -> None:
+    # NaN propagates identically through the replayed final norm: what the grid must then show as
+    # invalid cells, not a refusal that blames the model's structure.
+    model = tiny_model("llama")
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight.fill_(torch.nan)
+    adapter = ModelAdapter(model)
+    assert adapter.final_norm_names == ("model.norm",)

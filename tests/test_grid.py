@@ -11,10 +11,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from grid_checks import Cells, assert_same_cells, assert_same_ranks, assert_same_top_ids, grid_cell_logits
 from tiny_models import tiny_model
 
 from lens_widget import LogitLens, ModelAdapter, TunedLens, compute_grid, next_token_targets, row_labels
-from lens_widget.statistics import NO_TARGET, STATISTICS
+from lens_widget.statistics import NO_TARGET, STATISTICS, cell_statistics, log_probs
 
 IDS = torch.tensor([11, 4, 4, 60, 23, 8, 91, 4, 15, 30, 2, 77])
 K = 10
@@ -54,7 +55,8 @@ def reference_grid(family: str, model: torch.nn.Module, lens: TunedLens | None, 
             h = h + h @ t.weight.double().T + t.bias.double()
         rows.append(logits_f64(family, model, h))
     rows.append(out.logits[0].double())
-    logp = torch.log_softmax(torch.stack(rows), -1)
+    logits = torch.stack(rows)
+    logp = torch.log_softmax(logits, -1)
     p = logp.exp()
     q = p[-1]
     targets = [*ids[1:].tolist(), NO_TARGET]
@@ -71,6 +73,7 @@ def reference_grid(family: str, model: torch.nn.Module, lens: TunedLens | None, 
                 stats["rank"][r, t] = 1 + int((p[r, t] > p[r, t, target]).sum())
     stats["top_probs"] = p.topk(K, -1).values.numpy()
     stats["p"] = p
+    stats["logits"] = logits
     return stats
 
 
@@ -95,8 +98,11 @@ def test_every_statistic_matches_the_float64_reference(family: str, lens_kind: s
         adapter, lens or LogitLens(), adapter.forward(IDS), next_token_targets(IDS), range(L + 1), top_k=K
     )
     ref = reference_grid(family, model, lens, IDS)
-    for name in STATISTICS:
+    for name in STATISTICS[:-1]:
         np.testing.assert_allclose(grid.statistic(name), ref[name], rtol=2e-4, atol=2e-5, err_msg=name)
+    assert STATISTICS[-1] == "rank"
+    targets = next_token_targets(IDS).numpy()
+    assert_same_ranks(grid.statistic("rank"), ref["rank"], targets, lambda r, t: ref["logits"][r, t], tol=2e-4)
     np.testing.assert_allclose(grid.top_probs, ref["top_probs"], atol=1e-5)
     p = ref["p"]
     for r in range(L + 1):
@@ -127,8 +133,14 @@ def test_output_row_is_the_models_log_softmax_and_its_kl_is_zero() -> None:
         logp = torch.log_softmax(model(input_ids=IDS[None]).logits[0].double(), -1)
     top = logp.topk(K, -1)
     assert grid.rows == (L,)
-    assert grid.top_ids[0].tolist() == top.indices.tolist()
-    np.testing.assert_allclose(grid.top_probs[0], top.values.exp().numpy(), rtol=1e-5)
+    assert_same_top_ids(
+        grid.top_ids,
+        grid.top_probs,
+        top.indices[None].numpy(),
+        top.values.exp()[None].numpy(),
+        lambda r, t: logp[t],
+        tol=1e-5,
+    )
     ce = -logp[torch.arange(len(IDS) - 1), IDS[1:]]
     np.testing.assert_allclose(grid.statistic("cross_entropy")[0, :-1], ce.numpy(), rtol=1e-5, atol=1e-6)
     assert np.isnan(grid.statistic("cross_entropy")[0, -1]) and np.isnan(grid.statistic("rank")[0, -1])
@@ -157,8 +169,14 @@ def test_chunking_bounds_memory_and_changes_nothing() -> None:
     chunked = compute_grid(adapter, lens, forward, targets, rows, chunk_bytes=chunk_bytes)
     # One head GEMM per chunk, for both lens rows and the output row, two positions each.
     assert len(seen) == math.ceil(len(IDS) / 2) and max(seen) == 3 * 2 * adapter.vocab_size
-    np.testing.assert_allclose(chunked.statistics, whole.statistics, rtol=1e-5, atol=1e-5)  # GEMM shapes differ
-    assert np.array_equal(chunked.top_ids, whole.top_ids)
+    # GEMM shapes differ: equal up to rounding, and ids and ranks up to ties.
+    t = targets.numpy()
+    assert_same_cells(
+        Cells(chunked.statistics, chunked.top_ids, chunked.top_probs, t),
+        Cells(whole.statistics, whole.top_ids, whole.top_probs, t),
+        grid_cell_logits(adapter, lens, forward.hidden, rows),
+        tol=1e-5,
+    )
     assert row_labels(chunked.rows, adapter.num_layers) == ["output", "0", "2"]
     single = compute_grid(adapter, lens, forward, targets, [2])
     np.testing.assert_allclose(single.statistics[:, 0], whole.statistics[:, 2], rtol=1e-5, atol=1e-5)
@@ -185,3 +203,58 @@ def test_kept_last_logits_are_the_last_columns_logits_in_row_order() -> None:
     with torch.no_grad():
         torch.testing.assert_close(grid.last_logits[0], adapter.output_logits(forward.hidden[L, -1]))
         torch.testing.assert_close(grid.last_logits[1], adapter.unembed(forward.hidden[1, -1]))
+
+
+def test_no_lens_is_the_logit_lens() -> None:
+    adapter = ModelAdapter(tiny_model("gpt2"))
+    forward, targets, rows = adapter.forward(IDS), next_token_targets(IDS), range(adapter.num_layers + 1)
+    default = compute_grid(adapter, None, forward, targets, rows)
+    logit = compute_grid(adapter, LogitLens(), forward, targets, rows)
+    assert np.array_equal(default.statistics, logit.statistics, equal_nan=True)
+    assert np.array_equal(default.top_ids, logit.top_ids)
+
+
+# --- the tie-aware comparison itself (tests/grid_checks.py) -----------------------------------
+
+_RANK = STATISTICS.index("rank")
+TIED = torch.tensor([4.0, 2.0, 2.0 + 1e-6, 1.0 + 1e-6, 1.0, -3.0])
+"""Tokens 1 and 2 are tied up to 1e-6, and so are 3 and 4."""
+
+
+def one_cell(logits: torch.Tensor, target: int, k: int) -> Cells:
+    got = cell_statistics(logits[None, None], torch.tensor([target]), log_probs(logits)[None], k)
+    return Cells(got.values.numpy(), got.top_ids.numpy(), got.top_probs.numpy(), np.array([target]))
+
+
+def swap(logits: torch.Tensor, i: int, j: int) -> torch.Tensor:
+    order = list(range(len(logits)))
+    order[i], order[j] = j, i
+    return logits[order]
+
+
+def test_grid_checks_accept_tied_tokens_in_either_order_or_either_at_the_boundary() -> None:
+    a, b = one_cell(TIED, 1, 4), one_cell(swap(swap(TIED, 1, 2), 3, 4), 1, 4)
+    assert a.top_ids.ravel().tolist() == [0, 2, 1, 3] and b.top_ids.ravel().tolist() == [0, 1, 2, 4]
+    assert (a.stats[_RANK].item(), b.stats[_RANK].item()) == (3.0, 2.0), "the tie moves the target's rank"
+    assert_same_cells(a, b, lambda r, t: TIED, tol=1e-5)
+
+
+def test_grid_checks_reject_a_real_difference_in_probabilities_ids_or_ranks() -> None:
+    a = one_cell(TIED, 1, 4)
+    logits = lambda r, t: TIED  # noqa: E731
+    other = one_cell(swap(TIED, 0, 1), 1, 4)  # token 1 becomes the most likely: not a tie
+    with pytest.raises(AssertionError):
+        assert_same_cells(a, other, logits, tol=1e-5)
+    relabelled = Cells(a.stats, a.top_ids[..., [1, 0, 2, 3]], a.top_probs, a.targets)  # same probabilities
+    with pytest.raises(AssertionError, match="not a tie"):
+        assert_same_cells(a, relabelled, logits, tol=1e-5)
+    outside = Cells(a.stats, a.top_ids.copy(), a.top_probs, a.targets)
+    outside.top_ids[..., 3] = 5  # token 5 is far less likely than the 4th: not a boundary tie
+    with pytest.raises(AssertionError, match="not a tie"):
+        assert_same_cells(a, outside, logits, tol=1e-5)
+    for delta, target in [(2.0, 1), (1.0, 0)]:  # more than the one tied token; a target with no tie at all
+        base = one_cell(TIED, target, 4)
+        stats = base.stats.copy()
+        stats[_RANK] += delta
+        with pytest.raises(AssertionError, match="tied with target"):
+            assert_same_cells(base, Cells(stats, base.top_ids, base.top_probs, base.targets), logits, tol=1e-5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 import torch
 from tiny_models import HIDDEN, LAYERS, tiny_model
 
-from lens_widget import LensFileError, LensMismatchError, LensNotFoundError, ModelAdapter, TunedLens
+from lens_widget import LensFileError, LensMismatchError, LensNotFoundError, ModelAdapter, TunedLens, lens_files
+from lens_widget.errors import InvalidLensError
 from lens_widget.lens_files import unembed_hash
 
 # The tuned-lens format, spelled out from its specification (not from our code).
@@ -289,3 +291,63 @@ def test_from_model_accepts_an_adapter_and_starts_at_zero() -> None:
     lens = TunedLens.from_model(adapter)
     assert lens.num_layers == adapter.num_layers
     assert all(bool((p == 0).all()) for p in lens.parameters())
+
+
+@pytest.mark.parametrize("layers", [10**6, 10**8])
+def test_a_hostile_layer_count_is_refused_before_anything_is_allocated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layers: int
+) -> None:
+    folder = _good_folder(tmp_path)
+    (folder / "config.json").write_text(json.dumps(spec_config(num_hidden_layers=layers)))
+    model = tiny_model("gpt_neox")
+    expected_shapes = lens_files.expected_shapes
+
+    def guarded(config: lens_files.LensConfig) -> dict:
+        # Per-layer expectations of the hostile config are what cost 19 s and 315 MB (10^6), or all memory.
+        assert config.num_hidden_layers <= LAYERS, "expected shapes were built for the config's layer count"
+        return expected_shapes(config)
+
+    monkeypatch.setattr(lens_files, "expected_shapes", guarded)
+    tracemalloc.start()
+    try:
+        with pytest.raises(LensFileError, match=rf"the file holds {2 * LAYERS} tensors, the config needs {2 * layers}"):
+            TunedLens.load(folder)
+        with pytest.raises(LensMismatchError, match=rf"lens num_hidden_layers = {layers} but GPTNeoXForCausalLM"):
+            TunedLens.load(folder, model)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, f"{peak} bytes allocated to refuse the config"
+
+
+def test_a_lens_for_another_model_is_refused_before_its_parameters_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _good_folder(tmp_path)
+
+    def unread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the parameters were read")
+
+    monkeypatch.setattr(lens_files.torch, "load", unread)
+    with pytest.raises(LensMismatchError, match=f"lens d_model = {HIDDEN} but GPTNeoXForCausalLM has d_model = 64"):
+        TunedLens.load(folder, tiny_model("gpt_neox", hidden_size=64))
+
+
+def test_a_lens_with_non_finite_parameters_is_refused_by_check_model(tmp_path: Path) -> None:
+    model = tiny_model("gpt_neox")
+    lens = TunedLens.from_model(model)
+    lens.check_model(model)
+    with torch.no_grad():
+        lens.layer_translators[2].weight[1, 1] = torch.inf
+    with pytest.raises(InvalidLensError, match=r"layer_translators\.2\.weight holds NaN or infinite values"):
+        lens.check_model(model)
+
+
+@pytest.mark.filterwarnings("ignore:the lens was trained for")
+def test_a_lens_file_that_overflows_the_models_dtype_is_refused(tmp_path: Path) -> None:
+    params = {k: torch.zeros(s) for k, s in spec_params(HIDDEN, LAYERS).items()}
+    params["1.bias"][0] = 1e6  # finite in float32, infinite in float16
+    folder = write_tuned_lens_folder(tmp_path / "big", spec_config(), params)
+    TunedLens.load(folder, tiny_model("gpt_neox"))
+    with pytest.raises(InvalidLensError, match=r"layer_translators\.1\.bias holds NaN or infinite values in float16"):
+        TunedLens.load(folder, tiny_model("gpt_neox", dtype=torch.float16))

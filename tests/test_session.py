@@ -6,12 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from grid_checks import assert_same_grid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tiny_models import tiny_model, tiny_tokenizer
 from torch import nn
 
-from lens_widget import LogitLens, TunedLens
+from lens_widget import LensMismatchError, LogitLens, TunedLens
+from lens_widget.errors import InvalidLensError
 from lens_widget.payload import apply_update
 from lens_widget.session import LensSession
 from lens_widget.statistics import STATISTICS
@@ -27,17 +29,6 @@ def model(family: str = "gpt_neox", dtype: torch.dtype = torch.float32, **extra:
 
 def session(m: nn.Module | None = None, **kwargs: object) -> LensSession:
     return LensSession(m if m is not None else model(), TOKENIZER, **kwargs)  # type: ignore[arg-type]
-
-
-def assert_same_grid(a: LensSession, b: LensSession, *, exact_ids: bool = True, tol: float = 1e-4) -> None:
-    assert a.tokens.ids == b.tokens.ids
-    assert np.array_equal(a.tokens.spans, b.tokens.spans)
-    assert a.rows == b.rows
-    (sa, ia, pa), (sb, ib, pb) = a.grid_arrays(), b.grid_arrays()
-    np.testing.assert_allclose(sa, sb, rtol=tol, atol=tol)
-    if exact_ids:
-        assert np.array_equal(ia, ib)
-    np.testing.assert_allclose(pa, pb, rtol=tol, atol=tol)
 
 
 def assert_equals_fresh(s: LensSession, fresh: LensSession, tol: float = 1e-4) -> None:
@@ -232,7 +223,7 @@ def test_a_mismatched_lens_is_refused_and_the_session_keeps_working() -> None:
     s = session()
     s.set_text(TEXT)
     other = TunedLens.from_model(tiny_model("gpt_neox", vocab_size=VOCAB, hidden_size=64))
-    with pytest.raises(Exception, match="d_model = 64"):
+    with pytest.raises(LensMismatchError, match="d_model = 64"):
         s.set_lens(other)
     assert s.set_text(TEXT + "!").kind == "columns"
 
@@ -299,7 +290,7 @@ F64_FRESH = model(dtype=torch.float64)
 @given(start=st.lists(ALPHABET, max_size=12).map("".join), edits=st.lists(EDIT, max_size=8), stride=st.integers(1, 3))
 def test_any_edit_sequence_equals_a_fresh_session_on_the_final_text(start: str, edits: list, stride: int) -> None:
     # float64 weights: the incremental path (cached attention) and a fresh forward then differ by
-    # ~1e-16, so top-k ids can be compared exactly without near-ties flipping.
+    # ~1e-16, so near-ties (which the comparison allows) are rare and real differences stand out.
     s = LensSession(F64, TOKENIZER, layer_stride=stride)
     text = start
     s.set_text(text)
@@ -383,3 +374,195 @@ def test_shrinking_the_text_frees_the_dropped_positions() -> None:
     assert track.hidden.shape[1] == len(s.tokens.ids)
     assert track.hidden.untyped_storage().nbytes() == track.hidden.numel() * track.hidden.element_size() < big
     assert track.stats.shape[2] == len(s.tokens.ids)
+
+
+# --- sliding windows: a text as long as the window can still be edited ------------------------
+
+SLIDING = {  # family → overrides that give it sliding-window layers of window 8
+    "mistral": {},
+    "gemma2": {},
+    "gemma3_text": {},
+    "qwen2": {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 0},
+    "phi3": {"sliding_window": 8},
+    "starcoder2": {"sliding_window": 8},
+}
+WINDOW = 8
+
+
+@pytest.mark.parametrize("family", SLIDING)
+def test_edits_of_a_text_that_fills_the_sliding_window_equal_a_fresh_session(family: str) -> None:
+    def make() -> LensSession:
+        return session(model(family, **SLIDING[family]), max_tokens=WINDOW)
+
+    s = make()
+    s.set_text(TEXT)
+    cache = s._tracks[0].cache
+    assert any(cache.is_sliding) and cache.get_seq_length() == WINDOW == len(s.tokens.ids)
+    assert {layer.sliding_window for layer in cache.layers if layer.is_sliding} == {WINDOW}
+    end = int(s.tokens.spans[-1, 1])  # the text up to here is exactly WINDOW tokens
+    exact = TEXT[:end]
+    for text in [exact, exact[:-1] + "Z", exact[:4] + "Z" + exact[4:], TEXT[:4] + "é" + TEXT[4:], exact]:
+        s.set_text(text)  # edits of the last token, in the middle, and back
+        assert_equals_fresh(s, make())
+
+
+# --- non-finite logits are drawn as invalid, never as confident ------------------------------
+
+
+class NaNLens:
+    """A lens that breaks one layer's translation, as a diverged training run would."""
+
+    name = "tuned"
+
+    def __init__(self, broken: int) -> None:
+        self.broken = broken
+
+    def translate(self, hidden: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        out = hidden.clone()
+        for r, layer in enumerate(layers):
+            if layer == self.broken:
+                out[r] = torch.nan
+        return out
+
+
+def test_cells_of_a_nan_lens_row_are_nan_in_every_statistic_and_the_notice_names_the_row() -> None:
+    s = session(model(num_hidden_layers=4), lens=NaNLens(2), layer_stride=2)
+    update = s.set_text(TEXT)
+    stats, _ids, probs = s.grid_arrays()
+    broken = s.rows.index(2)
+    assert np.isnan(stats[:, broken]).all() and np.isnan(probs[broken]).all()
+    fine = [i for i in range(len(s.rows)) if i != broken]
+    assert np.isfinite(stats[:, fine, :-1]).all()
+    assert "row 2:" in update.payload["header"]["notice"]
+    # A later update that carries only finite rows still names the kept invalid one.
+    update = s.set_layer_stride(1)
+    assert update.rows == (1, 3)
+    assert "row 2:" in update.payload["header"]["notice"]
+
+
+def test_a_nan_model_weight_makes_later_rows_and_every_forward_kl_nan_and_says_so() -> None:
+    m = model()
+    with torch.no_grad():
+        m.gpt_neox.layers[1].mlp.dense_4h_to_h.weight.fill_(torch.nan)
+    s = session(m)
+    update = s.set_text(TEXT)
+    stats, _ids, probs = s.grid_arrays()
+    entropy, kl = STATISTICS.index("entropy"), STATISTICS.index("forward_kl")
+    # hidden_states[2] is block 1's output: row 2 and the output are invalid, rows 0 and 1 are not,
+    # but their forward KL compares them with the invalid output.
+    assert np.isfinite(stats[entropy, :2]).all() and np.isnan(stats[:, 2:]).all() and np.isnan(probs[2:]).all()
+    assert np.isnan(stats[kl]).all()
+    notice = update.payload["header"]["notice"]
+    assert "rows 2, output:" in notice and "forward KL" in notice
+
+
+def test_a_nan_notice_comes_with_the_max_tokens_notice() -> None:
+    s = session(lens=NaNLens(0), max_tokens=8)
+    notice = s.set_text(TEXT).payload["header"]["notice"]
+    assert "showing the first 8" in notice and "row 0:" in notice and "forward KL" not in notice
+
+
+def nan_tuned_lens(m: nn.Module) -> TunedLens:
+    lens = TunedLens.from_model(m)
+    with torch.no_grad():
+        lens.layer_translators[1].bias[3] = torch.nan
+    return lens
+
+
+def test_a_tuned_lens_with_non_finite_parameters_is_refused_when_given() -> None:
+    m = model()
+    with pytest.raises(InvalidLensError, match=r"layer_translators\.1\.bias holds NaN or infinite values"):
+        session(m, lens=nan_tuned_lens(m))
+    s = session(m)
+    s.set_text(TEXT)
+    with pytest.raises(InvalidLensError, match="NaN or infinite"):
+        s.set_lens(nan_tuned_lens(m))
+    assert s.set_text(TEXT + "!").kind == "columns", "the refusal left the session as it was"
+
+
+def test_a_lens_weight_that_overflows_the_models_dtype_is_refused() -> None:
+    m = model(dtype=torch.float16)
+    lens = TunedLens.from_model(model()).float()
+    with torch.no_grad():
+        lens.layer_translators[0].weight[0, 0] = 1e6  # finite in float32, infinite in float16
+    with pytest.raises(InvalidLensError, match=r"layer_translators\.0\.weight .*float16"):
+        session(m, lens=lens)
+
+
+# --- inputs refused at construction, with what to do ---------------------------------------
+
+
+def test_a_tokenizer_with_more_ids_than_the_model_is_refused_naming_both_sizes() -> None:
+    big = tiny_tokenizer(1000)
+    assert len(big) > VOCAB
+    with pytest.raises(ValueError, match=rf"tokenizer has {len(big)} tokens .* model's vocabulary has {VOCAB}"):
+        LensSession(model(), big)
+
+
+def test_an_id_beyond_the_models_vocabulary_is_refused_by_set_text_and_the_session_keeps_working() -> None:
+    tok = tiny_tokenizer(VOCAB)
+    s = LensSession(tiny_model("gpt_neox", vocab_size=VOCAB + 1, max_position_embeddings=512), tok)
+    s.set_text(TEXT)
+    tok.add_tokens(["<new-a>", "<new-b>"])  # ids VOCAB and VOCAB + 1: the last is beyond the model
+    with pytest.raises(ValueError, match=rf"token id {VOCAB + 1} \('<new-b>'\) .* vocabulary of {VOCAB + 1}"):
+        s.set_text(TEXT + "<new-b>")
+    assert s.text == TEXT and s.set_text(TEXT + "<new-a>").kind == "columns"
+
+
+def test_a_slow_tokenizer_is_refused_at_construction_saying_how_to_load_a_fast_one() -> None:
+    from transformers import ByT5Tokenizer
+
+    with pytest.raises(TypeError, match=r"ByT5Tokenizer is a slow tokenizer.*use_fast=True"):
+        LensSession(model(), ByT5Tokenizer())
+
+
+@pytest.mark.parametrize("bad", [None, "gpt2", nn.Linear(2, 2).weight])
+def test_something_that_is_not_a_model_is_a_type_error(bad: object) -> None:
+    with pytest.raises(TypeError, match=r"model must be a transformers causal LM \(a torch\.nn\.Module\), got"):
+        LensSession(bad, TOKENIZER)  # type: ignore[arg-type]
+
+
+def test_an_unavailable_device_is_named() -> None:
+    m = model()
+    devices = ["cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for device in devices:
+        with pytest.raises(RuntimeError, match=rf"device {device!r} is not available"):
+            LensSession(m, TOKENIZER, device=device)
+    assert next(m.parameters()).device.type == "cpu", "the model was not moved"
+    with pytest.raises(ValueError, match="device 'gpu' is not a torch device"):
+        LensSession(m, TOKENIZER, device="gpu")
+
+
+# --- huge texts: a keystroke costs what max_tokens allows, not what the text is ------------
+
+
+class RecordingTokenizer:
+    """The test tokenizer, recording how many characters each call tokenizes."""
+
+    def __init__(self, tokenizer: object) -> None:
+        self.tokenizer = tokenizer
+        self.lengths: list[int] = []
+
+    def __call__(self, text: str, **kwargs: object) -> object:
+        self.lengths.append(len(text))
+        return self.tokenizer(text, **kwargs)  # type: ignore[operator]
+
+    def __len__(self) -> int:
+        return len(self.tokenizer)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.tokenizer, name)
+
+
+def test_a_keystroke_in_a_huge_text_tokenizes_only_what_max_tokens_needs() -> None:
+    tok = RecordingTokenizer(TOKENIZER)
+    s = LensSession(model(), tok, max_tokens=64)
+    text = "Paris is the capital of France. " * 100_000  # 3.2M characters
+    update = s.set_text(text)
+    update = s.set_text(text + "x")
+    assert max(tok.lengths) < 20_000, "a prefix of the 3.2M characters is enough for 64 tokens"
+    assert update.n_tokens == 64 and not s.tokens.total_exact
+    full = len(TOKENIZER(text[:100_000]).input_ids) * 32  # the count, tokenized here by the test
+    assert abs(s.tokens.total - full) < 0.01 * full
+    assert f"about {s.tokens.total:,} tokens" in update.payload["header"]["notice"]
+    assert s.tokens.ids == TOKENIZER(text[:2000]).input_ids[:64]

@@ -129,3 +129,29 @@ def test_leading_dimensions_broadcast_the_model_row_over_lens_rows() -> None:
 def test_top_k_out_of_range_is_a_clear_error(k: int) -> None:
     with pytest.raises(ValueError, match=r"top_k must be in 1\.\.20"):
         cell_statistics(torch.randn(2, 20), torch.tensor([0, 1]), log_probs(torch.randn(2, 20)), k)
+
+
+def test_a_cell_with_nan_or_infinite_logits_is_nan_in_every_statistic_and_top_probability() -> None:
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.randn(4, 30, generator=gen)
+    logits[0, 5] = torch.nan
+    logits[1, 7] = torch.inf
+    logits[2] = -torch.inf  # no token possible at all
+    targets = torch.tensor([0, 0, 1, 2])  # not the broken token: its own comparison must not hide it
+    got = cell_statistics(logits, targets, log_probs(torch.randn(4, 30, generator=gen)), 3)
+    assert torch.isnan(got.values[:, :3]).all() and torch.isnan(got.top_probs[:3]).all()
+    assert torch.isfinite(got.values[:, 3]).all() and torch.isfinite(got.top_probs[3]).all()
+    lp = log_probs(logits)
+    for value in (entropy(lp), cross_entropy(lp, targets), max_probability(lp), rank(logits, targets)):
+        assert torch.isnan(value[:3]).all() and torch.isfinite(value[3])
+
+
+def test_a_nan_model_output_makes_forward_kl_nan_not_zero() -> None:
+    logits = torch.randn(2, 30)
+    model = logits.clone()
+    model[0, 3] = torch.nan
+    got = cell_statistics(logits, torch.tensor([1, NO_TARGET]), log_probs(model), 3)
+    kl = got.values[STATISTICS.index("forward_kl")]
+    assert torch.isnan(kl[0]) and kl[1] == 0
+    others = [i for i, name in enumerate(STATISTICS) if name != "forward_kl"]
+    assert torch.isfinite(got.values[others, 0]).all()

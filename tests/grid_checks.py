@@ -1,0 +1,139 @@
+"""Tie-aware comparison of two independently computed lens grids.
+
+Two computations of the same cells (a cached and an uncached forward pass, two chunkings, a float64
+reference) agree only up to rounding. Tokens whose probabilities are tied up to that rounding can
+then come out in either order, or either can be the k-th, and a target's rank can gain or lose the
+tokens tied with it: exact comparisons of ids and ranks fail on some machines and pass on others.
+These checks allow exactly that slack and nothing more. Every allowance is checked against numbers:
+an id may move only past a token of equal probability, and a rank may differ only by the count of
+tokens whose logit, recomputed from the hidden states, is within tolerance of the target's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lens_widget import Lens, ModelAdapter
+from lens_widget.grid import next_token_targets
+from lens_widget.session import LensSession
+from lens_widget.statistics import STATISTICS
+
+TOL = 1e-4
+"""Relative and absolute tolerance of statistics, probabilities and ties."""
+
+_RANK = STATISTICS.index("rank")
+
+CellLogits = Callable[[int, int], torch.Tensor]
+"""(index into the grid's rows, column) → that cell's full logits [vocab]."""
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The arrays of a grid, plus each column's next token (what its rank is the rank of)."""
+
+    stats: np.ndarray
+    """[S, R, T]."""
+    top_ids: np.ndarray
+    """[R, T, k]."""
+    top_probs: np.ndarray
+    """[R, T, k]."""
+    targets: np.ndarray
+    """[T]: next-token ids, NO_TARGET where there is none."""
+
+
+def _close(a: np.ndarray | float, b: np.ndarray | float, tol: float) -> np.ndarray:
+    return np.isclose(a, b, rtol=tol, atol=tol, equal_nan=True)
+
+
+def assert_same_top_ids(
+    ids_a: np.ndarray,
+    probs_a: np.ndarray,
+    ids_b: np.ndarray,
+    probs_b: np.ndarray,
+    cell_logits: CellLogits,
+    tol: float = TOL,
+) -> None:
+    """Top-k ids [R, T, k] may differ only between tokens whose probabilities are equal within `tol`.
+
+    Wherever the two lists hold different tokens at the same place, those two tokens must be tied in
+    the cell's probabilities (recomputed from its logits, not taken from the lists): swapped ties and
+    a tie at the k-th place pass, a wrong token does not. The listed probabilities must agree too.
+    """
+    np.testing.assert_allclose(probs_a, probs_b, rtol=tol, atol=tol)
+    for row, column in np.argwhere((ids_a != ids_b).any(-1)):
+        p = torch.softmax(cell_logits(int(row), int(column)).double(), -1).numpy()
+        a, b = ids_a[row, column], ids_b[row, column]
+        for place in np.flatnonzero(a != b):
+            x, y = int(a[place]), int(b[place])
+            assert _close(p[x], p[y], tol), (
+                f"cell ({row}, {column}), place {place}: token {x} (p = {p[x]:.9g}) in one grid, {y} "
+                f"(p = {p[y]:.9g}) in the other: not a tie (top ids {a.tolist()} vs {b.tolist()})"
+            )
+        for listed, ids in [(probs_a, a), (probs_b, b)]:
+            np.testing.assert_allclose(listed[row, column], p[ids], rtol=tol, atol=tol, err_msg=f"({row}, {column})")
+
+
+def assert_same_ranks(
+    rank_a: np.ndarray, rank_b: np.ndarray, targets: np.ndarray, cell_logits: CellLogits, tol: float = TOL
+) -> None:
+    """Ranks [R, T] may differ only by the count of tokens tied with the target: those whose logit is
+    within `tol` (relative to the target's, at least absolute) of the target's, in the cell's logits."""
+    np.testing.assert_array_equal(np.isnan(rank_a), np.isnan(rank_b), err_msg="missing ranks differ")
+    for row, column in np.argwhere(rank_a != rank_b):
+        if np.isnan(rank_a[row, column]):
+            continue
+        logits = cell_logits(int(row), int(column)).double()
+        score = logits[int(targets[column])]
+        tied = int((torch.abs(logits - score) <= tol * max(1.0, float(score.abs()))).sum()) - 1
+        difference = abs(float(rank_a[row, column]) - float(rank_b[row, column]))
+        assert difference <= tied, (
+            f"cell ({row}, {column}): ranks {rank_a[row, column]:g} and {rank_b[row, column]:g} differ by more "
+            f"than the {tied} token(s) tied with target {int(targets[column])}"
+        )
+
+
+def assert_same_cells(a: Cells, b: Cells, cell_logits: CellLogits, tol: float = TOL) -> None:
+    """Every statistic equal within `tol`, top-k ids and ranks equal up to ties in `cell_logits`."""
+    others = [i for i in range(len(STATISTICS)) if i != _RANK]
+    np.testing.assert_allclose(a.stats[others], b.stats[others], rtol=tol, atol=tol)
+    assert_same_top_ids(a.top_ids, a.top_probs, b.top_ids, b.top_probs, cell_logits, tol)
+    assert_same_ranks(a.stats[_RANK], b.stats[_RANK], a.targets, cell_logits, tol)
+
+
+def grid_cell_logits(adapter: ModelAdapter, lens: Lens, hidden: torch.Tensor, rows: Sequence[int]) -> CellLogits:
+    """Cell logits as the grid computes them: hidden [L + 1, T, d] through the lens, the model's final
+    norm and head (the model's own output for row L)."""
+
+    @torch.inference_mode()
+    def logits(index: int, column: int) -> torch.Tensor:
+        row = rows[index]
+        h = hidden[:, column : column + 1]
+        if row == adapter.num_layers:
+            return adapter.output_logits(h[row, 0]).float()
+        return adapter.unembed(lens.translate(h[[row]], [row]))[0, 0].float()
+
+    return logits
+
+
+def session_cells(s: LensSession, track: int = 0) -> Cells:
+    stats, top_ids, top_probs = s.grid_arrays(track)
+    targets = next_token_targets(torch.tensor(s.tokens.ids, dtype=torch.long)).numpy()
+    return Cells(stats, top_ids, top_probs, targets)
+
+
+def session_cell_logits(s: LensSession, track: int = 0) -> CellLogits:
+    """Cell logits recomputed from the session's kept hidden states, through its lens and adapter."""
+    t = s._tracks[track]
+    return grid_cell_logits(t.adapter, t.lens, t.hidden, t.rows)
+
+
+def assert_same_grid(a: LensSession, b: LensSession, *, tol: float = TOL) -> None:
+    """Same tokens and rows, and the same cells up to `tol` and ties."""
+    assert a.tokens.ids == b.tokens.ids
+    assert np.array_equal(a.tokens.spans, b.tokens.spans)
+    assert a.rows == b.rows
+    assert_same_cells(session_cells(a), session_cells(b), session_cell_logits(a), tol)
