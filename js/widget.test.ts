@@ -3,7 +3,7 @@ import fixture from "./fixtures/payload_stream.json";
 import type { Payload } from "./payload";
 import { DEBOUNCE_MS } from "./sync";
 import { revive } from "./testing";
-import widget, { type Model, shownRows } from "./widget";
+import widget, { type Model, shownRows, statisticTitle } from "./widget";
 
 const updates = revive(fixture.updates) as Payload[];
 
@@ -92,6 +92,14 @@ describe("shownRows", () => {
   it("keeps every stride-th layer and always the output row, output on top", () => {
     expect(shownRows([0, 1, 2, 3, 4, 5], 5, 2)).toEqual([5, 4, 2, 0]);
     expect(shownRows([0, 2, 4], 4, 3)).toEqual([4, 0]);
+  });
+});
+
+describe("statisticTitle", () => {
+  it("names a statistic with its units once, and plain numbers bare", () => {
+    expect(statisticTitle("entropy", "nats")).toBe("Entropy (nats)");
+    expect(statisticTitle("rank", "")).toBe("Rank");
+    expect(statisticTitle("max_probability", "")).toBe("Max prob");
   });
 });
 
