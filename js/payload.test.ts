@@ -67,7 +67,8 @@ type Path = (string | number)[];
 type Mutation = { set: Path; to: unknown } | { delete: Path };
 interface Case {
   name: string;
-  state: string[];
+  /** Payloads applied first: a name, or a name with its own mutations. */
+  state: (string | { payload: string; mutations: Mutation[] })[];
   payload: string;
   mutations: Mutation[];
   expected: "refused" | "accepted";
@@ -112,7 +113,9 @@ function casePayload(base: string, mutations: Mutation[]): Payload {
 describe("shared payload cases (the Python decoder judges them alike)", () => {
   it.each(shared.cases.map((c) => [c.name, c] as const))("%s", (_name, c) => {
     let state: ViewState | null = null;
-    for (const base of c.state) state = applyUpdate(state, casePayload(base, []));
+    for (const base of c.state) {
+      state = applyUpdate(state, typeof base === "string" ? casePayload(base, []) : casePayload(base.payload, base.mutations));
+    }
     const payload = casePayload(c.payload, c.mutations);
     if (c.expected === "refused") {
       let error: unknown = null;

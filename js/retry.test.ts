@@ -66,3 +66,22 @@ describe("Retry", () => {
     expect(asked()).toBe(1);
   });
 });
+
+describe("Retry gives up", () => {
+  it("after maxFailures failed answers in a row, and asks no more", () => {
+    const clock = new ManualClock();
+    let asked = 0;
+    const retry = new Retry(() => (asked += 1), clock, 250, 8000, 3);
+    retry.request();
+    for (let i = 0; i < 3; i++) {
+      retry.failed();
+      clock.advance(10_000);
+    }
+    expect(retry.gaveUp).toBe(true);
+    const before = asked;
+    retry.request();
+    clock.advance(60_000);
+    expect(asked).toBe(before);
+    expect(asked).toBe(3);
+  });
+});

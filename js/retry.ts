@@ -1,7 +1,8 @@
 // Asking the kernel again for state that did not arrive readable (a missed delta, or binary
 // buffers a host dropped: Colab's widget manager is known to lose those sent at creation). One
 // request is out at a time, and while answers keep failing the pauses between requests grow, so a
-// host that never delivers cannot drive the view and the kernel into a request loop.
+// host that never delivers cannot drive the view and the kernel into a request loop. After
+// `maxFailures` failed answers in a row it gives up (each answer can be megabytes), and says so.
 
 import { browserScheduler, type Scheduler } from "./sync";
 
@@ -18,11 +19,17 @@ export class Retry {
     private readonly scheduler: Scheduler = browserScheduler,
     private readonly firstDelayMs = 250,
     private readonly maxDelayMs = 8000,
+    private readonly maxFailures = 8,
   ) {}
+
+  /** So many answers failed in a row that asking again is pointless until something changes. */
+  get gaveUp(): boolean {
+    return this.failures >= this.maxFailures;
+  }
 
   /** We need it: ask, unless a request is already out or a retry is already scheduled. */
   request(): void {
-    if (this.waiting || this.timer !== null) return;
+    if (this.waiting || this.timer !== null || this.gaveUp) return;
     this.waiting = true;
     this.requests += 1;
     this.ask();
@@ -45,6 +52,7 @@ export class Retry {
     this.waiting = false;
     this.failures += 1;
     this.cancel();
+    if (this.gaveUp) return;
     const delay = Math.min(this.maxDelayMs, this.firstDelayMs * 2 ** (this.failures - 1));
     this.timer = this.scheduler.set(() => {
       this.timer = null;

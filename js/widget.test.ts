@@ -266,6 +266,16 @@ describe("render", () => {
     expect(fulls()).toBeGreaterThanOrEqual(2);
     expect(fulls()).toBeLessThanOrEqual(5);
     expect(root.querySelector(".lw-error")!.textContent).toContain("Could not read the kernel's update");
+    // A host that never delivers: after a few more answers the view stops asking, and says so.
+    for (let t = 0; t < 120_000; t += 50) {
+      while (answered < fulls()) {
+        answered += 1;
+        model.kernel("update", lostBuffers(++seq) as never);
+      }
+      vi.advanceTimersByTime(50);
+    }
+    expect(fulls()).toBeLessThanOrEqual(8);
+    expect(root.querySelector(".lw-error")!.textContent).toContain("gave up");
   });
 
   it("keeps the heatmap's keys from the host and marks it for Lumino", async () => {

@@ -40,6 +40,8 @@ export function statisticTitle(name: string, units: string): string {
   return units ? `${label} (${units})` : label;
 }
 
+const GAVE_UP = "gave up after repeated failures: run the cell again (or reload the page) to redraw.";
+
 /** A fresh id per view, so each view knows which answers are to its own edits. */
 function newViewId(): string {
   return globalThis.crypto?.randomUUID?.() ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
@@ -135,8 +137,9 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
       const why = error instanceof Error ? error.message : String(error);
       vocabularyError =
         `The token strings did not arrive readable (${why}): this host may drop binary data sent with a new ` +
-        "widget (a known Colab issue). Cells show token ids until they arrive; asking the kernel again…";
+        "widget (a known Colab issue). Cells show token ids until they arrive; ";
       vocabularyRetry.failed();
+      vocabularyError += vocabularyRetry.gaveUp ? GAVE_UP : "asking the kernel again…";
     }
   }
 
@@ -145,8 +148,8 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const header = (value as Partial<Payload> | null)?.header;
     if (value && typeof value === "object" && Object.keys(value).length === 0) return; // nothing sent yet
     if (!header || typeof header !== "object" || !Number.isSafeInteger(header.seq)) {
-      payloadError = "The kernel's update did not arrive readable; asking for the whole state again…";
       fullState.failed();
+      payloadError = `The kernel's update did not arrive readable; ${fullState.gaveUp ? GAVE_UP : "asking for the whole state again…"}`;
       refreshStatus();
       return;
     }
@@ -161,10 +164,11 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
       payloadError = "";
       if (header.kind === "full") fullState.succeeded();
     } catch (error) {
-      payloadError = `Could not read the kernel's update (${error instanceof PayloadError ? error.message : String(error)}); asking for the whole state again…`;
       state = null;
       lastSeq = -1;
       fullState.failed();
+      const next = fullState.gaveUp ? GAVE_UP : "asking for the whole state again…";
+      payloadError = `Could not read the kernel's update (${error instanceof PayloadError ? error.message : String(error)}); ${next}`;
     }
     if (selected && state && (selected.col >= state.nTokens || selected.row >= rowsShown().length)) {
       selected = null;

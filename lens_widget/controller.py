@@ -62,7 +62,8 @@ class WidgetController:
         if kind == "edit":
             self._on_edit(content)
         elif kind == "request_full":
-            self._run("Could not send the grid", self.session.full_update)
+            # Only a new analysis clears an error: resending the grid does not make the last edit succeed.
+            self._run("Could not send the grid", self.session.full_update, clears_error=False)
         elif kind == "request_vocabulary":
             self.widget.send_state("vocabulary")  # resent even though unchanged (a host lost it)
         else:
@@ -78,6 +79,8 @@ class WidgetController:
             return self._refuse(f"an edit's number must be an integer in 1..2^53-1, got {edit!r}")
         try:
             self.widget.text = text  # the observer recomputes and reports any failure as `error`
+        except Exception as exc:  # sending the new state failed: say so; the view keeps the typing
+            self.widget.error = _message("Could not take the edit", exc)
         finally:
             self.widget.send({"type": "edit_done", "view": view, "edit": edit})
 
@@ -85,13 +88,14 @@ class WidgetController:
         """A message no view of ours sends: ignore it, and say so where the user looks."""
         self.widget.error = f"Ignored a malformed message from the view: {why}"
 
-    def _run(self, what: str, step: Any) -> None:
+    def _run(self, what: str, step: Any, *, clears_error: bool = True) -> None:
         """Publish what `step` returns; any failure becomes the `error` trait, so the kernel, the
         session (which rolls itself back) and the view all stay usable."""
         with self.widget.hold_sync():
             try:
                 self.publish(step())
-                self.widget.error = ""
+                if clears_error:
+                    self.widget.error = ""
             except Exception as exc:
                 self.widget.error = _message(what, exc)
 

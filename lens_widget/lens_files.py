@@ -191,7 +191,7 @@ def check_params(config: LensConfig, params: dict[str, torch.Tensor], source: st
 
 def _is_expected_key(config: LensConfig, key: str) -> bool:
     index, _, name = key.partition(".")
-    if not index.isdigit() or name not in (("weight", "bias") if config.bias else ("weight",)):
+    if not (index.isascii() and index.isdigit()) or name not in (("weight", "bias") if config.bias else ("weight",)):
         return False
     return key == f"{int(index)}.{name}" and int(index) < config.num_hidden_layers
 
@@ -209,7 +209,7 @@ def _first_missing(config: LensConfig, params: dict[str, torch.Tensor], limit: i
 
 def _key_order(key: str) -> tuple[int, str]:
     index, _, name = key.partition(".")
-    return (int(index) if index.isdigit() else -1, name)
+    return (int(index) if index.isascii() and index.isdigit() else -1, name)
 
 
 def write_lens_folder(folder: str | Path, config: LensConfig, params: dict[str, torch.Tensor]) -> Path:

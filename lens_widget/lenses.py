@@ -169,15 +169,20 @@ class TunedLens(nn.Module):
     def fit(self, model: nn.Module | ModelAdapter) -> TunedLens:
         """This lens, checked against `model` and moved to its device and dtype (in place).
 
-        Checked again after a cast: a float32 weight beyond float16's range becomes infinite there.
+        Checked before the cast, so that a refused lens is left as it was: a float32 weight beyond
+        float16's range would become infinite there.
         """
         adapter = _adapter(model)
         self.check_model(adapter)
-        before = self.layer_translators[0].weight.dtype
-        self.to(device=adapter.device, dtype=adapter.dtype)
-        if adapter.dtype != before:
-            self.check_finite()
-        return self
+        if adapter.dtype.is_floating_point:
+            limit = torch.finfo(adapter.dtype).max
+            for name, param in self.layer_translators.named_parameters(prefix="layer_translators"):
+                if param.numel() and float(param.detach().abs().max()) > limit:
+                    raise InvalidLensError(
+                        f"TunedLens parameter {name} holds values beyond the range of {adapter.dtype} (the model's "
+                        f"dtype, largest {limit:.4g}): cast there they would be infinite; load the model in float32"
+                    )
+        return self.to(device=adapter.device, dtype=adapter.dtype)
 
     def translate(self, hidden: torch.Tensor, layers: list[int]) -> torch.Tensor:
         if hidden.shape[0] != len(layers):

@@ -65,6 +65,8 @@ VERSION = 1
 KINDS = ("full", "columns", "rows")
 F16_MAX = 65504.0
 _RANK = STATISTICS.index("rank")
+_PATCHED_NAMES = ("cross_entropy", "rank")
+"""The statistics a patch carries for column col_start - 1, whose next token changed."""
 
 
 class PayloadError(ValueError):
@@ -394,7 +396,7 @@ def decode_update(payload: dict[str, Any]) -> DecodedUpdate:
         patch = None
         if len(bytes(grid["patch"])):
             patch = _buffer(grid["patch"], "<f2", (2, R), f"grids[{g}].patch").astype(np.float32)
-            if not {"cross_entropy", "rank"} <= set(header["statistics"]):
+            if not set(_PATCHED_NAMES) <= set(header["statistics"]):
                 raise PayloadError(f"grids[{g}].patch needs header.statistics to name cross_entropy and rank")
         grids.append(GridArrays(stats, ids, probs))
         patches.append(patch)
@@ -442,11 +444,11 @@ def _apply_columns(state: ViewState, update: DecodedUpdate) -> ViewState:
     if missing:
         raise PayloadError(f"header.rows {missing} are not among the state's rows, which a columns update keeps")
     keep = [state.rows.index(r) for r in rows]
-    patched = [header["statistics"].index(name) for name in ("cross_entropy", "rank")] if start > 0 else []
     grids = []
     for old, new, patch in zip(state.grids, update.grids, update.patches, strict=True):
         stats = old.stats[:, keep, :start].copy()
-        if patch is not None and patched:
+        if patch is not None and start > 0:  # validation made sure a patch comes with both statistics
+            patched = [header["statistics"].index(name) for name in _PATCHED_NAMES]
             stats[patched, :, start - 1] = patch
         grids.append(
             GridArrays(

@@ -46,6 +46,12 @@ class Tokens:
     total_exact: bool = True
 
 
+def without_lone_surrogates(text: str) -> str:
+    """Lone surrogates (half an emoji, which a browser can send) as U+FFFD: one UTF-16 unit for one,
+    so spans into the text stay right, and the text can be encoded as UTF-8 again."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def check_tokenizer(tokenizer: Any) -> None:
     """Refuse a slow tokenizer: only fast ones report the character spans the view needs."""
     if not getattr(tokenizer, "is_fast", False):
@@ -68,7 +74,7 @@ def tokenize(tokenizer: Any, text: str, max_tokens: int) -> Tokens:
     wanted = max_tokens + _MARGIN_TOKENS
     end = _cut(text, max(_MIN_PREFIX, _CHARS_PER_TOKEN * wanted))
     while True:
-        prefix = _LONE_SURROGATE.sub("\ufffd", text[:end])
+        prefix = without_lone_surrogates(text[:end])
         encoded = tokenizer(prefix, return_offsets_mapping=True, add_special_tokens=True, verbose=False)
         ids = list(encoded["input_ids"])
         if end == len(text) or len(ids) >= wanted:
@@ -115,7 +121,7 @@ def vocabulary(tokenizer: Any, size: int) -> list[str]:
     for text, token in zip(strings, raw, strict=True):
         if "\ufffd" in text and isinstance(token, str) and "\ufffd" not in token:
             text = _byte_label(token)
-        out.append(_LONE_SURROGATE.sub("\ufffd", text))
+        out.append(without_lone_surrogates(text))
     return out + [f"<{i}>" for i in range(known, size)]
 
 

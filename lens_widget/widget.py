@@ -17,6 +17,7 @@ from .controller import WidgetController
 from .lenses import Lens, TunedLens
 from .session import LensSession
 from .statistics import STATISTICS
+from .text import without_lone_surrogates
 
 _STATIC = Path(__file__).parent / "static"
 
@@ -74,6 +75,11 @@ class LensWidget(anywidget.AnyWidget):
         self.text = text
         if not text:
             self._controller.publish_full()
+
+    @traitlets.validate("text")
+    def _encodable_text(self, proposal: Any) -> str:
+        """A lone surrogate cannot be encoded in a message to the views (it would break the widget)."""
+        return without_lone_surrogates(proposal["value"])
 
     @traitlets.validate("layer_stride")
     def _check_stride(self, proposal: Any) -> int:

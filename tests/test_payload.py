@@ -201,8 +201,9 @@ def _case_payload(base: str, mutations: list[dict[str, Any]]) -> Any:
 @pytest.mark.parametrize("case", CASES["cases"], ids=[case["name"] for case in CASES["cases"]])
 def test_shared_payload_cases_are_judged_as_the_typescript_decoder_judges_them(case: dict[str, Any]) -> None:
     state = None
-    for base in case["state"]:
-        state = apply_update(state, _case_payload(base, []))
+    for base in case["state"]:  # a payload's name, or {payload, mutations}
+        name, mutations = (base, []) if isinstance(base, str) else (base["payload"], base["mutations"])
+        state = apply_update(state, _case_payload(name, mutations))
     payload = _case_payload(case["payload"], case["mutations"])
     if case["expected"] == "refused":
         with pytest.raises(PayloadError, match=re.escape(case["error"])):

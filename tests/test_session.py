@@ -487,6 +487,8 @@ def test_a_lens_weight_that_overflows_the_models_dtype_is_refused() -> None:
         lens.layer_translators[0].weight[0, 0] = 1e6  # finite in float32, infinite in float16
     with pytest.raises(InvalidLensError, match=r"layer_translators\.0\.weight .*float16"):
         session(m, lens=lens)
+    assert lens.layer_translators[0].weight.dtype == torch.float32, "a refused lens is left as it was"
+    assert session(model(), lens=lens).lens is lens, "and still serves a float32 model"
 
 
 # --- inputs refused at construction, with what to do ---------------------------------------

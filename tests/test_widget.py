@@ -150,6 +150,25 @@ def test_a_kernel_error_is_shown_and_the_next_edit_recovers(monkeypatch: pytest.
     assert w.error == "" and w.session.text == "Paris is the capital of France!"
 
 
+def test_a_lone_surrogate_from_the_view_becomes_a_replacement_character_not_a_broken_widget() -> None:
+    w = make()
+    edit(w, "Paris \ud83d is", 3)  # half an emoji, as a browser can send it
+    assert w.text == "Paris \ufffd is" == w.session.text
+    w.text.encode("utf-8")  # the state can be sent to the views again
+    assert w.error == "" and answers(w)[-1]["edit"] == 3
+    w.text = "from Python \udc00"
+    assert w.session.text == "from Python \ufffd"
+
+
+def test_an_error_stays_shown_until_an_analysis_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = make()
+    monkeypatch.setattr(w.session, "set_text", lambda text: (_ for _ in ()).throw(RuntimeError("boom")))
+    edit(w, "Paris is big", 2)
+    assert "boom" in w.error
+    message(w, {"type": "request_full"})  # another view, or a view that lost an update
+    assert "boom" in w.error, "resending the old grid does not make the failed edit succeed"
+
+
 @pytest.mark.parametrize(
     "content",
     [
