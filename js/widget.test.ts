@@ -253,27 +253,24 @@ describe("render", () => {
     });
     const { model, root } = mount({ update: lostBuffers(1) as never });
     const fulls = () => model.sentMessages.filter((m) => (m as { type: string }).type === "request_full").length;
-    // A kernel that answers every request at once with another unreadable update, for 2 s.
+    // A kernel that answers every request at once with another unreadable update.
     let seq = 1;
     let answered = 0;
-    for (let t = 0; t < 2000; t += 5) {
-      while (answered < fulls()) {
-        answered += 1;
-        model.kernel("update", lostBuffers(++seq) as never);
+    const answerFor = (ms: number, step: number): void => {
+      for (let t = 0; t < ms; t += step) {
+        while (answered < fulls()) {
+          answered += 1;
+          model.kernel("update", lostBuffers(++seq) as never);
+        }
+        vi.advanceTimersByTime(step);
       }
-      vi.advanceTimersByTime(5);
-    }
+    };
+    answerFor(2000, 5);
     expect(fulls()).toBeGreaterThanOrEqual(2);
     expect(fulls()).toBeLessThanOrEqual(5);
     expect(root.querySelector(".lw-error")!.textContent).toContain("Could not read the kernel's update");
     // A host that never delivers: after a few more answers the view stops asking, and says so.
-    for (let t = 0; t < 120_000; t += 50) {
-      while (answered < fulls()) {
-        answered += 1;
-        model.kernel("update", lostBuffers(++seq) as never);
-      }
-      vi.advanceTimersByTime(50);
-    }
+    answerFor(120_000, 50);
     expect(fulls()).toBeLessThanOrEqual(8);
     expect(root.querySelector(".lw-error")!.textContent).toContain("gave up");
   });
