@@ -11,6 +11,7 @@ An update is a dict (traitlets sends its `bytes` leaves as binary frames, the re
          "id_table": u32[n] | b"",         # the update's distinct token ids, when indices are used
          "patch": f16[2, R] | b""},        # cross-entropy and rank of column col_start - 1
       ],
+      "diff": f16[D, R, C] | b"",          # A/B only: statistics of each pair of cells, header["diff"] order
       "token_ids": u32[C],                 # the input tokens of columns col_start … n_tokens - 1
       "token_spans": u32[C, 2],            # their [start, end) in the text, UTF-16 code units
     }
@@ -20,7 +21,8 @@ All arrays are little-endian, C order. R = len(header["rows"]), C = n_tokens - c
 Header: version, kind, rows (layer indices; num_layers = the model's output), row_labels, num_layers,
 col_start, n_tokens, total_tokens (> n_tokens when the text was cut), top_k, statistics, units,
 lens ("logit" | "tuned"), notice (a message for the user, or ""), layer_stride (the session's),
-grids ([{"name", "ids"}]). The widget adds seq (its updates' order), base (the seq a delta applies
+grids ([{"name", "ids"}]), diff (the names of the diff statistics, DIFF_STATISTICS, with two grids;
+[] otherwise). The widget adds seq (its updates' order), base (the seq a delta applies
 to; -1 for "full"), so a view that missed an update asks for a full one instead of drawing a wrong
 picture.
 
@@ -32,6 +34,15 @@ Kinds, applied to the receiver's state:
   token just changed (NaN when it became the last column).
 - "rows": rows were (re)computed for every column, e.g. a stride change or a lens switch; rows
   listed replace or join the state's rows, which stay sorted.
+
+Version 2 added the A/B diff. Differences B − A of the single-model statistics are not sent: a
+receiver takes them from the two grids. Diff statistics have no patch (they do not depend on the next
+token), and are spliced and merged exactly as the statistics are.
+
+One update logic: `splice_columns` and `merge_rows` are what a "columns" and a "rows" update do to a
+grid's arrays. The decoder applies updates with them, and LensSession changes its own state with the
+same two functions, so what the session holds and what a receiver rebuilds cannot drift apart.
+js/payload.ts mirrors them (spliceColumns, mergeRows).
 
 Precision: statistics and probabilities are float16 (relative error ≤ 2^-11 ≈ 0.05 %;
 probabilities under 6e-8 round to 0; a rank above 65504 is sent as 65504, i.e. "at least").
@@ -59,14 +70,16 @@ from typing import Any
 
 import numpy as np
 
-from .statistics import STATISTICS, UNITS
+from .statistics import DIFF_STATISTICS, STATISTICS, UNITS, statistic_info
 
-VERSION = 1
+VERSION = 2
+"""Payload version (js/payload.ts has the same; tests/test_payload.py checks they agree)."""
 KINDS = ("full", "columns", "rows")
 F16_MAX = 65504.0
-_RANK = STATISTICS.index("rank")
-_PATCHED_NAMES = ("cross_entropy", "rank")
+"""The largest float16: a rank above it is sent as F16_MAX ("at least")."""
+PATCHED = ("cross_entropy", "rank")
 """The statistics a patch carries for column col_start - 1, whose next token changed."""
+_RANK = STATISTICS.index("rank")
 
 
 class PayloadError(ValueError):
@@ -125,10 +138,16 @@ def encode_update(
     token_spans: np.ndarray,
     notice: str = "",
     layer_stride: int = 1,
+    diff: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Pack computed cells into the wire format (pure: no session state)."""
+    """Pack computed cells into the wire format (pure: no session state).
+
+    diff: float32 [len(DIFF_STATISTICS), R, C] of an A/B update (exactly two grids), else None.
+    """
     if kind not in KINDS:
         raise PayloadError(f"unknown update kind {kind!r}")
+    if diff is not None and len(grids) != 2:
+        raise PayloadError(f"diff statistics need exactly two grids, got {len(grids)}")
     header: dict[str, Any] = {
         "version": VERSION,
         "kind": kind,
@@ -145,6 +164,7 @@ def encode_update(
         "notice": notice,
         "layer_stride": int(layer_stride),
         "grids": [],
+        "diff": [] if diff is None else list(DIFF_STATISTICS),
     }
     packed = []
     for grid in grids:
@@ -162,6 +182,7 @@ def encode_update(
     return {
         "header": header,
         "grids": packed,
+        "diff": b"" if diff is None else _f16(diff),
         "token_ids": np.asarray(token_ids, dtype="<u4").tobytes(),
         "token_spans": np.ascontiguousarray(token_spans, dtype="<u4").tobytes(),
     }
@@ -170,18 +191,24 @@ def encode_update(
 def payload_size(payload: dict[str, Any]) -> int:
     """Bytes on the wire: binary buffers plus the JSON header."""
     total = len(json.dumps(payload["header"], separators=(",", ":")).encode())
-    total += len(payload["token_ids"]) + len(payload["token_spans"])
+    total += len(payload["token_ids"]) + len(payload["token_spans"]) + len(payload.get("diff", b""))
     for grid in payload["grids"]:
         total += sum(len(grid[key]) for key in ("stats", "top_ids", "top_probs", "id_table", "patch"))
     return total
 
 
 def encode_vocabulary(strings: Sequence[str]) -> dict[str, Any]:
-    """Every token's text, sent once: UTF-8 bytes and uint32 byte offsets [n + 1]."""
+    """What a view needs once: every token's text (UTF-8 bytes and uint32 byte offsets [n + 1]) and
+    every statistic's label, units, direction and scale (statistics.STATISTIC_INFO)."""
     encoded = [s.encode("utf-8", "replace") for s in strings]
     offsets = np.zeros(len(encoded) + 1, dtype="<u4")
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
-    return {"size": len(encoded), "offsets": offsets.tobytes(), "utf8": b"".join(encoded)}
+    return {
+        "size": len(encoded),
+        "offsets": offsets.tobytes(),
+        "utf8": b"".join(encoded),
+        "statistics": statistic_info(),
+    }
 
 
 def decode_vocabulary(vocabulary: dict[str, Any]) -> list[str]:
@@ -202,6 +229,49 @@ class GridArrays:
     top_probs: np.ndarray
     """float32 [R, T, k]."""
 
+    @classmethod
+    def stats_only(cls, stats: np.ndarray) -> GridArrays:
+        """Statistics without top-k (the A/B diff), so the same splice and merge serve them."""
+        _, rows, columns = stats.shape
+        return cls(stats, np.empty((rows, columns, 0), np.int64), np.empty((rows, columns, 0), np.float32))
+
+
+def splice_columns(
+    old: GridArrays,
+    old_rows: Sequence[int],
+    rows: Sequence[int],
+    start: int,
+    new: GridArrays,
+    patch: np.ndarray | None = None,
+    patched: Sequence[int] = (),
+) -> GridArrays:
+    """A "columns" update: `old`'s first `start` columns of `rows` (each one of `old_rows`), then
+    `new`'s columns; `patch` [len(patched), R] replaces column start - 1 of the `patched` statistics."""
+    keep = [list(old_rows).index(r) for r in rows]
+    stats = old.stats[:, keep, :start]  # fancy indexing: a copy, which the patch may write into
+    if patch is not None and start > 0 and len(patched):
+        stats[list(patched), :, start - 1] = patch
+    return GridArrays(
+        np.concatenate([stats, new.stats], axis=2),
+        np.concatenate([old.top_ids[keep, :start], new.top_ids], axis=1),
+        np.concatenate([old.top_probs[keep, :start], new.top_probs], axis=1),
+    )
+
+
+def merge_rows(
+    old: GridArrays, old_rows: Sequence[int], new: GridArrays, new_rows: Sequence[int]
+) -> tuple[GridArrays, list[int]]:
+    """A "rows" update: the rows of both, sorted, `new`'s replacing `old`'s (same columns)."""
+    rows = sorted(set(old_rows) | set(new_rows))
+    source = [(new, list(new_rows).index(r)) if r in new_rows else (old, list(old_rows).index(r)) for r in rows]
+    S, T, k = old.stats.shape[0], old.stats.shape[2], old.top_ids.shape[2]
+    stats = np.empty((S, len(rows), T), np.float32)
+    top_ids = np.empty((len(rows), T, k), np.int64)
+    top_probs = np.empty((len(rows), T, k), np.float32)
+    for i, (grid, j) in enumerate(source):
+        stats[:, i], top_ids[i], top_probs[i] = grid.stats[:, j], grid.top_ids[j], grid.top_probs[j]
+    return GridArrays(stats, top_ids, top_probs), rows
+
 
 @dataclass(frozen=True)
 class DecodedUpdate:
@@ -210,6 +280,8 @@ class DecodedUpdate:
     patches: list[np.ndarray | None]
     token_ids: np.ndarray
     token_spans: np.ndarray
+    diff: np.ndarray | None = None
+    """float32 [D, R, C] of an A/B update."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +294,8 @@ class ViewState:
     grids: list[GridArrays]
     token_ids: np.ndarray
     token_spans: np.ndarray
+    diff: np.ndarray | None = None
+    """float32 [D, R, T]: the A/B diff statistics, in header["diff"] order (None with one grid)."""
 
 
 def _buffer(data: Any, dtype: str, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -351,7 +425,12 @@ def _check_header(header: Any) -> dict[str, Any]:
     for g, meta in enumerate(grids):
         if not (isinstance(meta, dict) and isinstance(meta.get("name"), str) and meta.get("ids") in ID_KINDS):
             raise PayloadError(f'header.grids[{g}] must be {{"name": string, "ids": "uint16" | "table" | "uint32"}}')
-    out |= {"row_labels": list(labels), "statistics": list(statistics), "units": list(units)}
+    diff = header.get("diff", _MISSING)
+    if not _strings(diff):
+        raise PayloadError(f"header.diff must be a list of strings, got {_show(diff)}")
+    if diff and len(grids) != 2:
+        raise PayloadError(f"header.diff needs exactly two grids, got {len(grids)}")
+    out |= {"row_labels": list(labels), "statistics": list(statistics), "units": list(units), "diff": list(diff)}
     out["grids"] = [dict(meta) for meta in grids]
     return out
 
@@ -396,16 +475,22 @@ def decode_update(payload: dict[str, Any]) -> DecodedUpdate:
         patch = None
         if len(bytes(grid["patch"])):
             patch = _buffer(grid["patch"], "<f2", (2, R), f"grids[{g}].patch").astype(np.float32)
-            if not set(_PATCHED_NAMES) <= set(header["statistics"]):
+            if not set(PATCHED) <= set(header["statistics"]):
                 raise PayloadError(f"grids[{g}].patch needs header.statistics to name cross_entropy and rank")
         grids.append(GridArrays(stats, ids, probs))
         patches.append(patch)
     for name in ("token_ids", "token_spans"):
         if not _is_bytes(payload.get(name)):
             raise PayloadError(f"{name} must be a binary buffer, got {_show(payload.get(name, _MISSING))}")
+    if not _is_bytes(payload.get("diff")):
+        raise PayloadError(f"diff must be a binary buffer, got {_show(payload.get('diff', _MISSING))}")
+    D = len(header["diff"])
+    diff = _buffer(payload["diff"], "<f2", (D, R, C), "diff").astype(np.float32) if D else None
+    if not D and len(bytes(payload["diff"])):
+        raise PayloadError("diff must be empty when header.diff is []")
     token_ids = _buffer(payload["token_ids"], "<u4", (C,), "token_ids").astype(np.int64)
     spans = _buffer(payload["token_spans"], "<u4", (C, 2), "token_spans").astype(np.int64)
-    return DecodedUpdate(header, grids, patches, token_ids, spans)
+    return DecodedUpdate(header, grids, patches, token_ids, spans, diff)
 
 
 def apply_update(state: ViewState | None, payload: dict[str, Any]) -> ViewState:
@@ -420,7 +505,13 @@ def apply_update(state: ViewState | None, payload: dict[str, Any]) -> ViewState:
     kind = header["kind"]
     if kind == "full":
         return ViewState(
-            header, list(header["rows"]), header["n_tokens"], update.grids, update.token_ids, update.token_spans
+            header,
+            list(header["rows"]),
+            header["n_tokens"],
+            update.grids,
+            update.token_ids,
+            update.token_spans,
+            update.diff,
         )
     if state is None:
         raise PayloadError(f'a "{kind}" update needs a state to apply to; send a full update first')
@@ -430,6 +521,8 @@ def apply_update(state: ViewState | None, payload: dict[str, Any]) -> ViewState:
         raise PayloadError("header.statistics differ from the state's")
     if header["top_k"] != state.header["top_k"]:
         raise PayloadError(f"header.top_k is {header['top_k']}, the state's is {state.header['top_k']}")
+    if header["diff"] != state.header["diff"]:
+        raise PayloadError("header.diff differs from the state's")
     if kind == "columns":
         return _apply_columns(state, update)
     return _apply_rows(state, update)
@@ -443,20 +536,16 @@ def _apply_columns(state: ViewState, update: DecodedUpdate) -> ViewState:
     missing = [r for r in rows if r not in state.rows]
     if missing:
         raise PayloadError(f"header.rows {missing} are not among the state's rows, which a columns update keeps")
-    keep = [state.rows.index(r) for r in rows]
-    grids = []
-    for old, new, patch in zip(state.grids, update.grids, update.patches, strict=True):
-        stats = old.stats[:, keep, :start].copy()
-        if patch is not None and start > 0:  # validation made sure a patch comes with both statistics
-            patched = [header["statistics"].index(name) for name in _PATCHED_NAMES]
-            stats[patched, :, start - 1] = patch
-        grids.append(
-            GridArrays(
-                np.concatenate([stats, new.stats], axis=2),
-                np.concatenate([old.top_ids[keep, :start], new.top_ids], axis=1),
-                np.concatenate([old.top_probs[keep, :start], new.top_probs], axis=1),
-            )
-        )
+    patched = [header["statistics"].index(name) for name in PATCHED if name in header["statistics"]]
+    grids = [
+        splice_columns(old, state.rows, rows, start, new, patch, patched)  # a patch implies both (checked)
+        for old, new, patch in zip(state.grids, update.grids, update.patches, strict=True)
+    ]
+    diff = None
+    if state.diff is not None and update.diff is not None:
+        diff = splice_columns(
+            GridArrays.stats_only(state.diff), state.rows, rows, start, GridArrays.stats_only(update.diff)
+        ).stats
     return ViewState(
         header,
         rows,
@@ -464,6 +553,7 @@ def _apply_columns(state: ViewState, update: DecodedUpdate) -> ViewState:
         grids,
         np.concatenate([state.token_ids[:start], update.token_ids]),
         np.concatenate([state.token_spans[:start], update.token_spans]),
+        diff,
     )
 
 
@@ -473,19 +563,16 @@ def _apply_rows(state: ViewState, update: DecodedUpdate) -> ViewState:
         raise PayloadError(
             f"header.n_tokens ({header['n_tokens']}) is not the state's {state.n_tokens}: a rows update covers them all"
         )
+    merged = [
+        merge_rows(old, state.rows, new, header["rows"]) for old, new in zip(state.grids, update.grids, strict=True)
+    ]
     rows = sorted(set(state.rows) | set(header["rows"]))
-    grids = []
-    for old, new in zip(state.grids, update.grids, strict=True):
-        arrays = []
-        pairs = ((old.stats, new.stats, 1), (old.top_ids, new.top_ids, 0), (old.top_probs, new.top_probs, 0))
-        for old_a, new_a, axis in pairs:
-            parts = []
-            for r in rows:
-                source, i = (new_a, header["rows"].index(r)) if r in header["rows"] else (old_a, state.rows.index(r))
-                parts.append(np.take(source, [i], axis=axis))
-            arrays.append(np.concatenate(parts, axis=axis))
-        grids.append(GridArrays(*arrays))
+    diff = None
+    if state.diff is not None and update.diff is not None:
+        diff = merge_rows(
+            GridArrays.stats_only(state.diff), state.rows, GridArrays.stats_only(update.diff), header["rows"]
+        )[0].stats
     labels = {r: lab for r, lab in zip(state.rows, state.header["row_labels"], strict=True)}
     labels.update(zip(header["rows"], header["row_labels"], strict=True))
-    merged = {**header, "row_labels": [labels[r] for r in rows], "rows": rows}
-    return replace(state, header=merged, rows=rows, grids=grids)
+    merged_header = {**header, "row_labels": [labels[r] for r in rows], "rows": rows}
+    return replace(state, header=merged_header, rows=rows, grids=[grid for grid, _ in merged], diff=diff)

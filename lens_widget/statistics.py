@@ -23,14 +23,37 @@ import torch
 STATISTICS: tuple[str, ...] = ("entropy", "cross_entropy", "forward_kl", "max_probability", "rank")
 """Order of the statistic axis everywhere (grid arrays, payloads)."""
 
-UNITS: dict[str, str] = {
-    "entropy": "nats",
-    "cross_entropy": "nats",
-    "forward_kl": "nats",
-    "max_probability": "",
-    "rank": "",
+DIFF_STATISTICS: tuple[str, ...] = ("kl_ab", "kl_ba", "js", "top1_agree")
+"""Order of the A/B diff axis: statistics of a pair of cells (model A's and model B's at one row and
+position), in nats where they have units. B − A of each single-model statistic is not here: receivers
+take it from the two grids, so it costs no bytes and is exactly 0 for a model diffed with itself."""
+
+STATISTIC_INFO: dict[str, dict[str, str | bool]] = {
+    "entropy": {"label": "Entropy", "units": "nats", "lower_is_better": True, "scale": "sequential"},
+    "cross_entropy": {"label": "Cross-entropy", "units": "nats", "lower_is_better": True, "scale": "sequential"},
+    "forward_kl": {"label": "KL(model‖lens)", "units": "nats", "lower_is_better": True, "scale": "divergence"},
+    "max_probability": {"label": "Max probability", "units": "", "lower_is_better": False, "scale": "probability"},
+    "rank": {"label": "Rank", "units": "", "lower_is_better": True, "scale": "rank"},
+    "kl_ab": {"label": "KL(A‖B)", "units": "nats", "lower_is_better": True, "scale": "divergence"},
+    "kl_ba": {"label": "KL(B‖A)", "units": "nats", "lower_is_better": True, "scale": "divergence"},
+    "js": {"label": "JS(A, B)", "units": "nats", "lower_is_better": True, "scale": "divergence"},
+    "top1_agree": {"label": "Top-1 agrees", "units": "", "lower_is_better": False, "scale": "probability"},
 }
-"""Units a value is read in; empty for plain numbers (a probability, a rank), so labels never repeat."""
+"""Everything a view needs to show a statistic, defined here once and sent to views with the
+vocabulary: its label, the units its values are read in (empty for plain numbers: a probability, a
+rank), whether lower is better (the view reverses those so bright always means "confident / close"),
+and its scale: "sequential" (0 to the largest value shown), "divergence" (the same, on a scale of its
+own), "probability" (0 to 1) or "rank" (logarithmic from 1). Differences B − A are drawn on a
+diverging scale centred at 0."""
+
+UNITS: dict[str, str] = {name: str(info["units"]) for name, info in STATISTIC_INFO.items()}
+"""Units of each statistic (from STATISTIC_INFO)."""
+
+
+def statistic_info() -> list[dict[str, str | bool]]:
+    """STATISTIC_INFO as a list in axis order (single-model statistics, then diff statistics)."""
+    return [{"name": name, **STATISTIC_INFO[name]} for name in (*STATISTICS, *DIFF_STATISTICS)]
+
 
 NO_TARGET = -1
 """Target id of a position without a real next token (the last one)."""
