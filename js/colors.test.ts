@@ -1,14 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { rampColor, reversed, scaleFor, textOn } from "./colors";
+import { divergingColor, rampColor, scaleFor, textOn } from "./colors";
 
 describe("scaleFor", () => {
   it("runs probabilities over [0, 1] whatever the data", () => {
-    const s = scaleFor("max_probability", [0.2, 0.3]);
+    const s = scaleFor("probability", [0.2, 0.3]);
     expect([s.min, s.max, s.position(0.5)]).toEqual([0, 1, 0.5]);
   });
 
   it("runs nats from 0 to the largest finite value, ignoring NaN and infinity", () => {
-    const s = scaleFor("entropy", [1, 4, NaN, Infinity]);
+    const s = scaleFor("sequential", [1, 4, NaN, Infinity]);
     expect(s.max).toBe(4);
     expect(s.position(2)).toBe(0.5);
     expect(Number.isNaN(s.position(NaN))).toBe(true);
@@ -23,7 +23,7 @@ describe("scaleFor", () => {
   });
 
   it("has a usable range for an all-zero statistic", () => {
-    const s = scaleFor("forward_kl", [0, 0]);
+    const s = scaleFor("divergence", [0, 0]);
     expect(s.max).toBe(1);
     expect(s.position(0)).toBe(0);
   });
@@ -36,7 +36,12 @@ describe("colours", () => {
     expect(rampColor(-1)).toEqual(rampColor(0));
   });
 
-  it("statistics where lower is better are reversed", () => {
-    expect(reversed("entropy") && reversed("rank") && !reversed("max_probability")).toBe(true);
+  it("differences are centred at 0 on a symmetric scale, white in the middle", () => {
+    const s = scaleFor("diverging", [-1, 0.5, NaN]);
+    expect([s.min, s.max, s.position(0)]).toEqual([-1, 1, 0.5]);
+    const [r, g, b] = divergingColor(0.5);
+    expect(Math.min(r, g, b)).toBeGreaterThan(240);
+    expect(divergingColor(0)[2]).toBeGreaterThan(divergingColor(0)[0]); // negative: blue
+    expect(divergingColor(1)[0]).toBeGreaterThan(divergingColor(1)[2]); // positive: red
   });
 });

@@ -23,12 +23,7 @@ const RAMP: [number, number, number][] = [
 ];
 
 export function rampColor(t: number): [number, number, number] {
-  const x = Math.min(1, Math.max(0, t)) * (RAMP.length - 1);
-  const i = Math.min(RAMP.length - 2, Math.floor(x));
-  const f = x - i;
-  const a = RAMP[i] as [number, number, number];
-  const b = RAMP[i + 1] as [number, number, number];
-  return [0, 1, 2].map((c) => Math.round((a[c] as number) + ((b[c] as number) - (a[c] as number)) * f)) as [number, number, number];
+  return interpolate(RAMP, t);
 }
 
 export function cssColor([r, g, b]: [number, number, number]): string {
@@ -41,27 +36,48 @@ export function textOn([r, g, b]: [number, number, number]): string {
   return luminance > 140 ? "#111111" : "#ffffff";
 }
 
+/** Blue → near-white → red, for differences centred at 0 (negative blue, positive red). */
+const DIVERGING: [number, number, number][] = [
+  [33, 102, 172],
+  [103, 169, 207],
+  [209, 229, 240],
+  [247, 247, 247],
+  [253, 219, 199],
+  [239, 138, 98],
+  [178, 24, 43],
+];
+
+function interpolate(ramp: [number, number, number][], t: number): [number, number, number] {
+  const x = Math.min(1, Math.max(0, t)) * (ramp.length - 1);
+  const i = Math.min(ramp.length - 2, Math.floor(x));
+  const f = x - i;
+  const a = ramp[i] as [number, number, number];
+  const b = ramp[i + 1] as [number, number, number];
+  return [0, 1, 2].map((c) => Math.round((a[c] as number) + ((b[c] as number) - (a[c] as number)) * f)) as [number, number, number];
+}
+
+export function divergingColor(t: number): [number, number, number] {
+  return interpolate(DIVERGING, t);
+}
+
 /**
- * The scale of a statistic over the values shown. Probabilities span [0, 1]; ranks are drawn on a
- * log scale from 1; the others run from 0 to the largest finite value shown.
+ * The scale of a statistic over the values shown, by its kind (lens_widget/statistics.py):
+ * "probability" spans [0, 1]; "rank" is logarithmic from 1; "sequential" and "divergence" run from 0
+ * to the largest finite value shown; "diverging" (a difference B − A) is symmetric around 0.
  */
-export function scaleFor(statistic: string, values: Iterable<number>): Scale {
-  if (statistic === "max_probability") return linear(0, 1);
+export function scaleFor(kind: string, values: Iterable<number>): Scale {
+  if (kind === "probability") return linear(0, 1);
   let max = 0;
-  for (const v of values) if (Number.isFinite(v) && v > max) max = v;
-  if (statistic === "rank") {
+  for (const v of values) if (Number.isFinite(v) && Math.abs(v) > max) max = Math.abs(v);
+  if (kind === "rank") {
     const top = Math.max(2, max);
     const span = Math.log(top);
     return { min: 1, max: top, log: true, position: (v) => (Number.isNaN(v) ? NaN : Math.log(Math.max(1, v)) / span) };
   }
+  if (kind === "diverging") return linear(-(max || 1), max || 1);
   return linear(0, max > 0 ? max : 1);
 }
 
 function linear(min: number, max: number): Scale {
   return { min, max, log: false, position: (v) => (Number.isNaN(v) ? NaN : (v - min) / (max - min)) };
-}
-
-/** Lower is better for these: the ramp is reversed so "good" is always bright. */
-export function reversed(statistic: string): boolean {
-  return statistic === "entropy" || statistic === "cross_entropy" || statistic === "forward_kl" || statistic === "rank";
 }

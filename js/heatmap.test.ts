@@ -39,7 +39,7 @@ function recordingContext() {
   const ctx: Record<string, unknown> = {
     measureText: (s: string) => ({ width: s.length * 7 }),
   };
-  for (const op of ["save", "restore", "fillRect", "fillText", "strokeRect", "beginPath", "rect", "clip", "moveTo", "lineTo", "stroke"]) {
+  for (const op of ["save", "restore", "fillRect", "fillText", "strokeRect", "beginPath", "rect", "clip", "moveTo", "lineTo", "stroke", "fill", "closePath"]) {
     ctx[op] = (...args: unknown[]) => calls.push({ op, args });
   }
   return { ctx: ctx as unknown as CanvasRenderingContext2D, calls };
@@ -52,6 +52,8 @@ function picture(rows: number, cols: number, scrollLeft = 0): Picture {
     rowLabels: Array.from({ length: rows }, (_, i) => (i === 0 ? "output" : String(rows - 1 - i))),
     value: (r, c) => (c === 1 ? NaN : r + c),
     invalid: () => false,
+    diverging: false,
+    marked: () => false,
     top1: (r, c) => `tok${r}.${c}`,
     inputToken: (c) => `in${c}`,
     scale: scaleFor("entropy", [0, 10]),
@@ -91,6 +93,14 @@ describe("draw", () => {
     expect(texts.filter((t) => t === "NaN")).toHaveLength(1);
     expect(texts).not.toContain("tok1.2");
     expect(calls.some((c) => c.op === "stroke")).toBe(true);
+  });
+
+  it("marks cells whose top-1 tokens differ with a corner triangle (a shape, not only a colour)", () => {
+    const { ctx, calls } = recordingContext();
+    const p = { ...picture(2, 3), marked: (r: number, c: number) => r === 0 && c === 1 };
+    draw(ctx, p);
+    expect(calls.filter((c) => c.op === "closePath")).toHaveLength(1);
+    expect(calls.filter((c) => c.op === "fill")).toHaveLength(1);
   });
 
   it("truncates long tokens to the cell", () => {

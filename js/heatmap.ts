@@ -2,7 +2,7 @@
 // Rows are listed top to bottom (the output row first); only columns in view are drawn, so a
 // 48 × 4096 grid costs what fits on screen.
 
-import { cssColor, rampColor, type Scale, textOn } from "./colors";
+import { cssColor, divergingColor, rampColor, type Scale, textOn } from "./colors";
 import type { Palette } from "./theme";
 import { fitText } from "./tokens";
 
@@ -85,7 +85,12 @@ export interface Picture {
   top1(row: number, col: number): string;
   inputToken(col: number): string;
   scale: Scale;
+  /** Lower is better: the ramp runs backwards so bright always means "confident / close". */
   reversed: boolean;
+  /** A difference centred at 0, on the blue-white-red ramp. */
+  diverging: boolean;
+  /** Cells to mark with a corner triangle (A/B: the two models' top-1 tokens differ). */
+  marked(row: number, col: number): boolean;
   palette: Palette;
   selected: Cell | null;
   pinned: boolean;
@@ -94,7 +99,12 @@ export interface Picture {
 export function colorOf(p: Picture, value: number): [number, number, number] | null {
   const t = p.scale.position(value);
   if (Number.isNaN(t)) return null;
-  return rampColor(p.reversed ? 1 - t : t);
+  return rampAt(p, t);
+}
+
+function rampAt(p: Pick<Picture, "reversed" | "diverging">, t: number): [number, number, number] {
+  const u = p.reversed ? 1 - t : t;
+  return p.diverging ? divergingColor(u) : rampColor(u);
 }
 
 /** Draw the visible part of the picture; `ctx` is already scaled to CSS pixels. */
@@ -123,7 +133,10 @@ export function draw(ctx: CanvasRenderingContext2D, p: Picture): void {
       ctx.fillRect(x, y, l.cellWidth - 1, l.cellHeight - 1);
       ctx.fillStyle = rgb ? textOn(rgb) : p.palette.text;
       ctx.textAlign = "center";
-      ctx.fillText(fitText(p.top1(row, col), l.cellWidth - 6, measure), x + l.cellWidth / 2, y + l.cellHeight / 2);
+      const marked = p.marked(row, col);
+      const room = l.cellWidth - (marked ? 12 : 6);
+      ctx.fillText(fitText(p.top1(row, col), room, measure), x + (marked ? l.cellWidth / 2 - 3 : l.cellWidth / 2), y + l.cellHeight / 2);
+      if (marked) drawMark(ctx, x + l.cellWidth - 1, y, p.palette);
     }
     ctx.fillStyle = p.palette.text;
     ctx.fillText(fitText(p.inputToken(col), l.cellWidth - 6, measure), x + l.cellWidth / 2, l.rows * l.cellHeight + l.axisHeight / 2);
@@ -145,6 +158,23 @@ export function draw(ctx: CanvasRenderingContext2D, p: Picture): void {
   ctx.fillStyle = p.palette.muted;
   p.rowLabels.forEach((label, row) => ctx.fillText(label, l.labelWidth - 8, row * l.cellHeight + l.cellHeight / 2));
   ctx.fillText("input", l.labelWidth - 8, l.rows * l.cellHeight + l.axisHeight / 2);
+  ctx.restore();
+}
+
+/** The top-1-differs mark: a triangle in the cell's top-right corner, outlined so that it reads on
+ * any colour (a shape, not a colour alone). */
+function drawMark(ctx: CanvasRenderingContext2D, right: number, top: number, palette: Palette): void {
+  ctx.save();
+  ctx.beginPath();
+  ctx.moveTo(right - 9, top);
+  ctx.lineTo(right, top);
+  ctx.lineTo(right, top + 9);
+  ctx.closePath();
+  ctx.fillStyle = palette.accent;
+  ctx.fill();
+  ctx.strokeStyle = palette.background;
+  ctx.lineWidth = 1;
+  ctx.stroke();
   ctx.restore();
 }
 
@@ -170,7 +200,7 @@ function drawInvalid(ctx: CanvasRenderingContext2D, x: number, y: number, l: Lay
 }
 
 /** The legend: a ramp with the statistic's title (name and units) and range. */
-export function drawLegend(ctx: CanvasRenderingContext2D, width: number, title: string, p: Pick<Picture, "scale" | "reversed" | "palette">): void {
+export function drawLegend(ctx: CanvasRenderingContext2D, width: number, title: string, p: Pick<Picture, "scale" | "reversed" | "diverging" | "palette">): void {
   const height = 28;
   ctx.save();
   ctx.fillStyle = p.palette.background;
@@ -179,7 +209,7 @@ export function drawLegend(ctx: CanvasRenderingContext2D, width: number, title: 
   const barWidth = Math.max(40, Math.min(240, width - 220));
   for (let i = 0; i < barWidth; i++) {
     const t = i / (barWidth - 1);
-    ctx.fillStyle = cssColor(rampColor(p.reversed ? 1 - t : t));
+    ctx.fillStyle = cssColor(rampAt(p, t));
     ctx.fillRect(x0 + i, 6, 1, 12);
   }
   ctx.fillStyle = p.palette.text;

@@ -55,3 +55,23 @@ describe("tooltip", () => {
     expect(el.querySelectorAll(".lw-tip-row").length).toBe(0);
   });
 });
+
+describe("tooltip in the A/B diff mode", () => {
+  it("shows both models' top-10 side by side, with the pair's divergences", () => {
+    const el = document.createElement("div");
+    const top = Array.from({ length: 10 }, (_, i) => ({ text: ` b${i}`, probability: 0.4 / (i + 1) }));
+    fillTooltip(el, {
+      ...info,
+      compare: {
+        names: ["base", "tuned"],
+        top,
+        next: { text: " capital", rank: 2, probability: 0.2 },
+        pair: [{ label: "JS(A, B)", value: 0.12, units: "nats" }],
+      },
+    });
+    expect(el.querySelectorAll(".lw-tip-column")).toHaveLength(2);
+    expect(el.querySelectorAll(".lw-tip-row")).toHaveLength(20);
+    expect([...el.querySelectorAll(".lw-tip-name")].map((n) => n.textContent)).toEqual(["base", "tuned"]);
+    expect(el.textContent).toContain("JS(A, B): 0.120 nats");
+  });
+});

@@ -16,6 +16,14 @@ export interface TooltipInfo {
   next: { text: string; rank: number; probability: number } | null;
   top: { text: string; probability: number }[];
   pinned: boolean;
+  /** A/B: both models' top-k side by side (`top` and `next` above are model A's), and the pair's
+   * statistics (divergences, agreement). */
+  compare?: {
+    names: [string, string];
+    top: { text: string; probability: number }[];
+    next: { text: string; rank: number; probability: number } | null;
+    pair: { label: string; value: number; units: string }[];
+  };
 }
 
 function div(doc: Document, className: string, text = ""): HTMLDivElement {
@@ -53,8 +61,27 @@ export function fillTooltip(el: HTMLElement, info: TooltipInfo): void {
   );
   const units = info.units ? ` ${info.units}` : "";
   el.appendChild(div(doc, "lw-tip-line", `${info.statistic}: ${formatValue(info.value)}${units}`));
+  if (!info.compare) {
+    el.appendChild(topList(doc, info.top));
+    return;
+  }
+  const c = info.compare;
+  for (const p of c.pair) el.appendChild(div(doc, "lw-tip-line", `${p.label}: ${formatValue(p.value)}${p.units ? ` ${p.units}` : ""}`));
+  const columns = div(doc, "lw-tip-columns");
+  [info.top, c.top].forEach((top, i) => {
+    const column = div(doc, "lw-tip-column");
+    column.appendChild(div(doc, "lw-tip-name", c.names[i] ?? ""));
+    const next = i === 0 ? info.next : c.next;
+    if (next) column.appendChild(div(doc, "lw-tip-line", `next: rank ${next.rank >= 65504 ? "≥65504" : Math.round(next.rank)} · p ${formatProbability(next.probability)}`));
+    column.appendChild(topList(doc, top));
+    columns.appendChild(column);
+  });
+  el.appendChild(columns);
+}
+
+function topList(doc: Document, top: { text: string; probability: number }[]): HTMLDivElement {
   const list = div(doc, "lw-tip-list");
-  for (const { text, probability } of info.top) {
+  for (const { text, probability } of top) {
     const row = div(doc, "lw-tip-row");
     row.appendChild(div(doc, "lw-tip-token", visibleToken(text)));
     const bar = div(doc, "lw-tip-bar");
@@ -65,5 +92,5 @@ export function fillTooltip(el: HTMLElement, info: TooltipInfo): void {
     row.appendChild(div(doc, "lw-tip-prob", formatProbability(probability)));
     list.appendChild(row);
   }
-  el.appendChild(list);
+  return list;
 }

@@ -18,6 +18,9 @@ class FakeModel {
     this.state = {
       text: "Paris is the",
       statistic: "entropy",
+      diff_statistic: "js",
+      mode: "a",
+      token_range: [],
       layer_stride: 2,
       lens: "logit",
       lens_options: ["logit"],
@@ -97,9 +100,8 @@ describe("shownRows", () => {
 
 describe("statisticTitle", () => {
   it("names a statistic with its units once, and plain numbers bare", () => {
-    expect(statisticTitle("entropy", "nats")).toBe("Entropy (nats)");
-    expect(statisticTitle("rank", "")).toBe("Rank");
-    expect(statisticTitle("max_probability", "")).toBe("Max prob");
+    expect(statisticTitle("Entropy", "nats")).toBe("Entropy (nats)");
+    expect(statisticTitle("Rank", "")).toBe("Rank");
   });
 });
 

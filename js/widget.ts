@@ -1,23 +1,30 @@
-// The anywidget view: a text box, toolbar, heatmap canvas, legend and tooltip.
-// Host-neutral: it uses only the anywidget model API (get/set/on/off/save_changes/send) and DOM
-// under `el`, so it runs in JupyterLab, VS Code, Colab and marimo alike. The canvas is never the
-// source of truth: every draw reads the decoded state, so resize, scroll, theme and visibility
-// changes simply redraw.
+// The anywidget view: DOM, listeners and wiring. What it draws comes from three places, kept apart:
+// the decoded state (receiver.ts: what the kernel sent), the UI state (selection.ts, the mode, the
+// scroll position) and the drawing (picture.ts → heatmap.ts, tooltip.ts). Host-neutral: it uses only
+// the anywidget model API (get/set/on/off/save_changes/send) and DOM under `el`, so it runs in
+// JupyterLab, VS Code, Colab and marimo alike. The canvas is never the source of truth: every draw
+// reads the state, so resize, scroll, theme and visibility changes simply redraw.
 
 import type { RenderProps } from "@anywidget/types";
-import { reversed, scaleFor } from "./colors";
 import { type Cell, cellAt, cellRect, contentWidth, draw, drawLegend, makeLayout, scrollToShow } from "./heatmap";
-import { applyUpdate, type Payload, PayloadError, statAt, TokenStrings, topAt, type ViewState, type Vocabulary } from "./payload";
-import { Retry } from "./retry";
+import type { Payload, Vocabulary } from "./payload";
+import { choices, columnsShown, effectiveMode, isAB, legendTitle, type Mode, modelNames, picture, rowIndices, type Scene, shown, tooltip } from "./picture";
+import { Receiver } from "./receiver";
+import { afterClick, afterHover, afterKey, NOTHING, type Selection, within } from "./selection";
 import { EditSync, isEditDone } from "./sync";
 import { isDark, palette, watchTheme } from "./theme";
 import { fillTooltip } from "./tooltip";
-import { visibleToken } from "./tokens";
+
+export { shownRows } from "./picture";
+export { title as statisticTitle } from "./statistics";
 
 /** Mirrors the Python LensWidget's traits one to one. */
 export interface Model {
   text: string;
   statistic: string;
+  diff_statistic: string;
+  mode: Mode;
+  token_range: (number | null)[];
   layer_stride: number;
   lens: string;
   lens_options: string[];
@@ -26,30 +33,9 @@ export interface Model {
   error: string;
 }
 
-const LABELS: Record<string, string> = {
-  entropy: "Entropy",
-  cross_entropy: "Cross-entropy",
-  forward_kl: "KL(model‖lens)",
-  max_probability: "Max prob",
-  rank: "Rank",
-};
-
-/** A statistic's name with its units, when it has any ("Entropy (nats)", "Rank"). */
-export function statisticTitle(name: string, units: string): string {
-  const label = LABELS[name] ?? name;
-  return units ? `${label} (${units})` : label;
-}
-
-const GAVE_UP = "gave up after repeated failures: run the cell again (or reload the page) to redraw.";
-
 /** A fresh id per view, so each view knows which answers are to its own edits. */
 function newViewId(): string {
   return globalThis.crypto?.randomUUID?.() ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
-}
-
-/** Rows of `state` the stride shows, top to bottom: the output row first. */
-export function shownRows(rows: number[], numLayers: number, stride: number): number[] {
-  return rows.filter((r) => r === numLayers || r % stride === 0).sort((a, b) => b - a);
 }
 
 function el<K extends keyof HTMLElementTagNameMap>(doc: Document, tag: K, className: string, parent?: HTMLElement): HTMLElementTagNameMap[K] {
@@ -64,6 +50,9 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   const win = doc.defaultView;
   const root = el(doc, "div", "lens-widget", host);
   const toolbar = el(doc, "div", "lw-toolbar", root);
+  const modeButtons = el(doc, "div", "lw-modes", toolbar);
+  modeButtons.setAttribute("role", "group");
+  modeButtons.setAttribute("aria-label", "model shown");
   const statButtons = el(doc, "div", "lw-stats", toolbar);
   statButtons.setAttribute("role", "group");
   statButtons.setAttribute("aria-label", "statistic");
@@ -87,22 +76,20 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   const notice = el(doc, "div", "lw-message lw-notice", root);
   const scroller = el(doc, "div", "lw-scroll", root);
   scroller.tabIndex = 0;
+  scroller.setAttribute("aria-label", "lens heatmap: arrow keys move between cells, Enter pins, Escape unpins");
   // Lumino hosts (Notebook 7, JupyterLab) would take the arrow keys for moving between cells.
   scroller.setAttribute("data-lm-suppress-shortcuts", "true");
-  scroller.setAttribute("aria-label", "lens heatmap: arrow keys move between cells, Enter pins, Escape unpins");
   const canvas = el(doc, "canvas", "lw-canvas", scroller);
   const spacer = el(doc, "div", "lw-spacer", scroller);
   const legend = el(doc, "canvas", "lw-legend", root);
-  const tooltip = el(doc, "div", "lw-tooltip", root);
-  tooltip.hidden = true;
+  const tooltipBox = el(doc, "div", "lw-tooltip", root);
+  tooltipBox.hidden = true;
 
-  let state: ViewState | null = null;
-  let strings = new TokenStrings(null);
-  let lastSeq = -1;
-  let selected: Cell | null = null;
-  let pinned = false;
-  let payloadError = "";
-  let vocabularyError = "";
+  // --- state ---------------------------------------------------------------------------------
+  const received = new Receiver((message) => model.send(message));
+  /** UI state: never sent to the kernel (switching the mode costs no message). */
+  let selection: Selection = NOTHING;
+  let mode: Mode = model.get("mode") ?? "a";
   let frame: number | null = null;
   let scheduled = false;
   /** Width of the widget when it last had one: a host restyling (a theme switch) can report 0. */
@@ -116,8 +103,30 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     model.send({ type: "edit", view: viewId, edit, text });
     refreshStatus();
   });
-  const fullState = new Retry(() => model.send({ type: "request_full" }));
-  const vocabularyRetry = new Retry(() => model.send({ type: "request_vocabulary" }));
+
+  function scene(): Scene | null {
+    const state = received.state;
+    if (!state) return null;
+    return {
+      state,
+      strings: received.strings,
+      infos: received.infos,
+      mode,
+      statistic: model.get("statistic"),
+      diffStatistic: model.get("diff_statistic") ?? "",
+      stride: Math.max(1, model.get("layer_stride")),
+      ...columnsShown(model.get("token_range"), state.nTokens),
+    };
+  }
+
+  /** The one place the selection is reset when what it points at may be gone. */
+  function select(next: Selection): void {
+    const s = scene();
+    selection = s ? within(next, rowIndices(s).length, s.count) : NOTHING;
+    if (selection.cell) showTooltip(selection.cell);
+    else hideTooltip();
+    schedule();
+  }
 
   /** The kernel's text replaces the box's unless the user has typing the kernel has not finished with. */
   function adoptKernelText(): void {
@@ -125,84 +134,58 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     if (!sync.pending && typeof text === "string" && textarea.value !== text) textarea.value = text;
   }
 
-  function readVocabulary(): void {
-    const value = model.get("vocabulary") as unknown;
-    try {
-      if (!value || typeof value !== "object" || !("size" in value)) throw new PayloadError("it is missing");
-      strings = new TokenStrings(value as Vocabulary);
-      vocabularyError = "";
-      vocabularyRetry.succeeded();
-    } catch (error) {
-      strings = new TokenStrings(null);
-      const why = error instanceof Error ? error.message : String(error);
-      vocabularyError =
-        `The token strings did not arrive readable (${why}): this host may drop binary data sent with a new ` +
-        "widget (a known Colab issue). Cells show token ids until they arrive; ";
-      vocabularyRetry.failed();
-      vocabularyError += vocabularyRetry.gaveUp ? GAVE_UP : "asking the kernel again…";
-    }
-  }
-
-  function receive(): void {
-    const value = model.get("update") as unknown;
-    const header = (value as Partial<Payload> | null)?.header;
-    if (value && typeof value === "object" && Object.keys(value).length === 0) return; // nothing sent yet
-    if (!header || typeof header !== "object" || !Number.isSafeInteger(header.seq)) {
-      fullState.failed();
-      payloadError = `The kernel's update did not arrive readable; ${fullState.gaveUp ? GAVE_UP : "asking for the whole state again…"}`;
-      refreshStatus();
-      return;
-    }
-    if (header.seq <= lastSeq) return;
-    if (header.kind !== "full" && (state === null || header.base !== lastSeq)) {
-      fullState.request(); // we missed an update (or have none): ask for the whole state
-      return;
-    }
-    try {
-      state = applyUpdate(state, value as Payload);
-      lastSeq = header.seq;
-      payloadError = "";
-      if (header.kind === "full") fullState.succeeded();
-    } catch (error) {
-      state = null;
-      lastSeq = -1;
-      fullState.failed();
-      const next = fullState.gaveUp ? GAVE_UP : "asking for the whole state again…";
-      payloadError = `Could not read the kernel's update (${error instanceof PayloadError ? error.message : String(error)}); ${next}`;
-    }
-    if (selected && state && (selected.col >= state.nTokens || selected.row >= rowsShown().length)) {
-      selected = null;
-      pinned = false;
-    }
+  function receiveUpdate(): void {
+    if (received.update(model.get("update"))) select(selection);
     buildControls();
     refreshStatus();
     schedule();
   }
 
-  function rowsShown(): number[] {
-    if (!state) return [];
-    return shownRows(state.rows, state.header.num_layers, Math.max(1, model.get("layer_stride")));
-  }
-
-  function statisticIndex(): number {
-    return state ? state.header.statistics.indexOf(model.get("statistic")) : -1;
-  }
-
+  // --- controls ------------------------------------------------------------------------------
   function buildControls(): void {
-    const names = state?.header.statistics ?? Object.keys(LABELS);
-    if (statButtons.childElementCount !== names.length) {
+    const s = scene();
+    const ab = s !== null && isAB(s.state);
+    modeButtons.hidden = !ab;
+    if (ab && s) {
+      const [a, b] = modelNames(s.state);
+      const labels: [Mode, string][] = [
+        ["a", `A: ${a}`],
+        ["b", `B: ${b}`],
+        ["diff", "diff B − A"],
+      ];
+      if (modeButtons.childElementCount !== labels.length) {
+        modeButtons.replaceChildren();
+        for (const [value] of labels) {
+          const button = el(doc, "button", "lw-mode", modeButtons);
+          button.type = "button";
+          button.dataset.mode = value;
+        }
+      }
+      labels.forEach(([value, label], i) => {
+        const button = modeButtons.children[i] as HTMLButtonElement;
+        button.textContent = label;
+        button.title = label;
+        button.setAttribute("aria-pressed", String(value === effectiveMode(s)));
+      });
+    }
+    const offered = s ? choices(s) : [];
+    const current = s ? shown(s)?.key : undefined;
+    const keys = offered.map((c) => c.key).join("|");
+    if (statButtons.dataset.keys !== keys) {
+      statButtons.dataset.keys = keys;
       statButtons.replaceChildren();
-      for (const name of names) {
+      for (const choice of offered) {
         const button = el(doc, "button", "lw-stat", statButtons);
         button.type = "button";
-        button.textContent = LABELS[name] ?? name;
-        button.dataset.statistic = name;
+        button.textContent = choice.label;
+        button.title = choice.units ? `${choice.label} (${choice.units})` : choice.label;
+        button.dataset.statistic = choice.key;
       }
     }
     for (const button of Array.from(statButtons.children) as HTMLButtonElement[]) {
-      button.setAttribute("aria-pressed", String(button.dataset.statistic === model.get("statistic")));
+      button.setAttribute("aria-pressed", String(button.dataset.statistic === current));
     }
-    const layers = state?.header.num_layers ?? 1;
+    const layers = s?.state.header.num_layers ?? 1;
     stride.max = String(Math.max(1, layers));
     stride.value = String(model.get("layer_stride"));
     strideValue.textContent = String(model.get("layer_stride"));
@@ -219,26 +202,25 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     lensSelect.value = model.get("lens");
   }
 
+  /** Every row the stride asks for (the view may not have them all yet). */
+  function rowsWanted(numLayers: number): number {
+    const step = Math.max(1, model.get("layer_stride"));
+    return Math.ceil(numLayers / step) + 1;
+  }
+
   function refreshStatus(): void {
-    const missingRows = state !== null && shownRows(rowsFor(state), state.header.num_layers, model.get("layer_stride")).length > rowsShown().length;
-    const busy = sync.pending || missingRows || (state !== null && state.header.lens !== model.get("lens"));
+    const s = scene();
+    const missingRows = s !== null && rowsWanted(s.state.header.num_layers) > rowIndices(s).length;
+    const busy = sync.pending || missingRows || (s !== null && s.state.header.lens !== model.get("lens"));
     status.classList.toggle("lw-busy", busy);
-    status.textContent = busy ? "computing…" : state ? `${state.nTokens} tokens` : "";
-    errorBox.textContent = [payloadError, vocabularyError, model.get("error") || ""].filter(Boolean).join("\n");
-    notice.textContent = state?.header.notice ?? "";
+    const range = s && s.count < s.state.nTokens ? `tokens ${s.first}–${s.first + s.count - 1} of ` : "";
+    status.textContent = busy ? "computing…" : s ? `${range}${s.state.nTokens} tokens` : "";
+    errorBox.textContent = [received.payloadError, received.vocabularyError, model.get("error") || ""].filter(Boolean).join("\n");
+    notice.textContent = s?.state.header.notice ?? "";
     root.dataset.busy = String(busy);
   }
 
-  /** Every row the stride asks for (the view may not have them all yet). */
-  function rowsFor(s: ViewState): number[] {
-    const L = s.header.num_layers;
-    const step = Math.max(1, model.get("layer_stride"));
-    const rows: number[] = [];
-    for (let r = 0; r < L; r += step) rows.push(r);
-    rows.push(L);
-    return rows;
-  }
-
+  // --- drawing -------------------------------------------------------------------------------
   /** Coalesce redraw requests into the next animation frame. */
   function schedule(): void {
     if (scheduled) return;
@@ -252,45 +234,14 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     if (scheduled) frame = handle; // a host may run the frame at once
   }
 
-  /** Labels of the rows shown, top to bottom. */
-  function labelsShown(s: ViewState): string[] {
-    return rowsShown().map((r) => s.rowLabels[s.rows.indexOf(r)] ?? String(r));
-  }
-
   /** The one layout that drawing, hit-testing, the tooltip and the keyboard all use. */
-  function currentLayout(s: ViewState) {
-    const labels = labelsShown(s);
-    return makeLayout(labels.length, s.nTokens, knownWidth || 600, labels);
+  function currentLayout(s: Scene) {
+    const rows = rowIndices(s);
+    const labels = rows.map((i) => s.state.rowLabels[i] ?? String(s.state.rows[i]));
+    return makeLayout(labels.length, s.count, knownWidth || 600, labels);
   }
 
-  function picture() {
-    const rows = rowsShown();
-    const s = state as ViewState;
-    const statIdx = statisticIndex();
-    const rowIndex = rows.map((r) => s.rows.indexOf(r));
-    const name = model.get("statistic");
-    const entropyIdx = s.header.statistics.indexOf("entropy");
-    const values: number[] = [];
-    for (const i of rowIndex) for (let c = 0; c < s.nTokens; c++) values.push(statAt(s, 0, statIdx, i, c));
-    return {
-      layout: currentLayout(s),
-      scrollLeft: scroller.scrollLeft,
-      rowLabels: labelsShown(s),
-      value: (row: number, col: number) => statAt(s, 0, statIdx, rowIndex[row] as number, col),
-      // Entropy is never missing for a real distribution: NaN there means the logits were not finite.
-      invalid: (row: number, col: number) => entropyIdx >= 0 && Number.isNaN(statAt(s, 0, entropyIdx, rowIndex[row] as number, col)),
-      top1: (row: number, col: number) => visibleToken(strings.get(topAt(s, 0, rowIndex[row] as number, col).ids[0] ?? 0)),
-      inputToken: (col: number) => visibleToken(strings.get(s.tokenIds[col] ?? 0)),
-      scale: scaleFor(name, values),
-      reversed: reversed(name),
-      palette: palette(isDark(root)),
-      selected,
-      pinned,
-    };
-  }
-
-  function redraw(): void {
-    root.classList.toggle("lw-dark", isDark(root));
+  function measureWidth(): void {
     if (scroller.clientWidth > 0) {
       knownWidth = scroller.clientWidth;
       relayoutTries = 0;
@@ -303,21 +254,27 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
         schedule();
       }, 200);
     }
-    const ctx = canvas.getContext("2d");
-    const legendCtx = legend.getContext("2d");
-    if (!state || statisticIndex() < 0) {
+  }
+
+  function redraw(): void {
+    const dark = isDark(root);
+    root.classList.toggle("lw-dark", dark);
+    measureWidth();
+    const s = scene();
+    const p = s ? picture(s, currentLayout(s), scroller.scrollLeft, palette(dark), selection.cell, selection.pinned) : null;
+    if (!s || !p) {
       canvas.width = canvas.height = 0;
       root.dataset.rows = "0";
       root.dataset.nTokens = "0";
       return;
     }
-    const p = picture();
     const dpr = win?.devicePixelRatio || 1;
     spacer.style.width = `${contentWidth(p.layout)}px`;
     canvas.style.width = `${p.layout.width}px`;
     canvas.style.height = `${p.layout.height}px`;
     canvas.width = Math.round(p.layout.width * dpr);
     canvas.height = Math.round(p.layout.height * dpr);
+    const ctx = canvas.getContext("2d");
     if (ctx) {
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
       draw(ctx, p);
@@ -327,52 +284,43 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     legend.style.height = "28px";
     legend.width = Math.round(legendWidth * dpr);
     legend.height = Math.round(28 * dpr);
+    const legendCtx = legend.getContext("2d");
     if (legendCtx) {
       legendCtx.setTransform(dpr, 0, 0, dpr, 0, 0);
-      const i = statisticIndex();
-      drawLegend(legendCtx, legendWidth, statisticTitle(model.get("statistic"), state.header.units[i] ?? ""), p);
+      drawLegend(legendCtx, legendWidth, legendTitle(s), p);
     }
     root.dataset.rows = String(p.layout.rows);
-    root.dataset.nTokens = String(state.nTokens);
-    root.dataset.statistic = model.get("statistic");
-    root.dataset.seq = String(lastSeq);
-    root.dataset.selected = selected ? `${selected.row},${selected.col}` : "";
-    if (selected) showTooltip(selected);
+    root.dataset.nTokens = String(s.state.nTokens);
+    root.dataset.statistic = shown(s)?.key ?? "";
+    root.dataset.mode = effectiveMode(s);
+    root.dataset.seq = String(received.seq);
+    root.dataset.selected = selection.cell ? `${selection.cell.row},${selection.cell.col}` : "";
+    root.dataset.marked = String(countMarked(s, p.layout.rows));
+    if (selection.cell) showTooltip(selection.cell);
+  }
+
+  /** Cells drawn with the top-1-differs mark (for tests and screen readers alike: a number, not pixels). */
+  function countMarked(s: Scene, rows: number): number {
+    if (effectiveMode(s) !== "diff") return 0;
+    const p = picture(s, currentLayout(s), 0, palette(false), null, false);
+    let n = 0;
+    for (let r = 0; r < rows; r++) for (let c = 0; c < s.count; c++) if (p?.marked(r, c)) n++;
+    return n;
   }
 
   function showTooltip(cell: Cell): void {
-    const s = state;
-    if (!s) return;
-    const rows = rowsShown();
-    const row = rows[cell.row];
-    if (row === undefined || cell.col >= s.nTokens) return hideTooltip();
-    const i = s.rows.indexOf(row);
-    const statIdx = statisticIndex();
-    const ce = statAt(s, 0, s.header.statistics.indexOf("cross_entropy"), i, cell.col);
-    const rank = statAt(s, 0, s.header.statistics.indexOf("rank"), i, cell.col);
-    const top = topAt(s, 0, i, cell.col);
-    const nextId = s.tokenIds[cell.col + 1];
-    const invalid = Number.isNaN(statAt(s, 0, s.header.statistics.indexOf("entropy"), i, cell.col));
-    fillTooltip(tooltip, {
-      invalid,
-      rowLabel: s.rowLabels[i] ?? String(row),
-      col: cell.col,
-      statistic: statisticTitle(model.get("statistic"), ""),
-      value: statAt(s, 0, statIdx, i, cell.col),
-      units: s.header.units[statIdx] ?? "",
-      input: strings.get(s.tokenIds[cell.col] ?? 0),
-      next: nextId === undefined || Number.isNaN(ce) ? null : { text: strings.get(nextId), rank, probability: Math.exp(-ce) },
-      top: top.ids.map((id, j) => ({ text: strings.get(id), probability: top.probs[j] ?? 0 })),
-      pinned,
-    });
+    const s = scene();
+    const info = s ? tooltip(s, cell, selection.pinned) : null;
+    if (!s || !info) return hideTooltip();
+    fillTooltip(tooltipBox, info);
     const rect = cellRect(currentLayout(s), cell, scroller.scrollLeft);
     const canvasBox = canvas.getBoundingClientRect();
     const rootBox = root.getBoundingClientRect();
-    tooltip.hidden = false;
+    tooltipBox.hidden = false;
     // Keep the tooltip inside the widget: hosts clip output areas, and the shadow DOM of some hosts
     // (marimo) keeps styles from reaching anything placed outside `el`.
-    const tipWidth = tooltip.offsetWidth || 300;
-    const tipHeight = tooltip.offsetHeight || 260;
+    const tipWidth = tooltipBox.offsetWidth || 300;
+    const tipHeight = tooltipBox.offsetHeight || 260;
     const cellLeft = canvasBox.left - rootBox.left + rect.x;
     const right = cellLeft + rect.w + 6;
     const width = root.clientWidth || 600;
@@ -380,27 +328,29 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     root.style.minHeight = `${tipHeight + 8}px`;
     const height = Math.max(root.clientHeight, tipHeight + 8);
     const y = Math.min(Math.max(0, canvasBox.top - rootBox.top + rect.y - 20), height - tipHeight - 4);
-    tooltip.style.left = `${Math.max(0, left)}px`;
-    tooltip.style.top = `${Math.max(0, y)}px`;
+    tooltipBox.style.left = `${Math.max(0, left)}px`;
+    tooltipBox.style.top = `${Math.max(0, y)}px`;
   }
 
   function hideTooltip(): void {
-    tooltip.hidden = true;
+    tooltipBox.hidden = true;
     root.style.minHeight = "";
   }
 
   function cellFromEvent(event: MouseEvent): Cell | null {
-    if (!state) return null;
+    const s = scene();
+    if (!s) return null;
     const box = canvas.getBoundingClientRect();
-    return cellAt(currentLayout(state), event.clientX - box.left, event.clientY - box.top, scroller.scrollLeft);
+    return cellAt(currentLayout(s), event.clientX - box.left, event.clientY - box.top, scroller.scrollLeft);
   }
 
+  // --- listeners -----------------------------------------------------------------------------
   function listen<K extends keyof HTMLElementEventMap>(target: HTMLElement, type: K, fn: (e: HTMLElementEventMap[K]) => void): void {
     target.addEventListener(type, fn as EventListener);
     cleanups.push(() => target.removeEventListener(type, fn as EventListener));
   }
 
-  function on(name: string, fn: () => void): void {
+  function on(name: string, fn: (...args: unknown[]) => void): void {
     model.on(name, fn);
     cleanups.push(() => model.off(name, fn));
   }
@@ -410,23 +360,29 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     refreshStatus();
   });
   listen(textarea, "blur", adoptKernelText);
+  listen(modeButtons, "click", (event) => {
+    const target = (event.target as HTMLElement).closest("button");
+    if (!target?.dataset.mode) return;
+    mode = target.dataset.mode as Mode; // UI state only: no kernel message
+    buildControls();
+    select(selection);
+  });
   listen(statButtons, "click", (event) => {
     const target = (event.target as HTMLElement).closest("button");
-    if (!target?.dataset.statistic) return;
-    model.set("statistic", target.dataset.statistic);
+    const key = target?.dataset.statistic;
+    const s = scene();
+    if (!key || !s) return;
+    model.set(effectiveMode(s) === "diff" ? "diff_statistic" : "statistic", key);
     model.save_changes();
     buildControls();
-    schedule();
+    select(selection);
   });
   listen(stride, "input", () => {
     model.set("layer_stride", Number(stride.value));
     model.save_changes();
-    selected = null;
-    pinned = false;
-    hideTooltip();
     buildControls();
     refreshStatus();
-    schedule();
+    select(NOTHING);
   });
   listen(lensSelect, "change", () => {
     model.set("lens", lensSelect.value);
@@ -434,70 +390,27 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     refreshStatus();
   });
   listen(canvas, "mousemove", (event) => {
-    if (pinned) return;
-    const cell = cellFromEvent(event);
-    if (!cell) {
-      selected = null;
-      hideTooltip();
-    } else if (!selected || cell.row !== selected.row || cell.col !== selected.col) {
-      selected = cell;
-      showTooltip(cell);
-    }
-    schedule();
+    const next = afterHover(selection, cellFromEvent(event));
+    if (next !== selection) select(next);
   });
   listen(canvas, "mouseleave", () => {
-    if (pinned) return;
-    selected = null;
-    hideTooltip();
-    schedule();
+    if (!selection.pinned) select(NOTHING);
   });
-  listen(canvas, "click", (event) => {
-    const cell = cellFromEvent(event);
-    if (pinned && (!cell || (selected && cell.row === selected.row && cell.col === selected.col))) {
-      pinned = false; // a second click on the pinned cell (or outside the grid) unpins
-    } else if (cell) {
-      selected = cell;
-      pinned = true;
-    }
-    if (selected) showTooltip(selected);
-    schedule();
-  });
+  listen(canvas, "click", (event) => select(afterClick(selection, cellFromEvent(event))));
   listen(scroller, "scroll", () => {
-    if (selected && !pinned) {
-      selected = null;
-      hideTooltip();
-    }
-    schedule();
+    if (selection.cell && !selection.pinned) select(NOTHING);
+    else schedule();
   });
   listen(scroller, "keydown", (event) => {
-    if (!state) return;
-    const rows = rowsShown().length;
-    if (event.key === "Escape") {
-      pinned = false;
-      selected = null;
-      hideTooltip();
-      schedule();
-      return;
-    }
-    const moves: Record<string, [number, number]> = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
-    const move = moves[event.key];
-    if (event.key === "Enter" && selected) {
-      pinned = !pinned;
-    } else if (move) {
-      const current = selected ?? { row: 0, col: 0 };
-      selected = {
-        row: Math.min(rows - 1, Math.max(0, current.row + (selected ? move[0] : 0))),
-        col: Math.min(state.nTokens - 1, Math.max(0, current.col + (selected ? move[1] : 0))),
-      };
-      scroller.scrollLeft = scrollToShow(currentLayout(state), selected.col, scroller.scrollLeft);
-    } else {
-      return;
-    }
+    const s = scene();
+    if (!s) return;
+    const next = afterKey(selection, event.key, rowIndices(s).length, s.count);
+    if (!next) return;
     // Keys the heatmap used are not also the host's (VS Code's notebook moves between cells).
     event.preventDefault();
     event.stopPropagation();
-    if (selected) showTooltip(selected);
-    schedule();
+    if (next.cell) scroller.scrollLeft = scrollToShow(currentLayout(s), next.cell.col, scroller.scrollLeft);
+    select(next);
   });
   // Typing in the text box, the slider or the selector is the widget's, not the notebook's: VS Code
   // would otherwise run its own commands on it (Delete removes the cell, arrows move between
@@ -509,46 +422,51 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     if (control && !runsCell) event.stopPropagation();
   });
   const onDocumentKey = (event: KeyboardEvent): void => {
-    if (event.key === "Escape" && pinned) {
-      pinned = false;
-      selected = null;
-      hideTooltip();
-      schedule();
-    }
+    if (event.key === "Escape" && selection.pinned) select(NOTHING);
   };
   doc.addEventListener("keydown", onDocumentKey);
   cleanups.push(() => doc.removeEventListener("keydown", onDocumentKey));
 
-  on("change:update", receive);
+  on("change:update", receiveUpdate);
   on("change:vocabulary", () => {
-    readVocabulary();
+    received.vocabulary(model.get("vocabulary"));
+    buildControls();
     refreshStatus();
     schedule();
   });
   on("change:text", adoptKernelText);
-  const onMessage = (message: unknown): void => {
+  on("msg:custom", (message: unknown) => {
     if (!isEditDone(message, viewId)) return;
     sync.finished(message.edit);
     adoptKernelText();
     refreshStatus();
-  };
-  model.on("msg:custom", onMessage);
-  cleanups.push(() => model.off("msg:custom", onMessage));
-  on("change:error", refreshStatus);
-  on("change:statistic", () => {
-    buildControls();
-    schedule();
   });
+  on("change:error", refreshStatus);
+  on("change:mode", () => {
+    mode = model.get("mode") ?? mode;
+    buildControls();
+    select(selection);
+  });
+  for (const name of ["change:statistic", "change:diff_statistic"]) {
+    on(name, () => {
+      buildControls();
+      select(selection);
+    });
+  }
   on("change:layer_stride", () => {
     buildControls();
     refreshStatus();
-    schedule();
+    select(selection);
   });
   on("change:lens", () => {
     buildControls();
     refreshStatus();
   });
   on("change:lens_options", buildControls);
+  on("change:token_range", () => {
+    refreshStatus();
+    select(selection);
+  });
 
   cleanups.push(watchTheme(root, schedule));
   if (typeof ResizeObserver !== "undefined") {
@@ -562,18 +480,16 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     cleanups.push(() => visible.disconnect());
   }
 
-  readVocabulary();
-  buildControls();
-  receive();
-  if (state === null) fullState.request();
+  received.vocabulary(model.get("vocabulary"));
+  receiveUpdate();
+  if (!received.state) received.requestFull();
   refreshStatus();
   schedule();
 
   return () => {
     for (const cleanup of cleanups.splice(0)) cleanup();
     sync.dispose();
-    fullState.dispose();
-    vocabularyRetry.dispose();
+    received.dispose();
     if (relayoutTimer !== null) clearTimeout(relayoutTimer);
     if (frame !== null) {
       if (win?.cancelAnimationFrame) win.cancelAnimationFrame(frame);

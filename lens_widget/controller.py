@@ -15,6 +15,7 @@ session rolls itself back, so the next edit recovers, and the text the user type
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .lenses import TunedLens
@@ -28,10 +29,11 @@ MAX_SAFE_INTEGER = 2**53 - 1
 
 
 class WidgetController:
-    def __init__(self, widget: LensWidget, session: LensSession, tuned: TunedLens | None) -> None:
+    def __init__(self, widget: LensWidget, session: LensSession, tuned: dict[str, TunedLens | None]) -> None:
         self.widget = widget
         self.session = session
         self.tuned = tuned
+        """Each model's tuned lens ("a", and "b" in A/B), for the lens toggle."""
         self.seq = 0
         widget.observe(self._on_text, names="text")
         widget.observe(self._on_stride, names="layer_stride")
@@ -54,8 +56,9 @@ class WidgetController:
         self._run("Could not change the layer stride", lambda: self.session.set_layer_stride(change["new"]))
 
     def _on_lens(self, change: Any) -> None:
-        lens = self.tuned if change["new"] == "tuned" else None
-        self._run("Could not switch the lens", lambda: self.session.set_lens(lens))
+        for model, tuned in self.tuned.items():
+            lens = tuned if change["new"] == "tuned" else None
+            self._run("Could not switch the lens", partial(self.session.set_lens, lens, model=model))
 
     def _on_message(self, widget: Any, content: Any, buffers: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None

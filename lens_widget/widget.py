@@ -16,10 +16,12 @@ from torch import nn
 from .controller import WidgetController
 from .lenses import Lens, TunedLens
 from .session import LensSession
-from .statistics import STATISTICS
+from .statistics import DIFF_STATISTICS, STATISTICS
 from .text import without_lone_surrogates
 
 _STATIC = Path(__file__).parent / "static"
+DIFF_CHOICES = (*DIFF_STATISTICS, *(f"delta:{name}" for name in STATISTICS))
+"""What the diff mode can show: pair statistics, and B − A of each single-model statistic."""
 
 
 class LensWidget(anywidget.AnyWidget):
@@ -31,7 +33,13 @@ class LensWidget(anywidget.AnyWidget):
     text = traitlets.Unicode("").tag(sync=True)
     """The text being analysed; views send typing as edit messages and show this (controller.py)."""
     statistic = traitlets.Enum(STATISTICS, default_value="entropy").tag(sync=True)
-    """The statistic that colours the cells (all are in the payload; switching is instant)."""
+    """The statistic that colours the cells of one model (all are in the payload; switching is instant)."""
+    diff_statistic = traitlets.Enum(DIFF_CHOICES, default_value="js").tag(sync=True)
+    """What the A/B diff mode shows: a pair statistic (DIFF_STATISTICS) or "delta:<statistic>" (B − A)."""
+    mode = traitlets.Enum(("a", "b", "diff"), default_value="a").tag(sync=True)
+    """The mode a view starts in (A/B only): switching it in the view is the view's own, with no message."""
+    token_range = traitlets.List(traitlets.Int(allow_none=True), default_value=[]).tag(sync=True)
+    """[start, end] of the token columns shown (end None: to the last); [] shows every column."""
     layer_stride = traitlets.Int(1).tag(sync=True)
     """Show every n-th layer; the output row always stays."""
     lens = traitlets.Enum(("logit", "tuned"), default_value="logit").tag(sync=True)
@@ -51,6 +59,9 @@ class LensWidget(anywidget.AnyWidget):
         tokenizer: Any,
         lens: Lens | None = None,
         *,
+        model_b: nn.Module | None = None,
+        lens_b: Lens | None = None,
+        names: tuple[str, str] | None = None,
         text: str = "",
         statistic: str = "entropy",
         layer_stride: int = 1,
@@ -60,14 +71,27 @@ class LensWidget(anywidget.AnyWidget):
         **kwargs: Any,
     ) -> None:
         session = LensSession(
-            model, tokenizer, lens, top_k=top_k, layer_stride=layer_stride, device=device, max_tokens=max_tokens
+            model,
+            tokenizer,
+            lens,
+            model_b=model_b,
+            lens_b=lens_b,
+            names=names,
+            top_k=top_k,
+            layer_stride=layer_stride,
+            device=device,
+            max_tokens=max_tokens,
         )
-        tuned = lens if isinstance(lens, TunedLens) else None
+        tuned = {"a": lens if isinstance(lens, TunedLens) else None}
+        if model_b is not None:
+            tuned["b"] = lens_b if isinstance(lens_b, TunedLens) else tuned["a"]
+        has_tuned = any(t is not None for t in tuned.values())
+        kwargs.setdefault("mode", "diff" if model_b is not None else "a")
         super().__init__(
             statistic=statistic,
             layer_stride=layer_stride,
-            lens="tuned" if tuned is not None else "logit",
-            lens_options=["tuned", "logit"] if tuned is not None else ["logit"],
+            lens="tuned" if has_tuned else "logit",
+            lens_options=["tuned", "logit"] if has_tuned else ["logit"],
             vocabulary=session.vocabulary(),
             **kwargs,
         )

@@ -261,3 +261,64 @@ def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
         assert page.locator(".lens-widget").count() == 0
         assert errors == []
         page.close()
+
+
+AB_NOTEBOOK = """from lens_widget import LensWidget
+from lens_widget.demo import demo_model
+
+model_a, tokenizer = demo_model(seed=0)
+model_b, _ = demo_model(seed=1)
+text = "The capital of France is Paris"
+widget = LensWidget(model_a, tokenizer, model_b=model_b, names=("seed 0", "seed 1"), text=text)
+widget"""
+
+
+@pytest.fixture(scope="module")
+def ab_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import nbformat
+
+    root = tmp_path_factory.mktemp("ab")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(AB_NOTEBOOK)])
+    nbformat.write(notebook, root / "ab.ipynb")
+    with jupyter_server(root, "ab.ipynb", "lab") as url:
+        yield url
+
+
+def test_ab_diff_in_jupyterlab(browser: Any, ab_lab: str) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    screenshot_on_failure(page, "ab", lambda: drive_ab(page, ab_lab))
+
+
+def drive_ab(page: Any, url: str) -> None:
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
+    open_notebook(page, url)
+    run_all(page)
+    page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=120_000)
+    widget = page.locator(".lens-widget").first
+    widget.scroll_into_view_if_needed()
+    assert widget.get_attribute("data-mode") == "diff", "an A/B widget opens on the diff"
+    assert int(widget.get_attribute("data-marked") or 0) > 0, "cells whose top-1 tokens differ are marked"
+    assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8
+    assert [b.text_content() for b in widget.locator(".lw-mode").all()] == ["A: seed 0", "B: seed 1", "diff B − A"]
+
+    hover_first_cell(page)
+    page.wait_for_selector(".lens-widget .lw-tooltip:not([hidden])", timeout=10_000)
+    assert widget.locator(".lw-tooltip .lw-tip-column").count() == 2
+    assert widget.locator(".lw-tooltip .lw-tip-row").count() == 20, "both models' top-10, side by side"
+    assert "JS(A, B)" in (widget.locator(".lw-tooltip").text_content() or "")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ab.png"))
+
+    page.mouse.move(5, 5)
+    page.wait_for_timeout(500)
+    before = len(sent)
+    picture = page.evaluate("() => document.querySelector('.lens-widget .lw-canvas').toDataURL()")
+    widget.locator(".lw-mode[data-mode='a']").click()
+    page.wait_for_function(
+        "(before) => document.querySelector('.lens-widget .lw-canvas').toDataURL() !== before", arg=picture
+    )
+    assert widget.get_attribute("data-mode") == "a"
+    widget.locator(".lw-mode[data-mode='diff']").click()
+    page.wait_for_timeout(500)
+    assert len(sent) == before, "switching modes sends nothing to the kernel"

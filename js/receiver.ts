@@ -1,0 +1,96 @@
+// The decoded state: what the kernel has sent, applied in order. No DOM, no UI state.
+//
+// Updates are numbered (seq) and each delta names the update it applies to (base), so a view that
+// missed one, or got one it cannot read (Colab's widget manager can drop binary buffers), asks for
+// the whole state again, through a Retry: one request out at a time, with growing pauses.
+
+import { applyUpdate, type Payload, PayloadError, type StatisticInfo, TokenStrings, type ViewState, type Vocabulary } from "./payload";
+import { Retry } from "./retry";
+import type { Scheduler } from "./sync";
+
+export const GAVE_UP = "gave up after repeated failures: run the cell again (or reload the page) to redraw.";
+
+export class Receiver {
+  state: ViewState | null = null;
+  strings = new TokenStrings(null);
+  /** Every statistic's label, units, direction and scale, as the kernel defines them. */
+  infos: StatisticInfo[] = [];
+  /** Why the picture may be missing or stale, for the user (empty when all is well). */
+  payloadError = "";
+  vocabularyError = "";
+  private lastSeq = -1;
+  private readonly fullState: Retry;
+  private readonly vocabularyRetry: Retry;
+
+  constructor(send: (message: { type: string }) => void, scheduler?: Scheduler) {
+    this.fullState = new Retry(() => send({ type: "request_full" }), scheduler);
+    this.vocabularyRetry = new Retry(() => send({ type: "request_vocabulary" }), scheduler);
+  }
+
+  get seq(): number {
+    return this.lastSeq;
+  }
+
+  /** Nothing drawable yet: ask for the whole state (once; the Retry keeps it from looping). */
+  requestFull(): void {
+    this.fullState.request();
+  }
+
+  /** Take the `update` trait's value; true when the state changed. */
+  update(value: unknown): boolean {
+    if (value && typeof value === "object" && Object.keys(value).length === 0) return false; // nothing sent yet
+    const header = (value as Partial<Payload> | null)?.header;
+    if (!header || typeof header !== "object" || !Number.isSafeInteger(header.seq)) {
+      this.fullState.failed();
+      this.payloadError = `The kernel's update did not arrive readable; ${this.next()}`;
+      return false;
+    }
+    if (header.seq <= this.lastSeq) return false;
+    if (header.kind !== "full" && (this.state === null || header.base !== this.lastSeq)) {
+      this.fullState.request(); // we missed an update (or have none): ask for the whole state
+      return false;
+    }
+    try {
+      this.state = applyUpdate(this.state, value as Payload);
+      this.lastSeq = header.seq;
+      this.payloadError = "";
+      if (header.kind === "full") this.fullState.succeeded();
+    } catch (error) {
+      this.state = null;
+      this.lastSeq = -1;
+      this.fullState.failed();
+      const why = error instanceof PayloadError ? error.message : String(error);
+      this.payloadError = `Could not read the kernel's update (${why}); ${this.next()}`;
+    }
+    return true;
+  }
+
+  /** Take the `vocabulary` trait's value: token strings and statistic infos. */
+  vocabulary(value: unknown): void {
+    try {
+      if (!value || typeof value !== "object" || !("size" in value)) throw new PayloadError("it is missing");
+      this.strings = new TokenStrings(value as Vocabulary);
+      const infos = (value as Vocabulary).statistics;
+      this.infos = Array.isArray(infos) ? infos : [];
+      this.vocabularyError = "";
+      this.vocabularyRetry.succeeded();
+    } catch (error) {
+      this.strings = new TokenStrings(null);
+      this.vocabularyRetry.failed();
+      const why = error instanceof Error ? error.message : String(error);
+      const next = this.vocabularyRetry.gaveUp ? GAVE_UP : "asking the kernel again…";
+      this.vocabularyError =
+        `The token strings did not arrive readable (${why}): this host may drop binary data sent with a new ` +
+        `widget (a known Colab issue). Cells show token ids until they arrive; ${next}`;
+    }
+  }
+
+  private next(): string {
+    return this.fullState.gaveUp ? GAVE_UP : "asking for the whole state again…";
+  }
+
+  dispose(): void {
+    this.fullState.dispose();
+    this.vocabularyRetry.dispose();
+  }
+}

@@ -1,0 +1,44 @@
+// What a statistic is called and how it is drawn. Defined once, in Python
+// (lens_widget/statistics.py STATISTIC_INFO), and sent with the vocabulary: nothing here names a
+// statistic, so a new one needs no change in the view.
+
+import type { StatisticInfo } from "./payload";
+
+/** What the view shows in the A/B diff mode: B − A of a single-model statistic, or a pair statistic. */
+export type ScaleKind = StatisticInfo["scale"] | "diverging";
+
+export interface Shown {
+  /** The name the choice is saved under: a statistic's, or "delta:<statistic>" for B − A. */
+  key: string;
+  label: string;
+  units: string;
+  lowerIsBetter: boolean;
+  scale: ScaleKind;
+}
+
+/** A statistic's info, or a plain one when the kernel did not say (an older kernel, a lost vocabulary). */
+export function infoOf(name: string, infos: StatisticInfo[]): StatisticInfo {
+  return infos.find((i) => i.name === name) ?? { name, label: name, units: "", lower_is_better: false, scale: "sequential" };
+}
+
+/** A title with its units once: "Entropy (nats)", "Rank". */
+export function title(label: string, units: string): string {
+  return units ? `${label} (${units})` : label;
+}
+
+export function single(name: string, infos: StatisticInfo[]): Shown {
+  const info = infoOf(name, infos);
+  return { key: name, label: info.label, units: info.units, lowerIsBetter: info.lower_is_better, scale: info.scale };
+}
+
+/** B − A of a single-model statistic, on a scale centred at 0. */
+export function delta(name: string, infos: StatisticInfo[]): Shown {
+  const info = infoOf(name, infos);
+  const units = info.units ? `B − A, ${info.units}` : "B − A";
+  return { key: `delta:${name}`, label: `Δ ${info.label}`, units, lowerIsBetter: false, scale: "diverging" };
+}
+
+/** The choices of the diff mode: every B − A, then the pair statistics (divergences, agreement). */
+export function diffChoices(statistics: string[], diff: string[], infos: StatisticInfo[]): Shown[] {
+  return [...diff.map((name) => single(name, infos)), ...statistics.map((name) => delta(name, infos))];
+}

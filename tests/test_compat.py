@@ -1,0 +1,115 @@
+"""tuned-lens's `plot_lens` and `compare_models`, called as the seed notebook calls them, return live
+widgets whose payloads decode (where tuned-lens's own compare_models crashed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import comm
+import numpy as np
+import pytest
+import torch
+from tiny_models import tiny_model, tiny_tokenizer
+
+from lens_widget import LogitLens, TunedLens
+from lens_widget.compat import compare_models, plot_lens
+from lens_widget.payload import apply_update
+
+VOCAB = 400
+tokenizer = tiny_tokenizer(VOCAB)
+
+
+class SilentComm(comm.base_comm.BaseComm):
+    def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None, **_: Any) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def no_frontend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(comm, "create_comm", lambda **kwargs: SilentComm(**kwargs))
+
+
+def models() -> tuple[Any, Any]:
+    a = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=0)
+    b = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=1)
+    return a, b
+
+
+def test_the_seed_calls_verbatim_return_widgets_whose_payloads_decode_with_real_divergences() -> None:
+    model_a, model_b = models()
+    model = model_a
+    lens = TunedLens.from_model(model)
+    input_ids = tokenizer("The capital of France is Paris", return_tensors="pt").input_ids
+
+    single = plot_lens(
+        model, tokenizer, lens, layer_stride=1, input_ids=input_ids, start_pos=0, end_pos=5, statistic="entropy"
+    )
+    ab = compare_models(
+        model_a=model_a,
+        model_b=model_b,
+        tokenizer=tokenizer,
+        lens=lens,
+        layer_stride=1,
+        input_ids=input_ids,
+        start_pos=0,
+        end_pos=5,
+        divergence="kl",
+    )
+
+    state = apply_update(None, single.update)
+    assert state.n_tokens == input_ids.shape[1] and single.token_range == [0, 5] and single.statistic == "entropy"
+    ab_state = apply_update(None, ab.update)
+    assert len(ab_state.grids) == 2 and ab_state.diff is not None
+    assert ab.mode == "diff" and ab.diff_statistic == "kl_ab"
+    kl = ab_state.diff[ab_state.header["diff"].index("kl_ab")]
+    assert np.nanmax(kl) > 1e-3, "two different models really differ"
+    assert ab.error == "" and single.error == ""
+
+
+@pytest.mark.parametrize("input_ids", ["tensor_1xT", "tensor_T", "list", "nested_list"])
+def test_input_ids_may_be_a_tensor_of_either_shape_or_a_list(input_ids: str) -> None:
+    ids = tokenizer("Paris is the capital").input_ids
+    given = {
+        "tensor_1xT": torch.tensor([ids]),
+        "tensor_T": torch.tensor(ids),
+        "list": ids,
+        "nested_list": [ids],
+    }[input_ids]
+    widget = plot_lens(models()[0], tokenizer, None, input_ids=given)
+    assert widget.session.tokens.ids == ids
+
+
+def test_lens_may_be_a_logit_lens_or_none_and_statistics_take_tuned_lens_names() -> None:
+    model = models()[0]
+    assert plot_lens(model, tokenizer, LogitLens(), input_ids=[5, 6, 7], statistic="kl").statistic == "forward_kl"
+    assert plot_lens(model, tokenizer, None, input_ids=[5, 6, 7], statistic="max_probability").lens == "logit"
+
+
+@pytest.mark.parametrize(("divergence", "shown"), [("kl", "kl_ab"), ("kl_reverse", "kl_ba"), ("js", "js")])
+def test_divergence_names(divergence: str, shown: str) -> None:
+    a, b = models()
+    widget = compare_models(model_a=a, model_b=b, tokenizer=tokenizer, input_ids=[5, 6, 7], divergence=divergence)
+    assert widget.diff_statistic == shown
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: plot_lens(m, tokenizer, None, input_ids=[5, 6], statistic="perplexity"), "statistic must be one of"),
+        (lambda m: compare_models(model_a=m, model_b=m, tokenizer=tokenizer, divergence="tv"), "divergence must be"),
+        (lambda m: plot_lens(m, tokenizer, None, input_ids=[5, 6], start_pos=3, end_pos=2), "end_pos"),
+        (lambda m: plot_lens(m, tokenizer, None, input_ids=torch.zeros(2, 3, dtype=torch.long)), r"\[T\] or \[1, T\]"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(call: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call(models()[0])
+
+
+def test_ids_that_do_not_round_trip_warn_and_show_the_retokenized_text() -> None:
+    ids = tokenizer("Paris").input_ids
+    split = [tokenizer.convert_tokens_to_ids(c) for c in "Paris"]  # the same text, as single characters
+    assert split != ids
+    with pytest.warns(UserWarning, match="tokenizes to other ids"):
+        widget = plot_lens(models()[0], tokenizer, None, input_ids=split)
+    assert widget.session.tokens.ids == ids
