@@ -1,10 +1,70 @@
 import { describe, expect, it } from "vitest";
 import casesFile from "./fixtures/payload_cases.json";
 import fixture from "./fixtures/payload_stream.json";
-import { applyUpdate, halfToFloat, type Payload, PayloadError, TokenStrings, type ViewState, type Vocabulary } from "./payload";
+import fixtureAB from "./fixtures/payload_stream_ab.json";
+import {
+  applyUpdate,
+  diffAt,
+  F16_MAX,
+  type Grid,
+  halfToFloat,
+  mergeRows,
+  type Payload,
+  PayloadError,
+  PATCHED,
+  spliceColumns,
+  statAt,
+  statsOnly,
+  TokenStrings,
+  topAt,
+  VERSION,
+  type ViewState,
+  type Vocabulary,
+} from "./payload";
 import { revive } from "./testing";
 
 const updates = revive(fixture.updates, 3) as Payload[];
+const updatesAB = revive(fixtureAB.updates, 1) as Payload[];
+
+/** A recorded state (tests/payload_fixture.py expected_state): NaN is written "NaN". */
+interface Expected {
+  rows: number[];
+  row_labels: string[];
+  n_tokens: number;
+  grids: { name: string; stats: (number | string)[]; top_ids: number[]; top_probs: (number | string)[] }[];
+  diff_names: string[];
+  diff: (number | string)[] | null;
+  token_ids: number[];
+  token_spans: number[];
+}
+
+/** Float32 values as comparable JSON: NaN as "NaN", numbers rounded to float32 as the decoder holds them. */
+function floats(values: ArrayLike<number>): (number | string)[] {
+  return Array.from(values, (x) => (Number.isNaN(x) ? "NaN" : x));
+}
+function recorded(values: (number | string)[]): (number | string)[] {
+  return values.map((x) => (x === "NaN" ? "NaN" : Math.fround(x as number)));
+}
+
+function expectState(state: ViewState, expected: Expected): void {
+  expect(state.rows).toEqual(expected.rows);
+  expect(state.rowLabels).toEqual(expected.row_labels);
+  expect(state.header.row_labels).toEqual(expected.row_labels);
+  expect(state.nTokens).toBe(expected.n_tokens);
+  expect(state.header.grids.map((g) => g.name)).toEqual(expected.grids.map((g) => g.name));
+  expect(state.grids.length).toBe(expected.grids.length);
+  expected.grids.forEach((want, g) => {
+    const grid = state.grids[g]!;
+    expect(floats(grid.stats)).toEqual(recorded(want.stats));
+    expect(Array.from(grid.topIds)).toEqual(want.top_ids);
+    expect(floats(grid.topProbs)).toEqual(recorded(want.top_probs));
+  });
+  expect(state.header.diff).toEqual(expected.diff_names);
+  if (expected.diff === null) expect(state.diff).toBeNull();
+  else expect(floats(state.diff!)).toEqual(recorded(expected.diff));
+  expect(Array.from(state.tokenIds)).toEqual(expected.token_ids);
+  expect(Array.from(state.tokenSpans)).toEqual(expected.token_spans);
+}
 
 describe("halfToFloat", () => {
   it("decodes normal, subnormal and special values", () => {
@@ -21,16 +81,40 @@ describe("applyUpdate", () => {
   it("rebuilds the state Python recorded from the same stream", () => {
     let state: ViewState | null = null;
     for (const update of updates) state = applyUpdate(state, update);
-    const expected = fixture.expected;
-    expect(state!.rows).toEqual(expected.rows);
-    expect(state!.rowLabels).toEqual(expected.row_labels);
-    expect(state!.nTokens).toBe(expected.n_tokens);
-    const stats = Array.from(state!.grids[0]!.stats, (x) => (Number.isNaN(x) ? "NaN" : x));
-    expect(stats).toEqual(expected.stats.map((x) => (x === "NaN" ? "NaN" : Math.fround(x as number))));
-    expect(Array.from(state!.grids[0]!.topIds)).toEqual(expected.top_ids);
-    expect(Array.from(state!.grids[0]!.topProbs)).toEqual(expected.top_probs.map((x) => Math.fround(x)));
-    expect(Array.from(state!.tokenIds)).toEqual(expected.token_ids);
-    expect(Array.from(state!.tokenSpans)).toEqual(expected.token_spans);
+    expect(updates.map((u) => u.header.kind)).toEqual(["full", "columns", "rows", "columns", "columns"]);
+    expectState(state!, fixture.expected as Expected);
+    expect(state!.diff).toBeNull();
+  });
+
+  it("rebuilds the A/B state (two grids and their diff) Python recorded from a two-model session", () => {
+    let state: ViewState | null = null;
+    for (const update of updatesAB) state = applyUpdate(state, update);
+    expect(updatesAB.map((u) => u.header.kind)).toEqual(["full", "columns", "rows", "columns"]);
+    expectState(state!, fixtureAB.expected as Expected);
+    expect(state!.grids.length).toBe(2);
+    expect(state!.diff!.length).toBe(state!.header.diff.length * state!.rows.length * state!.nTokens);
+  });
+
+  it("reads the A/B diff per cell with diffAt, agreeing with the two grids' top-1", () => {
+    let state: ViewState | null = null;
+    for (const update of updatesAB) state = applyUpdate(state, update);
+    const s = state!;
+    const agree = s.header.diff.indexOf("top1_agree");
+    const js = s.header.diff.indexOf("js");
+    let differ = 0;
+    for (let row = 0; row < s.rows.length; row++) {
+      for (let col = 0; col < s.nTokens; col++) {
+        const same = topAt(s, 0, row, col).ids[0] === topAt(s, 1, row, col).ids[0];
+        expect(diffAt(s, agree, row, col)).toBe(same ? 1 : 0);
+        expect(diffAt(s, js, row, col)).toBeGreaterThanOrEqual(0);
+        expect(diffAt(s, js, row, col)).toBeLessThanOrEqual(Math.LN2 * (1 + 2 ** -10));
+        if (!same) differ++;
+        expect(statAt(s, 1, 0, row, col)).toBe(s.grids[1]!.stats[row * s.nTokens + col]);
+      }
+    }
+    expect(differ).toBeGreaterThan(0);
+    const single = applyUpdate(null, updates[0]!);
+    expect(() => diffAt(single, 0, 0, 0)).toThrow(RangeError);
   });
 
   it("never mutates the previous state", () => {
@@ -44,8 +128,8 @@ describe("applyUpdate", () => {
     expect(() => applyUpdate(null, updates[1]!)).toThrow(PayloadError);
     const short = { ...updates[0]!, token_ids: new DataView(new ArrayBuffer(3)) };
     expect(() => applyUpdate(null, short)).toThrow(/token_ids: 3 bytes/);
-    const wrongVersion = { ...updates[0]!, header: { ...updates[0]!.header, version: 2 } };
-    expect(() => applyUpdate(null, wrongVersion)).toThrow(/version 2/);
+    const wrongVersion = { ...updates[0]!, header: { ...updates[0]!.header, version: 1 } };
+    expect(() => applyUpdate(null, wrongVersion)).toThrow(/payload version 1, expected 2/);
     expect(() => applyUpdate(null, {} as Payload)).toThrow(PayloadError);
   });
 
@@ -55,10 +139,53 @@ describe("applyUpdate", () => {
     const payload: Payload = {
       header,
       grids: [{ stats: f16([1]), top_ids: new Uint16Array([1, 0]).buffer, top_probs: f16([1, 1]), id_table: new Uint32Array([70000, 128255]).buffer, patch: new ArrayBuffer(0) }],
+      diff: new ArrayBuffer(0),
       token_ids: new Uint32Array([5]).buffer,
       token_spans: new Uint32Array([0, 1]).buffer,
     };
     expect(Array.from(applyUpdate(null, payload).grids[0]!.topIds)).toEqual([128255, 70000]);
+  });
+});
+
+describe("constants", () => {
+  it("are the Python module's (tests/test_payload.py reads this file's source to check the same)", () => {
+    expect(VERSION).toBe(2);
+    expect([...PATCHED]).toEqual(["cross_entropy", "rank"]);
+    expect(F16_MAX).toBe(halfToFloat(0x7bff));
+    for (const update of [...updates, ...updatesAB]) expect(update.header.version).toBe(VERSION);
+  });
+});
+
+describe("spliceColumns and mergeRows", () => {
+  // Two statistics, rows [0, 2] (old) with 3 columns, top-k 1: values name their place (s, row, col).
+  const old: Grid = {
+    stats: Float32Array.from([0, 1, 2, 10, 11, 12, 100, 101, 102, 110, 111, 112]),
+    topIds: Uint32Array.from([0, 1, 2, 10, 11, 12]),
+    topProbs: Float32Array.from([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),
+  };
+  const size = { statistics: 2, topK: 1 };
+
+  it("keep the first start columns of the listed rows, then the fresh ones, with the patch at start - 1", () => {
+    const fresh: Grid = { stats: Float32Array.from([-1, -2]), topIds: Uint32Array.from([7]), topProbs: Float32Array.from([0.9]) };
+    const copy = Array.from(old.stats);
+    const out = spliceColumns(old, [0, 2], 3, [2], 2, fresh, 1, size, Float32Array.from([55]), [1]);
+    expect(Array.from(out.stats)).toEqual([10, 11, -1, 110, 55, -2]);
+    expect(Array.from(out.topIds)).toEqual([10, 11, 7]);
+    expect(Array.from(old.stats)).toEqual(copy);
+  });
+
+  it("merge rows in layer order, the fresh rows replacing the old", () => {
+    const fresh: Grid = { stats: Float32Array.from([-1, -2, -3, -4, -5, -6]), topIds: Uint32Array.from([7, 8, 9]), topProbs: Float32Array.from([1, 1, 1]) };
+    const [out, rows] = mergeRows(old, [0, 2], fresh, [1], 3, size);
+    expect(rows).toEqual([0, 1, 2]);
+    expect(Array.from(out.stats)).toEqual([0, 1, 2, -1, -2, -3, 10, 11, 12, 100, 101, 102, -4, -5, -6, 110, 111, 112]);
+    expect(Array.from(out.topIds)).toEqual([0, 1, 2, 7, 8, 9, 10, 11, 12]);
+  });
+
+  it("serve statistics without top-k (the A/B diff) through statsOnly", () => {
+    const [out] = mergeRows(statsOnly(old.stats), [0, 2], statsOnly(Float32Array.from([-1, -2, -3, -4, -5, -6])), [2], 3, { statistics: 2, topK: 0 });
+    expect(Array.from(out.stats)).toEqual([0, 1, 2, -1, -2, -3, 100, 101, 102, -4, -5, -6]);
+    expect(out.topIds.length).toBe(0);
   });
 });
 
@@ -76,6 +203,8 @@ interface Case {
   rows?: number[];
   n_tokens?: number;
   top_ids?: number[];
+  /** The A/B diff statistics [D][R][T] flattened, NaN written "NaN". */
+  diff?: (number | string)[];
 }
 const shared = casesFile as unknown as { payloads: Record<string, unknown>; cases: Case[] };
 
@@ -144,6 +273,9 @@ describe("shared payload cases (the Python decoder judges them alike)", () => {
       expect(grid.topProbs.length).toBe(R * T * k);
     }
     if (c.top_ids) expect(Array.from(out.grids[0]!.topIds)).toEqual(c.top_ids);
+    if (out.header.diff.length) expect(out.diff?.length).toBe(out.header.diff.length * R * T);
+    else expect(out.diff).toBeNull();
+    if (c.diff) expect(floats(out.diff!)).toEqual(recorded(c.diff));
   });
 });
 
@@ -155,5 +287,16 @@ describe("TokenStrings", () => {
     const text = Array.from({ length: 400 }, (_, i) => strings.get(i)).join("");
     expect(text).toContain(" capital");
     expect(text).toContain("é");
+  });
+
+  it("comes with every statistic's label, units, direction and scale", () => {
+    const vocabulary = revive(fixtureAB.vocabulary) as Vocabulary;
+    const names = vocabulary.statistics!.map((info) => info.name);
+    expect(names).toEqual([...updatesAB[0]!.header.statistics, ...updatesAB[0]!.header.diff]);
+    for (const info of vocabulary.statistics!) {
+      expect(typeof info.label).toBe("string");
+      expect(typeof info.lower_is_better).toBe("boolean");
+      expect(["sequential", "divergence", "probability", "rank"]).toContain(info.scale);
+    }
   });
 });

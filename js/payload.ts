@@ -1,5 +1,19 @@
 // Decoding of the kernel's binary payload (format: lens_widget/payload.py, mirrored here) and the
 // pure state machine that applies updates. No DOM, no canvas: everything here is unit-tested.
+//
+// One update logic per language: spliceColumns and mergeRows are what a "columns" and a "rows" update
+// do to a grid's arrays, mirroring payload.py's splice_columns and merge_rows (which the session also
+// uses for its own state). The constants below are the Python module's; tests/test_payload.py reads
+// this file and checks that they agree.
+
+/** Payload version: 2 added the A/B diff. */
+export const VERSION = 2;
+/** The statistics a patch carries for column col_start - 1, whose next token changed. */
+export const PATCHED = ["cross_entropy", "rank"] as const;
+/** The largest float16: a rank above it is sent as F16_MAX ("at least"). */
+export const F16_MAX = 65504;
+export const KINDS = ["full", "columns", "rows"] as const;
+export const ID_KINDS = ["uint16", "table", "uint32"] as const;
 
 export type Bytes = DataView | ArrayBuffer | Uint8Array;
 
@@ -24,6 +38,8 @@ export interface Header {
   notice: string;
   layer_stride: number;
   grids: GridMeta[];
+  /** Names of the A/B diff statistics (statistics.py DIFF_STATISTICS) with two grids; [] otherwise. */
+  diff: string[];
   /** Added by the widget: order of updates, and the update a delta applies to (-1: none). */
   seq: number;
   base: number;
@@ -40,6 +56,8 @@ export interface GridBuffers {
 export interface Payload {
   header: Header;
   grids: GridBuffers[];
+  /** f16 [D][R][C], D = header.diff.length; empty when header.diff is []. */
+  diff: Bytes;
   token_ids: Bytes;
   token_spans: Bytes;
 }
@@ -60,11 +78,11 @@ export interface ViewState {
   tokenIds: Uint32Array;
   /** [T][2] flattened: start, end in UTF-16 code units. */
   tokenSpans: Uint32Array;
+  /** A/B diff statistics [D][R][T] flattened, in header.diff order; null with one grid. */
+  diff: Float32Array | null;
 }
 
 export class PayloadError extends Error {}
-
-const PATCHED = ["cross_entropy", "rank"];
 
 function bytesOf(data: Bytes): Uint8Array {
   if (data instanceof Uint8Array) return data;
@@ -117,6 +135,8 @@ export interface DecodedUpdate {
   patches: (Float32Array | null)[];
   tokenIds: Uint32Array;
   tokenSpans: Uint32Array;
+  /** [D][R][C] of an A/B update; null when header.diff is []. */
+  diff: Float32Array | null;
 }
 
 // --- checking a payload before anything is sized or indexed from it -----------------------------
@@ -124,8 +144,6 @@ export interface DecodedUpdate {
 // a value is shown), so that the two decoders refuse exactly the same payloads:
 // js/fixtures/payload_cases.json holds both to it (js/payload.test.ts, tests/test_payload.py).
 
-const KINDS = ["full", "columns", "rows"];
-const ID_KINDS = ["uint16", "table", "uint32"];
 const BUFFERS = ["stats", "top_ids", "top_probs", "id_table", "patch"] as const;
 
 /** A value as an error message shows it: as JSON, which is also how the Python side shows it. */
@@ -168,9 +186,11 @@ function isStrings(value: unknown): value is string[] {
  */
 function checkHeader(header: unknown): Header {
   if (!isObject(header)) throw new PayloadError(`header is not an object: ${show(header)}`);
-  if (!isWhole(header.version) || header.version !== 1) throw new PayloadError(`payload version ${show(header.version)}, expected 1`);
+  if (!isWhole(header.version) || header.version !== VERSION) {
+    throw new PayloadError(`payload version ${show(header.version)}, expected ${VERSION}`);
+  }
   const kind = header.kind;
-  if (typeof kind !== "string" || !KINDS.includes(kind)) throw new PayloadError(`unknown update kind ${show(kind)}`);
+  if (typeof kind !== "string" || !(KINDS as readonly string[]).includes(kind)) throw new PayloadError(`unknown update kind ${show(kind)}`);
   for (const [name, least] of [["num_layers", 0], ["col_start", 0], ["n_tokens", 0], ["total_tokens", 0], ["top_k", 1], ["layer_stride", 1]] as const) {
     const value = header[name];
     if (!isWhole(value) || value < least) {
@@ -203,10 +223,14 @@ function checkHeader(header: unknown): Header {
   const grids = header.grids;
   if (!Array.isArray(grids)) throw new PayloadError(`header.grids must be a list, got ${show(grids)}`);
   grids.forEach((meta: unknown, g) => {
-    if (!(isObject(meta) && typeof meta.name === "string" && typeof meta.ids === "string" && ID_KINDS.includes(meta.ids))) {
+    if (!(isObject(meta) && typeof meta.name === "string" && typeof meta.ids === "string" && (ID_KINDS as readonly string[]).includes(meta.ids))) {
       throw new PayloadError(`header.grids[${g}] must be {"name": string, "ids": "uint16" | "table" | "uint32"}`);
     }
   });
+  const diff = header.diff;
+  if (!isStrings(diff)) throw new PayloadError(`header.diff must be a list of strings, got ${show(diff)}`);
+  // The diff compares a pair of cells: with any other number of grids there is no pair to compare.
+  if (diff.length && grids.length !== 2) throw new PayloadError(`header.diff needs exactly two grids, got ${grids.length}`);
   return h;
 }
 
@@ -267,13 +291,114 @@ export function decodeUpdate(payload: Payload): DecodedUpdate {
   for (const name of ["token_ids", "token_spans"] as const) {
     if (!isBytes(raw[name])) throw new PayloadError(`${name} must be a binary buffer, got ${show(raw[name])}`);
   }
+  if (!isBytes(raw.diff)) throw new PayloadError(`diff must be a binary buffer, got ${show(raw.diff)}`);
+  const D = header.diff.length;
+  const diff = D ? readF16(raw.diff, D * R * C, "diff") : null;
+  if (!D && bytesOf(raw.diff).byteLength) throw new PayloadError("diff must be empty when header.diff is []");
   return {
     header,
     grids,
     patches,
     tokenIds: readU32(payload.token_ids, C, "token_ids"),
     tokenSpans: readU32(payload.token_spans, 2 * C, "token_spans"),
+    diff,
   };
+}
+
+// --- the update logic, mirroring payload.py's splice_columns and merge_rows ---------------------
+
+/**
+ * The sizes a flattened grid does not carry (Python's GridArrays has them in its arrays' shapes):
+ * stats are [statistics][rows][columns], top ids and probabilities [rows][columns][topK].
+ */
+export interface GridSize {
+  statistics: number;
+  topK: number;
+}
+
+/** Statistics without top-k (the A/B diff, topK 0), so the same splice and merge serve them. */
+export function statsOnly(stats: Float32Array): Grid {
+  return { stats, topIds: new Uint32Array(0), topProbs: new Float32Array(0) };
+}
+
+/**
+ * A "columns" update: `old`'s first `start` columns of `rows` (each one of `oldRows`; `old` has
+ * `oldColumns` columns), then `fresh`'s `columns` columns; `patch` [patched.length][R] replaces column
+ * start - 1 of the `patched` statistics. Pure: returns new arrays.
+ */
+export function spliceColumns(
+  old: Grid,
+  oldRows: readonly number[],
+  oldColumns: number,
+  rows: readonly number[],
+  start: number,
+  fresh: Grid,
+  columns: number,
+  size: GridSize,
+  patch: Float32Array | null = null,
+  patched: readonly number[] = [],
+): Grid {
+  const { statistics: S, topK: k } = size;
+  const keep = rows.map((r) => oldRows.indexOf(r));
+  const oldR = oldRows.length;
+  const R = rows.length;
+  const C = columns;
+  const T = start + C;
+  const stats = new Float32Array(S * R * T);
+  const topIds = new Uint32Array(R * T * k);
+  const topProbs = new Float32Array(R * T * k);
+  for (let s = 0; s < S; s++) {
+    keep.forEach((oldRow, r) => {
+      const from = (s * oldR + oldRow) * oldColumns;
+      stats.set(old.stats.subarray(from, from + start), (s * R + r) * T);
+      stats.set(fresh.stats.subarray((s * R + r) * C, (s * R + r + 1) * C), (s * R + r) * T + start);
+    });
+  }
+  if (patch && start > 0) {
+    patched.forEach((s, p) => {
+      for (let r = 0; r < R; r++) stats[(s * R + r) * T + start - 1] = patch[p * R + r] as number;
+    });
+  }
+  keep.forEach((oldRow, r) => {
+    topIds.set(old.topIds.subarray(oldRow * oldColumns * k, (oldRow * oldColumns + start) * k), r * T * k);
+    topIds.set(fresh.topIds.subarray(r * C * k, (r + 1) * C * k), (r * T + start) * k);
+    topProbs.set(old.topProbs.subarray(oldRow * oldColumns * k, (oldRow * oldColumns + start) * k), r * T * k);
+    topProbs.set(fresh.topProbs.subarray(r * C * k, (r + 1) * C * k), (r * T + start) * k);
+  });
+  return { stats, topIds, topProbs };
+}
+
+/**
+ * A "rows" update: the rows of both, sorted, `fresh`'s replacing `old`'s; both have `columns` columns.
+ * Pure: returns new arrays and the merged rows.
+ */
+export function mergeRows(
+  old: Grid,
+  oldRows: readonly number[],
+  fresh: Grid,
+  freshRows: readonly number[],
+  columns: number,
+  size: GridSize,
+): [Grid, number[]] {
+  const { statistics: S, topK: k } = size;
+  const T = columns;
+  const rows = [...new Set([...oldRows, ...freshRows])].sort((a, b) => a - b);
+  const R = rows.length;
+  const stats = new Float32Array(S * R * T);
+  const topIds = new Uint32Array(R * T * k);
+  const topProbs = new Float32Array(R * T * k);
+  rows.forEach((row, r) => {
+    const inFresh = freshRows.indexOf(row);
+    const src = inFresh >= 0 ? fresh : old;
+    const i = inFresh >= 0 ? inFresh : oldRows.indexOf(row);
+    const srcR = inFresh >= 0 ? freshRows.length : oldRows.length;
+    for (let s = 0; s < S; s++) {
+      stats.set(src.stats.subarray((s * srcR + i) * T, (s * srcR + i + 1) * T), (s * R + r) * T);
+    }
+    topIds.set(src.topIds.subarray(i * T * k, (i + 1) * T * k), r * T * k);
+    topProbs.set(src.topProbs.subarray(i * T * k, (i + 1) * T * k), r * T * k);
+  });
+  return [{ stats, topIds, topProbs }, rows];
 }
 
 /**
@@ -294,6 +419,7 @@ export function applyUpdate(state: ViewState | null, payload: Payload): ViewStat
       grids: update.grids,
       tokenIds: update.tokenIds,
       tokenSpans: update.tokenSpans,
+      diff: update.diff,
     };
   }
   if (state === null) throw new PayloadError(`a "${h.kind}" update needs a state to apply to; send a full update first`);
@@ -305,6 +431,10 @@ export function applyUpdate(state: ViewState | null, payload: Payload): ViewStat
     throw new PayloadError("header.statistics differ from the state's");
   }
   if (h.top_k !== state.header.top_k) throw new PayloadError(`header.top_k is ${h.top_k}, the state's is ${state.header.top_k}`);
+  const stateDiff = state.header.diff;
+  if (h.diff.length !== stateDiff.length || h.diff.some((name, i) => name !== stateDiff[i])) {
+    throw new PayloadError("header.diff differs from the state's");
+  }
   return h.kind === "columns" ? applyColumns(state, update) : applyRows(state, update);
 }
 
@@ -312,51 +442,30 @@ function applyColumns(state: ViewState, update: DecodedUpdate): ViewState {
   const h = update.header;
   const start = h.col_start;
   const T = h.n_tokens;
-  const S = h.statistics.length;
-  const k = h.top_k;
   if (start > state.nTokens) throw new PayloadError(`header.col_start (${start}) is past the state's ${state.nTokens} columns`);
   const missing = h.rows.filter((r) => !state.rows.includes(r));
   if (missing.length) {
     throw new PayloadError(`header.rows [${missing.join(", ")}] are not among the state's rows, which a columns update keeps`);
   }
-  const keep = h.rows.map((r) => state.rows.indexOf(r));
-  const R = h.rows.length;
+  const size = { statistics: h.statistics.length, topK: h.top_k };
+  // A patch implies both patched statistics are named (decodeUpdate checked).
+  const patched = PATCHED.map((name) => h.statistics.indexOf(name)).filter((s) => s >= 0);
   const C = T - start;
-  const oldT = state.nTokens;
-  const patchIndex = PATCHED.map((name) => h.statistics.indexOf(name));
-  const grids = state.grids.map((old, g) => {
-    const fresh = update.grids[g] as Grid;
-    const patch = update.patches[g] ?? null;
-    const stats = new Float32Array(S * R * T);
-    const topIds = new Uint32Array(R * T * k);
-    const topProbs = new Float32Array(R * T * k);
-    for (let s = 0; s < S; s++) {
-      keep.forEach((oldRow, r) => {
-        const dst = (s * R + r) * T;
-        stats.set(old.stats.subarray((s * state.rows.length + oldRow) * oldT, (s * state.rows.length + oldRow) * oldT + start), dst);
-        stats.set(fresh.stats.subarray((s * R + r) * C, (s * R + r + 1) * C), dst + start);
-      });
-    }
-    if (patch && start > 0) {
-      patchIndex.forEach((s, p) => {
-        for (let r = 0; r < R; r++) stats[(s * R + r) * T + start - 1] = patch[p * R + r] as number;
-      });
-    }
-    keep.forEach((oldRow, r) => {
-      topIds.set(old.topIds.subarray(oldRow * oldT * k, (oldRow * oldT + start) * k), r * T * k);
-      topIds.set(fresh.topIds.subarray(r * C * k, (r + 1) * C * k), (r * T + start) * k);
-      topProbs.set(old.topProbs.subarray(oldRow * oldT * k, (oldRow * oldT + start) * k), r * T * k);
-      topProbs.set(fresh.topProbs.subarray(r * C * k, (r + 1) * C * k), (r * T + start) * k);
-    });
-    return { stats, topIds, topProbs };
-  });
+  const grids = state.grids.map((old, g) =>
+    spliceColumns(old, state.rows, state.nTokens, h.rows, start, update.grids[g] as Grid, C, size, update.patches[g] ?? null, patched),
+  );
+  // The diff statistics do not depend on the next token, so they have no patch.
+  const diff =
+    state.diff && update.diff
+      ? spliceColumns(statsOnly(state.diff), state.rows, state.nTokens, h.rows, start, statsOnly(update.diff), C, { statistics: h.diff.length, topK: 0 }).stats
+      : null;
   const tokenIds = new Uint32Array(T);
   tokenIds.set(state.tokenIds.subarray(0, start));
   tokenIds.set(update.tokenIds, start);
   const tokenSpans = new Uint32Array(2 * T);
   tokenSpans.set(state.tokenSpans.subarray(0, 2 * start));
   tokenSpans.set(update.tokenSpans, 2 * start);
-  return { header: h, rows: [...h.rows], rowLabels: [...h.row_labels], nTokens: T, grids, tokenIds, tokenSpans };
+  return { header: h, rows: [...h.rows], rowLabels: [...h.row_labels], nTokens: T, grids, tokenIds, tokenSpans, diff };
 }
 
 function applyRows(state: ViewState, update: DecodedUpdate): ViewState {
@@ -365,45 +474,31 @@ function applyRows(state: ViewState, update: DecodedUpdate): ViewState {
   if (h.n_tokens !== state.nTokens) {
     throw new PayloadError(`header.n_tokens (${h.n_tokens}) is not the state's ${state.nTokens}: a rows update covers them all`);
   }
+  const T = state.nTokens;
+  const size = { statistics: h.statistics.length, topK: h.top_k };
+  const grids = state.grids.map((old, g) => mergeRows(old, state.rows, update.grids[g] as Grid, h.rows, T, size)[0]);
   const rows = [...new Set([...state.rows, ...h.rows])].sort((a, b) => a - b);
+  const diff =
+    state.diff && update.diff
+      ? mergeRows(statsOnly(state.diff), state.rows, statsOnly(update.diff), h.rows, T, { statistics: h.diff.length, topK: 0 })[0].stats
+      : null;
   const labels = new Map<number, string>();
   state.rows.forEach((r, i) => labels.set(r, state.rowLabels[i] ?? String(r)));
   h.rows.forEach((r, i) => labels.set(r, h.row_labels[i] ?? String(r)));
-  const T = state.nTokens;
-  const S = h.statistics.length;
-  const k = h.top_k;
-  const R = rows.length;
-  const grids = state.grids.map((old, g) => {
-    const fresh = update.grids[g] as Grid;
-    const stats = new Float32Array(S * R * T);
-    const topIds = new Uint32Array(R * T * k);
-    const topProbs = new Float32Array(R * T * k);
-    rows.forEach((row, r) => {
-      const inUpdate = h.rows.indexOf(row);
-      const src = inUpdate >= 0 ? fresh : old;
-      const i = inUpdate >= 0 ? inUpdate : state.rows.indexOf(row);
-      const srcR = inUpdate >= 0 ? h.rows.length : state.rows.length;
-      for (let s = 0; s < S; s++) {
-        stats.set(src.stats.subarray((s * srcR + i) * T, (s * srcR + i + 1) * T), (s * R + r) * T);
-      }
-      topIds.set(src.topIds.subarray(i * T * k, (i + 1) * T * k), r * T * k);
-      topProbs.set(src.topProbs.subarray(i * T * k, (i + 1) * T * k), r * T * k);
-    });
-    return { stats, topIds, topProbs };
-  });
-  return {
-    ...state,
-    header: { ...h, rows, row_labels: rows.map((r) => labels.get(r) ?? String(r)) },
-    rows,
-    rowLabels: rows.map((r) => labels.get(r) ?? String(r)),
-    grids,
-  };
+  const rowLabels = rows.map((r) => labels.get(r) ?? String(r));
+  return { ...state, header: { ...h, rows, row_labels: rowLabels }, rows, rowLabels: [...rowLabels], grids, diff };
 }
 
 /** Accessors over the flattened arrays. */
 export function statAt(state: ViewState, grid: number, stat: number, row: number, col: number): number {
   const g = state.grids[grid] as Grid;
   return g.stats[(stat * state.rows.length + row) * state.nTokens + col] as number;
+}
+
+/** A diff statistic (index into header.diff) of the cell pair at (row, col); only when state.diff is set. */
+export function diffAt(state: ViewState, stat: number, row: number, col: number): number {
+  if (state.diff === null) throw new RangeError("diffAt needs an A/B state (header.diff is [])");
+  return state.diff[(stat * state.rows.length + row) * state.nTokens + col] as number;
 }
 
 export function topAt(state: ViewState, grid: number, row: number, col: number): { ids: number[]; probs: number[] } {
@@ -413,10 +508,23 @@ export function topAt(state: ViewState, grid: number, row: number, col: number):
   return { ids: Array.from(g.topIds.subarray(base, base + k)), probs: Array.from(g.topProbs.subarray(base, base + k)) };
 }
 
+/** How a view shows a statistic (statistics.py STATISTIC_INFO), sent once with the vocabulary. */
+export interface StatisticInfo {
+  name: string;
+  label: string;
+  /** Empty for plain numbers (a probability, a rank). */
+  units: string;
+  /** A view reverses these so that bright always means "confident / close". */
+  lower_is_better: boolean;
+  scale: "sequential" | "divergence" | "probability" | "rank";
+}
+
 export interface Vocabulary {
   size: number;
   offsets: Bytes;
   utf8: Bytes;
+  /** Single-model statistics, then diff statistics; absent from a kernel older than payload version 2. */
+  statistics?: StatisticInfo[];
 }
 
 /** Token id → text, decoded lazily (a 256k vocabulary is decoded only where it is looked at). */

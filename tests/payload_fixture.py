@@ -1,7 +1,14 @@
-"""A recorded stream of real session payloads, shared with the TypeScript tests (js/fixtures/).
+"""Recorded streams of real session payloads, shared with the TypeScript tests (js/fixtures/).
 
-Run `python tests/payload_fixture.py` to re-record. Both decoders are tested against it: Python in
+Run `python tests/payload_fixture.py` to re-record both. Both decoders are tested against them: Python in
 tests/test_payload_fixture.py, TypeScript in js/payload.test.ts, so the contract is one.
+
+- payload_stream.json: one model (full, columns, rows, columns, columns).
+- payload_stream_ab.json: two different models in one A/B session (full, columns, rows, columns), so
+  the two grids and the diff statistics go through every kind of update.
+
+Each file holds the updates, the vocabulary message, and the state the Python decoder rebuilt from them
+(`expected`), which the TypeScript decoder must rebuild too.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +24,12 @@ import torch
 from browser_support import jsonable
 from tiny_models import tiny_model, tiny_tokenizer
 
-from lens_widget.payload import apply_update
+from lens_widget.payload import ViewState, apply_update
 from lens_widget.session import LensSession
 
-FIXTURE = Path(__file__).resolve().parents[1] / "js" / "fixtures" / "payload_stream.json"
+FIXTURES = Path(__file__).resolve().parents[1] / "js" / "fixtures"
+FIXTURE = FIXTURES / "payload_stream.json"
+FIXTURE_AB = FIXTURES / "payload_stream_ab.json"
 
 
 def from_jsonable(value: Any) -> Any:
@@ -33,21 +43,34 @@ def from_jsonable(value: Any) -> Any:
 
 
 def _number(x: float) -> float | str:
+    """JSON has no NaN: it is written "NaN" (a last column's cross-entropy, an invalid cell)."""
     return "NaN" if math.isnan(x) else x
 
 
-def record() -> dict[str, Any]:
-    torch.manual_seed(0)
-    tokenizer = tiny_tokenizer(400)
-    model = tiny_model("gpt_neox", vocab_size=400, num_hidden_layers=4, max_position_embeddings=128)
-    session = LensSession(model, tokenizer, top_k=5, layer_stride=2)
-    steps = [
-        lambda: session.set_text("Paris is the"),
-        lambda: session.set_text("Paris is the capital 🙂"),
-        lambda: session.set_layer_stride(1),
-        lambda: session.set_text("Paris was the capital"),
-        lambda: session.set_text("Paris"),
-    ]
+def expected_state(state: ViewState) -> dict[str, Any]:
+    """The decoded state as JSON: what both decoders must rebuild from the recorded updates."""
+    return {
+        "rows": state.rows,
+        "row_labels": state.header["row_labels"],
+        "n_tokens": state.n_tokens,
+        "grids": [
+            {
+                "name": meta["name"],
+                "stats": [_number(float(x)) for x in grid.stats.ravel()],
+                "top_ids": grid.top_ids.ravel().tolist(),
+                "top_probs": [_number(float(x)) for x in grid.top_probs.ravel()],
+            }
+            for meta, grid in zip(state.header["grids"], state.grids, strict=True)
+        ],
+        "diff_names": state.header["diff"],
+        "diff": None if state.diff is None else [_number(float(x)) for x in state.diff.ravel()],
+        "token_ids": state.token_ids.tolist(),
+        "token_spans": state.token_spans.ravel().tolist(),
+    }
+
+
+def _stream(session: LensSession, steps: list[Callable[[], Any]]) -> dict[str, Any]:
+    """Run the steps, number the updates as the widget does (seq, base), and decode them in Python."""
     updates, state = [], None
     for seq, step in enumerate(steps, start=1):
         payload = step().payload
@@ -55,20 +78,51 @@ def record() -> dict[str, Any]:
         updates.append(payload)
         state = apply_update(state, payload)
     assert state is not None
-    expected = {
-        "rows": state.rows,
-        "row_labels": state.header["row_labels"],
-        "n_tokens": state.n_tokens,
-        "stats": [_number(float(x)) for x in state.grids[0].stats.ravel()],
-        "top_ids": state.grids[0].top_ids.ravel().tolist(),
-        "top_probs": state.grids[0].top_probs.ravel().tolist(),
-        "token_ids": state.token_ids.tolist(),
-        "token_spans": state.token_spans.ravel().tolist(),
+    return {
+        "updates": jsonable(updates),
+        "vocabulary": jsonable(session.vocabulary()),
+        "expected": expected_state(state),
     }
-    return {"updates": jsonable(updates), "vocabulary": jsonable(session.vocabulary()), "expected": expected}
+
+
+def record() -> dict[str, Any]:
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer(400)
+    model = tiny_model("gpt_neox", vocab_size=400, num_hidden_layers=4, max_position_embeddings=128)
+    session = LensSession(model, tokenizer, top_k=5, layer_stride=2)
+    return _stream(
+        session,
+        [
+            lambda: session.set_text("Paris is the"),
+            lambda: session.set_text("Paris is the capital 🙂"),
+            lambda: session.set_layer_stride(1),
+            lambda: session.set_text("Paris was the capital"),
+            lambda: session.set_text("Paris"),
+        ],
+    )
+
+
+def record_ab() -> dict[str, Any]:
+    """Two different models (architectures and weights) of one vocabulary and depth, through one lens."""
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer(400)
+    model_a = tiny_model("gpt_neox", vocab_size=400, num_hidden_layers=4, max_position_embeddings=128)
+    torch.manual_seed(1)
+    model_b = tiny_model("llama", vocab_size=400, num_hidden_layers=4, max_position_embeddings=128)
+    session = LensSession(model_a, tokenizer, model_b=model_b, names=("base", "tuned"), top_k=5, layer_stride=2)
+    return _stream(
+        session,
+        [
+            lambda: session.set_text("Paris is the"),
+            lambda: session.set_text("Paris is the capital 🙂"),
+            lambda: session.set_layer_stride(1),
+            lambda: session.set_text("Paris was the capital"),
+        ],
+    )
 
 
 if __name__ == "__main__":
-    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    FIXTURE.write_text(json.dumps(record()) + "\n")
-    print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size} bytes)")
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    for path, recorder in ((FIXTURE, record), (FIXTURE_AB, record_ab)):
+        path.write_text(json.dumps(recorder()) + "\n")
+        print(f"wrote {path} ({path.stat().st_size} bytes)")

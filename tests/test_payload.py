@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from tiny_models import tiny_model, tiny_tokenizer
 
+from lens_widget import payload as payload_module
 from lens_widget.payload import (
     F16_MAX,
+    GridArrays,
     GridBlock,
     PayloadError,
     apply_update,
@@ -21,14 +23,17 @@ from lens_widget.payload import (
     decode_vocabulary,
     encode_update,
     encode_vocabulary,
+    merge_rows,
     payload_size,
+    splice_columns,
 )
 from lens_widget.session import LensSession
-from lens_widget.statistics import STATISTICS
+from lens_widget.statistics import DIFF_STATISTICS, STATISTIC_INFO, STATISTICS
 
 S = len(STATISTICS)
 RANK = STATISTICS.index("rank")
-CASES = json.loads((Path(__file__).resolve().parents[1] / "js" / "fixtures" / "payload_cases.json").read_text())
+ROOT = Path(__file__).resolve().parents[1]
+CASES = json.loads((ROOT / "js" / "fixtures" / "payload_cases.json").read_text())
 """Payloads both decoders must judge alike; js/payload.test.ts runs the same cases."""
 
 
@@ -42,7 +47,14 @@ def block(rows: int, cols: int, k: int, vocab: int, seed: int = 0, patch: bool =
 
 
 def encode(
-    grid: GridBlock, vocab: int, *, kind: str = "full", col_start: int = 0, rows: list[int] | None = None
+    grid: GridBlock,
+    vocab: int,
+    *,
+    kind: str = "full",
+    col_start: int = 0,
+    rows: list[int] | None = None,
+    grid_b: GridBlock | None = None,
+    diff: np.ndarray | None = None,
 ) -> dict:
     R, C, k = grid.top_ids.shape
     rows = rows if rows is not None else list(range(R))
@@ -57,9 +69,10 @@ def encode(
         top_k=k,
         lens="logit",
         vocab_size=vocab,
-        grids=[grid],
+        grids=[grid] if grid_b is None else [grid, grid_b],
         token_ids=np.arange(C),
         token_spans=np.stack([np.arange(C), np.arange(C) + 1], 1),
+        diff=diff,
     )
 
 
@@ -84,6 +97,45 @@ def test_header_is_plain_json_and_buffers_are_bytes() -> None:
     assert payload_size(payload) == len(json.dumps(payload["header"], separators=(",", ":"))) + sum(
         len(v) for v in payload["grids"][0].values()
     ) + len(payload["token_ids"]) + len(payload["token_spans"])
+    assert payload["header"]["diff"] == [] and payload["diff"] == b""
+
+
+def _diff(rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 3, (len(DIFF_STATISTICS), rows, cols)).astype(np.float32)
+
+
+def test_an_ab_update_round_trips_its_diff_within_float16() -> None:
+    diff = _diff(2, 3)
+    payload = encode(block(2, 3, 4, 100), 100, grid_b=block(2, 3, 4, 100, seed=1), diff=diff)
+    assert payload["header"]["diff"] == list(DIFF_STATISTICS)
+    assert len(payload["diff"]) == diff.size * 2
+    assert payload_size(payload) == len(json.dumps(payload["header"], separators=(",", ":"))) + sum(
+        len(v) for grid in payload["grids"] for v in grid.values()
+    ) + len(payload["token_ids"]) + len(payload["token_spans"]) + len(payload["diff"])
+    state = apply_update(None, payload)
+    assert state.diff is not None and state.diff.dtype == np.float32
+    np.testing.assert_allclose(state.diff, diff, rtol=2**-11)
+
+
+def test_a_diff_needs_exactly_two_grids_to_encode() -> None:
+    with pytest.raises(PayloadError, match="exactly two grids"):
+        encode(block(2, 3, 4, 100), 100, diff=_diff(2, 3))
+
+
+def test_ab_deltas_splice_and_merge_the_diff_as_the_statistics() -> None:
+    """The diff of a state rebuilt from deltas is the one a full update of the same cells carries."""
+    full_diff, cols_diff, rows_diff = _diff(2, 5, 0), _diff(2, 3, 1), _diff(1, 5, 2)
+    a, b = block(2, 5, 3, 100, 0), block(2, 5, 3, 100, 1)
+    state = apply_update(None, encode(a, 100, rows=[0, 2], grid_b=b, diff=full_diff))
+    a2, b2 = block(2, 3, 3, 100, 2, patch=True), block(2, 3, 3, 100, 3, patch=True)
+    state = apply_update(state, encode(a2, 100, kind="columns", col_start=2, rows=[0, 2], grid_b=b2, diff=cols_diff))
+    f16 = lambda x: x.astype(np.float16).astype(np.float32)  # noqa: E731
+    expected = np.concatenate([f16(full_diff[:, :, :2]), f16(cols_diff)], axis=2)
+    np.testing.assert_array_equal(state.diff, expected)
+    a3, b3 = block(1, 5, 3, 100, 4), block(1, 5, 3, 100, 5)
+    state = apply_update(state, encode(a3, 100, kind="rows", rows=[1], grid_b=b3, diff=rows_diff))
+    assert state.rows == [0, 1, 2]
+    np.testing.assert_array_equal(state.diff, np.stack([expected[:, 0], f16(rows_diff)[:, 0], expected[:, 1]], axis=1))
 
 
 def test_more_distinct_ids_than_uint16_fall_back_to_uint32() -> None:
@@ -221,6 +273,14 @@ def test_shared_payload_cases_are_judged_as_the_typescript_decoder_judges_them(c
         assert grid.top_ids.shape == grid.top_probs.shape == (R, T, k)
     if "top_ids" in case:
         assert out.grids[0].top_ids.ravel().tolist() == case["top_ids"]
+    if out.header["diff"]:
+        assert out.diff is not None and out.diff.shape == (len(out.header["diff"]), R, T)
+    else:
+        assert out.diff is None
+    if "diff" in case:
+        expected = np.array([np.nan if x == "NaN" else x for x in case["diff"]], dtype=np.float32)
+        assert out.diff is not None
+        np.testing.assert_array_equal(out.diff.ravel(), expected)
 
 
 def test_shared_payload_cases_cover_what_the_issue_lists() -> None:
@@ -240,13 +300,23 @@ def test_shared_payload_cases_cover_what_the_issue_lists() -> None:
         "n_tokens 3.5",
         "top_k 0",
         "unknown kind",
-        "version 2",
+        "version 1",
         "header grids empty, one grid buffer",
         "stats one value short",
         "columns update for rows the state does not have",
         "columns update starting past the state's columns",
+        # payload version 2: the A/B diff
+        "header.diff with one grid",
+        "header.diff not strings",
+        "diff buffer one value short",
+        "diff buffer not empty with header.diff []",
+        "A/B delta without a diff on an A/B state",
+        "A/B full update",
+        "A/B columns update splices the diff, which has no patch",
+        "A/B rows update merges the diff's rows",
     ]:
         assert name in names
+    assert all(CASES["payloads"][name]["header"]["version"] == payload_module.VERSION for name in CASES["payloads"])
     assert {case["expected"] for case in CASES["cases"]} == {"refused", "accepted"}
 
 
@@ -262,3 +332,54 @@ def test_buffers_may_be_any_bytes_like_object() -> None:
     payload["token_ids"] = bytearray(payload["token_ids"])
     payload["grids"][0]["stats"] = memoryview(payload["grids"][0]["stats"])
     assert apply_update(None, payload).n_tokens == 3
+
+
+def test_splice_and_merge_are_pure() -> None:
+    """The session holds its state in these arrays too: the update logic must never write into them."""
+    a = GridArrays(
+        np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4),
+        np.zeros((3, 4, 2), np.int64),
+        np.ones((3, 4, 2), np.float32),
+    )
+    new = GridArrays(np.full((2, 3, 2), -1, np.float32), np.ones((3, 2, 2), np.int64), np.zeros((3, 2, 2), np.float32))
+    before = a.stats.copy()
+    out = splice_columns(a, [0, 1, 2], [0, 1, 2], 2, new, np.full((1, 3), 9, np.float32), [0])
+    assert out.stats.shape == (2, 3, 4) and (out.stats[0, :, 1] == 9).all()
+    merged, rows = merge_rows(
+        GridArrays.stats_only(a.stats), [0, 2, 4], GridArrays.stats_only(np.zeros((2, 1, 4), np.float32)), [3]
+    )
+    assert rows == [0, 2, 3, 4] and merged.stats.shape == (2, 4, 4) and merged.top_ids.shape == (4, 4, 0)
+    np.testing.assert_array_equal(a.stats, before)
+
+
+def _ts_constants() -> dict[str, Any]:
+    """js/payload.ts's exported constants, read from its source: `export const NAME = <JSON>[ as const];`."""
+    source = (ROOT / "js" / "payload.ts").read_text()
+    found = {}
+    for name, value in re.findall(r"^export const ([A-Z0-9_]+)\s*=\s*(.+?)(?:\s+as const)?;$", source, re.MULTILINE):
+        found[name] = json.loads(value)
+    return found
+
+
+def test_constants_agree_across_languages() -> None:
+    """The version, patched statistics, float16 ceiling and kinds are defined once per language; this holds
+    the two definitions together (a view on another version refuses every update)."""
+    ts = _ts_constants()
+    assert {"VERSION", "PATCHED", "F16_MAX", "KINDS", "ID_KINDS"} <= set(ts), "js/payload.ts exports these"
+    assert ts["VERSION"] == payload_module.VERSION
+    assert tuple(ts["PATCHED"]) == payload_module.PATCHED
+    assert ts["F16_MAX"] == payload_module.F16_MAX == float(np.finfo(np.float16).max)
+    assert tuple(ts["KINDS"]) == payload_module.KINDS
+    assert tuple(ts["ID_KINDS"]) == payload_module.ID_KINDS
+
+
+def test_vocabulary_carries_every_statistics_display_info() -> None:
+    """What js/payload.ts's StatisticInfo says a view gets: every statistic, with its scale kind."""
+    info = encode_vocabulary(["a"])["statistics"]
+    assert [entry["name"] for entry in info] == [*STATISTICS, *DIFF_STATISTICS]
+    json.dumps(info)
+    for entry in info:
+        assert set(entry) == {"name", "label", "units", "lower_is_better", "scale"}
+        assert isinstance(entry["lower_is_better"], bool)
+        assert entry["scale"] in ("sequential", "divergence", "probability", "rank")
+        assert entry == {"name": entry["name"], **STATISTIC_INFO[entry["name"]]}
