@@ -50,15 +50,10 @@ export function fillTooltip(el: HTMLElement, info: TooltipInfo): void {
     el.appendChild(div(doc, "lw-tip-line lw-tip-invalid", "invalid: the logits here are NaN or infinite (see the notice)"));
     return;
   }
-  el.appendChild(
-    div(
-      doc,
-      "lw-tip-line",
-      info.next
-        ? `next: ${visibleToken(info.next.text)} · rank ${info.next.rank >= 65504 ? "≥65504" : Math.round(info.next.rank)} · p ${formatProbability(info.next.probability)}`
-        : "next: none (last position)",
-    ),
-  );
+  // The real next token: with its rank and probability here, or per model in the A/B columns below.
+  const next = info.next ? `next: ${visibleToken(info.next.text)}` : "next: none (last position)";
+  const odds = info.next && !info.compare ? ` · rank ${rankText(info.next.rank)} · p ${formatProbability(info.next.probability)}` : "";
+  el.appendChild(div(doc, "lw-tip-line", next + odds));
   const units = info.units ? ` ${info.units}` : "";
   el.appendChild(div(doc, "lw-tip-line", `${info.statistic}: ${formatValue(info.value)}${units}`));
   if (!info.compare) {
@@ -66,17 +61,21 @@ export function fillTooltip(el: HTMLElement, info: TooltipInfo): void {
     return;
   }
   const c = info.compare;
-  for (const p of c.pair) el.appendChild(div(doc, "lw-tip-line", `${p.label}: ${formatValue(p.value)}${p.units ? ` ${p.units}` : ""}`));
+  for (const p of c.pair.filter((p) => p.label !== info.statistic)) el.appendChild(div(doc, "lw-tip-line", `${p.label}: ${formatValue(p.value)}${p.units ? ` ${p.units}` : ""}`));
   const columns = div(doc, "lw-tip-columns");
   [info.top, c.top].forEach((top, i) => {
     const column = div(doc, "lw-tip-column");
     column.appendChild(div(doc, "lw-tip-name", c.names[i] ?? ""));
     const next = i === 0 ? info.next : c.next;
-    if (next) column.appendChild(div(doc, "lw-tip-line", `next: rank ${next.rank >= 65504 ? "≥65504" : Math.round(next.rank)} · p ${formatProbability(next.probability)}`));
+    if (next) column.appendChild(div(doc, "lw-tip-line", `next: rank ${rankText(next.rank)} · p ${formatProbability(next.probability)}`));
     column.appendChild(topList(doc, top));
     columns.appendChild(column);
   });
   el.appendChild(columns);
+}
+
+function rankText(rank: number): string {
+  return rank >= 65504 ? "≥65504" : String(Math.round(rank));
 }
 
 function topList(doc: Document, top: { text: string; probability: number }[]): HTMLDivElement {
