@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { makeLayout } from "./heatmap";
 import type { Grid, StatisticInfo, ViewState } from "./payload";
 import { TokenStrings } from "./payload";
-import { choices, columnsShown, legendTitle, picture, type Scene, shown, tooltip, valueAt } from "./picture";
+import { choices, columnsShown, legendTitle, markedCount, picture, type Scene, shown, tooltip, valueAt } from "./picture";
 import { palette } from "./theme";
 
 const STATISTICS = ["entropy", "cross_entropy", "forward_kl", "max_probability", "rank"];
@@ -52,6 +52,7 @@ describe("the A/B diff", () => {
     const p = picture(sc, makeLayout(R, T, 600), 0, palette(false), null, false)!;
     for (let r = 0; r < R; r++) for (let c = 0; c < T; c++) expect(p.value(r, c)).toBe(0);
     for (let r = 0; r < R; r++) for (let c = 0; c < T; c++) expect(p.marked(r, c)).toBe(false);
+    expect(markedCount(sc)).toBe(0);
     expect(p.diverging).toBe(true);
   });
 
@@ -63,6 +64,8 @@ describe("the A/B diff", () => {
     expect(p.marked(2, 0)).toBe(true);
     expect(p.marked(0, 0)).toBe(false);
     expect(p.top1(2, 0)).toBe("<10>→<11>");
+    expect(markedCount(sc)).toBe(T); // every column of layer 0
+    expect(markedCount({ ...sc, mode: "a" })).toBe(0);
   });
 
   it("pair statistics come from the kernel's diff, with their own labels and scale", () => {

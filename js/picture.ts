@@ -94,8 +94,20 @@ export function invalidAt(scene: Scene, row: number, col: number): boolean {
   return grids.some((g) => Number.isNaN(statAt(s, g, entropy, row, col)));
 }
 
+/** The most likely token's id, read in place (this runs for every cell of every redraw). */
 function top1(scene: Scene, grid: number, row: number, col: number): number {
-  return topAt(scene.state, grid, row, col).ids[0] ?? 0;
+  const s = scene.state;
+  return (s.grids[grid]?.topIds[(row * s.nTokens + col) * s.header.top_k] as number | undefined) ?? 0;
+}
+
+/** How many of the cells shown carry the top-1-differs mark (0 outside the diff mode). */
+export function markedCount(scene: Scene): number {
+  if (effectiveMode(scene) !== "diff") return 0;
+  let n = 0;
+  for (const i of rowIndices(scene)) {
+    for (let c = scene.first; c < scene.first + scene.count; c++) if (top1(scene, 0, i, c) !== top1(scene, 1, i, c)) n++;
+  }
+  return n;
 }
 
 /** The two models' most likely tokens differ here (diff mode only). */

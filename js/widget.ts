@@ -8,7 +8,7 @@
 import type { RenderProps } from "@anywidget/types";
 import { type Cell, cellAt, cellRect, contentWidth, draw, drawLegend, makeLayout, scrollToShow } from "./heatmap";
 import type { Payload, Vocabulary } from "./payload";
-import { choices, columnsShown, effectiveMode, isAB, legendTitle, type Mode, modelNames, picture, rowIndices, type Scene, shown, tooltip } from "./picture";
+import { choices, columnsShown, effectiveMode, isAB, legendTitle, markedCount, type Mode, modelNames, picture, rowIndices, type Scene, shown, tooltip } from "./picture";
 import { Receiver } from "./receiver";
 import { afterClick, afterHover, afterKey, NOTHING, type Selection, within } from "./selection";
 import { EditSync, isEditDone } from "./sync";
@@ -295,17 +295,8 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     root.dataset.mode = effectiveMode(s);
     root.dataset.seq = String(received.seq);
     root.dataset.selected = selection.cell ? `${selection.cell.row},${selection.cell.col}` : "";
-    root.dataset.marked = String(countMarked(s, p.layout.rows));
+    root.dataset.marked = String(markedCount(s));
     if (selection.cell) showTooltip(selection.cell);
-  }
-
-  /** Cells drawn with the top-1-differs mark (for tests and screen readers alike: a number, not pixels). */
-  function countMarked(s: Scene, rows: number): number {
-    if (effectiveMode(s) !== "diff") return 0;
-    const p = picture(s, currentLayout(s), 0, palette(false), null, false);
-    let n = 0;
-    for (let r = 0; r < rows; r++) for (let c = 0; c < s.count; c++) if (p?.marked(r, c)) n++;
-    return n;
   }
 
   function showTooltip(cell: Cell): void {
