@@ -1,4 +1,15 @@
-"""lens-widget: watch what every layer of a transformer would predict, through the logit and tuned lenses."""
+"""lens-widget: watch what every layer of a transformer would predict, through the logit and tuned lenses.
+
+The engine (LensSession and what it builds on) needs torch and transformers only. The widget and the
+tuned-lens drop-ins (LensWidget, plot_lens, compare_models) need anywidget, traitlets and ipywidgets,
+so they are imported when first used (module `__getattr__`): `import lens_widget` and
+`import lens_widget.session` work in a plain Python process or a server without them.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from .adapter import ModelAdapter, ModelForward
 from .errors import (
@@ -9,18 +20,46 @@ from .errors import (
     LensNotFoundError,
     LensWidgetError,
 )
-from .grid import LensGrid, compute_grid, next_token_targets, row_labels
+from .grid import LensGrid, PairGrid, compute_grid, compute_pair_grid, next_token_targets, row_labels
 from .lens_files import LensConfig
 from .lenses import Lens, LogitLens, TunedLens
 from .payload import PayloadError, apply_update, decode_update
 from .session import LensSession, Update
-from .statistics import STATISTICS, UNITS
-from .widget import LensWidget
+from .statistics import DIFF_STATISTICS, STATISTIC_INFO, STATISTICS, UNITS, pair_statistics
+
+if TYPE_CHECKING:
+    from .compat import compare_models, plot_lens
+    from .widget import LensWidget
 
 __version__ = "0.1.0"
 
+_LAZY = {"LensWidget": "widget", "plot_lens": "compat", "compare_models": "compat"}
+"""Names whose modules import the Jupyter widget stack, by the module that defines them."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        value = getattr(import_module(f".{module}", __name__), name)
+    except ImportError as exc:
+        raise ImportError(
+            f"lens_widget.{name} needs the Jupyter widget packages ({exc}); install them with "
+            "`pip install anywidget ipywidgets traitlets`. LensSession works without them."
+        ) from exc
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = [
+    "DIFF_STATISTICS",
     "STATISTICS",
+    "STATISTIC_INFO",
     "UNITS",
     "AdapterError",
     "InvalidLensError",
@@ -36,12 +75,17 @@ __all__ = [
     "LogitLens",
     "ModelAdapter",
     "ModelForward",
+    "PairGrid",
     "PayloadError",
     "TunedLens",
     "Update",
     "apply_update",
+    "compare_models",
     "compute_grid",
+    "compute_pair_grid",
     "decode_update",
     "next_token_targets",
+    "pair_statistics",
+    "plot_lens",
     "row_labels",
 ]

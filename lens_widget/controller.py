@@ -56,9 +56,8 @@ class WidgetController:
         self._run("Could not change the layer stride", lambda: self.session.set_layer_stride(change["new"]))
 
     def _on_lens(self, change: Any) -> None:
-        for model, tuned in self.tuned.items():
-            lens = tuned if change["new"] == "tuned" else None
-            self._run("Could not switch the lens", partial(self.session.set_lens, lens, model=model))
+        lenses = {model: tuned if change["new"] == "tuned" else None for model, tuned in self.tuned.items()}
+        self._run("Could not switch the lens", partial(self.session.set_lenses, lenses))
 
     def _on_message(self, widget: Any, content: Any, buffers: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None

@@ -8,22 +8,42 @@ rank (from its kept logits when it was the last column, so an append costs one m
 column of lens work). Every layer's hidden states are kept per position, so a lens switch or a
 stride change costs lens work only.
 
+A/B (`model_b=`): two models over the same tokens, each with its own track (cache, hidden states,
+lens, cells), named "a" and "b". B uses A's lens unless `lens_b` is given. Each update runs each
+model on the same suffix, and both models' head GEMMs and the diff statistics of each pair of cells
+(statistics.DIFF_STATISTICS: KL both ways, Jensen–Shannon, top-1 agreement) come from the same
+position blocks (grid.compute_pair_grid), so an append costs about twice one model's. The models
+must share the vocabulary (unembedding size, and the tokenizer must fit both input embeddings).
+Depths may differ: rows are A's layer indices, and row r (0 … L_A, L_A = output) is paired with B's
+layer round(r × L_B / L_A), halves rounded up, so the output pairs with the output and the nearest
+layer by relative depth with each other row (grid.aligned_layers); each row's label then names both
+indices ("3 | 6"). The stride applies to A's rows.
+
 Bounds (documented in the README): at most `max_tokens` tokens (default 2048, never more than the
-model's context). Longer text is cut to its first `max_tokens` tokens, and each update says so in
-`notice`; only as much of the text is tokenized as those tokens need, so a keystroke costs the same
-in a huge text as in a short one, and the tokens left out are then an estimate ("about N"). Kept
-state is about (L + 1) × T × d hidden values and the key/value cache in the model's dtype, plus
-(S × 4 + k × 12) bytes per displayed cell; it shrinks with the text.
+model's context, or either model's). Longer text is cut to its first `max_tokens` tokens, and each
+update says so in `notice`; only as much of the text is tokenized as those tokens need, so a
+keystroke costs the same in a huge text as in a short one, and the tokens left out are then an
+estimate ("about N"). Kept state per model is about (L + 1) × T × d hidden values and the key/value
+cache in the model's dtype, plus (S × 4 + k × 12) bytes per displayed cell (and D × 4 for the A/B
+diff); it shrinks with the text.
 
 Cells whose logits are not finite (a broken model or lens weight, an overflow) are NaN in every
-statistic, and each update's `notice` names the rows that hold any, over the whole kept grid.
+statistic (and in every diff statistic of their pair), and each update's `notice` names the rows
+that hold any, over the whole kept grid, and which model.
 
-No widget or Jupyter dependency: the widget is a thin shell around this.
+The session changes its own cells with payload.splice_columns and payload.merge_rows, the functions
+a receiver applies updates with, so what the session holds and what a view rebuilds agree by
+construction.
+
+No widget or Jupyter dependency (no anywidget, traitlets or ipywidgets): the widget is a thin shell
+around this.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import copy
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,17 +52,37 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adapter import ModelAdapter, ModelForward
-from .grid import DEFAULT_CHUNK_BYTES, LensGrid, compute_grid, next_token_targets, row_labels
+from .adapter import ModelAdapter
+from .checks import (
+    MODELS,
+    available_device,
+    check_max_tokens,
+    check_model,
+    check_same_vocabulary,
+    check_stride,
+    check_top_k,
+    check_vocabulary,
+    context_length,
+    display_names,
+    positive_int,
+    whose,
+)
+from .errors import LensMismatchError
+from .grid import (
+    DEFAULT_CHUNK_BYTES,
+    LensGrid,
+    compute_grid,
+    compute_pair_grid,
+    next_token_targets,
+    pair_row_labels,
+)
 from .lenses import Lens, LogitLens, TunedLens
-from .payload import GridBlock, encode_update, encode_vocabulary
-from .statistics import NO_TARGET, STATISTICS, cross_entropy, log_probs, rank
+from .payload import PATCHED, GridArrays, encode_update, encode_vocabulary, merge_rows, splice_columns
+from .statistics import DIFF_STATISTICS, NO_TARGET, STATISTICS, cross_entropy, log_probs, rank
 from .text import Tokens, check_tokenizer, tokenize, vocabulary
+from .track import Track
 
-DEFAULT_MAX_TOKENS = 2048
-_CONTEXT_ATTRS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
-_CE, _RANK = STATISTICS.index("cross_entropy"), STATISTICS.index("rank")
-_ENTROPY = STATISTICS.index("entropy")
+_PATCHED = [STATISTICS.index(name) for name in PATCHED]
 
 
 @dataclass(frozen=True)
@@ -63,91 +103,13 @@ class Update:
         return range(self.col_start, self.n_tokens)
 
 
-class _Track:
-    """One model's state over the session's text, separable so that an A/B session holds two."""
-
-    def __init__(self, name: str, adapter: ModelAdapter, lens: Lens) -> None:
-        self.name = name
-        self.adapter = adapter
-        self.lens = lens
-        self.reset()
-
-    def reset(self) -> None:
-        adapter = self.adapter
-        self.cache: Any = None
-        self.hidden = torch.empty(
-            (adapter.num_layers + 1, 0, adapter.d_model), dtype=adapter.dtype, device=adapter.device
-        )
-        self.rows: list[int] = []
-        self.stats = np.empty((len(STATISTICS), 0, 0), np.float32)
-        self.top_ids = np.empty((0, 0, 0), np.int64)
-        self.top_probs = np.empty((0, 0, 0), np.float32)
-        self.last_logits: dict[int, torch.Tensor] = {}
-        """Row → float32 [vocab] logits of the last column, for the next append's patch."""
-
-    @property
-    def positions(self) -> int:
-        return int(self.hidden.shape[1])
-
-    def advance(self, ids: list[int], keep: int) -> None:
-        """Bring hidden states and cache to `ids`, reusing the first `keep` positions."""
-        old = self.positions
-        if self.cache is None:
-            keep = 0  # nothing to continue from (a model that returns no cache): run everything
-        if keep < old:
-            if self.cache is not None and self._croppable(old):
-                self.cache.crop(-(old - keep))
-            else:
-                self.cache, keep = None, 0  # recompute from the start: same results, more work
-            self.hidden = self.hidden[:, :keep].clone()  # clone: let the dropped positions' memory go
-        if len(ids) > keep:
-            suffix = torch.tensor(ids[keep:], dtype=torch.long)
-            hidden, self.cache = self.adapter.run(suffix, self.cache if keep else None)
-            seq_length = getattr(self.cache, "get_seq_length", None)
-            if not callable(seq_length) or seq_length() != len(ids):
-                self.cache = None  # a cache that does not cover every position cannot be continued
-            self.hidden = torch.cat([self.hidden[:, :keep], hidden], dim=1)
-
-    def _croppable(self, length: int) -> bool:
-        """Whether a cache of `length` positions can be cut back. A sliding-window layer keeps only its
-        last window - 1 positions once `length` reaches its window, so from there it cannot (and
-        transformers refuses to): the text is then recomputed from the start."""
-        layers = getattr(self.cache, "layers", None)
-        if layers is None:
-            return not any(getattr(self.cache, "is_sliding", None) or [])
-        windows = [getattr(layer, "sliding_window", None) for layer in layers if getattr(layer, "is_sliding", False)]
-        return all(isinstance(window, int) and length < window for window in windows)
-
-    def grid(self, rows: Sequence[int], start: int, targets: torch.Tensor, top_k: int, chunk: int) -> LensGrid:
-        forward = ModelForward(self.hidden[:, start:])
-        return compute_grid(
-            self.adapter, self.lens, forward, targets[start:], rows, top_k, chunk, keep_last_logits=True
-        )
-
-    def invalid_rows(self) -> list[int]:
-        """Rows with a cell whose logits are not finite (NaN entropy, which only such a cell has)."""
-        bad = np.isnan(self.stats[_ENTROPY]).any(axis=1)
-        return [row for row, b in zip(self.rows, bad, strict=True) if b]
-
-    def keep_rows(self, rows: Sequence[int]) -> None:
-        index = [self.rows.index(r) for r in rows]
-        self.stats, self.top_ids, self.top_probs = self.stats[:, index], self.top_ids[index], self.top_probs[index]
-        self.rows = list(rows)
-        self.last_logits = {r: v for r, v in self.last_logits.items() if r in rows}
-
-    def block(self, rows: Sequence[int], start: int, patch: np.ndarray | None = None) -> GridBlock:
-        index = [self.rows.index(r) for r in rows]
-        return GridBlock(
-            self.name,
-            self.stats[:, index, start:],
-            self.top_ids[index, start:],
-            self.top_probs[index, start:],
-            patch,
-        )
+def _arrays(grid: LensGrid) -> GridArrays:
+    return GridArrays(grid.statistics, grid.top_ids, grid.top_probs)
 
 
 class LensSession:
-    """A lens grid over an editable text, recomputed incrementally."""
+    """A lens grid over an editable text, recomputed incrementally; with `model_b`, two models and
+    the diff of each pair of cells."""
 
     def __init__(
         self,
@@ -155,6 +117,9 @@ class LensSession:
         tokenizer: Any,
         lens: Lens | None = None,
         *,
+        model_b: nn.Module | None = None,
+        lens_b: Lens | None = None,
+        names: Sequence[str] | None = None,
         top_k: int = 10,
         layer_stride: int = 1,
         device: str | torch.device | None = None,
@@ -162,24 +127,45 @@ class LensSession:
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         name: str | None = None,
     ) -> None:
-        _check_model(model)
+        models = [model] if model_b is None else [model, model_b]
+        for key, m in zip(MODELS, models, strict=False):
+            check_model(m, "model" if key == "a" else "model_b")
+        if lens_b is not None and model_b is None:
+            raise ValueError("lens_b is model B's lens: pass model_b too, or give the lens as `lens`")
         check_tokenizer(tokenizer)
+        display = display_names(models, names, name)
         if device is not None:
-            model.to(_available_device(device))  # documented: the session runs the model where asked
-        model.eval()
-        adapter = ModelAdapter(model)
+            target = available_device(device)
+            for m in models:
+                m.to(target)  # documented: the session runs the models where asked
+        adapters = []
+        for m in models:
+            m.eval()
+            adapters.append(ModelAdapter(m))
+        check_same_vocabulary(adapters, display)
         self.tokenizer = tokenizer
-        self._input_vocab = _check_vocabulary(tokenizer, model, adapter)
-        self.top_k = _check_top_k(top_k, adapter.vocab_size)
-        self.max_tokens = _check_max_tokens(max_tokens, _context_length(model))
-        self.chunk_bytes = _positive_int(chunk_bytes, "chunk_bytes")
-        self.layer_stride = _check_stride(layer_stride)
-        model_name = name or getattr(model.config, "name_or_path", "") or type(model).__name__
-        self._tracks = [_Track(str(model_name), adapter, self._fit_lens(adapter, lens))]
+        self._input_vocab = min(
+            check_vocabulary(tokenizer, m, a, whose(key, display, len(models)))
+            for key, m, a in zip(MODELS, models, adapters, strict=False)
+        )
+        self.top_k = check_top_k(top_k, adapters[0].vocab_size)
+        self.max_tokens = check_max_tokens(max_tokens, context_length(models))
+        self.chunk_bytes = positive_int(chunk_bytes, "chunk_bytes")
+        self.layer_stride = check_stride(layer_stride)
+        reference = adapters[0].num_layers
+        self._ab = model_b is not None
+        self._tracks: tuple[Track, ...] = ()
+        for key, label, adapter, given in zip(MODELS, display, adapters, [lens, lens_b], strict=False):
+            track = Track(key, label, adapter, LogitLens(), reference, self.top_k)
+            track.lens = self._fit_lens(track, lens if given is None else given)  # B: A's lens unless lens_b
+            self._tracks = (*self._tracks, track)
+        self._rows: list[int] = []
+        self._diff: np.ndarray | None = None
         self._text = ""
         self._tokens = Tokens(ids=[], spans=np.empty((0, 2), np.uint32), total=0)
         self._fresh = True
         self._vocabulary: dict[str, Any] | None = None
+        self.reset()
 
     # --- public state -------------------------------------------------------------------------
 
@@ -192,27 +178,63 @@ class LensSession:
         return self._tokens
 
     @property
+    def is_ab(self) -> bool:
+        """Whether the session compares two models (A/B), with diff statistics."""
+        return self._ab
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The track names: ("a",) or ("a", "b")."""
+        return tuple(t.key for t in self._tracks)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Each model's display name, distinct: the `names` given, else its config's name_or_path, else
+        its class name (" (B)" is added to B's when it equals A's)."""
+        return tuple(t.name for t in self._tracks)
+
+    @property
     def num_layers(self) -> int:
+        """Model A's depth L: rows are A's layer indices, L its output."""
         return self._tracks[0].adapter.num_layers
 
     @property
     def lens(self) -> Lens:
+        """Model A's lens (`lens_of` for either model)."""
         return self._tracks[0].lens
+
+    def lens_of(self, model: str = "a") -> Lens:
+        """The lens `model` ("a" or "b") is read through."""
+        return self._track(model).lens
 
     @property
     def display_rows(self) -> list[int]:
-        """Rows the stride selects: 0, s, 2s, … < L, and always the output row L."""
+        """Rows the stride selects: 0, s, 2s, … < L, and always the output row L (A's indices)."""
         return [*range(0, self.num_layers, self.layer_stride), self.num_layers]
 
     @property
     def rows(self) -> list[int]:
         """Rows with cells (at least display_rows; more after a stride change, until the next edit)."""
-        return list(self._tracks[0].rows)
+        return list(self._rows)
 
-    def grid_arrays(self, track: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def layers(self, model: str = "a") -> list[int]:
+        """The layer of `model` each of `rows` shows (A's rows themselves; B's by relative depth)."""
+        return self._track(model).layers(self._rows)
+
+    @property
+    def row_labels(self) -> list[str]:
+        """The label of each of `rows` (both models' layer indices when their depths differ)."""
+        return self._labels(self._rows)
+
+    def grid_arrays(self, model: str = "a") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """float32 statistics [S, rows, T], int64 top ids and float32 top probabilities [rows, T, k]."""
-        t = self._tracks[track]
-        return t.stats, t.top_ids, t.top_probs
+        arrays = self._track(model).arrays
+        return arrays.stats, arrays.top_ids, arrays.top_probs
+
+    def diff_arrays(self) -> np.ndarray | None:
+        """float32 [len(DIFF_STATISTICS), rows, T] of an A/B session (None with one model). B − A of
+        the single-model statistics is not here: subtract the two grid_arrays."""
+        return self._diff
 
     def vocabulary(self) -> dict[str, Any]:
         """Every token id's text, encoded once for the view (payload.encode_vocabulary)."""
@@ -229,46 +251,67 @@ class LensSession:
         with self._consistent():
             old = self._tokens
             keep = 0 if self._fresh else _common_prefix(old, tokens)
-            changed = old.ids != tokens.ids
+            patched = old.ids != tokens.ids and keep > 0  # column keep - 1 has a new next token
             ids = tokens.ids
             targets = next_token_targets(torch.tensor(ids, dtype=torch.long))
             rows = self.display_rows
-            patches: list[np.ndarray | None] = []
             for track in self._tracks:
                 track.advance(ids, keep)
-                if not self._fresh:
-                    track.keep_rows(rows)
-                patches.append(self._patch(track, keep, targets) if changed and keep > 0 else None)
-                grid = track.grid(rows, keep, targets, self.top_k, self.chunk_bytes)
-                self._splice(track, rows, keep, grid, patches[-1])
+            patches = [self._patch(track, rows, keep, targets) if patched else None for track in self._tracks]
+            grids, diff = self._compute(rows, keep, targets)
+            self._splice(rows, keep, grids, patches, diff)
             self._text, self._tokens = text, tokens
-            kind = "full" if keep == 0 else "columns"
             self._fresh = False
-            return self._update(kind, rows, keep, patches)
+            return self._update("full" if keep == 0 else "columns", rows, keep, patches)
 
-    def set_lens(self, lens: Lens | None) -> Update:
-        """Switch lens (tuned ↔ logit) without running the model: lens rows are recomputed."""
-        fitted = [self._fit_lens(t.adapter, lens) for t in self._tracks]
+    def set_lens(self, lens: Lens | None, model: str = "a") -> Update:
+        """Switch one model's lens (tuned ↔ logit) without running a model: its lens rows are
+        recomputed (in A/B, with the other model's cells and the diff, which depends on both)."""
+        return self.set_lenses({model: lens})
+
+    def set_lenses(self, lenses: Mapping[str, Lens | None]) -> Update:
+        """Switch several models' lenses at once (the widget's lens toggle): the rows are recomputed
+        once for all of them, where one set_lens per model would recompute the diff twice."""
+        tracks = [(self._track(model), lens) for model, lens in lenses.items()]
+        fitted = [(track, self._fit_lens(track, lens)) for track, lens in tracks]
         with self._consistent():
-            for track, new in zip(self._tracks, fitted, strict=True):
-                track.lens = new
-            lens_rows = [r for r in self.rows if r < self.num_layers]
-            self._compute_rows(lens_rows)
-            return self._update("rows", lens_rows, 0)
+            lens_rows: set[int] = set()
+            for track, lens in fitted:
+                track.lens = lens
+                own = track.adapter.num_layers
+                lens_rows |= {r for r, layer in zip(self._rows, track.layers(self._rows), strict=True) if layer < own}
+            rows = sorted(lens_rows)
+            self._compute_rows(rows)
+            return self._update("rows", rows, 0)
 
     def set_layer_stride(self, stride: int) -> Update:
         """Show every `stride`-th layer (and the output row); only rows not yet computed cost work."""
-        self.layer_stride = _check_stride(stride)
+        self.layer_stride = check_stride(stride)
         with self._consistent():
-            missing = [r for r in self.display_rows if r not in self.rows]
+            missing = [r for r in self.display_rows if r not in self._rows]
             self._compute_rows(missing)
             return self._update("rows", missing, 0)
 
     def full_update(self) -> Update:
         """The whole state, for a view that has nothing yet."""
-        return self._update("full", self.rows, 0)
+        return self._update("full", self._rows, 0)
+
+    def reset(self) -> None:
+        """Forget every cached result; the next set_text recomputes from scratch (a "full" update)."""
+        for track in self._tracks:
+            track.reset()
+        self._rows = []
+        self._diff = np.empty((len(DIFF_STATISTICS), 0, 0), np.float32) if self.is_ab else None
+        self._tokens = Tokens(ids=[], spans=np.empty((0, 2), np.uint32), total=0)
+        self._fresh = True
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _track(self, model: str) -> Track:
+        for track in self._tracks:
+            if track.key == model:
+                return track
+        raise ValueError(f"model must be one of {self.models}, got {model!r}")
 
     @contextmanager
     def _consistent(self) -> Iterator[None]:
@@ -279,97 +322,125 @@ class LensSession:
             self.reset()
             raise
 
-    def reset(self) -> None:
-        """Forget every cached result; the next set_text recomputes from scratch (a "full" update)."""
-        for track in self._tracks:
-            track.reset()
-        self._tokens = Tokens(ids=[], spans=np.empty((0, 2), np.uint32), total=0)
-        self._fresh = True
-
     def _check_ids(self, ids: list[int]) -> None:
-        """The tokenizer can gain tokens after the session checked it (add_tokens): refuse those the
+        """The tokenizer can gain tokens after the session checked it (add_tokens): refuse those a
         model has no embedding for, before any state changes."""
         beyond = [i for i in ids if i >= self._input_vocab]
         if beyond:
             token = self.tokenizer.convert_ids_to_tokens(beyond[0])
+            vocabularies = "the models' vocabularies" if self.is_ab else "the model's vocabulary"
             raise ValueError(
-                f"token id {beyond[0]} ({token!r}) is beyond the model's vocabulary of {self._input_vocab} ids; "
+                f"token id {beyond[0]} ({token!r}) is beyond {vocabularies} of {self._input_vocab} ids; "
                 "was it added to the tokenizer without resizing the model's embeddings?"
             )
 
-    def _fit_lens(self, adapter: ModelAdapter, lens: Lens | None) -> Lens:
+    def _fit_lens(self, track: Track, lens: Lens | None) -> Lens:
+        """`lens` checked against the track's model and moved to its device and dtype.
+
+        A tuned lens the other model uses, on another device or in another dtype, is copied first:
+        fitting moves a lens in place, which would take it away from the other model. Reusing A's lens
+        for B is what was asked, so B's unembedding fingerprint differing from A's is not warned about.
+        """
         if lens is None:
             return LogitLens()
         if isinstance(lens, TunedLens):
-            return lens.fit(adapter)
+            others = [t for t in self._tracks if t is not track and t.lens is lens]  # A's lens reused for B
+            if any((t.adapter.device, t.adapter.dtype) != (track.adapter.device, track.adapter.dtype) for t in others):
+                lens = copy.deepcopy(lens)
+            try:
+                with warnings.catch_warnings():
+                    if others:  # one lens for both checkpoints, as asked: its fingerprint is A's, not B's
+                        warnings.filterwarnings("ignore", message="the lens was trained for", category=UserWarning)
+                    return lens.fit(track.adapter)
+            except LensMismatchError as exc:
+                if not self._ab:
+                    raise
+                raise LensMismatchError(f"model {track.key.upper()} ({track.name}): {exc}") from exc
         if not isinstance(lens, Lens):
             raise TypeError(f"lens must be a TunedLens, a LogitLens or None, got {type(lens).__name__}")
         return lens
 
-    def _patch(self, track: _Track, keep: int, targets: torch.Tensor) -> np.ndarray:
-        """Cross-entropy and rank of column keep - 1, whose next token changed."""
-        rows = track.rows
-        patch = np.full((2, len(rows)), np.nan, np.float32)
+    def _patch(self, track: Track, rows: list[int], keep: int, targets: torch.Tensor) -> np.ndarray:
+        """Cross-entropy and rank (payload.PATCHED order) of column keep - 1, whose next token changed."""
+        patch = np.full((len(_PATCHED), len(rows)), np.nan, np.float32)
         target = int(targets[keep - 1])
         if target == NO_TARGET:
             return patch  # it became the last column: nothing to predict
-        if keep == track.stats.shape[2] and all(r in track.last_logits for r in rows):
+        if keep == track.columns and all(r in track.last_logits for r in rows):
             logits = torch.stack([track.last_logits[r] for r in rows])
         else:
-            grid = compute_grid(
-                track.adapter,
-                track.lens,
-                ModelForward(track.hidden[:, keep - 1 : keep]),
-                targets[keep - 1 : keep],
-                rows,
-                self.top_k,
-                self.chunk_bytes,
-                keep_last_logits=True,
-            )
-            assert grid.last_logits is not None
-            logits = grid.last_logits
+            logits = track.column_logits(rows, keep - 1, self.top_k, self.chunk_bytes)
         target_t = torch.full((len(rows),), target, dtype=torch.long, device=logits.device)
-        patch[0] = cross_entropy(log_probs(logits), target_t).cpu().numpy()
-        patch[1] = rank(logits, target_t).cpu().numpy()
+        values = {"cross_entropy": cross_entropy(log_probs(logits), target_t), "rank": rank(logits, target_t)}
+        for i, name in enumerate(PATCHED):
+            patch[i] = values[name].cpu().numpy()
         return patch
 
-    def _splice(self, track: _Track, rows: list[int], keep: int, grid: LensGrid, patch: np.ndarray | None) -> None:
-        """Columns before `keep` stay (track.rows == rows by now), the patch fixes column keep - 1,
-        the new grid's columns follow."""
-        old_columns = track.stats.shape[2]
-        if keep == 0:
-            stats = np.empty((len(STATISTICS), len(rows), 0), np.float32)
-            top_ids = np.empty((len(rows), 0, self.top_k), np.int64)
-            top_probs = np.empty((len(rows), 0, self.top_k), np.float32)
-        else:
-            stats, top_ids, top_probs = track.stats[:, :, :keep], track.top_ids[:, :keep], track.top_probs[:, :keep]
-        if patch is not None:
-            stats = stats.copy()
-            stats[[_CE, _RANK], :, keep - 1] = patch
-        track.stats = np.concatenate([stats, grid.statistics], axis=2)
-        track.top_ids = np.concatenate([top_ids, grid.top_ids], axis=1)
-        track.top_probs = np.concatenate([top_probs, grid.top_probs], axis=1)
-        track.rows = list(rows)
-        if grid.last_logits is not None:
-            track.last_logits = dict(zip(rows, grid.last_logits, strict=True))
-        elif keep < old_columns:
-            track.last_logits = {}  # the text shrank: the new last column's logits are not kept
+    def _compute(self, rows: list[int], start: int, targets: torch.Tensor) -> tuple[list[LensGrid], np.ndarray | None]:
+        """Every track's cells of `rows` from column `start` on, and in A/B the diff, from the same blocks."""
+        k, chunk = self.top_k, self.chunk_bytes
+        if not self._ab:
+            a = self._tracks[0].source(start)
+            return [compute_grid(a.adapter, a.lens, a.forward, targets[start:], rows, k, chunk, True)], None
+        track_a, track_b = self._tracks
+        pair = compute_pair_grid(
+            track_a.source(start),
+            track_b.source(start),
+            targets[start:],
+            rows,
+            k,
+            chunk,
+            keep_last_logits=True,
+            rows_b=track_b.layers(rows),
+        )
+        return [pair.a, pair.b], pair.diff
+
+    def _splice(
+        self,
+        rows: list[int],
+        keep: int,
+        grids: list[LensGrid],
+        patches: list[np.ndarray | None],
+        diff: np.ndarray | None,
+    ) -> None:
+        """A "columns" update applied to the session's own cells, as a receiver applies it
+        (payload.splice_columns); with nothing kept it is a "full" one, which replaces them."""
+        for track, grid, patch in zip(self._tracks, grids, patches, strict=True):
+            old_columns = track.columns
+            new = _arrays(grid)
+            if keep > 0:
+                new = splice_columns(track.arrays, self._rows, rows, keep, new, patch, _PATCHED)
+            track.arrays = new
+            if grid.last_logits is not None:
+                track.last_logits = dict(zip(rows, grid.last_logits, strict=True))
+            elif keep < old_columns:
+                track.last_logits = {}  # the text shrank: the new last column's logits are not kept
+        if self._diff is not None and diff is not None:
+            new_diff = GridArrays.stats_only(diff)
+            kept = GridArrays.stats_only(self._diff)
+            self._diff = (new_diff if keep == 0 else splice_columns(kept, self._rows, rows, keep, new_diff)).stats
+        self._rows = list(rows)
 
     def _compute_rows(self, rows: list[int]) -> None:
-        """(Re)compute `rows` for every column and merge them into each track's rows."""
+        """(Re)compute `rows` for every column and merge them into the cells, as a receiver merges a
+        "rows" update (payload.merge_rows)."""
         if not rows:
             return
         targets = next_token_targets(torch.tensor(self._tokens.ids, dtype=torch.long))
-        for track in self._tracks:
-            grid = track.grid(rows, 0, targets, self.top_k, self.chunk_bytes)
-            merged = sorted(set(track.rows) | set(rows))
-            pick = [(grid, rows.index(r)) if r in rows else (None, track.rows.index(r)) for r in merged]
-            track.stats = np.stack([g.statistics[:, i] if g else track.stats[:, i] for g, i in pick], axis=1)
-            track.top_ids = np.stack([g.top_ids[i] if g else track.top_ids[i] for g, i in pick])
-            track.top_probs = np.stack([g.top_probs[i] if g else track.top_probs[i] for g, i in pick])
-            track.rows = merged
+        grids, diff = self._compute(rows, 0, targets)
+        merged = self._rows
+        for track, grid in zip(self._tracks, grids, strict=True):
+            track.arrays, merged = merge_rows(track.arrays, self._rows, _arrays(grid), rows)
             if grid.last_logits is not None:
                 track.last_logits.update(zip(rows, grid.last_logits, strict=True))
+        if self._diff is not None and diff is not None:
+            kept, new = GridArrays.stats_only(self._diff), GridArrays.stats_only(diff)
+            self._diff = merge_rows(kept, self._rows, new, rows)[0].stats
+        self._rows = merged
+
+    def _labels(self, rows: Sequence[int]) -> list[str]:
+        other = self._tracks[-1].adapter.num_layers
+        return pair_row_labels(rows, self.num_layers, other)
 
     def _update(self, kind: str, rows: Sequence[int], start: int, patches: Sequence[Any] = ()) -> Update:
         rows = tuple(rows)
@@ -377,23 +448,24 @@ class LensSession:
         n = len(tokens.ids)
         patches = list(patches) or [None] * len(self._tracks)
         notice = " ".join(filter(None, [self._cut_notice(), *map(self._invalid_notice, self._tracks)]))
-        adapter = self._tracks[0].adapter
+        index = [self._rows.index(r) for r in rows]
         payload = encode_update(
             kind=kind,
             rows=rows,
-            row_labels=row_labels(rows, self.num_layers),
+            row_labels=self._labels(rows),
             num_layers=self.num_layers,
             col_start=start,
             n_tokens=n,
             total_tokens=tokens.total,
             top_k=self.top_k,
             lens=self.lens.name,
-            vocab_size=adapter.vocab_size,
-            grids=[t.block(rows, start, p) for t, p in zip(self._tracks, patches, strict=True)],
+            vocab_size=self._tracks[0].adapter.vocab_size,
+            grids=[t.block(index, start, p) for t, p in zip(self._tracks, patches, strict=True)],
             token_ids=tokens.ids[start:],
             token_spans=tokens.spans[start:],
             notice=notice,
             layer_stride=self.layer_stride,
+            diff=None if self._diff is None else self._diff[:, index, start:],
         )
         return Update(kind, rows, start, n, payload)
 
@@ -408,12 +480,12 @@ class LensSession:
             "Text after that is not analysed."
         )
 
-    def _invalid_notice(self, track: _Track) -> str:
-        rows = track.invalid_rows()
+    def _invalid_notice(self, track: Track) -> str:
+        rows = track.invalid_rows(self._rows)
         if not rows:
             return ""
-        labels = ", ".join(row_labels(rows, self.num_layers))
-        where = f" of {track.name}" if len(self._tracks) > 1 else ""
+        labels = ", ".join(self._labels(rows))
+        where = f" of model {track.key.upper()} ({track.name})" if self._ab else ""
         notice = (
             f"Non-finite logits (NaN or infinity) in row{'s' if len(rows) > 1 else ''} {labels}{where}: "
             "those cells are invalid (every statistic NaN); check the model's and the lens's weights and dtype."
@@ -429,81 +501,3 @@ def _common_prefix(old: Tokens, new: Tokens) -> int:
     same = (np.asarray(old.ids[:n]) == np.asarray(new.ids[:n])) & (old.spans[:n] == new.spans[:n]).all(axis=1)
     differs = np.flatnonzero(~same)
     return int(differs[0]) if len(differs) else n
-
-
-def _check_model(model: Any) -> None:
-    if not isinstance(model, nn.Module):
-        hint = (
-            f": load it first, e.g. AutoModelForCausalLM.from_pretrained({model!r})" if isinstance(model, str) else ""
-        )
-        raise TypeError(f"model must be a transformers causal LM (a torch.nn.Module), got {type(model).__name__}{hint}")
-
-
-def _available_device(device: str | torch.device) -> torch.device:
-    """The device, once a tensor could be made there: torch's own failures (an AssertionError when it
-    was built without CUDA) do not say which device was asked for."""
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"device {device!r} is not a torch device ({exc})") from None
-    try:
-        torch.empty(0, device=resolved)
-    except (AssertionError, RuntimeError) as exc:
-        raise RuntimeError(
-            f"device {device!r} is not available on this machine ({_first_line(exc)}); "
-            "pass device=None to keep the model where it is, or 'cpu'"
-        ) from exc
-    return resolved
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _check_vocabulary(tokenizer: Any, model: nn.Module, adapter: ModelAdapter) -> int:
-    """Rows of the model's input embedding, which every id the tokenizer can give must index."""
-    embeddings = model.get_input_embeddings()
-    weight = getattr(embeddings, "weight", None)
-    rows = int(weight.shape[0]) if isinstance(weight, torch.Tensor) else adapter.vocab_size
-    if len(tokenizer) > rows:
-        raise ValueError(
-            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {rows} "
-            "(its input embedding's rows): use the tokenizer the model was trained with"
-        )
-    return rows
-
-
-def _context_length(model: nn.Module) -> int | None:
-    config = model.config.get_text_config()
-    for attr in _CONTEXT_ATTRS:
-        value = getattr(config, attr, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_stride(stride: Any) -> int:
-    return _positive_int(stride, "layer_stride")
-
-
-def _check_top_k(top_k: Any, vocab: int) -> int:
-    k = _positive_int(top_k, "top_k")
-    if k > vocab:
-        raise ValueError(f"top_k must be at most the vocabulary size {vocab}, got {k}")
-    return k
-
-
-def _check_max_tokens(max_tokens: Any, context: int | None) -> int:
-    if max_tokens is None:
-        return min(DEFAULT_MAX_TOKENS, context or DEFAULT_MAX_TOKENS)
-    value = _positive_int(max_tokens, "max_tokens")
-    if context is not None and value > context:
-        raise ValueError(f"max_tokens = {value} exceeds the model's context of {context} tokens")
-    return value

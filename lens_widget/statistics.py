@@ -12,10 +12,15 @@ A cell whose logits are not finite (a NaN anywhere, or +inf: a broken lens or mo
 overflow) is invalid: every statistic and top-k probability of it is NaN, so a view can say so. Masks
 written as -inf logits are not invalid; those tokens just have probability 0. Forward KL is NaN where
 the model's own output is invalid.
+
+A/B statistics (`pair_statistics`) compare two cells, model A's and model B's at one row and position:
+KL both ways, the Jensen–Shannon divergence and whether the top-1 tokens agree. They are written so
+that a cell paired with itself gives exactly 0 (not a rounding residue), and NaN when either is invalid.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -59,30 +64,35 @@ NO_TARGET = -1
 """Target id of a position without a real next token (the last one)."""
 
 
+LN2 = math.log(2.0)
+"""The largest Jensen–Shannon divergence, in nats (two distributions with disjoint supports)."""
+
+
 def log_probs(logits: torch.Tensor) -> torch.Tensor:
     """Float32 log-probabilities, whatever precision the model computed its logits in.
 
     Written exactly as `cell_statistics` normalises, so the output row's KL to itself is exactly 0.
     """
-    return _normalise(logits)[0]
+    return normalise(logits)[0]
 
 
-def _normalise(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities, and which cells are valid: their log-sum-exp is finite exactly when no logit
-    is NaN or +inf and some token is possible, so validity costs nothing extra here."""
+def normalise(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 log-probabilities, and which cells are valid: their log-sum-exp is finite exactly when no
+    logit is NaN or +inf and some token is possible, so validity costs nothing extra here."""
     logits = logits.float()
     lse = torch.logsumexp(logits, dim=-1, keepdim=True)
     return logits - lse, torch.isfinite(lse[..., 0])
 
 
-def _valid(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+def _valid(values: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Given validity, or one pass over logits or log-probs: amax is NaN with any NaN, inf with any +inf."""
     return torch.isfinite(values.amax(-1)) if valid is None else valid
 
 
-def entropy(logprobs: torch.Tensor) -> torch.Tensor:
-    """H(p) = -sum p log p; 0 * log 0 counts as 0 (tested as p == 0, so that a NaN stays NaN)."""
-    p = logprobs.exp()
+def entropy(logprobs: torch.Tensor, p: torch.Tensor | None = None) -> torch.Tensor:
+    """H(p) = -sum p log p; 0 * log 0 counts as 0 (tested as p == 0, so that a NaN stays NaN).
+    p: logprobs.exp(), when the caller has it."""
+    p = logprobs.exp() if p is None else p
     return -torch.where(p == 0, 0.0, p * logprobs).sum(-1)
 
 
@@ -155,12 +165,26 @@ def cell_statistics(
     if not 1 <= k <= logits.shape[-1]:
         raise ValueError(f"top_k must be in 1..{logits.shape[-1]} (the vocabulary size), got {k}")
     logits = logits.float()
+    logp, valid = normalise(logits)
+    return statistics_of(logits, logp, valid, targets, model_logprobs, k)
+
+
+def statistics_of(
+    logits: torch.Tensor,
+    logp: torch.Tensor,
+    valid: torch.Tensor,
+    targets: torch.Tensor,
+    model_logprobs: torch.Tensor,
+    k: int,
+    p: torch.Tensor | None = None,
+) -> CellStatistics:
+    """`cell_statistics` of float32 logits already normalised (`normalise`), and p = logp.exp() if at
+    hand: the A/B grid keeps both for `pair_statistics_of` rather than computing them twice."""
     targets = targets.expand(logits.shape[:-1])
-    logp, valid = _normalise(logits)
     top_logp, top_ids = logp.topk(k, dim=-1)
     values = torch.stack(
         [
-            entropy(logp),
+            entropy(logp, p),
             cross_entropy(logp, targets, valid),
             forward_kl(model_logprobs, logp, valid),
             top_logp[..., 0].exp(),
@@ -170,3 +194,119 @@ def cell_statistics(
     values = torch.where(valid, values, torch.nan)
     top_probs = torch.where(valid[..., None], top_logp.exp(), torch.nan)
     return CellStatistics(values=values, top_ids=top_ids, top_probs=top_probs)
+
+
+# --- A/B: statistics of a pair of cells -------------------------------------------------------
+
+_PASS_FLOATS = 2**16
+"""Floats per tensor in one pass of the pair statistics on a CPU (256 KB): their dozen element-wise
+passes then stay in cache, which makes them about twice as fast as passes over a whole chunk."""
+
+
+def kl_divergence(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """KL(p‖q) = sum p (log p - log q) in nats, from log-probabilities [..., vocab].
+
+    A token p gives probability 0 adds nothing; one q gives 0 and p does not makes it +inf. NaN where
+    either cell is invalid.
+    """
+    return pair_statistics_of(logp, logq)[DIFF_STATISTICS.index("kl_ab")]
+
+
+def js_divergence(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """Jensen–Shannon divergence ½KL(p‖m) + ½KL(q‖m), m = (p + q) / 2, in nats: 0 ≤ JS ≤ ln 2."""
+    return pair_statistics_of(logp, logq)[DIFF_STATISTICS.index("js")]
+
+
+def pair_statistics(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """Every DIFF_STATISTICS value of pairs of cells, [len(DIFF_STATISTICS), *cells] float32.
+
+    logits_a, logits_b: [..., vocab] of the same shape, any float dtype. NaN where either is invalid.
+    """
+    if logits_a.shape != logits_b.shape or logits_a.ndim < 1:
+        raise ValueError(f"shape mismatch: logits_a {tuple(logits_a.shape)}, logits_b {tuple(logits_b.shape)}")
+    logp_a, valid_a = normalise(logits_a)
+    logp_b, valid_b = normalise(logits_b.to(logits_a.device))
+    return pair_statistics_of(logp_a, logp_b, valid_a, valid_b)
+
+
+def pair_statistics_of(
+    logp_a: torch.Tensor,
+    logp_b: torch.Tensor,
+    valid_a: torch.Tensor | None = None,
+    valid_b: torch.Tensor | None = None,
+    top1_a: torch.Tensor | None = None,
+    top1_b: torch.Tensor | None = None,
+    p_a: torch.Tensor | None = None,
+    p_b: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`pair_statistics` of float32 log-probabilities (`normalise`), given their validity, top-1 ids
+    and probabilities (exp of the log-probabilities) where known: the grid has them from
+    `statistics_of`, and they then cost no pass here.
+
+    Every sum is a dot product over the vocabulary of a function of d = log p_b - log p_a that is
+    exactly 0 where d is, so a cell paired with itself gives exactly 0 (see `_divergences`). Cells
+    with an impossible token (-inf log-probability) make those products inf or NaN; only they are
+    recomputed, with such terms masked.
+    """
+    if logp_a.shape != logp_b.shape or logp_a.ndim < 1:
+        raise ValueError(f"shape mismatch: logp_a {tuple(logp_a.shape)}, logp_b {tuple(logp_b.shape)}")
+    cells, vocab = logp_a.shape[:-1], logp_a.shape[-1]
+    a, b = logp_a.reshape(-1, vocab), logp_b.reshape(-1, vocab)
+    pa = a.exp() if p_a is None else p_a.reshape(-1, vocab)
+    pb = b.exp() if p_b is None else p_b.reshape(-1, vocab)
+    valid = (_valid(logp_a, valid_a) & _valid(logp_b, valid_b)).reshape(-1)
+    top1_a = _top1(logp_a) if top1_a is None else top1_a
+    top1_b = _top1(logp_b) if top1_b is None else top1_b
+    divergences = torch.empty((3, a.shape[0]), dtype=torch.float32, device=a.device)
+    step = max(1, _PASS_FLOATS // max(1, vocab)) if a.device.type == "cpu" else max(1, a.shape[0])
+    for start in range(0, a.shape[0], step):
+        part = slice(start, start + step)
+        divergences[:, part] = _divergences(a[part], b[part], pa[part], pb[part])
+    masked = (valid & ~torch.isfinite(divergences).all(0)).nonzero()[:, 0]
+    if len(masked):
+        divergences[:, masked] = _divergences(a[masked], b[masked], pa[masked], pb[masked], masked=True)
+    divergences[:2].clamp_(min=0.0)  # KL ≥ 0 and 0 ≤ JS ≤ ln 2: rounding must not show as a sign,
+    divergences[2].clamp_(0.0, LN2)
+    divergences.add_(0.0)  # nor as -0.0 (IEEE: -0.0 + 0.0 = +0.0)
+    agree = (top1_a.reshape(-1) == top1_b.reshape(-1).to(top1_a.device)).float()
+    values = torch.cat([divergences, agree[None]]).reshape(len(DIFF_STATISTICS), *cells)
+    return torch.where(valid.reshape(cells), values, torch.nan)
+
+
+def _divergences(
+    logp_a: torch.Tensor, logp_b: torch.Tensor, p_a: torch.Tensor, p_b: torch.Tensor, masked: bool = False
+) -> torch.Tensor:
+    """KL(A‖B), KL(B‖A) and JS of [n, vocab] cells, as [3, n], from d = log p_b - log p_a.
+
+    KL(A‖B) = -sum p_a d and KL(B‖A) = sum p_b d. With m = (p_a + p_b) / 2, log(m / p_a) = d/2 + c and
+    log(m / p_b) = -d/2 + c, where c = log cosh(d/2) = |d|/2 + log1p(expm1(-|d|) / 2) (never overflows,
+    exactly 0 where d is), so JS = -½ sum p_a log(m / p_a) - ½ sum p_b log(m / p_b)
+    = (KL(A‖B) + KL(B‖A)) / 4 - ½ sum (p_a + p_b) c: a few passes beyond the KLs', which keeps an A/B
+    grid near twice one model's cost (tests/benchmarks/bench_session.py measures it).
+    masked: a term whose probability is 0 counts 0 even where d is ±inf or NaN (both -inf).
+    """
+    dot = _masked_dot if masked else _dot
+    d = logp_b - logp_a
+    kl_ab, kl_ba = -dot(p_a, d), dot(p_b, d)
+    abs_d = d.abs()
+    half_mix = torch.expm1(-abs_d).mul_(0.5).log1p_()  # log((1 + e^-|d|) / 2), in [-ln 2, 0]
+    if masked:  # d = ±inf: the form without infinities, log(m / p_a) = max(d, 0) + half_mix
+        js = -0.5 * (dot(p_a, d.clamp(min=0).add_(half_mix)) + dot(p_b, (-d).clamp_(min=0).add_(half_mix)))
+    else:
+        c = half_mix.add_(abs_d, alpha=0.5)  # log cosh(d/2)
+        js = 0.25 * (kl_ab + kl_ba) - 0.5 * (dot(p_a, c) + dot(p_b, c))
+    return torch.stack([kl_ab, kl_ba, js])
+
+
+def _top1(logp: torch.Tensor) -> torch.Tensor:
+    """The most likely token as `statistics_of` ranks it (topk, whose ties may break unlike argmax's)."""
+    return logp.topk(1, dim=-1).indices[..., 0]
+
+
+def _dot(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """sum(p * x) over the vocabulary as a batched matrix product: no [cells, vocab] temporary."""
+    return (p.unsqueeze(-2) @ x.unsqueeze(-1))[..., 0, 0]
+
+
+def _masked_dot(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return torch.where(p == 0, 0.0, p * x).sum(-1)

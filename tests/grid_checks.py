@@ -20,7 +20,7 @@ import torch
 from lens_widget import Lens, ModelAdapter
 from lens_widget.grid import next_token_targets
 from lens_widget.session import LensSession
-from lens_widget.statistics import STATISTICS
+from lens_widget.statistics import DIFF_STATISTICS, STATISTICS
 
 TOL = 1e-4
 """Relative and absolute tolerance of statistics, probabilities and ties."""
@@ -119,21 +119,48 @@ def grid_cell_logits(adapter: ModelAdapter, lens: Lens, hidden: torch.Tensor, ro
     return logits
 
 
-def session_cells(s: LensSession, track: int = 0) -> Cells:
-    stats, top_ids, top_probs = s.grid_arrays(track)
+def session_cells(s: LensSession, model: str = "a") -> Cells:
+    stats, top_ids, top_probs = s.grid_arrays(model)
     targets = next_token_targets(torch.tensor(s.tokens.ids, dtype=torch.long)).numpy()
     return Cells(stats, top_ids, top_probs, targets)
 
 
-def session_cell_logits(s: LensSession, track: int = 0) -> CellLogits:
-    """Cell logits recomputed from the session's kept hidden states, through its lens and adapter."""
-    t = s._tracks[track]
-    return grid_cell_logits(t.adapter, t.lens, t.hidden, t.rows)
+def session_cell_logits(s: LensSession, model: str = "a") -> CellLogits:
+    """Cell logits recomputed from the session's kept hidden states, through the model's lens and
+    adapter, at the model's layer of each row (B's by relative depth)."""
+    t = s._track(model)
+    return grid_cell_logits(t.adapter, t.lens, t.hidden, s.layers(model))
+
+
+def assert_same_diff(a: LensSession, b: LensSession, tol: float = TOL) -> None:
+    """The A/B diff statistics of two sessions agree: divergences within `tol`, and top-1 agreement
+    exactly, except where a top-1 token differs between the sessions (which assert_same_top_ids allows
+    only for a tie). Each session's agreement must also say whether its own two top-1 tokens agree."""
+    diff_a, diff_b = a.diff_arrays(), b.diff_arrays()
+    assert (diff_a is None) == (diff_b is None), "one session has a diff, the other not"
+    if diff_a is None or diff_b is None:
+        return
+    agree = DIFF_STATISTICS.index("top1_agree")
+    divergences = [i for i in range(len(DIFF_STATISTICS)) if i != agree]
+    np.testing.assert_allclose(diff_a[divergences], diff_b[divergences], rtol=tol, atol=tol)
+    tops = {}
+    for name, s in (("first", a), ("second", b)):
+        top_a, top_b = s.grid_arrays("a")[1][..., 0], s.grid_arrays("b")[1][..., 0]
+        valid = ~np.isnan(s.diff_arrays()[agree])  # type: ignore[index]
+        own = (top_a == top_b).astype(np.float32)
+        np.testing.assert_array_equal(s.diff_arrays()[agree][valid], own[valid], err_msg=f"{name} session")  # type: ignore[index]
+        tops[name] = (top_a, top_b)
+    moved = (tops["first"][0] != tops["second"][0]) | (tops["first"][1] != tops["second"][1])
+    same = ~moved & ~np.isnan(diff_a[agree])
+    np.testing.assert_array_equal(diff_a[agree][same], diff_b[agree][same])
 
 
 def assert_same_grid(a: LensSession, b: LensSession, *, tol: float = TOL) -> None:
-    """Same tokens and rows, and the same cells up to `tol` and ties."""
+    """Same tokens and rows, and the same cells up to `tol` and ties: every model's, and the diff."""
     assert a.tokens.ids == b.tokens.ids
     assert np.array_equal(a.tokens.spans, b.tokens.spans)
     assert a.rows == b.rows
-    assert_same_cells(session_cells(a), session_cells(b), session_cell_logits(a), tol)
+    assert a.models == b.models
+    for model in a.models:
+        assert_same_cells(session_cells(a, model), session_cells(b, model), session_cell_logits(a, model), tol)
+    assert_same_diff(a, b, tol)

@@ -14,8 +14,9 @@ import torch
 from grid_checks import Cells, assert_same_cells, assert_same_ranks, assert_same_top_ids, grid_cell_logits
 from tiny_models import tiny_model
 
-from lens_widget import LogitLens, ModelAdapter, TunedLens, compute_grid, next_token_targets, row_labels
-from lens_widget.statistics import NO_TARGET, STATISTICS, cell_statistics, log_probs
+from lens_widget import LogitLens, ModelAdapter, ModelForward, TunedLens, compute_grid, next_token_targets, row_labels
+from lens_widget.grid import GridInput, aligned_layers, compute_pair_grid, pair_row_labels
+from lens_widget.statistics import DIFF_STATISTICS, NO_TARGET, STATISTICS, cell_statistics, log_probs, pair_statistics
 
 IDS = torch.tensor([11, 4, 4, 60, 23, 8, 91, 4, 15, 30, 2, 77])
 K = 10
@@ -212,6 +213,111 @@ def test_no_lens_is_the_logit_lens() -> None:
     logit = compute_grid(adapter, LogitLens(), forward, targets, rows)
     assert np.array_equal(default.statistics, logit.statistics, equal_nan=True)
     assert np.array_equal(default.top_ids, logit.top_ids)
+
+
+# --- pair grids (A/B) --------------------------------------------------------------------------
+
+AGREE = DIFF_STATISTICS.index("top1_agree")
+
+
+def pair_input(model: torch.nn.Module, lens: TunedLens | None = None) -> GridInput:
+    adapter = ModelAdapter(model)
+    return GridInput(adapter, lens, adapter.forward(IDS))
+
+
+def test_a_pair_grid_is_both_models_grids_and_the_pair_statistics_of_their_cells() -> None:
+    a = pair_input(tiny_model("llama"))
+    b_model = tiny_model("llama", seed=1)
+    b = pair_input(b_model, random_tuned_lens(b_model))
+    rows, targets = [0, 2, 3], next_token_targets(IDS)
+    pair = compute_pair_grid(a, b, targets, rows, top_k=K, keep_last_logits=True)
+    t = targets.numpy()
+    cell_logits = {}
+    for side, grid in (("a", pair.a), ("b", pair.b)):
+        source = a if side == "a" else b
+        alone = compute_grid(source.adapter, source.lens, source.forward, targets, rows, top_k=K, keep_last_logits=True)
+        cell_logits[side] = grid_cell_logits(source.adapter, source.lens or LogitLens(), source.forward.hidden, rows)
+        assert grid.rows == tuple(rows)
+        assert_same_cells(
+            Cells(grid.statistics, grid.top_ids, grid.top_probs, t),
+            Cells(alone.statistics, alone.top_ids, alone.top_probs, t),
+            cell_logits[side],
+            tol=1e-5,
+        )
+        assert grid.last_logits is not None and alone.last_logits is not None
+        torch.testing.assert_close(grid.last_logits, alone.last_logits, rtol=1e-5, atol=1e-5)
+    assert pair.diff.shape == (len(DIFF_STATISTICS), len(rows), len(IDS)) and pair.diff.dtype == np.float32
+    for r in range(len(rows)):
+        for column in range(len(IDS)):
+            expected = pair_statistics(cell_logits["a"](r, column), cell_logits["b"](r, column)).numpy()
+            others = [i for i in range(len(DIFF_STATISTICS)) if i != AGREE]
+            np.testing.assert_allclose(pair.diff[others, r, column], expected[others], rtol=1e-4, atol=1e-5)
+            same_top = pair.a.top_ids[r, column, 0] == pair.b.top_ids[r, column, 0]
+            assert pair.diff[AGREE, r, column] == float(same_top), "agreement is of the top-1 ids shown"
+    assert (pair.diff[DIFF_STATISTICS.index("js")] > 0).all()
+
+
+def test_a_pair_grid_of_a_model_with_itself_is_exactly_zero() -> None:
+    model = tiny_model("gpt2")
+    a, b = pair_input(model), pair_input(model)
+    pair = compute_pair_grid(a, b, next_token_targets(IDS), range(a.adapter.num_layers + 1))
+    assert np.array_equal(pair.a.statistics, pair.b.statistics, equal_nan=True)
+    assert (pair.diff[:AGREE] == 0).all() and (pair.diff[AGREE] == 1).all()
+
+
+def test_a_pair_grid_runs_one_head_gemm_per_model_per_block_within_chunk_bytes() -> None:
+    a, b = pair_input(tiny_model("gpt2")), pair_input(tiny_model("gpt2", seed=1))
+    rows = [0, 1, 3]
+    whole = compute_pair_grid(a, b, next_token_targets(IDS), rows)
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    for side, source in (("a", a), ("b", b)):
+        original = source.adapter.decode
+        source.adapter.decode = lambda h, o=original, s=side: seen[s].append(h.shape[1]) or o(h)  # type: ignore[method-assign]
+    vocab = a.adapter.vocab_size
+    # Each side stacks rows 0 and 1 and the output: 3 stacked rows each, plus the picked rows of both.
+    chunk_bytes = 4 * vocab * (4 * (3 + 3) + 4 * len(rows)) * 3  # three positions per block
+    chunked = compute_pair_grid(a, b, next_token_targets(IDS), rows, chunk_bytes=chunk_bytes)
+    assert seen["a"] == seen["b"] == [3, 3, 3, 3]
+    np.testing.assert_allclose(chunked.diff, whole.diff, rtol=1e-5, atol=1e-5)
+
+
+def test_models_of_different_depth_are_paired_by_relative_depth() -> None:
+    a = pair_input(tiny_model("gpt_neox", num_hidden_layers=4))
+    b = pair_input(tiny_model("gpt_neox", num_hidden_layers=2, seed=1))
+    targets = next_token_targets(IDS)
+    pair = compute_pair_grid(a, b, targets, range(5))
+    assert pair.b.rows == (0, 1, 1, 2, 2)  # 0, 0.5 → 1, 1, 1.5 → 2 (B's output), output → output
+    alone = compute_grid(b.adapter, None, b.forward, targets, [0, 1, 2])
+    for row, layer in enumerate(pair.b.rows):
+        np.testing.assert_allclose(pair.b.statistics[:, row], alone.statistics[:, layer], rtol=1e-5, atol=1e-5)
+    again = compute_pair_grid(a, b, targets, [1, 4], rows_b=[0, 2])  # explicit pairs override the rule
+    np.testing.assert_allclose(again.b.statistics[:, 0], alone.statistics[:, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_the_relative_depth_rule_and_its_row_labels() -> None:
+    assert aligned_layers(range(5), 4, 2) == [0, 1, 1, 2, 2]
+    assert aligned_layers(range(3), 2, 4) == [0, 2, 4]
+    assert aligned_layers(range(13), 12, 12) == list(range(13))
+    assert aligned_layers([0, 11, 12], 12, 24) == [0, 22, 24]
+    assert aligned_layers([1, 23, 24], 24, 12) == [1, 12, 12]  # 0.5 → 1 and 11.5 → 12: halves round up
+    assert aligned_layers([6], 12, 5) == [3]  # 2.5 → 3 (Python's round would give 2)
+    assert pair_row_labels([0, 3, 6], 6, 6) == ["0", "3", "output"]
+    assert pair_row_labels([0, 3, 5, 6], 6, 12) == ["0 | 0", "3 | 6", "5 | 10", "output"]
+    assert pair_row_labels([3, 4], 4, 2) == ["3 | output", "output"]
+
+
+def test_a_pair_grid_refuses_models_that_cannot_be_compared() -> None:
+    a = pair_input(tiny_model("gpt2"))
+    other_vocab = pair_input(tiny_model("gpt2", vocab_size=97))
+    with pytest.raises(ValueError, match="A's unembedding has 96 tokens, B's 97"):
+        compute_pair_grid(a, other_vocab, next_token_targets(IDS), [0])
+    shorter = GridInput(a.adapter, None, ModelForward(a.forward.hidden[:, :5]))
+    with pytest.raises(ValueError, match="cover 12 and 5 positions"):
+        compute_pair_grid(a, shorter, next_token_targets(IDS), [0])
+    with pytest.raises(ValueError, match="rows_b must pair one layer of model B with each of the 2 rows"):
+        compute_pair_grid(a, a, next_token_targets(IDS), [0, 1], rows_b=[0])
+    with pytest.raises(ValueError, match=r"rows must be indices in 0..3"):
+        compute_pair_grid(a, a, next_token_targets(IDS), [0, 1], rows_b=[0, 4])
 
 
 # --- the tie-aware comparison itself (tests/grid_checks.py) -----------------------------------

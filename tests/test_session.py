@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from grid_checks import assert_same_grid
+from grid_checks import assert_same_cells, assert_same_grid, session_cell_logits, session_cells
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tiny_models import tiny_model, tiny_tokenizer
@@ -16,7 +16,7 @@ from lens_widget import LensMismatchError, LogitLens, TunedLens
 from lens_widget.errors import InvalidLensError
 from lens_widget.payload import apply_update
 from lens_widget.session import LensSession
-from lens_widget.statistics import STATISTICS
+from lens_widget.statistics import DIFF_STATISTICS, STATISTICS
 
 VOCAB = 400
 TOKENIZER = tiny_tokenizer(VOCAB)
@@ -24,7 +24,8 @@ TEXT = "The quick brown fox jumps over the lazy dog. Paris is the capital of Fra
 
 
 def model(family: str = "gpt_neox", dtype: torch.dtype = torch.float32, **extra: object) -> nn.Module:
-    return tiny_model(family, vocab_size=VOCAB, dtype=dtype, max_position_embeddings=512, **extra)
+    extra.setdefault("max_position_embeddings", 512)
+    return tiny_model(family, vocab_size=VOCAB, dtype=dtype, **extra)
 
 
 def session(m: nn.Module | None = None, **kwargs: object) -> LensSession:
@@ -284,20 +285,33 @@ def apply_edit(text: str, edit: tuple[str, float, float, str]) -> str:
 
 F64 = model(dtype=torch.float64)
 F64_FRESH = model(dtype=torch.float64)
+F64_B = {  # model B of an A/B session, and an identical copy for the fresh one
+    "same depth": (model(dtype=torch.float64, seed=1), model(dtype=torch.float64, seed=1)),
+    "shallower": tuple(model(dtype=torch.float64, seed=2, num_hidden_layers=2) for _ in range(2)),
+}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(start=st.lists(ALPHABET, max_size=12).map("".join), edits=st.lists(EDIT, max_size=8), stride=st.integers(1, 3))
-def test_any_edit_sequence_equals_a_fresh_session_on_the_final_text(start: str, edits: list, stride: int) -> None:
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    start=st.lists(ALPHABET, max_size=12).map("".join),
+    edits=st.lists(EDIT, max_size=8),
+    stride=st.integers(1, 3),
+    b=st.sampled_from([None, *F64_B]),
+)
+def test_any_edit_sequence_equals_a_fresh_session_on_the_final_text(
+    start: str, edits: list, stride: int, b: str | None
+) -> None:
     # float64 weights: the incremental path (cached attention) and a fresh forward then differ by
     # ~1e-16, so near-ties (which the comparison allows) are rare and real differences stand out.
-    s = LensSession(F64, TOKENIZER, layer_stride=stride)
+    # With a model B (A/B), both grids and the diff are compared, tie-aware (grid_checks.py).
+    model_b, fresh_b = F64_B[b] if b else (None, None)
+    s = LensSession(F64, TOKENIZER, model_b=model_b, layer_stride=stride)
     text = start
     s.set_text(text)
     for edit in edits:
         text = apply_edit(text, edit)
         s.set_text(text)
-    fresh = LensSession(F64_FRESH, TOKENIZER, layer_stride=stride)
+    fresh = LensSession(F64_FRESH, TOKENIZER, model_b=fresh_b, layer_stride=stride)
     fresh.set_text(text)
     assert_same_grid(s, fresh, tol=1e-3)  # the float16 payload's tolerance
 
@@ -331,7 +345,7 @@ def test_a_model_that_returns_no_cache_is_recomputed_not_continued_blindly() -> 
     m = model()
     s = session(m)
     s.set_text("Paris is the")
-    s._tracks[0].cache = None  # as if the model had returned none
+    s._track("a").cache = None  # as if the model had returned none
     counter = PositionCounter(m)
     s.set_text("Paris is the capital")
     assert counter.calls == [len(s.tokens.ids)], "the whole text is run again"
@@ -367,13 +381,13 @@ def test_a_tokenizer_that_adds_bos_keeps_it_as_column_zero_through_edits() -> No
 def test_shrinking_the_text_frees_the_dropped_positions() -> None:
     s = session()
     s.set_text(TEXT * 3)
-    big = s._tracks[0].hidden.untyped_storage().nbytes()
+    big = s._track("a").hidden.untyped_storage().nbytes()
     update = s.set_text(TEXT[:20])  # a prefix: only the cut word's last token can change
     assert update.kind == "columns" and update.col_start >= len(s.tokens.ids) - 1
-    track = s._tracks[0]
+    track = s._track("a")
     assert track.hidden.shape[1] == len(s.tokens.ids)
     assert track.hidden.untyped_storage().nbytes() == track.hidden.numel() * track.hidden.element_size() < big
-    assert track.stats.shape[2] == len(s.tokens.ids)
+    assert track.columns == len(s.tokens.ids)
 
 
 # --- sliding windows: a text as long as the window can still be edited ------------------------
@@ -396,7 +410,7 @@ def test_edits_of_a_text_that_fills_the_sliding_window_equal_a_fresh_session(fam
 
     s = make()
     s.set_text(TEXT)
-    cache = s._tracks[0].cache
+    cache = s._track("a").cache
     assert any(cache.is_sliding) and cache.get_seq_length() == WINDOW == len(s.tokens.ids)
     assert {layer.sliding_window for layer in cache.layers if layer.is_sliding} == {WINDOW}
     end = int(s.tokens.spans[-1, 1])  # the text up to here is exactly WINDOW tokens
@@ -568,3 +582,266 @@ def test_a_keystroke_in_a_huge_text_tokenizes_only_what_max_tokens_needs() -> No
     assert abs(s.tokens.total - full) < 0.01 * full
     assert f"about {s.tokens.total:,} tokens" in update.payload["header"]["notice"]
     assert s.tokens.ids == TOKENIZER(text[:2000]).input_ids[:64]
+
+
+# --- A/B: two models over the same text, and the diff of each pair of cells ---------------------
+
+DIFF = {name: i for i, name in enumerate(DIFF_STATISTICS)}
+
+
+def ab_session(a: nn.Module | None = None, b: nn.Module | None = None, **kwargs: object) -> LensSession:
+    return LensSession(
+        a if a is not None else model(), TOKENIZER, model_b=b if b is not None else model(seed=1), **kwargs
+    )  # type: ignore[arg-type]
+
+
+def test_a_model_diffed_with_itself_has_exactly_zero_divergence_and_delta_and_agrees_everywhere() -> None:
+    m = model()
+    s = LensSession(m, TOKENIZER, model_b=m, layer_stride=2)
+    for text in [TEXT, TEXT.replace("lazy", "sleepy"), TEXT + " Berlin"]:
+        s.set_text(text)
+    s.set_layer_stride(1)
+    diff = s.diff_arrays()
+    assert diff is not None and diff.shape == (len(DIFF_STATISTICS), s.num_layers + 1, len(s.tokens.ids))
+    divergences = diff[[DIFF["kl_ab"], DIFF["kl_ba"], DIFF["js"]]]
+    assert (divergences == 0).all() and (diff[DIFF["top1_agree"]] == 1).all()
+    stats_a, ids_a, _ = s.grid_arrays("a")
+    stats_b, ids_b, _ = s.grid_arrays("b")
+    delta = stats_b - stats_a
+    assert (delta[~np.isnan(delta)] == 0).all() and np.array_equal(np.isnan(stats_a), np.isnan(stats_b))
+    assert np.isnan(stats_a[STATISTICS.index("cross_entropy"), :, -1]).all(), "only the last column is missing"
+    assert np.array_equal(ids_a, ids_b)
+
+
+def test_two_different_models_give_each_its_own_grid_and_non_zero_divergences() -> None:
+    s = ab_session()
+    s.set_text(TEXT)
+    for model_name, seed in (("a", 0), ("b", 1)):
+        alone = session(model(seed=seed))
+        alone.set_text(TEXT)
+        assert_same_cells(session_cells(s, model_name), session_cells(alone), session_cell_logits(alone))
+    diff = s.diff_arrays()
+    assert diff is not None
+    assert (diff[DIFF["kl_ab"]] > 0).all() and (diff[DIFF["kl_ba"]] > 0).all()
+    assert ((diff[DIFF["js"]] > 0) & (diff[DIFF["js"]] <= np.log(2))).all()
+    assert not np.array_equal(diff[DIFF["kl_ab"]], diff[DIFF["kl_ba"]])
+    assert set(np.unique(diff[DIFF["top1_agree"]])) <= {0.0, 1.0}
+    assert s.is_ab and s.models == ("a", "b") and not session().is_ab
+
+
+def test_an_ab_append_runs_each_model_on_exactly_one_new_position_and_patches_both() -> None:
+    a, b = model(), model(seed=1)
+    s = ab_session(a, b)
+    s.set_text("The quick brown fox jumps over the lazy")
+    counters = PositionCounter(a), PositionCounter(b)
+    heads: list[int] = []
+    for m in (a, b):
+        m.get_output_embeddings().register_forward_hook(lambda mod, args, out: heads.append(args[0].shape[1]))
+    before = len(s.tokens.ids)
+    update = s.set_text("The quick brown fox jumps over the lazy dog")
+    assert len(s.tokens.ids) == before + 1
+    assert [c.calls for c in counters] == [[1], [1]]
+    assert heads == [1, 1], "one head GEMM per model, for the one new column (the patch uses kept logits)"
+    assert update.kind == "columns" and list(update.changed_columns) == [before]
+    assert all(grid["patch"] for grid in update.payload["grids"]), "both models' previous column is patched"
+    assert update.payload["diff"], "the new column's diff is sent"
+    assert_equals_fresh(s, ab_session())
+
+
+def test_an_ab_edit_in_the_middle_reruns_only_the_suffix_of_both_models() -> None:
+    a, b = model(), model(seed=1)
+    s = ab_session(a, b)
+    s.set_text(TEXT)
+    counters = PositionCounter(a), PositionCounter(b)
+    edited = TEXT.replace("lazy", "sleepy")
+    update = s.set_text(edited)
+    suffix = len(s.tokens.ids) - update.col_start
+    assert 0 < update.col_start and [c.calls for c in counters] == [[suffix], [suffix]]
+    assert_equals_fresh(s, ab_session())
+
+
+def random_lens(m: nn.Module) -> TunedLens:
+    lens = TunedLens.from_model(m)
+    with torch.no_grad():
+        for p in lens.parameters():
+            p.normal_(0, 0.3)
+    return lens
+
+
+def test_the_ab_payload_stream_rebuilds_both_grids_and_the_diff() -> None:
+    s = ab_session(model(num_hidden_layers=4), model(seed=1, num_hidden_layers=4), layer_stride=2)
+    update = s.set_text("Hello")
+    state = apply_update(None, update.payload)
+    assert [g["name"] for g in update.payload["header"]["grids"]] == list(s.names)
+    assert update.payload["header"]["diff"] == list(DIFF_STATISTICS)
+    for change in [
+        lambda: s.set_text("Hello world"),
+        lambda: s.set_layer_stride(1),
+        lambda: s.set_text("Hello there world"),
+        lambda: s.set_lens(random_lens(s._track("b").adapter.model), "b"),
+        lambda: s.set_layer_stride(4),
+        lambda: s.set_text("Hello"),
+        lambda: s.set_text(""),
+        lambda: s.set_text("Again 🙂"),
+    ]:
+        state = apply_update(state, change().payload)
+        assert state.rows == s.rows and state.token_ids.tolist() == s.tokens.ids
+        for grid, name in zip(state.grids, s.models, strict=True):
+            stats, ids, _probs = s.grid_arrays(name)
+            np.testing.assert_allclose(grid.stats, stats, rtol=1e-3, atol=1e-3)
+            assert np.array_equal(grid.top_ids, ids)
+        assert state.diff is not None
+        np.testing.assert_allclose(state.diff, s.diff_arrays(), rtol=1e-3, atol=1e-3)
+
+
+def test_models_of_different_depth_are_aligned_by_relative_depth_with_both_indices_in_each_label() -> None:
+    deep, shallow = model(num_hidden_layers=4), model(seed=1, num_hidden_layers=2)
+    s = ab_session(deep, shallow)
+    update = s.set_text(TEXT)
+    assert s.rows == [0, 1, 2, 3, 4] and s.layers("b") == [0, 1, 1, 2, 2] and s.layers("a") == s.rows
+    labels = ["0 | 0", "1 | 1", "2 | 1", "3 | output", "output"]
+    assert s.row_labels == labels and update.payload["header"]["row_labels"] == labels
+    alone = session(model(seed=1, num_hidden_layers=2))
+    alone.set_text(TEXT)
+    stats_b, stats_alone = s.grid_arrays("b")[0], alone.grid_arrays()[0]
+    for row, layer in enumerate(s.layers("b")):
+        np.testing.assert_allclose(stats_b[:, row], stats_alone[:, layer], rtol=1e-4, atol=1e-4)
+    s.set_layer_stride(3)
+    update = s.set_text(TEXT + " More")
+    assert s.rows == [0, 3, 4] and update.payload["header"]["row_labels"] == ["0 | 0", "3 | output", "output"]
+    assert_equals_fresh(s, ab_session(model(num_hidden_layers=4), model(seed=1, num_hidden_layers=2), layer_stride=3))
+    reverse = ab_session(shallow, deep)
+    reverse.set_text(TEXT)
+    assert reverse.layers("b") == [0, 2, 4] and reverse.row_labels == ["0 | 0", "1 | 2", "output"]
+
+
+def test_models_of_the_same_depth_keep_the_plain_labels() -> None:
+    s = ab_session()
+    assert s.set_text(TEXT).payload["header"]["row_labels"] == ["0", "1", "2", "output"]
+
+
+def test_models_with_different_vocabularies_are_refused_naming_both_sizes() -> None:
+    other = tiny_model("gpt_neox", vocab_size=VOCAB + 8, max_position_embeddings=512)
+    message = rf"share a vocabulary: model A .* of {VOCAB} tokens, model B .* of {VOCAB + 8}"
+    with pytest.raises(ValueError, match=message):
+        ab_session(model(), other)
+
+
+def test_a_tokenizer_that_does_not_fit_model_b_is_refused_naming_model_b() -> None:
+    tok = tiny_tokenizer(VOCAB)
+    tok.add_tokens(["<extra>"])
+    wider = tiny_model("gpt_neox", vocab_size=VOCAB + 1, max_position_embeddings=512)
+    narrower = tiny_model("gpt_neox", vocab_size=VOCAB + 1, max_position_embeddings=512, seed=1)
+    with torch.no_grad():  # same unembedding size, one input embedding row fewer
+        narrower.resize_token_embeddings(VOCAB)
+        narrower.get_output_embeddings().weight = nn.Parameter(torch.randn(VOCAB + 1, 32))
+    message = rf"tokenizer has {VOCAB + 1} tokens but model B's \(.*\) vocabulary has {VOCAB}"
+    with pytest.raises(ValueError, match=message):
+        LensSession(wider, tok, model_b=narrower)
+
+
+def test_b_uses_a_lens_unless_given_its_own_and_set_lens_switches_one_model() -> None:
+    a, b = model(), model(seed=1)
+    lens_a = random_lens(a)
+    s = ab_session(a, b, lens=lens_a)
+    assert s.lens_of("a") is lens_a and s.lens_of("b") is lens_a and s.lens is lens_a
+    s.set_text(TEXT)
+    with pytest.warns(UserWarning, match="unembedding hash"):  # alone, B with A's lens is warned about
+        tuned_b = session(model(seed=1), lens=lens_a)
+    tuned_b.set_text(TEXT)
+    assert_same_cells(session_cells(s, "b"), session_cells(tuned_b), session_cell_logits(tuned_b))
+    stats_a = s.grid_arrays("a")[0].copy()
+    diff_before = s.diff_arrays().copy()  # type: ignore[union-attr]
+    counters = PositionCounter(a), PositionCounter(b)
+    update = s.set_lens(None, "b")
+    assert [c.calls for c in counters] == [[], []], "a lens switch runs no model"
+    assert isinstance(s.lens_of("b"), LogitLens) and s.lens_of("a") is lens_a
+    assert update.kind == "rows" and update.rows == tuple(range(s.num_layers))
+    np.testing.assert_allclose(s.grid_arrays("a")[0], stats_a, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(s.diff_arrays(), diff_before), "the diff follows B's new lens"
+    assert_equals_fresh(s, ab_session(model(), model(seed=1), lens=lens_a, lens_b=LogitLens()))
+    with pytest.warns(UserWarning, match="unembedding hash"):  # a lens_b of another model's is warned about
+        own = ab_session(model(), model(seed=1), lens_b=lens_a)
+    assert isinstance(own.lens_of("a"), LogitLens) and own.lens_of("b") is lens_a
+
+
+def test_a_tuned_lens_that_does_not_fit_model_b_is_refused_naming_model_b() -> None:
+    a, deeper = model(), model(seed=1, num_hidden_layers=4)
+    lens = TunedLens.from_model(a)
+    with pytest.raises(LensMismatchError, match=r"model B \(.*\(B\)\): lens num_hidden_layers = 3 .* = 4"):
+        ab_session(a, deeper, lens=lens)
+    s = ab_session(a, deeper, lens=lens, lens_b=TunedLens.from_model(deeper))
+    s.set_text(TEXT)
+    with pytest.raises(LensMismatchError, match=r"model B"):
+        s.set_lens(lens, "b")
+    assert s.set_text(TEXT + "!").kind == "columns", "the refusal left the session as it was"
+
+
+def test_a_shared_tuned_lens_is_copied_for_a_model_of_another_dtype_not_moved_away_from_a() -> None:
+    a, b16 = model(), model(seed=1, dtype=torch.float16)
+    lens = TunedLens.from_model(a)
+    s = ab_session(a, b16, lens=lens)
+    assert s.lens_of("a") is lens and next(lens.parameters()).dtype == torch.float32
+    lens_b = s.lens_of("b")
+    assert isinstance(lens_b, TunedLens) and next(lens_b.parameters()).dtype == torch.float16
+    s.set_text(TEXT)
+    assert np.isfinite(s.diff_arrays()[:, :, :-1]).all()  # type: ignore[index]
+
+
+def test_names_label_the_models_and_are_distinct() -> None:
+    a, b = model(), model(seed=1)
+    assert ab_session(a, b).names == ("GPTNeoXForCausalLM", "GPTNeoXForCausalLM (B)")
+    assert ab_session(a, b, names=("base", "tuned")).names == ("base", "tuned")
+    assert ab_session(a, b, names=["x", "x"]).names == ("x", "x (B)")
+    a.config.name_or_path, b.config.name_or_path = "org/base", "org/tuned"
+    assert ab_session(a, b).names == ("org/base", "org/tuned")
+    assert LensSession(a, TOKENIZER, name="mine").names == ("mine",)
+    for bad in ["ab", ("only one",), ("a", ""), ("a", 2)]:
+        with pytest.raises(ValueError, match="names must be 2 non-empty strings"):
+            ab_session(a, b, names=bad)
+    with pytest.raises(ValueError, match="not both"):
+        ab_session(a, b, name="x", names=("y", "z"))
+
+
+def test_a_nan_row_of_model_b_is_named_with_the_model() -> None:
+    s = ab_session(lens_b=NaNLens(1))
+    notice = s.set_text(TEXT).payload["header"]["notice"]
+    assert "row 1 of model B (GPTNeoXForCausalLM (B)):" in notice and "model A" not in notice
+    diff = s.diff_arrays()
+    assert diff is not None and np.isnan(diff[:, 1]).all() and np.isfinite(diff[:, [0, 2, 3]]).all()
+
+
+def test_model_names_and_arguments_are_checked() -> None:
+    s = session()
+    with pytest.raises(ValueError, match=r"model must be one of \('a',\), got 'b'"):
+        s.grid_arrays("b")
+    assert s.diff_arrays() is None and s.full_update().payload["diff"] == b""
+    with pytest.raises(ValueError, match="lens_b is model B's lens: pass model_b too"):
+        LensSession(model(), TOKENIZER, lens_b=LogitLens())
+    with pytest.raises(TypeError, match=r"model_b must be a transformers causal LM"):
+        LensSession(model(), TOKENIZER, model_b="gpt2")  # type: ignore[arg-type]
+
+
+def test_the_shorter_context_of_the_two_models_bounds_max_tokens() -> None:
+    short = model(seed=1, max_position_embeddings=64)
+    assert ab_session(model(), short).max_tokens == 64
+    with pytest.raises(ValueError, match="max_tokens = 100 exceeds the model's context of 64 tokens"):
+        ab_session(model(), short, max_tokens=100)
+
+
+def test_an_exception_in_model_b_rolls_both_models_back() -> None:
+    b = model(seed=1)
+    s = ab_session(model(), b)
+    s.set_text(TEXT)
+    armed = {"fail": True}
+
+    def explode(module: nn.Module, args: object, out: object) -> None:
+        if armed["fail"]:
+            armed["fail"] = False
+            raise RuntimeError("injected failure")
+
+    b.get_input_embeddings().register_forward_hook(explode)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        s.set_text(TEXT + " More words")
+    assert s.set_text(TEXT + " More words").kind == "full"
+    assert_equals_fresh(s, ab_session())

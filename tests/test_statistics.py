@@ -7,15 +7,21 @@ import math
 import pytest
 import torch
 
+import lens_widget.statistics as statistics_module
 from lens_widget.statistics import (
+    DIFF_STATISTICS,
+    LN2,
     NO_TARGET,
     STATISTICS,
     cell_statistics,
     cross_entropy,
     entropy,
     forward_kl,
+    js_divergence,
+    kl_divergence,
     log_probs,
     max_probability,
+    pair_statistics,
     rank,
     top_k,
 )
@@ -155,3 +161,109 @@ def test_a_nan_model_output_makes_forward_kl_nan_not_zero() -> None:
     assert torch.isnan(kl[0]) and kl[1] == 0
     others = [i for i, name in enumerate(STATISTICS) if name != "forward_kl"]
     assert torch.isfinite(got.values[others, 0]).all()
+
+
+# --- A/B: statistics of a pair of cells ---------------------------------------------------------
+
+KL_AB, KL_BA, JS, AGREE = (DIFF_STATISTICS.index(n) for n in ("kl_ab", "kl_ba", "js", "top1_agree"))
+
+
+def pair_reference(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """Float64, cell by cell, from the definitions: [4, cells]. Terms of probability 0 count 0."""
+    out = []
+    for a, b in zip(logits_a.double(), logits_b.double(), strict=True):
+        p, q = torch.softmax(a, -1), torch.softmax(b, -1)
+        m = (p + q) / 2
+
+        def kl(x: torch.Tensor, y: torch.Tensor) -> float:
+            return float(torch.where(x > 0, x * (torch.log(x) - torch.log(y)), 0.0).sum())
+
+        out.append([kl(p, q), kl(q, p), 0.5 * kl(p, m) + 0.5 * kl(q, m), float(p.argmax() == q.argmax())])
+    return torch.tensor(out, dtype=torch.float64).T
+
+
+def pair_cases(dtype: torch.dtype, vocab: int = 257) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unrelated cells, nearly identical ones (small divergences must be accurate, not noise), sharp
+    ones, and masked tokens: in both cells, in B only (KL(A‖B) = inf), in A only (KL(B‖A) = inf)."""
+    gen = torch.Generator().manual_seed(4)
+    a = torch.randn(10, vocab, generator=gen) * 3
+    b = torch.randn(10, vocab, generator=gen) * 3
+    b[3:6] = a[3:6] + torch.randn(3, vocab, generator=gen) * 0.01
+    a[6], b[6] = a[6] * 20, b[6] * 20
+    a[7, :50] = b[7, :50] = -torch.inf
+    b[8, 5] = -torch.inf
+    a[9, 5] = -torch.inf
+    return a.to(dtype), b.to(dtype)
+
+
+@pytest.mark.parametrize("pass_floats", [2**16, 257 * 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_pair_statistics_match_a_float64_reference(
+    dtype: torch.dtype, pass_floats: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(statistics_module, "_PASS_FLOATS", pass_floats)  # all cells in one pass, or 3 per pass
+    a, b = pair_cases(dtype)
+    got = pair_statistics(a, b)
+    ref = pair_reference(a.float(), b.float())
+    assert got.shape == (len(DIFF_STATISTICS), 10) and got.dtype == torch.float32
+    assert torch.isinf(got[KL_AB, 8]) and torch.isinf(got[KL_BA, 9]), "a token only one model rules out"
+    assert torch.allclose(got.double(), ref, rtol=1e-4, atol=1e-6), (got - ref).abs().max(1)
+    near = slice(3, 6)
+    assert (ref[JS, near] < 1e-3).all() and (ref[JS, near] > 0).all()
+    assert torch.allclose(got[JS, near].double(), ref[JS, near], rtol=1e-3, atol=0), "small JS is accurate"
+
+
+def test_js_is_between_zero_and_ln2_and_reaches_ln2_for_disjoint_supports() -> None:
+    gen = torch.Generator().manual_seed(5)
+    a, b = torch.randn(64, 300, generator=gen) * 50, torch.randn(64, 300, generator=gen) * 50
+    js = pair_statistics(a, b)[JS]
+    assert ((js >= 0) & (js <= LN2)).all()
+    disjoint_a, disjoint_b = torch.full((2, 10), -torch.inf), torch.full((2, 10), -torch.inf)
+    disjoint_a[0, 0] = disjoint_b[0, 1] = 0.0
+    disjoint_a[1, :5] = disjoint_b[1, 5:] = 0.0
+    got = pair_statistics(disjoint_a, disjoint_b)
+    assert torch.allclose(got[JS], torch.tensor([LN2, LN2])) and torch.isinf(got[KL_AB]).all()
+    assert (got[AGREE] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_a_cell_paired_with_itself_has_exactly_zero_divergence_and_agrees(dtype: torch.dtype) -> None:
+    a, _ = pair_cases(dtype)
+    got = pair_statistics(a, a.clone())
+    assert torch.equal(got[[KL_AB, KL_BA, JS]], torch.zeros(3, 10)), got[[KL_AB, KL_BA, JS]].abs().max()
+    assert not torch.signbit(got[[KL_AB, KL_BA, JS]]).any(), "no -0.0"
+    assert (got[AGREE] == 1).all()
+
+
+def test_an_invalid_cell_in_either_model_makes_every_diff_statistic_of_the_pair_nan() -> None:
+    gen = torch.Generator().manual_seed(6)
+    a, b = torch.randn(4, 30, generator=gen), torch.randn(4, 30, generator=gen)
+    a[0, 3] = torch.nan
+    b[1, 4] = torch.inf
+    a[2] = -torch.inf  # no token possible
+    got = pair_statistics(a, b)
+    assert torch.isnan(got[:, :3]).all() and torch.isfinite(got[:, 3]).all()
+
+
+def test_single_divergence_functions_agree_with_pair_statistics_and_leading_dimensions_broadcast() -> None:
+    gen = torch.Generator().manual_seed(7)
+    a, b = torch.randn(3, 4, 40, generator=gen), torch.randn(3, 4, 40, generator=gen)
+    got = pair_statistics(a, b)
+    assert got.shape == (len(DIFF_STATISTICS), 3, 4)
+    flat = pair_statistics(a.reshape(12, 40), b.reshape(12, 40))
+    assert torch.equal(got.reshape(len(DIFF_STATISTICS), 12), flat)
+    la, lb = log_probs(a), log_probs(b)
+    assert torch.equal(kl_divergence(la, lb), got[KL_AB]) and torch.equal(kl_divergence(lb, la), got[KL_BA])
+    assert torch.equal(js_divergence(la, lb), got[JS])
+    assert not torch.allclose(got[KL_AB], got[KL_BA]), "KL is not symmetric"
+
+
+def test_top1_agreement_follows_the_top_k_ranking() -> None:
+    a = torch.tensor([[0.0, 3.0, 1.0], [2.0, 1.0, 0.0]])
+    b = torch.tensor([[0.0, 5.0, -1.0], [0.0, 1.0, 2.0]])
+    assert pair_statistics(a, b)[AGREE].tolist() == [1.0, 0.0]
+
+
+def test_pair_statistics_of_cells_of_different_shapes_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="shape mismatch"):
+        pair_statistics(torch.randn(2, 10), torch.randn(2, 11))

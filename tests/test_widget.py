@@ -7,6 +7,7 @@ from typing import Any
 import comm
 import numpy as np
 import pytest
+import torch
 import traitlets
 from tiny_models import tiny_model, tiny_tokenizer
 
@@ -217,3 +218,20 @@ def test_switching_to_the_tuned_lens_sends_rows() -> None:
 def test_an_empty_widget_still_sends_a_state() -> None:
     w = make(text="")
     assert w.update["header"]["kind"] == "full" and w.update["header"]["n_tokens"] == 0
+
+
+def test_the_lens_toggle_of_an_ab_widget_switches_both_models_in_one_update() -> None:
+    a = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=0)
+    b = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=1)
+    lens = TunedLens.from_model(a)
+    with torch.no_grad():
+        for p in lens.parameters():
+            p.normal_(0, 0.05)
+    w = LensWidget(a, TOKENIZER, lens, model_b=b, text="Paris is the capital")
+    assert w.mode == "diff" and w.lens == "tuned"
+    before = len(w.comm.updates())
+    from_view(w, lens="logit")
+    assert len(w.comm.updates()) == before + 1
+    assert w.session.lens_of("a").name == "logit" and w.session.lens_of("b").name == "logit"
+    state = apply_update(None, w.session.full_update().payload)
+    assert len(state.grids) == 2 and state.diff is not None

@@ -7,6 +7,11 @@ Usage:
 The model has Pythia's architecture and size with random weights (nothing is downloaded); the
 tokenizer is a byte-level BPE trained on the spot. Prints a table and one JSON line. All timings
 come from this one run, medians of several repeats, so their ratios are comparable.
+
+A/B: a second model of the same shape (another random seed) is compared with the first, cell by
+cell (LensSession(model_b=...)): `ab_full_s` and `ab_append_s` against one model's `full_s` and
+`append_s`, timed alternately, repeat by repeat, so that a change in the machine's load between
+them cannot pass for a cost of the diff.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ WORDS = (
 ).split()
 
 
-def build_model(shape: str, device: str) -> torch.nn.Module:
+def build_model(shape: str, device: str, seed: int = 0) -> torch.nn.Module:
     config = AutoConfig.for_model(
         "gpt_neox",
         vocab_size=50304,
@@ -52,7 +57,7 @@ def build_model(shape: str, device: str) -> torch.nn.Module:
         tie_word_embeddings=False,
         **SHAPES[shape],
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     dtype = torch.float16 if device == "cuda" else torch.float32
     return AutoModelForCausalLM.from_config(config, dtype=dtype).to(device).eval()
 
@@ -83,6 +88,18 @@ def median_time(
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def alternate_medians(
+    runs: list[tuple[Callable[[], Any], Callable[[], Any]]], repeats: int, sync: bool = False
+) -> list[float]:
+    """Median time of each (setup, fn) in `runs`, one repeat of each in turn: their ratios hold even
+    when the machine's load changes during the run."""
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for (setup, fn), out in zip(runs, times, strict=True):
+            out.append(median_time(fn, 1, setup=setup, sync=sync))
+    return [statistics.median(t) for t in times]
 
 
 @torch.inference_mode()
@@ -128,12 +145,22 @@ def main() -> None:
     assert len(ids) == n and len(tokenizer(appended).input_ids) == n + 1
 
     session = LensSession(model, tokenizer, top_k=args.top_k, max_tokens=max(2048, n + 8))
+    ab = LensSession(
+        model,
+        tokenizer,
+        model_b=build_model(args.shape, args.device, seed=1),
+        top_k=args.top_k,
+        max_tokens=max(2048, n + 8),
+    )
     rows = session.num_layers + 1
     cells = rows * n
 
-    # Our first full grid (fresh session state each repeat).
-    full_s = median_time(lambda: session.set_text(base), args.repeats, setup=session.reset, sync=sync)
+    # Our first full grid (fresh session state each repeat), one model and A/B in turn.
+    full_s, ab_full_s = alternate_medians(
+        [(session.reset, lambda: session.set_text(base)), (ab.reset, lambda: ab.set_text(base))], args.repeats, sync
+    )
     full_bytes = payload_size(session.full_update().payload)
+    ab_full_bytes = payload_size(ab.full_update().payload)
 
     # Append one token, and replace the token in the middle, each from the 256-token state. The
     # append starts from a session that reached that state by typing (its last step an append too),
@@ -141,18 +168,26 @@ def main() -> None:
     # when the previous column's logits are not kept and cost one more column of lens work.
     before = text_of(tokenizer, n - 1)
 
-    def typed_to_base() -> None:
-        session.set_text(before)
-        session.set_text(base)
+    def typed_to_base(s: LensSession) -> Callable[[], None]:
+        def setup() -> None:
+            s.set_text(before)
+            s.set_text(base)
 
-    append_update: list[Any] = []
-    append_s = median_time(
-        lambda: append_update.append(session.set_text(appended)), args.repeats, setup=typed_to_base, sync=sync
+        return setup
+
+    append_update: dict[str, Any] = {}
+
+    def append(s: LensSession, key: str) -> Callable[[], None]:
+        return lambda: append_update.__setitem__(key, s.set_text(appended))
+
+    append_s, ab_append_s = alternate_medians(
+        [(typed_to_base(session), append(session, "a")), (typed_to_base(ab), append(ab, "ab"))], args.repeats, sync
     )
     append_after_shrink_s = median_time(
         lambda: session.set_text(appended), args.repeats, setup=lambda: session.set_text(base), sync=sync
     )
-    append_bytes = payload_size(append_update[-1].payload)
+    append_bytes = payload_size(append_update["a"].payload)
+    ab_append_bytes = payload_size(append_update["ab"].payload)
     middle_update: list[Any] = []
     middle_s = median_time(
         lambda: middle_update.append(session.set_text(middle)),
@@ -162,7 +197,7 @@ def main() -> None:
     )
     session_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    adapter = session._tracks[0].adapter
+    adapter = ModelAdapter(model)
     tensor_ids = torch.tensor(ids, device=args.device)
     naive_s = median_time(lambda: naive_full(model, adapter, tensor_ids, args.top_k), args.naive_repeats, sync=sync)
     total_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -182,6 +217,13 @@ def main() -> None:
         "payload_full_bytes": full_bytes,
         "payload_append_bytes": append_bytes,
         "bytes_per_cell": round(full_bytes / cells, 2),
+        "ab_full_s": round(ab_full_s, 4),
+        "ab_append_s": round(ab_append_s, 4),
+        "ab_full_ratio": round(ab_full_s / full_s, 3),
+        "ab_append_ratio": round(ab_append_s / append_s, 3),
+        "ab_payload_full_bytes": ab_full_bytes,
+        "ab_payload_append_bytes": ab_append_bytes,
+        "ab_bytes_per_cell": round(ab_full_bytes / cells, 2),
         "peak_rss_mb": round(session_rss, 1),
         "peak_rss_with_naive_mb": round(total_rss, 1),
     }
@@ -195,12 +237,24 @@ def main() -> None:
             f"1/{full_bytes / append_bytes:.0f}",
         ),
         ("bytes_per_cell <= 64", full_bytes / cells <= 64, f"{full_bytes / cells:.1f} B"),
+        ("ab_append_s <= 2.2 append_s", ab_append_s <= 2.2 * append_s, f"{ab_append_s / append_s:.2f}x"),
+        ("ab_full_s <= 2.2 full_s", ab_full_s <= 2.2 * full_s, f"{ab_full_s / full_s:.2f}x"),
     ]
     print(f"LensSession benchmark: {args.shape} shape, random weights, {n} tokens, {rows} rows, top-{args.top_k}")
     print(f"{'measure':<24}{'value':>14}")
-    for key in ("naive_full_s", "full_s", "append_s", "append_after_shrink_s", "middle_edit_s"):
+    timings = (
+        "naive_full_s",
+        "full_s",
+        "append_s",
+        "append_after_shrink_s",
+        "middle_edit_s",
+        "ab_full_s",
+        "ab_append_s",
+    )
+    for key in timings:
         print(f"{key:<24}{result[key]:>14.4f}")
-    for key in ("payload_full_bytes", "payload_append_bytes", "bytes_per_cell", "peak_rss_mb"):
+    sizes = ("payload_full_bytes", "payload_append_bytes", "bytes_per_cell", "ab_payload_full_bytes")
+    for key in (*sizes, "ab_payload_append_bytes", "ab_bytes_per_cell", "peak_rss_mb"):
         print(f"{key:<24}{result[key]:>14}")
     print()
     for name, ok, detail in targets:

@@ -1,0 +1,123 @@
+"""One model's state over a LensSession's text: key/value cache, hidden states, lens and cells.
+
+An A/B session holds two tracks over the same tokens. A track keeps cells for the session's rows,
+which are model A's layer indices; `layers` maps them to this model's own layers by relative depth
+(grid.aligned_layers), so a model of another depth is read at the nearest layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .adapter import ModelAdapter, ModelForward
+from .grid import GridInput, aligned_layers, compute_grid
+from .lenses import Lens
+from .payload import GridArrays, GridBlock
+from .statistics import NO_TARGET, STATISTICS
+
+_ENTROPY = STATISTICS.index("entropy")
+
+
+class Track:
+    """One model's state over the session's text: its cache, hidden states, lens and cells.
+
+    Cells are kept for the session's rows, which are model A's layer indices; `layers` says which of
+    this model's layers each stands for (the same indices, unless the depths differ).
+    """
+
+    def __init__(self, key: str, name: str, adapter: ModelAdapter, lens: Lens, reference_layers: int, k: int) -> None:
+        self.key = key
+        self.name = name
+        self.adapter = adapter
+        self.lens = lens
+        self.reference_layers = reference_layers
+        self.k = k
+        self.reset()
+
+    def reset(self) -> None:
+        adapter = self.adapter
+        self.cache: Any = None
+        self.hidden = torch.empty(
+            (adapter.num_layers + 1, 0, adapter.d_model), dtype=adapter.dtype, device=adapter.device
+        )
+        self.arrays = GridArrays(
+            np.empty((len(STATISTICS), 0, 0), np.float32),
+            np.empty((0, 0, self.k), np.int64),
+            np.empty((0, 0, self.k), np.float32),
+        )
+        self.last_logits: dict[int, torch.Tensor] = {}
+        """Session row → float32 [vocab] logits of the last column, for the next append's patch."""
+
+    @property
+    def positions(self) -> int:
+        return int(self.hidden.shape[1])
+
+    @property
+    def columns(self) -> int:
+        return int(self.arrays.stats.shape[2])
+
+    def layers(self, rows: Sequence[int]) -> list[int]:
+        """This model's layer for each of the session's rows (A's indices), by relative depth."""
+        return aligned_layers(rows, self.reference_layers, self.adapter.num_layers)
+
+    def source(self, start: int) -> GridInput:
+        """What the grid decodes: this model's hidden states from position `start` on, through its lens."""
+        return GridInput(self.adapter, self.lens, ModelForward(self.hidden[:, start:]))
+
+    def advance(self, ids: list[int], keep: int) -> None:
+        """Bring hidden states and cache to `ids`, reusing the first `keep` positions."""
+        old = self.positions
+        if self.cache is None:
+            keep = 0  # nothing to continue from (a model that returns no cache): run everything
+        if keep < old:
+            if self.cache is not None and self._croppable(old):
+                self.cache.crop(-(old - keep))
+            else:
+                self.cache, keep = None, 0  # recompute from the start: same results, more work
+            self.hidden = self.hidden[:, :keep].clone()  # clone: let the dropped positions' memory go
+        if len(ids) > keep:
+            suffix = torch.tensor(ids[keep:], dtype=torch.long)
+            hidden, self.cache = self.adapter.run(suffix, self.cache if keep else None)
+            seq_length = getattr(self.cache, "get_seq_length", None)
+            if not callable(seq_length) or seq_length() != len(ids):
+                self.cache = None  # a cache that does not cover every position cannot be continued
+            self.hidden = torch.cat([self.hidden[:, :keep], hidden], dim=1)
+
+    def _croppable(self, length: int) -> bool:
+        """Whether a cache of `length` positions can be cut back. A sliding-window layer keeps only its
+        last window - 1 positions once `length` reaches its window, so from there it cannot (and
+        transformers refuses to): the text is then recomputed from the start."""
+        layers = getattr(self.cache, "layers", None)
+        if layers is None:
+            return not any(getattr(self.cache, "is_sliding", None) or [])
+        windows = [getattr(layer, "sliding_window", None) for layer in layers if getattr(layer, "is_sliding", False)]
+        return all(isinstance(window, int) and length < window for window in windows)
+
+    def column_logits(self, rows: Sequence[int], column: int, top_k: int, chunk_bytes: int) -> torch.Tensor:
+        """float32 [rows, vocab] logits of one column, for its patch when they were not kept."""
+        layers = self.layers(rows)
+        distinct = list(dict.fromkeys(layers))
+        forward = ModelForward(self.hidden[:, column : column + 1])
+        targets = torch.tensor([NO_TARGET])
+        grid = compute_grid(self.adapter, self.lens, forward, targets, distinct, top_k, chunk_bytes, True)
+        assert grid.last_logits is not None
+        return grid.last_logits[[distinct.index(layer) for layer in layers]]
+
+    def invalid_rows(self, rows: Sequence[int]) -> list[int]:
+        """Rows with a cell whose logits are not finite (NaN entropy, which only such a cell has)."""
+        bad = np.isnan(self.arrays.stats[_ENTROPY]).any(axis=1)
+        return [row for row, b in zip(rows, bad, strict=True) if b]
+
+    def block(self, index: Sequence[int], start: int, patch: np.ndarray | None = None) -> GridBlock:
+        arrays = self.arrays
+        return GridBlock(
+            self.name,
+            arrays.stats[:, index, start:],
+            arrays.top_ids[index, start:],
+            arrays.top_probs[index, start:],
+            patch,
+        )
