@@ -54,6 +54,7 @@ describe("the A/B diff", () => {
     for (let r = 0; r < R; r++) for (let c = 0; c < T; c++) expect(p.marked(r, c)).toBe(false);
     expect(markedCount(sc)).toBe(0);
     expect(p.diverging).toBe(true);
+    expect(legendTitle(sc)).toBe("Δ Entropy (B − A, nats)");
   });
 
   it("B − A of two models is their difference; cells whose top-1 tokens differ are marked", () => {

@@ -160,7 +160,7 @@ export function picture(
 export function legendTitle(scene: Scene): string {
   const what = shown(scene);
   if (!what) return "";
-  const text = title(what.label, what.units);
+  const text = title(what.label, what.units, what.note);
   const mode = effectiveMode(scene);
   if (!isAB(scene.state) || mode === "diff") return text;
   return `${text} · ${modelNames(scene.state)[mode === "b" ? 1 : 0]}`;

@@ -14,6 +14,8 @@ export interface Shown {
   units: string;
   lowerIsBetter: boolean;
   scale: ScaleKind;
+  /** What the value is of, when the label alone does not say ("B − A"). */
+  note?: string;
 }
 
 /** A statistic's info, or a plain one when the kernel did not say (an older kernel, a lost vocabulary). */
@@ -21,9 +23,10 @@ export function infoOf(name: string, infos: StatisticInfo[]): StatisticInfo {
   return infos.find((i) => i.name === name) ?? { name, label: name, units: "", lower_is_better: false, scale: "sequential" };
 }
 
-/** A title with its units once: "Entropy (nats)", "Rank". */
-export function title(label: string, units: string): string {
-  return units ? `${label} (${units})` : label;
+/** A title with its units once: "Entropy (nats)", "Rank", "Δ Entropy (B − A, nats)". */
+export function title(label: string, units: string, note = ""): string {
+  const detail = [note, units].filter(Boolean).join(", ");
+  return detail ? `${label} (${detail})` : label;
 }
 
 export function single(name: string, infos: StatisticInfo[]): Shown {
@@ -34,8 +37,7 @@ export function single(name: string, infos: StatisticInfo[]): Shown {
 /** B − A of a single-model statistic, on a scale centred at 0. */
 export function delta(name: string, infos: StatisticInfo[]): Shown {
   const info = infoOf(name, infos);
-  const units = info.units ? `B − A, ${info.units}` : "B − A";
-  return { key: `delta:${name}`, label: `Δ ${info.label}`, units, lowerIsBetter: false, scale: "diverging" };
+  return { key: `delta:${name}`, label: `Δ ${info.label}`, units: info.units, note: "B − A", lowerIsBetter: false, scale: "diverging" };
 }
 
 /** The choices of the diff mode: every B − A, then the pair statistics (divergences, agreement). */

@@ -11,6 +11,7 @@ import type { Payload, Vocabulary } from "./payload";
 import { choices, columnsShown, effectiveMode, isAB, legendTitle, markedCount, type Mode, modelNames, picture, rowIndices, type Scene, shown, tooltip } from "./picture";
 import { Receiver } from "./receiver";
 import { afterClick, afterHover, afterKey, NOTHING, type Selection, within } from "./selection";
+import { title as statisticTitle } from "./statistics";
 import { EditSync, isEditDone } from "./sync";
 import { isDark, palette, watchTheme } from "./theme";
 import { fillTooltip } from "./tooltip";
@@ -178,7 +179,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
         const button = el(doc, "button", "lw-stat", statButtons);
         button.type = "button";
         button.textContent = choice.label;
-        button.title = choice.units ? `${choice.label} (${choice.units})` : choice.label;
+        button.title = statisticTitle(choice.label, choice.units, choice.note);
         button.dataset.statistic = choice.key;
       }
     }
