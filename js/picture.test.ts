@@ -69,6 +69,16 @@ describe("the A/B diff", () => {
     expect(markedCount({ ...sc, mode: "a" })).toBe(0);
   });
 
+  it("an invalid cell (NaN entropy in either model) is not marked: its top-k ids mean nothing", () => {
+    const b = grid(1);
+    b.stats[0 * R * T + 0 * T + 1] = NaN; // entropy of row 0, column 1 in model B
+    const sc = scene(state(b), { diffStatistic: "delta:entropy" });
+    const p = picture(sc, makeLayout(R, T, 600), 0, palette(false), null, false)!;
+    expect(p.invalid(2, 1)).toBe(true);
+    expect(p.marked(2, 1)).toBe(false);
+    expect(markedCount(sc)).toBe(T - 1);
+  });
+
   it("pair statistics come from the kernel's diff, with their own labels and scale", () => {
     const sc = scene(state(grid(1)));
     expect(shown(sc)!.key).toBe("js");

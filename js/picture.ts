@@ -105,14 +105,15 @@ export function markedCount(scene: Scene): number {
   if (effectiveMode(scene) !== "diff") return 0;
   let n = 0;
   for (const i of rowIndices(scene)) {
-    for (let c = scene.first; c < scene.first + scene.count; c++) if (top1(scene, 0, i, c) !== top1(scene, 1, i, c)) n++;
+    for (let c = scene.first; c < scene.first + scene.count; c++) if (top1Differs(scene, i, c)) n++;
   }
   return n;
 }
 
 /** The two models' most likely tokens differ here (diff mode only). */
 export function top1Differs(scene: Scene, row: number, col: number): boolean {
-  return effectiveMode(scene) === "diff" && top1(scene, 0, row, col) !== top1(scene, 1, row, col);
+  // An invalid cell's top-k ids are arbitrary: there is no top-1 to compare.
+  return effectiveMode(scene) === "diff" && top1(scene, 0, row, col) !== top1(scene, 1, row, col) && !invalidAt(scene, row, col);
 }
 
 export function picture(

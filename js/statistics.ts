@@ -40,7 +40,7 @@ export function delta(name: string, infos: StatisticInfo[]): Shown {
   return { key: `delta:${name}`, label: `Δ ${info.label}`, units: info.units, note: "B − A", lowerIsBetter: false, scale: "diverging" };
 }
 
-/** The choices of the diff mode: every B − A, then the pair statistics (divergences, agreement). */
+/** The choices of the diff mode: the pair statistics (divergences, agreement), then every B − A. */
 export function diffChoices(statistics: string[], diff: string[], infos: StatisticInfo[]): Shown[] {
   return [...diff.map((name) => single(name, infos)), ...statistics.map((name) => delta(name, infos))];
 }

@@ -214,7 +214,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const missingRows = s !== null && rowsWanted(s.state.header.num_layers) > rowIndices(s).length;
     const busy = sync.pending || missingRows || (s !== null && s.state.header.lens !== model.get("lens"));
     status.classList.toggle("lw-busy", busy);
-    const range = s && s.count < s.state.nTokens ? `tokens ${s.first}–${s.first + s.count - 1} of ` : "";
+    const range = !s || s.count === s.state.nTokens ? "" : s.count ? `tokens ${s.first}–${s.first + s.count - 1} of ` : "no tokens in the chosen range of ";
     status.textContent = busy ? "computing…" : s ? `${range}${s.state.nTokens} tokens` : "";
     errorBox.textContent = [received.payloadError, received.vocabularyError, model.get("error") || ""].filter(Boolean).join("\n");
     notice.textContent = s?.state.header.notice ?? "";

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -86,9 +87,8 @@ def compare_models(
         text=text,
         layer_stride=layer_stride,
         diff_statistic=shown,
-        mode="diff",
         token_range=_token_range(start_pos, end_pos),
-        **kwargs,
+        **{"mode": "diff", **kwargs},
     )
 
 
@@ -115,14 +115,14 @@ def _ids(input_ids: torch.Tensor | Sequence[int]) -> list[int]:
         if input_ids.ndim != 1:
             raise ValueError(f"input_ids must be [T] or [1, T], got shape {tuple(input_ids.shape)}")
         return [int(i) for i in input_ids.tolist()]
-    ids = list(input_ids)
-    if ids and isinstance(ids[0], (list, tuple)):
-        if len(ids) != 1:
-            raise ValueError(f"input_ids must hold one sequence, got {len(ids)}")
-        ids = list(ids[0])
-    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+    array = np.asarray(input_ids, dtype=object if not len(input_ids) else None)  # lists, numpy, nested
+    if array.ndim == 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 1:
+        raise ValueError(f"input_ids must be [T] or [1, T], got shape {array.shape}")
+    if not all(isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)) for i in array.tolist()):
         raise ValueError("input_ids must be integers")
-    return ids
+    return [int(i) for i in array.tolist()]
 
 
 def _text_of(tokenizer: Any, input_ids: torch.Tensor | Sequence[int] | None) -> str:

@@ -35,6 +35,7 @@ class WidgetController:
         self.tuned = tuned
         """Each model's tuned lens ("a", and "b" in A/B), for the lens toggle."""
         self.seq = 0
+        self._reverting = False
         widget.observe(self._on_text, names="text")
         widget.observe(self._on_stride, names="layer_stride")
         widget.observe(self._on_lens, names="lens")
@@ -56,8 +57,16 @@ class WidgetController:
         self._run("Could not change the layer stride", lambda: self.session.set_layer_stride(change["new"]))
 
     def _on_lens(self, change: Any) -> None:
+        if self._reverting:
+            return
         lenses = {model: tuned if change["new"] == "tuned" else None for model, tuned in self.tuned.items()}
         self._run("Could not switch the lens", partial(self.session.set_lenses, lenses))
+        if self.widget.error.startswith("Could not switch the lens"):
+            self._reverting = True  # the session kept its lenses (it rolls back): so does the toggle
+            try:
+                self.widget.lens = change["old"]
+            finally:
+                self._reverting = False
 
     def _on_message(self, widget: Any, content: Any, buffers: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None

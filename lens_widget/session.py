@@ -273,7 +273,9 @@ class LensSession:
         """Switch several models' lenses at once (the widget's lens toggle): the rows are recomputed
         once for all of them, where one set_lens per model would recompute the diff twice."""
         tracks = [(self._track(model), lens) for model, lens in lenses.items()]
-        fitted = [(track, self._fit_lens(track, lens)) for track, lens in tracks]
+        fitted: list[tuple[Track, Lens]] = []
+        for track, lens in tracks:
+            fitted.append((track, self._fit_lens(track, lens, fitted)))
         with self._consistent():
             lens_rows: set[int] = set()
             for track, lens in fitted:
@@ -334,17 +336,19 @@ class LensSession:
                 "was it added to the tokenizer without resizing the model's embeddings?"
             )
 
-    def _fit_lens(self, track: Track, lens: Lens | None) -> Lens:
+    def _fit_lens(self, track: Track, lens: Lens | None, claimed: Sequence[tuple[Track, Lens]] = ()) -> Lens:
         """`lens` checked against the track's model and moved to its device and dtype.
 
         A tuned lens the other model uses, on another device or in another dtype, is copied first:
-        fitting moves a lens in place, which would take it away from the other model. Reusing A's lens
+        fitting moves a lens in place, which would take it away from the other model (`claimed`: lenses
+        fitted earlier in the same switch, not yet the tracks' own). Reusing A's lens
         for B is what was asked, so B's unembedding fingerprint differing from A's is not warned about.
         """
         if lens is None:
             return LogitLens()
         if isinstance(lens, TunedLens):
             others = [t for t in self._tracks if t is not track and t.lens is lens]  # A's lens reused for B
+            others += [t for t, fitted in claimed if fitted is lens and t is not track and t not in others]
             if any((t.adapter.device, t.adapter.dtype) != (track.adapter.device, track.adapter.dtype) for t in others):
                 lens = copy.deepcopy(lens)
             try:
@@ -355,7 +359,8 @@ class LensSession:
             except LensMismatchError as exc:
                 if not self._ab:
                     raise
-                raise LensMismatchError(f"model {track.key.upper()} ({track.name}): {exc}") from exc
+                hint = "; give model B its own: lens_b= (its tuned lens, or LogitLens())" if track.key == "b" else ""
+                raise LensMismatchError(f"model {track.key.upper()} ({track.name}): {exc}{hint}") from exc
         if not isinstance(lens, Lens):
             raise TypeError(f"lens must be a TunedLens, a LogitLens or None, got {type(lens).__name__}")
         return lens
@@ -458,7 +463,7 @@ class LensSession:
             n_tokens=n,
             total_tokens=tokens.total,
             top_k=self.top_k,
-            lens=self.lens.name,
+            lens="tuned" if any(t.lens.name == "tuned" for t in self._tracks) else "logit",  # the widget's toggle
             vocab_size=self._tracks[0].adapter.vocab_size,
             grids=[t.block(index, start, p) for t, p in zip(self._tracks, patches, strict=True)],
             token_ids=tokens.ids[start:],

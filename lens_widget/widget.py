@@ -84,7 +84,8 @@ class LensWidget(anywidget.AnyWidget):
         )
         tuned = {"a": lens if isinstance(lens, TunedLens) else None}
         if model_b is not None:
-            tuned["b"] = lens_b if isinstance(lens_b, TunedLens) else tuned["a"]
+            # B shares A's tuned lens unless given its own, and keeps an explicit logit lens.
+            tuned["b"] = lens_b if isinstance(lens_b, TunedLens) else tuned["a"] if lens_b is None else None
         has_tuned = any(t is not None for t in tuned.values())
         kwargs.setdefault("mode", "diff" if model_b is not None else "a")
         super().__init__(

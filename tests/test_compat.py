@@ -11,7 +11,7 @@ import pytest
 import torch
 from tiny_models import tiny_model, tiny_tokenizer
 
-from lens_widget import LogitLens, TunedLens
+from lens_widget import LensMismatchError, LogitLens, TunedLens
 from lens_widget.compat import compare_models, plot_lens
 from lens_widget.payload import apply_update
 
@@ -66,7 +66,7 @@ def test_the_seed_calls_verbatim_return_widgets_whose_payloads_decode_with_real_
     assert ab.error == "" and single.error == ""
 
 
-@pytest.mark.parametrize("input_ids", ["tensor_1xT", "tensor_T", "list", "nested_list"])
+@pytest.mark.parametrize("input_ids", ["tensor_1xT", "tensor_T", "list", "nested_list", "numpy_1xT", "numpy_T"])
 def test_input_ids_may_be_a_tensor_of_either_shape_or_a_list(input_ids: str) -> None:
     ids = tokenizer("Paris is the capital").input_ids
     given = {
@@ -74,6 +74,8 @@ def test_input_ids_may_be_a_tensor_of_either_shape_or_a_list(input_ids: str) -> 
         "tensor_T": torch.tensor(ids),
         "list": ids,
         "nested_list": [ids],
+        "numpy_1xT": np.array([ids]),
+        "numpy_T": np.array(ids),
     }[input_ids]
     widget = plot_lens(models()[0], tokenizer, None, input_ids=given)
     assert widget.session.tokens.ids == ids
@@ -104,6 +106,18 @@ def test_divergence_names(divergence: str, shown: str) -> None:
 def test_bad_arguments_are_clear_errors(call: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call(models()[0])
+
+
+def test_a_shared_lens_that_does_not_fit_b_says_how_to_give_b_its_own() -> None:
+    a = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=0)
+    shallow = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=1, num_hidden_layers=2)
+    with pytest.raises(LensMismatchError, match=r"model B .*lens_b="):
+        compare_models(model_a=a, model_b=shallow, tokenizer=tokenizer, lens=TunedLens.from_model(a), input_ids=[5, 6])
+    widget = compare_models(
+        model_a=a, model_b=shallow, tokenizer=tokenizer, lens=TunedLens.from_model(a), lens_b=LogitLens(), input_ids=[5]
+    )
+    assert widget.session.lens_of("b").name == "logit"
+    assert compare_models(model_a=a, model_b=shallow, tokenizer=tokenizer, input_ids=[5], mode="b").mode == "b"
 
 
 def test_ids_that_do_not_round_trip_warn_and_show_the_retokenized_text() -> None:

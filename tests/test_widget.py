@@ -11,7 +11,7 @@ import torch
 import traitlets
 from tiny_models import tiny_model, tiny_tokenizer
 
-from lens_widget import LensWidget, TunedLens
+from lens_widget import LensWidget, LogitLens, TunedLens
 from lens_widget.payload import apply_update, decode_vocabulary
 
 VOCAB = 400
@@ -235,3 +235,39 @@ def test_the_lens_toggle_of_an_ab_widget_switches_both_models_in_one_update() ->
     assert w.session.lens_of("a").name == "logit" and w.session.lens_of("b").name == "logit"
     state = apply_update(None, w.session.full_update().payload)
     assert len(state.grids) == 2 and state.diff is not None
+
+
+def test_the_lens_toggle_keeps_a_shared_lens_with_model_a_and_an_explicit_logit_lens_for_b() -> None:
+    a = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=0)
+    b = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=1, dtype=torch.float16)
+    lens = TunedLens.from_model(a)
+    w = LensWidget(a, TOKENIZER, lens, model_b=b, text="Paris is the capital")
+    from_view(w, lens="logit")
+    from_view(w, lens="tuned")
+    assert w.error == ""
+    assert w.session.lens_of("a").layer_translators[0].weight.dtype == torch.float32, "A's lens stays A's"
+    assert w.session.lens_of("b").layer_translators[0].weight.dtype == torch.float16
+
+    kept = LensWidget(a, TOKENIZER, lens, model_b=b, lens_b=LogitLens(), text="Paris")
+    from_view(kept, lens="logit")
+    from_view(kept, lens="tuned")
+    assert kept.session.lens_of("b").name == "logit", "an explicit logit lens for B stays"
+
+
+def test_the_lens_named_to_the_view_is_tuned_when_either_model_uses_one() -> None:
+    a = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=0)
+    b = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=1)
+    w = LensWidget(a, TOKENIZER, None, model_b=b, lens_b=TunedLens.from_model(b), text="Paris")
+    assert w.lens == "tuned" and w.update["header"]["lens"] == "tuned", "else the view would wait forever"
+
+
+def test_a_lens_switch_that_fails_puts_the_toggle_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256)
+    w = LensWidget(model, TOKENIZER, TunedLens.from_model(model), text="Paris")
+
+    def broken(lenses: Any) -> Any:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(w.session, "set_lenses", broken)
+    from_view(w, lens="logit")
+    assert "Could not switch the lens" in w.error and w.lens == "tuned"
