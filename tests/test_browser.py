@@ -7,7 +7,10 @@
    and a theme switch keeps the heatmap's width.
 2. Notebook 7 runs the same notebook: the text boxes agree with the kernel, and the heatmap's
    arrow keys move its selection, not the notebook's active cell.
-3. A bare page imports the built ESM with a minimal fake anywidget model: the host contract that
+3. JupyterLab runs examples/compare_models.ipynb (tuned-lens's call, two models): it opens on the
+   diff with top-1-differs marks, the tooltip lists both models' top-10, and switching modes sends
+   nothing to the kernel.
+4. A bare page imports the built ESM with a minimal fake anywidget model: the host contract that
    VS Code and Colab implement, with no Jupyter at all.
 
 Screenshots go to tests/artifacts/ (git-ignored).
@@ -263,24 +266,11 @@ def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
         page.close()
 
 
-AB_NOTEBOOK = """from lens_widget import LensWidget
-from lens_widget.demo import demo_model
-
-model_a, tokenizer = demo_model(seed=0)
-model_b, _ = demo_model(seed=1)
-text = "The capital of France is Paris"
-widget = LensWidget(model_a, tokenizer, model_b=model_b, names=("seed 0", "seed 1"), text=text)
-widget"""
-
-
 @pytest.fixture(scope="module")
 def ab_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import nbformat
-
     root = tmp_path_factory.mktemp("ab")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(AB_NOTEBOOK)])
-    nbformat.write(notebook, root / "ab.ipynb")
-    with jupyter_server(root, "ab.ipynb", "lab") as url:
+    shutil.copy(ROOT / "examples" / "compare_models.ipynb", root / "compare_models.ipynb")
+    with jupyter_server(root, "compare_models.ipynb", "lab") as url:
         yield url
 
 
