@@ -90,16 +90,17 @@ def record() -> dict[str, Any]:
     tokenizer = tiny_tokenizer(400)
     model = tiny_model("gpt_neox", vocab_size=400, num_hidden_layers=4, max_position_embeddings=128)
     session = LensSession(model, tokenizer, top_k=5, layer_stride=2)
-    return _stream(
-        session,
-        [
-            lambda: session.set_text("Paris is the"),
-            lambda: session.set_text("Paris is the capital 🙂"),
-            lambda: session.set_layer_stride(1),
-            lambda: session.set_text("Paris was the capital"),
-            lambda: session.set_text("Paris"),
-        ],
-    )
+    return _stream(session, [*_edits(session), lambda: session.set_text("Paris")])
+
+
+def _edits(session: LensSession) -> list[Any]:
+    """Full, columns (with an emoji), rows, columns: every kind of update."""
+    return [
+        lambda: session.set_text("Paris is the"),
+        lambda: session.set_text("Paris is the capital 🙂"),
+        lambda: session.set_layer_stride(1),
+        lambda: session.set_text("Paris was the capital"),
+    ]
 
 
 def record_ab() -> dict[str, Any]:
@@ -110,15 +111,7 @@ def record_ab() -> dict[str, Any]:
     torch.manual_seed(1)
     model_b = tiny_model("llama", vocab_size=400, num_hidden_layers=4, max_position_embeddings=128)
     session = LensSession(model_a, tokenizer, model_b=model_b, names=("base", "tuned"), top_k=5, layer_stride=2)
-    return _stream(
-        session,
-        [
-            lambda: session.set_text("Paris is the"),
-            lambda: session.set_text("Paris is the capital 🙂"),
-            lambda: session.set_layer_stride(1),
-            lambda: session.set_text("Paris was the capital"),
-        ],
-    )
+    return _stream(session, _edits(session))
 
 
 if __name__ == "__main__":

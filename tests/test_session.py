@@ -38,6 +38,18 @@ def assert_equals_fresh(s: LensSession, fresh: LensSession, tol: float = 1e-4) -
     assert_same_grid(s, fresh, tol=tol)
 
 
+def fail_once(m: nn.Module) -> None:
+    """The model's next forward pass raises (an out-of-memory mid-update, say); later ones run."""
+    armed = {"fail": True}
+
+    def explode(module: nn.Module, args: object, out: object) -> None:
+        if armed["fail"]:
+            armed["fail"] = False
+            raise RuntimeError("injected failure")
+
+    m.get_input_embeddings().register_forward_hook(explode)
+
+
 class PositionCounter:
     """Counts the positions the model's embedding sees: the model's real work, not a timing."""
 
@@ -233,14 +245,7 @@ def test_an_exception_mid_update_leaves_the_session_consistent() -> None:
     m = model()
     s = session(m)
     s.set_text(TEXT)
-    armed = {"fail": True}
-
-    def explode(module: nn.Module, args: object, out: object) -> None:
-        if armed["fail"]:
-            armed["fail"] = False
-            raise RuntimeError("injected failure")
-
-    m.get_input_embeddings().register_forward_hook(explode)
+    fail_once(m)
     with pytest.raises(RuntimeError, match="injected failure"):
         s.set_text(TEXT + " More words")
     update = s.set_text(TEXT + " More words")
@@ -833,14 +838,7 @@ def test_an_exception_in_model_b_rolls_both_models_back() -> None:
     b = model(seed=1)
     s = ab_session(model(), b)
     s.set_text(TEXT)
-    armed = {"fail": True}
-
-    def explode(module: nn.Module, args: object, out: object) -> None:
-        if armed["fail"]:
-            armed["fail"] = False
-            raise RuntimeError("injected failure")
-
-    b.get_input_embeddings().register_forward_hook(explode)
+    fail_once(b)
     with pytest.raises(RuntimeError, match="injected failure"):
         s.set_text(TEXT + " More words")
     assert s.set_text(TEXT + " More words").kind == "full"
