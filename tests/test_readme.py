@@ -24,3 +24,13 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     test_command = quick_start_commands()[1]
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert test_command in ci
+
+
+def test_the_main_command_opens_the_quickstart_notebook_at_the_printed_url() -> None:
+    """JupyterLab prints its default URL: pointed at the notebook it opens, not the Launcher."""
+    main = quick_start_commands()[0]
+    opened = re.search(r"jupyter lab .*?(\S+\.ipynb)\s*$", main)
+    assert opened, "the main command opens a notebook in JupyterLab"
+    notebook = Path(opened.group(1))
+    assert (ROOT / notebook).is_file()
+    assert f"--LabApp.default_url=/lab/tree/{notebook.name}" in main
