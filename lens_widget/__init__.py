@@ -26,6 +26,7 @@ from .lenses import Lens, LogitLens, TunedLens
 from .payload import PayloadError, apply_update, decode_update
 from .session import LensSession, Update
 from .statistics import DIFF_STATISTICS, STATISTIC_INFO, STATISTICS, UNITS, pair_statistics
+from .training import TrainingError, train_lens
 
 if TYPE_CHECKING:
     from .compat import compare_models, plot_lens
@@ -77,6 +78,7 @@ __all__ = [
     "ModelForward",
     "PairGrid",
     "PayloadError",
+    "TrainingError",
     "TunedLens",
     "Update",
     "apply_update",
@@ -88,4 +90,5 @@ __all__ = [
     "pair_statistics",
     "plot_lens",
     "row_labels",
+    "train_lens",
 ]

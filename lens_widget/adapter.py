@@ -185,6 +185,24 @@ class ModelAdapter:
         """One full forward pass of a single sequence, shaped for the lens."""
         return ModelForward(self.run(input_ids)[0])
 
+    @torch.no_grad()
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Hidden states [L + 1, batch, positions, d] of a batch of equal-length sequences [batch, positions].
+
+        Under `no_grad`, not `inference_mode` (which `run` uses): tensors made in inference mode can
+        never enter autograd, and lens training backpropagates from the lens's logits through the
+        final norm and head into the translators that read these tensors. No gradient reaches the
+        model through them either way.
+        """
+        if input_ids.ndim != 2:
+            raise ValueError(f"input_ids must be a batch [batch, positions] (2-D), got shape {tuple(input_ids.shape)}")
+        ids = input_ids.to(self.model.get_input_embeddings().weight.device)
+        # Every position is real (sequences are never padded): said explicitly, so that a batch holding
+        # the pad token (often EOS, which separates packed documents) is not taken for padding.
+        mask = torch.ones_like(ids)
+        out = self._body(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
+        return torch.stack(tuple(out.hidden_states))
+
     def _discover(self) -> tuple[tuple[nn.Module, ...], bool, int]:
         """Run the model once on a few tokens, watching which modules run in which order."""
         model, blocks, head = self.model, self._blocks, self.head

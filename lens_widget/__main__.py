@@ -1,0 +1,144 @@
+"""Command line: `python -m lens_widget train --model M --texts FILE --out DIR` trains a tuned lens.
+
+For users who have a model and some text but would rather not write a training script: the folder
+written loads with `TunedLens.load` here and in tuned-lens. Exit status 0 on success, 1 when loading
+or training fails (the message says why), 2 on bad usage, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+TEXTS_HELP = (
+    "a UTF-8 text file of training text; documents are separated by blank lines (a line holding only "
+    "whitespace counts as blank), so one document may span several lines; a file without blank lines "
+    "is one document. Documents are tokenized, ended with EOS and packed into sequences of --max-length"
+)
+
+
+def read_documents(path: Path) -> list[str]:
+    """The non-empty documents of a texts file: blocks of lines between blank lines."""
+    text = path.read_text(encoding="utf-8")
+    return [doc.strip("\n") for doc in re.split(r"\n(?:[ \t\r\f\v]*\n)+", text.replace("\r\n", "\n")) if doc.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .training import (
+        DEFAULT_CHECKPOINT_EVERY,
+        DEFAULT_MAX_LENGTH,
+        DEFAULT_STEPS,
+        DEFAULT_TOKENS_PER_STEP,
+    )
+
+    parser = argparse.ArgumentParser(prog="python -m lens_widget", description="lens-widget command line tools.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = commands.add_parser(
+        "train",
+        help="train a tuned lens for a causal LM and save it as a tuned-lens folder",
+        description=(
+            "Train a tuned lens (tuned-lens's recipe: SGD with Nesterov momentum, linear decay, gradient "
+            "clipping; loss KL(model output || lens)) and save it to --out."
+        ),
+    )
+    train.add_argument("--model", required=True, help="a local model folder or a Hugging Face Hub id")
+    train.add_argument("--texts", required=True, type=Path, help=TEXTS_HELP)
+    train.add_argument("--out", required=True, type=Path, help="folder to write config.json and params.pt to")
+    train.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimizer steps (default {DEFAULT_STEPS})")
+    train.add_argument(
+        "--tokens-per-step",
+        type=int,
+        default=DEFAULT_TOKENS_PER_STEP,
+        help=f"tokens per optimizer step (default {DEFAULT_TOKENS_PER_STEP}; tuned-lens uses 262144 on GPUs)",
+    )
+    train.add_argument("--lr", type=float, default=1.0, help="effective learning rate, tuned-lens's lr_scale (1.0)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the data order (default 0)")
+    train.add_argument(
+        "--max-length",
+        type=int,
+        default=DEFAULT_MAX_LENGTH,
+        help=f"tokens per packed sequence (default {DEFAULT_MAX_LENGTH})",
+    )
+    train.add_argument(
+        "--checkpoint", type=Path, help="folder for checkpoints; rerunning the same command resumes from it"
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=DEFAULT_CHECKPOINT_EVERY,
+        help=f"steps between checkpoints (default {DEFAULT_CHECKPOINT_EVERY})",
+    )
+    train.add_argument("--device", help="torch device to train on, e.g. cpu, cuda, cuda:1, mps (default: cpu)")
+    train.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16", "auto"),
+        default="float32",
+        help="dtype to load the model in (default float32; auto: the checkpoint's own)",
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def train_command(args: argparse.Namespace) -> int:
+    if not args.texts.is_file():
+        print(f"error: --texts {args.texts} is not a file", file=sys.stderr)
+        return 1
+    documents = read_documents(args.texts)
+    if not documents:
+        print(f"error: --texts {args.texts} holds no text", file=sys.stderr)
+        return 1
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .errors import LensWidgetError
+    from .training import train_lens
+
+    dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
+        if args.device is not None:
+            model.to(args.device)
+    except Exception as exc:  # missing folder, unknown id, offline Hub, bad device: all end the same way
+        why = f"{type(exc).__name__}: {exc}"
+        print(f"error: could not load the model or tokenizer {args.model!r}: {why}", file=sys.stderr)
+        return 1
+    try:
+        train_lens(
+            model,
+            documents,
+            tokenizer=tokenizer,
+            steps=args.steps,
+            tokens_per_step=args.tokens_per_step,
+            lr=args.lr,
+            seed=args.seed,
+            max_length=args.max_length,
+            out=args.out,
+            checkpoint=args.checkpoint,
+            checkpoint_every=args.checkpoint_every,
+            progress=not args.no_progress,
+            device=args.device,
+        )
+    except (ValueError, LensWidgetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        again = " (rerun the same command to resume from the last checkpoint)" if args.checkpoint else ""
+        print(f"interrupted{again}", file=sys.stderr)
+        return 130
+    print(f"saved the tuned lens to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        return train_command(args)
+    raise AssertionError(f"unknown command {args.command!r}")  # argparse refuses unknown commands first
+
+
+if __name__ == "__main__":
+    sys.exit(main())
