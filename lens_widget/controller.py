@@ -60,8 +60,7 @@ class WidgetController:
         if self._reverting:
             return
         lenses = {model: tuned if change["new"] == "tuned" else None for model, tuned in self.tuned.items()}
-        self._run("Could not switch the lens", partial(self.session.set_lenses, lenses))
-        if self.widget.error.startswith("Could not switch the lens"):
+        if not self._run("Could not switch the lens", partial(self.session.set_lenses, lenses)):
             self._reverting = True  # the session kept its lenses (it rolls back): so does the toggle
             try:
                 self.widget.lens = change["old"]
@@ -99,16 +98,18 @@ class WidgetController:
         """A message no view of ours sends: ignore it, and say so where the user looks."""
         self.widget.error = f"Ignored a malformed message from the view: {why}"
 
-    def _run(self, what: str, step: Any, *, clears_error: bool = True) -> None:
-        """Publish what `step` returns; any failure becomes the `error` trait, so the kernel, the
-        session (which rolls itself back) and the view all stay usable."""
+    def _run(self, what: str, step: Any, *, clears_error: bool = True) -> bool:
+        """Publish what `step` returns, and say whether it succeeded; any failure becomes the `error`
+        trait, so the kernel, the session (which rolls itself back) and the view all stay usable."""
         with self.widget.hold_sync():
             try:
                 self.publish(step())
-                if clears_error:
-                    self.widget.error = ""
             except Exception as exc:
                 self.widget.error = _message(what, exc)
+                return False
+            if clears_error:
+                self.widget.error = ""
+            return True
 
 
 def _message(what: str, exc: BaseException) -> str:
