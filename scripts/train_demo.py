@@ -13,14 +13,17 @@ and lengthens them; spaces and digits are always tokens of their own, so that a 
 The output folder holds:
     model/      the final model (fp16 safetensors) and its tokenizer
     early/      an early checkpoint of the same run (fp16) and the tokenizer, for the A/B mode
-    lens/       a tuned lens (lens_widget.train_lens) for the final model as saved (fp16 weights)
+    model_lens/ a tuned lens (lens_widget.train_lens) for the final model as saved
+    early_lens/ a tuned lens for the early checkpoint
     report.json task accuracies on held-out prompts (greedy decoding), per-layer KL of the tuned and
                 the logit lens on held-out text, times, sizes and the settings that reproduce the run
 
-    python scripts/train_demo.py --out /tmp/demo --minutes 20 --seed 0
+    python scripts/train_demo.py --out lens_widget/demo_files
 
-Without --steps, the number of steps is fitted to --minutes by timing the first steps, so it depends
-on the machine; the report records it, and `--steps N` repeats the run exactly (on CPU).
+The defaults are the shipped run: about 20 minutes on a 2-core CPU. A run is a pure function of its
+settings on a given torch build and device; the report records the settings and the sha256 of every
+weight file, so a rerun can be checked byte for byte. A GPU is used when present (`--device`), which
+changes the floating-point rounding and so the exact weights, not the recipe.
 """
 
 from __future__ import annotations
@@ -64,8 +67,8 @@ class Settings:
     lr: float = 3e-3
     warmup: int = 200
     weight_decay: float = 0.01
-    steps: int = 0
-    early_fraction: float = 0.1
+    steps: int = 7000
+    early_fraction: float = 0.06
     text_share: float = 0.1
     copy_min: int = 4
     copy_max: int = 28
@@ -238,9 +241,9 @@ def save_fp16(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, folder
 
 
 def train(
-    settings: Settings, tokenizer: PreTrainedTokenizerFast, docs: list[str], out: Path, minutes: float
+    settings: Settings, tokenizer: PreTrainedTokenizerFast, docs: list[str], out: Path, device: str
 ) -> tuple[PreTrainedModel, dict[str, Any]]:
-    model = make_model(settings, len(tokenizer))
+    model = make_model(settings, len(tokenizer)).to(device)
     batches = Batches(settings, tokenizer, docs)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
@@ -249,57 +252,70 @@ def train(
         lr=settings.lr,
         betas=(0.9, 0.98),
     )
-    fitted = settings.steps == 0
-    if fitted:
-        settings.steps = 10**9  # until timed below
+    # Early enough that copying and adding do not work yet, late enough that the model is past noise:
+    # the A/B mode then shows what the rest of training added.
+    early_step = max(1, round(settings.early_fraction * settings.steps))
     start = time.perf_counter()
     log: list[dict[str, float]] = []
-    step = 0
-    early_step = -1
     model.train()
-    while step < settings.steps:
-        if fitted and step == 20:
-            per_step = (time.perf_counter() - start) / 20
-            settings.steps = max(100, int(minutes * 60 / per_step))
-            print(f"{per_step:.3f} s/step: {settings.steps} steps fit {minutes} minutes", flush=True)
-        progress = step / settings.steps if not (fitted and step < 20) else 0.0
-        ids = batches.next(progress)
+    for step in range(1, settings.steps + 1):
+        ids = batches.next((step - 1) / settings.steps).to(device)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, settings)
+            group["lr"] = lr_at(step - 1, settings)
         logits = model(input_ids=ids[:, :-1]).logits
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        step += 1
-        if step % 50 == 0 or step == settings.steps:
+        if step % 100 == 0 or step == settings.steps:
             elapsed = time.perf_counter() - start
             log.append({"step": step, "loss": round(loss.item(), 4), "seconds": round(elapsed, 1)})
             print(f"step {step}/{settings.steps} loss {loss.item():.4f} {elapsed:.0f}s", flush=True)
-        if early_step < 0 and step >= max(1, round(settings.early_fraction * settings.steps)) and step > 20:
-            early_step = step
+        if step == early_step:
             save_fp16(model, tokenizer, out / "early")
     model.eval()
     seconds = time.perf_counter() - start
-    return model, {"steps": step, "early_step": early_step, "seconds": round(seconds, 1), "log": log}
+    return model, {"steps": settings.steps, "early_step": early_step, "seconds": round(seconds, 1), "log": log}
 
 
 # ---------------------------------------------------------------------------------------------- eval
 
 
 @torch.no_grad()
-def greedy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompt: str, max_new: int) -> str:
-    ids = tokenizer.encode(prompt)
+def greedy_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: list[str], max_new: int) -> list[str]:
+    """Greedy answers up to the first newline, decoded with the KV cache.
+
+    Prompts are grouped by token count and each group runs as one batch, so there is no padding and
+    each answer is exactly what a single-prompt greedy decode gives (up to batched-matmul rounding).
+    """
     newline = tokenizer.encode("\n")
-    new: list[int] = []
-    for _ in range(max_new):
-        logits = model(input_ids=torch.tensor([ids + new])).logits[0, -1]
-        token = int(logits.argmax())
-        if [token] == newline or token == tokenizer.eos_token_id:
-            break
-        new.append(token)
-    return tokenizer.decode(new)
+    stop = {tokenizer.eos_token_id, *(newline if len(newline) == 1 else [])}
+    encoded = [tokenizer.encode(p) for p in prompts]
+    groups: dict[int, list[int]] = {}
+    for i, ids in enumerate(encoded):
+        groups.setdefault(len(ids), []).append(i)
+    answers = [""] * len(prompts)
+    for members in groups.values():
+        ids = torch.tensor([encoded[i] for i in members])
+        out = model(input_ids=ids, use_cache=True)
+        new: list[list[int]] = [[] for _ in members]
+        done = [False] * len(members)
+        for _ in range(max_new):
+            tokens = out.logits[:, -1].argmax(-1)
+            for row, token in enumerate(tokens.tolist()):
+                if not done[row]:
+                    if token in stop:
+                        done[row] = True
+                    else:
+                        new[row].append(token)
+            if all(done):
+                break
+            cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            out = model(input_ids=tokens[:, None], cache=cache, use_cache=True)
+        for row, i in enumerate(members):
+            answers[i] = tokenizer.decode(new[row])
+    return answers
 
 
 def task_accuracy(
@@ -315,14 +331,11 @@ def task_accuracy(
     }
     results: dict[str, dict[str, Any]] = {}
     for name, make in makers.items():
-        correct = 0
-        examples = []
-        for i in range(settings.eval_prompts):
-            prompt, answer = make()
-            got = greedy(model, tokenizer, prompt, len(tokenizer.encode(answer)) + 2)
-            correct += got == answer
-            if i < 5:
-                examples.append({"prompt": prompt, "answer": answer, "got": got})
+        pairs = [make() for _ in range(settings.eval_prompts)]
+        longest = max(len(tokenizer.encode(answer)) for _, answer in pairs)
+        got = greedy_batch(model, tokenizer, [prompt for prompt, _ in pairs], longest + 2)
+        correct = sum(g == answer for g, (_, answer) in zip(got, pairs, strict=True))
+        examples = [{"prompt": p, "answer": a, "got": g} for (p, a), g in zip(pairs[:5], got[:5], strict=True)]
         results[name] = {"accuracy": correct / settings.eval_prompts, "n": settings.eval_prompts, "examples": examples}
     return results
 
@@ -364,64 +377,77 @@ def folder_bytes(folder: Path) -> int:
 # ---------------------------------------------------------------------------------------------- main
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--minutes", type=float, default=20.0, help="training budget when --steps is not given")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=0, help="optimizer steps (default: fit --minutes)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--eval-prompts", type=int, default=200, help="held-out prompts per task")
-    parser.add_argument("--lens-steps", type=int, default=150)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    settings = Settings(seed=args.seed, steps=args.steps, eval_prompts=args.eval_prompts, lens_steps=args.lens_steps)
-    out: Path = args.out
+def file_hashes(out: Path) -> dict[str, str]:
+    """sha256 of every weight file: what a rerun with the same settings must reproduce."""
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.suffix in (".safetensors", ".pt")
+    }
+
+
+def load(folder: Path) -> PreTrainedModel:
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+
+
+def build(settings: Settings, out: Path, device: str = "cpu") -> dict[str, Any]:
+    """Train the model and its lens into `out`, evaluate them, and write and return the report."""
     out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed)
     begin = time.perf_counter()
 
     docs, held_docs = doc_texts(settings.seed, settings.heldout_share)
     tokenizer = make_tokenizer(docs, settings.vocab_size)
-    model, training = train(settings, tokenizer, docs, out, args.minutes)
+    model, training = train(settings, tokenizer, docs, out, device)
     save_fp16(model, tokenizer, out / "model")
 
-    # Everything below uses the model as shipped: fp16 weights, run in float32.
-    shipped = AutoModelForCausalLM.from_pretrained(out / "model", dtype=torch.float32).eval()
+    # Everything below uses the models as shipped: fp16 weights, run in float32 on the CPU.
+    shipped, early = load(out / "model"), load(out / "early")
     lens_start = time.perf_counter()
-    lens = train_lens(
-        shipped,
-        lens_texts(settings, docs, 200),
-        tokenizer=tokenizer,
-        steps=settings.lens_steps,
-        tokens_per_step=settings.lens_tokens_per_step,
-        max_length=settings.context,
-        seed=settings.seed,
-        out=out / "lens",
-        progress=False,
-    )
+    lenses = {
+        name: train_lens(
+            model,
+            lens_texts(settings, docs, 200),
+            tokenizer=tokenizer,
+            steps=settings.lens_steps,
+            tokens_per_step=settings.lens_tokens_per_step,
+            max_length=settings.context,
+            seed=settings.seed,
+            out=out / f"{name}_lens",
+            progress=False,
+        )
+        for name, model in (("model", shipped), ("early", early))
+    }
     lens_seconds = time.perf_counter() - lens_start
 
     eval_start = time.perf_counter()
     accuracy = task_accuracy(shipped, tokenizer, settings)
+    early_accuracy = task_accuracy(early, tokenizer, settings)
     held_tasks = Tasks(settings)
     rng = random.Random(settings.seed + 3)
     task_text = "".join(
         p + a + "\n" for p, a in (held_tasks.copy(rng, 24) if i % 2 else held_tasks.add(rng, True) for i in range(400))
     )
-    kl = {
-        "docs": layer_kl(shipped, lens, heldout_rows(tokenizer, held_docs, settings.context, 64)),
-        "tasks": layer_kl(shipped, lens, heldout_rows(tokenizer, [task_text], settings.context, 32)),
+    held_rows = {
+        "docs": heldout_rows(tokenizer, held_docs, settings.context, 64),
+        "tasks": heldout_rows(tokenizer, [task_text], settings.context, 32),
     }
-    sizes = {name: folder_bytes(out / name) for name in ("model", "early", "lens")}
+    kl = {part: layer_kl(shipped, lenses["model"], rows) for part, rows in held_rows.items()}
+    early_kl = {part: layer_kl(early, lenses["early"], rows) for part, rows in held_rows.items()}
+    sizes = {name: folder_bytes(out / name) for name in ("model", "early", "model_lens", "early_lens")}
     report = {
         "settings": asdict(settings),
         "parameters": sum(p.numel() for p in shipped.parameters()),
         "accuracy": {k: v["accuracy"] for k, v in accuracy.items()},
+        "early_accuracy": {k: v["accuracy"] for k, v in early_accuracy.items()},
         "examples": {k: v["examples"] for k, v in accuracy.items()},
         "kl": kl,
+        "early_kl": early_kl,
         "tuned_beats_logit_everywhere": all(
-            t < g for part in kl.values() for t, g in zip(part["tuned"], part["logit"], strict=True)
+            t < g
+            for table in (kl, early_kl)
+            for part in table.values()
+            for t, g in zip(part["tuned"], part["logit"], strict=True)
         ),
         "training": training,
         "seconds": {
@@ -431,11 +457,30 @@ def main() -> None:
             "total": round(time.perf_counter() - begin, 1),
         },
         "bytes": {**sizes, "total": sum(sizes.values())},
+        "sha256": file_hashes(out),
+        "device": device,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: report[k] for k in ("accuracy", "kl", "seconds", "bytes")}, indent=2))
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main() -> None:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="optimizer steps of the model")
+    parser.add_argument("--lens-steps", type=int, default=defaults.lens_steps)
+    parser.add_argument("--eval-prompts", type=int, default=defaults.eval_prompts, help="held-out prompts per task")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    settings = Settings(seed=args.seed, steps=args.steps, eval_prompts=args.eval_prompts, lens_steps=args.lens_steps)
+    report = build(settings, args.out, args.device)
+    print(json.dumps({k: report[k] for k in ("accuracy", "early_accuracy", "kl", "seconds", "bytes")}, indent=2))
 
 
 if __name__ == "__main__":
