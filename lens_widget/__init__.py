@@ -12,6 +12,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .adapter import ModelAdapter, ModelForward
+from .bundled import DEMO_TEXT, demo, demo_report, load_demo
 from .errors import (
     AdapterError,
     InvalidLensError,
@@ -58,6 +59,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "DEMO_TEXT",
     "DIFF_STATISTICS",
     "STATISTICS",
     "STATISTIC_INFO",
@@ -86,6 +88,9 @@ __all__ = [
     "compute_grid",
     "compute_pair_grid",
     "decode_update",
+    "demo",
+    "demo_report",
+    "load_demo",
     "next_token_targets",
     "pair_statistics",
     "plot_lens",

@@ -283,7 +283,9 @@ def train(
 
 
 @torch.no_grad()
-def greedy_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: list[str], max_new: int) -> list[str]:
+def greedy_batch(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: list[str], max_new: int
+) -> list[str]:
     """Greedy answers up to the first newline, decoded with the KV cache.
 
     Prompts are grouped by token count and each group runs as one batch, so there is no padding and

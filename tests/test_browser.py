@@ -42,6 +42,8 @@ from browser_support import (
     wait_until_idle,
 )
 
+from lens_widget import DEMO_TEXT
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -127,20 +129,20 @@ def type_at_end(page: Any, text: str) -> None:
 
 
 def assert_boxes_show_the_kernels_text(page: Any, expected: str | None = None) -> None:
-    """Every view's text box shows `widget.text` (after the views have settled)."""
+    """The first widget's text box shows `widget.text` (after the views have settled); the quick
+    start's other widgets have texts of their own."""
     wait_until_idle(page)
     text = kernel_text(page)
     if expected is not None:
         assert text == expected
     page.wait_for_function(
-        "(t) => [...document.querySelectorAll('.lens-widget textarea')].every((b) => b.value === t)",
-        arg=text,
-        timeout=10_000,
+        "(t) => document.querySelector('.lens-widget textarea')?.value === t", arg=text, timeout=10_000
     )
-    assert text_boxes(page) and all(box == text for box in text_boxes(page))
+    assert text_boxes(page)[0] == text
 
 
-QUICKSTART_TEXT = "Two plus two is four. Two plus three is"
+QUICKSTART_TEXT = DEMO_TEXT + "add 47 8 "
+"""The first widget's text after Run All: the demo's tasks, then what the last cell appends."""
 WIDTHS = """() => {
   const w = document.querySelector('.lens-widget');
   const css = (name) => parseFloat(w.querySelector(name).style.width);
@@ -154,7 +156,7 @@ def drive_jupyterlab(page: Any, url: str) -> None:
     page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=120_000)
     assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8, "the heatmap is drawn"
     assert_boxes_show_the_kernels_text(page, QUICKSTART_TEXT)  # the quick start's last cell set it
-    assert not page.locator(".lens-widget .lw-lens").first.is_visible(), "no lens selector without a tuned lens"
+    assert page.locator(".lens-widget .lw-lens").first.is_visible(), "the demo has a tuned lens to choose"
 
     # Type, set from Python, type again: the boxes and the kernel agree after each step.
     before = n_tokens(page)
@@ -228,10 +230,11 @@ def drive_notebook7(page: Any, url: str) -> None:
 
 def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
     """What VS Code and Colab give a widget: an ES module and a model object, nothing from Jupyter."""
-    from lens_widget import LensSession
-    from lens_widget.demo import demo_model
+    from tiny_models import random_neox
 
-    model, tokenizer = demo_model()
+    from lens_widget import LensSession
+
+    model, tokenizer = random_neox()
     session = LensSession(model, tokenizer)
     update = session.set_text("The capital of France is Paris <b>bold</b> 🙂")
     state = trait_state(session.text, update.payload, session.vocabulary())
@@ -290,7 +293,7 @@ def drive_ab(page: Any, url: str) -> None:
     assert widget.get_attribute("data-mode") == "diff", "an A/B widget opens on the diff"
     assert int(widget.get_attribute("data-marked") or 0) > 0, "cells whose top-1 tokens differ are marked"
     assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8
-    assert [b.text_content() for b in widget.locator(".lw-mode").all()] == ["A: seed 0", "B: seed 1", "diff B − A"]
+    assert [b.text_content() for b in widget.locator(".lw-mode").all()] == ["A: early", "B: final", "diff B − A"]
 
     hover_first_cell(page)
     page.wait_for_selector(".lens-widget .lw-tooltip:not([hidden])", timeout=10_000)

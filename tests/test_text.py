@@ -80,10 +80,9 @@ def with_template(tokenizer: Any, single: str) -> Any:
 def sentencepiece_like_tokenizer() -> Any:
     """Llama's fast tokenizer layout: spaces are "▁", the whole text is one piece for the BPE model
     (no pre-tokenizer split), bytes fall back to <0xNN>, and "<s>" starts every text."""
+    from tiny_models import _CORPUS
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from lens_widget.demo import _CORPUS
 
     backend = Tokenizer(models.BPE(byte_fallback=True))
     backend.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first", split=True)  # for training only

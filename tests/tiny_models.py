@@ -103,8 +103,49 @@ lines.
 """
 
 
-def tiny_tokenizer(vocab_size: int = VOCAB) -> Any:
-    """The demo's byte-level BPE, trained on a corpus with unicode, emoji, tabs and newlines."""
-    from lens_widget.demo import demo_tokenizer
+def bpe_tokenizer(vocab_size: int = VOCAB, corpus: str = _CORPUS) -> Any:
+    """A byte-level BPE (GPT-2's scheme) trained on `corpus`: a real fast tokenizer, made offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
 
-    return demo_tokenizer(vocab_size, _CORPUS)
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<|endoftext|>"],
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator([corpus] * 8, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>")
+
+
+def tiny_tokenizer(vocab_size: int = VOCAB) -> Any:
+    """A byte-level BPE trained on a corpus with unicode, emoji, tabs and newlines."""
+    return bpe_tokenizer(vocab_size, _CORPUS)
+
+
+def random_neox(layers: int = 6, hidden: int = 128, seed: int = 0, **config: Any) -> tuple[PreTrainedModel, Any]:
+    """(model, tokenizer): a random-weight GPT-NeoX of a useful size, for benchmarks and long texts.
+
+    Its output embedding is scaled up so that predictions are sharp rather than near uniform: the
+    statistics and top-k lists then vary across cells, as they do for a trained model.
+    """
+    tokenizer = bpe_tokenizer(512)
+    torch.manual_seed(seed)
+    model_config = AutoConfig.for_model(
+        "gpt_neox",
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=2048,
+        **config,
+    )
+    model = AutoModelForCausalLM.from_config(model_config).eval()
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(20.0)
+    return model, tokenizer

@@ -16,13 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from lens_widget.demo import demo_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tiny_models import random_neox
+
 from lens_widget.session import LensSession
 
 WORDS = (
@@ -74,7 +77,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    model, tokenizer = demo_model()
+    model, tokenizer = random_neox()
     rows = [measure(model, tokenizer, chars) for chars in (1_100_000, 5_000_000)]
     print("Keystroke in a huge text (demo model, max_tokens 2048, CPU)")
     print(f"{'chars':>10} {'full tokenize':>14} {'paste':>8} {'key at end':>11} {'key inside':>11}")
