@@ -22,7 +22,6 @@ from browser_support import CHROMIUM, CHROMIUM_ARGS, jupyter_server, open_notebo
 
 from lens_widget import DEMO_TEXT, load_demo  # noqa: E402
 
-
 CELL_WIDTH, CELL_HEIGHT = 58, 22
 """js/heatmap.ts's cell size in CSS pixels."""
 LABEL_WIDTH = 12 + 7 * len("output")

@@ -83,9 +83,9 @@ def per_layer_kl(model, lens: TunedLens, ids: torch.Tensor) -> tuple[np.ndarray,
     final = torch.log_softmax(out.logits.double(), dim=-1)
     # transformers returns the last hidden state after the final norm (newer) or before it (older).
     last = out.hidden_states[-1].double()
-    assert any(
-        torch.allclose(final, torch.log_softmax(x @ head.T, -1), atol=1e-4) for x in (last, norm(last))
-    ), "the reference reproduces the model's own output"
+    assert any(torch.allclose(final, torch.log_softmax(x @ head.T, -1), atol=1e-4) for x in (last, norm(last))), (
+        "the reference reproduces the model's own output"
+    )
     tuned, logit = [], []
     for layer in range(lens.num_layers):
         h = out.hidden_states[layer].double()

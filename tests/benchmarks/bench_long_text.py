@@ -2,11 +2,11 @@
 
 Usage: python tests/benchmarks/bench_long_text.py [--out results.json]
 
-The demo model (6 layers, max_tokens 2048). For each size: the paste (the first set_text), a
-keystroke at the end (beyond the analysed tokens: nothing to recompute) and a keystroke inside the
-analysed region (recomputes from there). `full_tokenize_s` is the reference measured in the same
-run: tokenizing the whole text once, which is what every keystroke cost before the session learnt to
-tokenize only what max_tokens needs.
+A random-weight GPT-NeoX (tests/tiny_models.random_neox: 6 layers, max_tokens 2048). For each size:
+the paste (the first set_text), a keystroke at the end (beyond the analysed tokens: nothing to
+recompute) and a keystroke inside the analysed region (recomputes from there). `full_tokenize_s` is
+the reference measured in the same run: tokenizing the whole text once, which is what every keystroke
+cost before the session learnt to tokenize only what max_tokens needs.
 
 Prints a table and one JSON line.
 """
@@ -79,7 +79,7 @@ def main() -> None:
     torch.set_num_threads(2)
     model, tokenizer = random_neox()
     rows = [measure(model, tokenizer, chars) for chars in (1_100_000, 5_000_000)]
-    print("Keystroke in a huge text (demo model, max_tokens 2048, CPU)")
+    print("Keystroke in a huge text (random GPT-NeoX, 6 layers, max_tokens 2048, CPU)")
     print(f"{'chars':>10} {'full tokenize':>14} {'paste':>8} {'key at end':>11} {'key inside':>11}")
     for r in rows:
         print(
