@@ -3,6 +3,7 @@ import casesFile from "./fixtures/payload_cases.json";
 import fixture from "./fixtures/payload_stream.json";
 import fixtureAB from "./fixtures/payload_stream_ab.json";
 import {
+  fromMessage,
   applyUpdate,
   diffAt,
   F16_MAX,
@@ -298,5 +299,22 @@ describe("TokenStrings", () => {
       expect(typeof info.lower_is_better).toBe("boolean");
       expect(["sequential", "divergence", "probability", "rank"]).toContain(info.scale);
     }
+  });
+});
+
+describe("fromMessage", () => {
+  it("puts a delta's buffers back where the kernel took them out", () => {
+    const payload = revive(fixture.updates[1]) as Payload;
+    const { content, buffers } = toMessage(payload);
+    expect(JSON.stringify(content)).not.toContain("DataView");
+    const back = fromMessage(content, buffers) as Payload;
+    expect(applyUpdate(applyUpdate(null, revive(fixture.updates[0]) as Payload), back).nTokens).toBe(payload.header.n_tokens);
+  });
+
+  it("refuses a message that names a buffer it does not carry", () => {
+    const { content } = toMessage(revive(fixture.updates[1]) as Payload);
+    expect(() => fromMessage(content, [])).toThrow(PayloadError);
+    expect(() => fromMessage({ a: { $buffer: -1 } }, [new DataView(new ArrayBuffer(2))])).toThrow(PayloadError);
+    expect(() => fromMessage({ a: { $buffer: 0 } }, [null])).toThrow(PayloadError);
   });
 });

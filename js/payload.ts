@@ -239,6 +239,24 @@ function checkHeader(header: unknown): Header {
  * the format throws PayloadError (never a TypeError or RangeError), so the view can tell a bad
  * payload from its own bugs and ask for a full update instead.
  */
+/** Marks where a binary buffer was taken out of a payload sent as a message (lens_widget/payload.py). */
+export const BUFFER_KEY = "$buffer";
+
+/** The payload a kernel message carried: each {"$buffer": i} in `content` becomes buffers[i]. */
+export function fromMessage(content: unknown, buffers: readonly unknown[]): unknown {
+  if (Array.isArray(content)) return content.map((item) => fromMessage(item, buffers));
+  if (!isObject(content)) return content;
+  const keys = Object.keys(content);
+  if (keys.length === 1 && keys[0] === BUFFER_KEY) {
+    const index = content[BUFFER_KEY];
+    if (!isWhole(index) || index >= buffers.length || !isBytes(buffers[index])) {
+      throw new PayloadError(`the message names buffer ${show(index)} of ${buffers.length} readable ones`);
+    }
+    return buffers[index];
+  }
+  return Object.fromEntries(keys.map((key) => [key, fromMessage(content[key], buffers)]));
+}
+
 export function decodeUpdate(payload: Payload): DecodedUpdate {
   const raw: unknown = payload;
   if (!isObject(raw)) throw new PayloadError(`payload is not an object: ${show(raw)}`);

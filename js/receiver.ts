@@ -1,10 +1,13 @@
 // The decoded state: what the kernel has sent, applied in order. No DOM, no UI state.
 //
-// Updates are numbered (seq) and each delta names the update it applies to (base), so a view that
-// missed one, or got one it cannot read (Colab's widget manager can drop binary buffers), asks for
-// the whole state again, through a Retry: one request out at a time, with growing pauses.
+// Two channels (lens_widget/controller.py): the `snapshot` trait, always the whole picture (what a
+// saved notebook replays), and deltas sent as messages while the user types. Updates are numbered
+// (seq) and each delta names the update it applies to (base), so a view that missed one, or got one
+// it cannot read (Colab's widget manager can drop binary buffers), asks for the whole state again,
+// through a Retry: one request out at a time, with growing pauses. A snapshot with the seq the view
+// already has is the same picture, and is skipped.
 
-import { applyUpdate, type Payload, PayloadError, type StatisticInfo, TokenStrings, type ViewState, type Vocabulary } from "./payload";
+import { applyUpdate, fromMessage, type Payload, PayloadError, type StatisticInfo, TokenStrings, type ViewState, type Vocabulary } from "./payload";
 import { Retry } from "./retry";
 import type { Scheduler } from "./sync";
 
@@ -36,16 +39,34 @@ export class Receiver {
     this.fullState.request();
   }
 
-  /** Take the `update` trait's value; true when the state changed. */
-  update(value: unknown): boolean {
+  /** Take the `snapshot` trait's value (a full payload); true when the state changed. */
+  snapshot(value: unknown): boolean {
     if (value && typeof value === "object" && Object.keys(value).length === 0) return false; // nothing sent yet
+    return this.take(value);
+  }
+
+  /** Take a delta the kernel sent as a message ({"type": "update", "payload"} and its buffers). */
+  delta(payload: unknown, buffers: readonly unknown[]): boolean {
+    let value: unknown;
+    try {
+      value = fromMessage(payload, buffers);
+    } catch (error) {
+      // The picture we have is still a true older one: keep it, say so, and ask for the whole state.
+      this.fullState.failed();
+      this.payloadError = `Could not read the kernel's update (${error instanceof Error ? error.message : String(error)}); ${this.next()}`;
+      return true;
+    }
+    return this.take(value);
+  }
+
+  private take(value: unknown): boolean {
     const header = (value as Partial<Payload> | null)?.header;
     if (!header || typeof header !== "object" || !Number.isSafeInteger(header.seq)) {
       this.fullState.failed();
       this.payloadError = `The kernel's update did not arrive readable; ${this.next()}`;
       return false;
     }
-    if (header.seq <= this.lastSeq) return false;
+    if (header.seq < this.lastSeq || (header.seq === this.lastSeq && this.state !== null)) return false;
     if (header.kind !== "full" && (this.state === null || header.base !== this.lastSeq)) {
       this.fullState.request(); // we missed an update (or have none): ask for the whole state
       return false;
@@ -56,12 +77,17 @@ export class Receiver {
       this.payloadError = "";
       if (header.kind === "full") this.fullState.succeeded();
     } catch (error) {
-      this.state = null;
-      this.lastSeq = -1;
-      this.fullState.failed();
-      const why = error instanceof PayloadError ? error.message : String(error);
-      this.payloadError = `Could not read the kernel's update (${why}); ${this.next()}`;
+      return this.unreadable(error);
     }
+    return true;
+  }
+
+  private unreadable(error: unknown): boolean {
+    this.state = null;
+    this.lastSeq = -1;
+    this.fullState.failed();
+    const why = error instanceof PayloadError ? error.message : String(error);
+    this.payloadError = `Could not read the kernel's update (${why}); ${this.next()}`;
     return true;
   }
 

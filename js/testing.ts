@@ -45,3 +45,19 @@ export class ManualClock implements Scheduler {
     }
   }
 }
+
+/** A payload as the kernel sends a delta (lens_widget/payload.py to_message): binary leaves become
+ * {"$buffer": i} and travel in `buffers`. */
+export function toMessage(payload: unknown): { content: unknown; buffers: DataView[] } {
+  const buffers: DataView[] = [];
+  const strip = (value: unknown): unknown => {
+    if (value instanceof DataView) {
+      buffers.push(value);
+      return { $buffer: buffers.length - 1 };
+    }
+    if (Array.isArray(value)) return value.map(strip);
+    if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, strip(v)]));
+    return value;
+  };
+  return { content: strip(payload), buffers };
+}

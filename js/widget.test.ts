@@ -2,8 +2,8 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import fixture from "./fixtures/payload_stream.json";
 import type { Payload } from "./payload";
 import { DEBOUNCE_MS } from "./sync";
-import { revive } from "./testing";
-import widget, { type Model, shownRows, statisticTitle } from "./widget";
+import { revive, toMessage } from "./testing";
+import widget, { type Model, PING_TIMEOUT_MS, shownRows, statisticTitle } from "./widget";
 
 const updates = revive(fixture.updates) as Payload[];
 
@@ -24,7 +24,7 @@ class FakeModel {
       layer_stride: 2,
       lens: "logit",
       lens_options: ["logit"],
-      update: {},
+      snapshot: {},
       vocabulary: revive(fixture.vocabulary) as Model["vocabulary"],
       error: "",
       ...initial,
@@ -57,8 +57,13 @@ class FakeModel {
     for (const fn of this.listeners.get(`change:${key}`) ?? []) fn();
   }
   /** A custom message from the kernel. */
-  message(content: unknown): void {
-    for (const fn of this.listeners.get("msg:custom") ?? []) fn(content, []);
+  message(content: unknown, buffers: unknown[] = []): void {
+    for (const fn of this.listeners.get("msg:custom") ?? []) fn(content, buffers);
+  }
+  /** A delta, sent as the kernel sends it: a message with the payload's buffers beside it. */
+  delta(payload: Payload): void {
+    const { content, buffers } = toMessage(payload);
+    this.message({ type: "update", payload: content }, buffers);
   }
   /** The edit messages this view sent. */
   edits(): { view: string; edit: number; text: string }[] {
@@ -78,7 +83,7 @@ function type(box: HTMLTextAreaElement, text: string): void {
 }
 
 function mount(initial: Partial<Model> = {}) {
-  const model = new FakeModel({ update: updates[0], ...initial });
+  const model = new FakeModel({ snapshot: updates[0], ...initial });
   const host = document.createElement("div");
   document.body.appendChild(host);
   const cleanup = widget.render({ model: model as never, el: host, experimental: {} as never, signal: new AbortController().signal, host: {} as never });
@@ -119,14 +124,85 @@ describe("render", () => {
 
   it("applies deltas in order, ignores old ones and asks for the whole state after a gap", async () => {
     const { model, root } = mount();
-    model.kernel("update", updates[1]!);
+    model.delta(updates[1]!);
     await frame();
     expect(root.dataset.nTokens).toBe(String(updates[1]!.header.n_tokens));
-    model.kernel("update", updates[0]!); // an older full state: ignored
+    model.kernel("snapshot", updates[0]!); // an older full state: ignored
     await frame();
     expect(root.dataset.nTokens).toBe(String(updates[1]!.header.n_tokens));
-    model.kernel("update", updates[3]!); // skips seq 3: cannot be applied
+    model.delta(updates[3]!); // skips seq 3: cannot be applied
     expect(model.sentMessages).toContainEqual({ type: "request_full" });
+  });
+
+  it("skips a snapshot with the seq it already has and takes a newer one", async () => {
+    const { model, root } = mount();
+    model.delta(updates[1]!);
+    await frame();
+    const seq = updates[1]!.header.seq;
+    const sameSeq = { ...updates[0]!, header: { ...updates[0]!.header, seq } };
+    model.kernel("snapshot", sameSeq); // the kernel catching its snapshot up after typing: same picture
+    await frame();
+    expect(root.dataset.nTokens).toBe(String(updates[1]!.header.n_tokens));
+    model.kernel("snapshot", { ...updates[0]!, header: { ...updates[0]!.header, seq: seq + 1 } });
+    await frame();
+    expect(root.dataset.nTokens).toBe(String(updates[0]!.header.n_tokens));
+  });
+
+  it("keeps its picture when a delta's buffers are lost, says so and asks for the whole state", async () => {
+    vi.useFakeTimers();
+    const { model, root } = mount();
+    const { content } = toMessage(updates[1]!);
+    model.message({ type: "update", payload: content }, []); // a host that dropped the buffers
+    expect(root.querySelector(".lw-error")!.textContent).toContain("Could not read the kernel's update");
+    vi.advanceTimersByTime(300);
+    expect(root.dataset.nTokens).toBe(String(updates[0]!.header.n_tokens)); // the older picture stays
+    expect(model.sentMessages).toContainEqual({ type: "request_full" });
+  });
+
+  it("pings the kernel; without an answer it says it shows a snapshot, with no spinner and a read-only box", () => {
+    vi.useFakeTimers();
+    const { model, root } = mount();
+    const ping = model.sentMessages.find((m) => (m as { type: string }).type === "ping") as { view: string };
+    expect(ping.view).toBeTruthy();
+    const box = root.querySelector("textarea") as HTMLTextAreaElement;
+    model.set("layer_stride", 1); // rows the snapshot does not have
+    vi.advanceTimersByTime(PING_TIMEOUT_MS + 10);
+    model.kernel("layer_stride", 1);
+    expect(root.dataset.snapshot).toBe("true");
+    expect((root.querySelector(".lw-snapshot") as HTMLElement).hidden).toBe(false);
+    expect(root.querySelector(".lw-snapshot")!.textContent).toContain("no kernel is connected");
+    expect(box.readOnly).toBe(true);
+    expect(root.dataset.busy).toBe("false");
+    expect(root.querySelector(".lw-status")!.textContent).toContain("only the saved rows");
+    model.message({ type: "pong", view: ping.view }); // a kernel that was busy answers late
+    expect(root.dataset.snapshot).toBe("false");
+    expect(box.readOnly).toBe(false);
+  });
+
+  it("stays live when the kernel answers its ping", () => {
+    vi.useFakeTimers();
+    const { model, root } = mount();
+    const ping = model.sentMessages.find((m) => (m as { type: string }).type === "ping") as { view: string };
+    model.message({ type: "pong", view: "another view" });
+    model.message({ type: "pong", view: ping.view });
+    vi.advanceTimersByTime(PING_TIMEOUT_MS * 2);
+    expect(root.dataset.snapshot).toBe("false");
+    expect((root.querySelector(".lw-snapshot") as HTMLElement).hidden).toBe(true);
+  });
+
+  it("works on a host whose send and save_changes throw (a static page with no kernel)", async () => {
+    vi.useFakeTimers();
+    const { model, root } = mount();
+    model.send = () => {
+      throw new Error("no comm channel");
+    };
+    model.save_changes = () => {
+      throw new Error("no comm channel");
+    };
+    expect(() => (root.querySelector('[data-statistic="rank"]') as HTMLButtonElement).click()).not.toThrow();
+    expect(model.state.statistic).toBe("rank");
+    const box = root.querySelector("textarea") as HTMLTextAreaElement;
+    expect(() => type(box, "Paris is the capital")).not.toThrow();
   });
 
   it("sends the first keystroke at once and a burst's newest text once, as numbered edit messages", () => {
@@ -197,7 +273,7 @@ describe("render", () => {
     model.kernel("error", "Could not analyse the text: RuntimeError: boom");
     expect(root.querySelector(".lw-error")!.textContent).toContain("boom");
     const broken = { ...updates[0]!, header: { ...updates[0]!.header, seq: 50 }, token_ids: new DataView(new ArrayBuffer(1)) };
-    expect(() => model.kernel("update", broken)).not.toThrow();
+    expect(() => model.kernel("snapshot", broken)).not.toThrow();
     expect(root.querySelector(".lw-error")!.textContent).toContain("Could not read the kernel's update");
     vi.advanceTimersByTime(300);
     expect(model.sentMessages).toContainEqual({ type: "request_full" });
@@ -253,7 +329,7 @@ describe("render", () => {
       header: { ...updates[0]!.header, seq },
       grids: [{ stats: null, top_ids: null, top_probs: null, id_table: null, patch: null }],
     });
-    const { model, root } = mount({ update: lostBuffers(1) as never });
+    const { model, root } = mount({ snapshot: lostBuffers(1) as never });
     const fulls = () => model.sentMessages.filter((m) => (m as { type: string }).type === "request_full").length;
     // A kernel that answers every request at once with another unreadable update.
     let seq = 1;
@@ -262,7 +338,7 @@ describe("render", () => {
       for (let t = 0; t < ms; t += step) {
         while (answered < fulls()) {
           answered += 1;
-          model.kernel("update", lostBuffers(++seq) as never);
+          model.kernel("snapshot", lostBuffers(++seq) as never);
         }
         vi.advanceTimersByTime(step);
       }

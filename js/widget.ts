@@ -29,10 +29,14 @@ export interface Model {
   layer_stride: number;
   lens: string;
   lens_options: string[];
-  update: Payload | Record<string, never>;
+  snapshot: Payload | Record<string, never>;
   vocabulary: Vocabulary | Record<string, never>;
   error: string;
 }
+
+/** How long a view waits for the kernel to answer its ping before it says it shows a snapshot. A
+ * kernel busy with a long cell answers late; the view then leaves snapshot mode. */
+export const PING_TIMEOUT_MS = 3000;
 
 /** A fresh id per view, so each view knows which answers are to its own edits. */
 function newViewId(): string {
@@ -73,6 +77,8 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   textarea.placeholder = "Type text to see what every layer predicts…";
   textarea.value = model.get("text");
   const errorBox = el(doc, "div", "lw-message lw-error", root);
+  const snapshotNote = el(doc, "div", "lw-message lw-snapshot", root);
+  snapshotNote.hidden = true;
   errorBox.setAttribute("role", "alert");
   const notice = el(doc, "div", "lw-message lw-notice", root);
   const scroller = el(doc, "div", "lw-scroll", root);
@@ -87,7 +93,27 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   tooltipBox.hidden = true;
 
   // --- state ---------------------------------------------------------------------------------
-  const received = new Receiver((message) => model.send(message));
+  /** Sends to the kernel; a static page's host may have no channel at all (and throw). */
+  function send(message: Record<string, unknown>): void {
+    try {
+      model.send(message);
+    } catch {
+      // No kernel: the ping's missing answer puts the view in snapshot mode.
+    }
+  }
+  /** Keeps a view-side choice in the model; a static page cannot save it anywhere, and need not. */
+  function commit(): void {
+    try {
+      model.save_changes();
+    } catch {
+      // No kernel to save to: the choice still applies to this view.
+    }
+  }
+  const received = new Receiver((message) => send(message));
+  /** No kernel has answered this view's ping: it shows a saved picture (nbconvert, nbviewer, an
+   * embedded or exported page, a notebook reopened without its kernel). */
+  let snapshotMode = false;
+  let pingTimer: ReturnType<typeof setTimeout> | null = null;
   /** UI state: never sent to the kernel (switching the mode costs no message). */
   let selection: Selection = NOTHING;
   let mode: Mode = model.get("mode") ?? "a";
@@ -101,7 +127,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
 
   const viewId = newViewId();
   const sync = new EditSync((text, edit) => {
-    model.send({ type: "edit", view: viewId, edit, text });
+    send({ type: "edit", view: viewId, edit, text });
     refreshStatus();
   });
 
@@ -136,7 +162,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   }
 
   function receiveUpdate(): void {
-    if (received.update(model.get("update"))) select(selection);
+    if (received.snapshot(model.get("snapshot"))) select(selection);
     buildControls();
     refreshStatus();
     schedule();
@@ -212,13 +238,23 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   function refreshStatus(): void {
     const s = scene();
     const missingRows = s !== null && rowsWanted(s.state.header.num_layers) > rowIndices(s).length;
-    const busy = sync.pending || missingRows || (s !== null && s.state.header.lens !== model.get("lens"));
+    const otherLens = s !== null && s.state.header.lens !== model.get("lens");
+    const busy = !snapshotMode && (sync.pending || missingRows || otherLens);
     status.classList.toggle("lw-busy", busy);
     const range = !s || s.count === s.state.nTokens ? "" : s.count ? `tokens ${s.first}–${s.first + s.count - 1} of ` : "no tokens in the chosen range of ";
-    status.textContent = busy ? "computing…" : s ? `${range}${s.state.nTokens} tokens` : "";
+    const saved = snapshotMode && missingRows ? " · only the saved rows" : "";
+    status.textContent = busy ? "computing…" : s ? `${range}${s.state.nTokens} tokens${saved}` : "";
     errorBox.textContent = [received.payloadError, received.vocabularyError, model.get("error") || ""].filter(Boolean).join("\n");
     notice.textContent = s?.state.header.notice ?? "";
+    snapshotNote.hidden = !snapshotMode;
+    snapshotNote.textContent = snapshotMode
+      ? "Snapshot: no kernel is connected, so this is the picture as it was saved. Hover, the statistic " +
+        "buttons and the rows already computed still work; run the cell to edit the text again."
+      : "";
+    textarea.readOnly = snapshotMode;
+    lensSelect.disabled = snapshotMode;
     root.dataset.busy = String(busy);
+    root.dataset.snapshot = String(snapshotMode);
   }
 
   // --- drawing -------------------------------------------------------------------------------
@@ -365,20 +401,20 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const s = scene();
     if (!key || !s) return;
     model.set(effectiveMode(s) === "diff" ? "diff_statistic" : "statistic", key);
-    model.save_changes();
+    commit();
     buildControls();
     select(selection);
   });
   listen(stride, "input", () => {
     model.set("layer_stride", Number(stride.value));
-    model.save_changes();
+    commit();
     buildControls();
     refreshStatus();
     select(NOTHING);
   });
   listen(lensSelect, "change", () => {
     model.set("lens", lensSelect.value);
-    model.save_changes();
+    commit();
     refreshStatus();
   });
   listen(canvas, "mousemove", (event) => {
@@ -419,7 +455,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   doc.addEventListener("keydown", onDocumentKey);
   cleanups.push(() => doc.removeEventListener("keydown", onDocumentKey));
 
-  on("change:update", receiveUpdate);
+  on("change:snapshot", receiveUpdate);
   on("change:vocabulary", () => {
     received.vocabulary(model.get("vocabulary"));
     buildControls();
@@ -427,11 +463,23 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     schedule();
   });
   on("change:text", adoptKernelText);
-  on("msg:custom", (message: unknown) => {
-    if (!isEditDone(message, viewId)) return;
-    sync.finished(message.edit);
-    adoptKernelText();
-    refreshStatus();
+  on("msg:custom", (message: unknown, buffers: unknown) => {
+    const type = (message as { type?: unknown } | null)?.type;
+    if (type === "update") {
+      if (received.delta((message as { payload?: unknown }).payload, Array.isArray(buffers) ? buffers : [])) select(selection);
+      buildControls();
+      refreshStatus();
+      schedule();
+    } else if (type === "pong" && (message as { view?: unknown }).view === viewId) {
+      if (pingTimer !== null) clearTimeout(pingTimer);
+      pingTimer = null;
+      snapshotMode = false;
+      refreshStatus();
+    } else if (isEditDone(message, viewId)) {
+      sync.finished(message.edit);
+      adoptKernelText();
+      refreshStatus();
+    }
   });
   on("change:error", refreshStatus);
   on("change:mode", () => {
@@ -474,6 +522,13 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
 
   received.vocabulary(model.get("vocabulary"));
   receiveUpdate();
+  // Is a kernel there? Its answer (or its silence) decides between live and snapshot mode.
+  pingTimer = setTimeout(() => {
+    pingTimer = null;
+    snapshotMode = true;
+    refreshStatus();
+  }, PING_TIMEOUT_MS);
+  send({ type: "ping", view: viewId });
   if (!received.state) received.requestFull();
   refreshStatus();
   schedule();
@@ -483,6 +538,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     sync.dispose();
     received.dispose();
     if (relayoutTimer !== null) clearTimeout(relayoutTimer);
+    if (pingTimer !== null) clearTimeout(pingTimer);
     if (frame !== null) {
       if (win?.cancelAnimationFrame) win.cancelAnimationFrame(frame);
       else clearTimeout(frame);

@@ -217,6 +217,45 @@ def decode_vocabulary(vocabulary: dict[str, Any]) -> list[str]:
     return [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(vocabulary["size"])]
 
 
+BUFFER_KEY = "$buffer"
+"""Marks where a binary buffer was taken out of a payload sent as a message: {"$buffer": index}."""
+
+
+def to_message(payload: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+    """(JSON content, buffers): a payload as a custom message, whose buffers travel beside the JSON.
+
+    A trait's bytes leaves are split out by ipywidgets itself; a message's must be listed by hand.
+    Each bytes leaf becomes {"$buffer": i} and buffers[i] (js/payload.ts fromMessage undoes it).
+    """
+    buffers: list[bytes] = []
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            buffers.append(bytes(value))
+            return {BUFFER_KEY: len(buffers) - 1}
+        if isinstance(value, dict):
+            return {key: strip(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strip(item) for item in value]
+        return value
+
+    return strip(payload), buffers
+
+
+def from_message(content: Any, buffers: Sequence[Any]) -> Any:
+    """The payload `to_message` split: each {"$buffer": i} becomes buffers[i] (PayloadError if absent)."""
+    if isinstance(content, dict):
+        if set(content) == {BUFFER_KEY}:
+            index = content[BUFFER_KEY]
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(buffers):
+                raise PayloadError(f"the message names buffer {_show(index)} of {len(buffers)}")
+            return bytes(buffers[index])
+        return {key: from_message(item, buffers) for key, item in content.items()}
+    if isinstance(content, list):
+        return [from_message(item, buffers) for item in content]
+    return content
+
+
 # --- decoding (used by the tests and by Python consumers; js/payload.ts mirrors it) ---------------
 
 

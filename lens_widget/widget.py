@@ -46,8 +46,8 @@ class LensWidget(anywidget.AnyWidget):
     """The lens in use."""
     lens_options = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """Lenses the user can switch between ("tuned" only when a tuned lens was given)."""
-    update = traitlets.Dict().tag(sync=True)
-    """The newest payload (lens_widget/payload.py), plus seq and base in its header."""
+    snapshot = traitlets.Dict().tag(sync=True)
+    """The whole current picture, a full payload with its seq: what saved notebooks and pages replay."""
     vocabulary = traitlets.Dict().tag(sync=True)
     """Every token id's text, sent once (payload.encode_vocabulary)."""
     error = traitlets.Unicode("").tag(sync=True)

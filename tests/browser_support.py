@@ -202,7 +202,7 @@ def trait_state(text: str, payload: dict[str, Any], vocabulary: dict[str, Any]) 
         "layer_stride": 1,
         "lens": "logit",
         "lens_options": ["logit"],
-        "update": {**payload, "header": header},
+        "snapshot": {**payload, "header": header},
         "vocabulary": vocabulary,
         "error": "",
     }
@@ -235,8 +235,11 @@ const model = {
   saved: [], sent: [],
   get: (k) => state[k],
   set: (k, v) => { state[k] = v; },
-  save_changes() { this.saved.push({ ...state, update: undefined, vocabulary: undefined }); },
-  send(m) { this.sent.push(m); },
+  save_changes() { this.saved.push({ ...state, snapshot: undefined, vocabulary: undefined }); },
+  send(m) {
+    this.sent.push(m);  // a live kernel answers the ping; nothing else is answered here
+    if (m.type === "ping") setTimeout(() => listeners.get("msg:custom")?.forEach((fn) => fn({ type: "pong", view: m.view }, [])));
+  },
   on: (name, fn) => { if (!listeners.has(name)) listeners.set(name, new Set()); listeners.get(name).add(fn); },
   off: (name, fn) => listeners.get(name)?.delete(fn),
 };

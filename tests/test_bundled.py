@@ -154,7 +154,7 @@ def test_demo_opens_the_final_model_with_its_tuned_lens_on_the_tasks() -> None:
     widget = lens_widget.demo()
     assert widget.text == DEMO_TEXT
     assert widget.lens == "tuned"
-    state = apply_update(None, widget.update)
+    state = apply_update(None, widget.snapshot)
     assert state.n_tokens == len(load_demo()[1](DEMO_TEXT)["input_ids"])
     assert lens_widget.demo("add 13 2 ").text == "add 13 2 "
 
@@ -162,7 +162,7 @@ def test_demo_opens_the_final_model_with_its_tuned_lens_on_the_tasks() -> None:
 def test_demo_compare_is_early_against_final_named_by_their_steps() -> None:
     widget = lens_widget.demo(compare=True)
     training = demo_report()["training"]
-    state = apply_update(None, widget.update)
+    state = apply_update(None, widget.snapshot)
     assert state.diff is not None
     assert widget.session.names == (f"early (step {training['early_step']})", f"final (step {training['steps']})")
 

@@ -56,9 +56,9 @@ def test_the_seed_calls_verbatim_return_widgets_whose_payloads_decode_with_real_
         divergence="kl",
     )
 
-    state = apply_update(None, single.update)
+    state = apply_update(None, single.snapshot)
     assert state.n_tokens == input_ids.shape[1] and single.token_range == [0, 5] and single.statistic == "entropy"
-    ab_state = apply_update(None, ab.update)
+    ab_state = apply_update(None, ab.snapshot)
     assert len(ab_state.grids) == 2 and ab_state.diff is not None
     assert ab.mode == "diff" and ab.diff_statistic == "kl_ab"
     kl = ab_state.diff[ab_state.header["diff"].index("kl_ab")]

@@ -383,3 +383,17 @@ def test_vocabulary_carries_every_statistics_display_info() -> None:
         assert isinstance(entry["lower_is_better"], bool)
         assert entry["scale"] in ("sequential", "divergence", "probability", "rank")
         assert entry == {"name": entry["name"], **STATISTIC_INFO[entry["name"]]}
+
+
+def test_a_payload_sent_as_a_message_comes_back_whole_with_its_buffers_beside_it() -> None:
+    from lens_widget.payload import from_message, to_message
+
+    payload = encode(block(3, 4, 2, 50, patch=True), 50, kind="columns", col_start=1)
+    content, buffers = to_message(payload)
+    json.dumps(content)  # the JSON part carries no bytes
+    assert buffers and all(isinstance(b, bytes) for b in buffers)
+    assert from_message(content, buffers) == payload
+    with pytest.raises(PayloadError, match="names buffer"):
+        from_message(content, buffers[:-1])
+    with pytest.raises(PayloadError, match="names buffer"):
+        from_message({"a": {"$buffer": True}}, buffers)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncio
+import copy
+
 import comm
 import numpy as np
 import pytest
@@ -12,7 +15,10 @@ import traitlets
 from tiny_models import tiny_model, tiny_tokenizer
 
 from lens_widget import LensWidget, LogitLens, TunedLens
-from lens_widget.payload import apply_update, decode_vocabulary
+from ipywidgets.widgets.widget import _put_buffers
+
+from lens_widget import controller
+from lens_widget.payload import apply_update, decode_vocabulary, from_message
 
 VOCAB = 400
 TOKENIZER = tiny_tokenizer(VOCAB)
@@ -28,10 +34,21 @@ class RecordingComm(comm.base_comm.BaseComm):
     def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None, **_: Any) -> None:
         self.sent.append({"type": msg_type, "data": data, "buffers": buffers or []})
 
-    def updates(self) -> list[dict[str, Any]]:
-        """State updates (not echoes) that carry a new payload."""
-        states = [m["data"] for m in self.sent if m["data"] and m["data"].get("method") == "update"]
-        return [d for d in states if "update" in d["state"]]
+    def payloads(self) -> list[tuple[str, dict[str, Any]]]:
+        """("snapshot" | "delta", payload): every picture the views received, in order, buffers in place."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        for m in self.sent:
+            data = m["data"] or {}
+            if data.get("method") == "update" and "snapshot" in data.get("state", {}):
+                state = copy.deepcopy(data["state"])
+                _put_buffers(state, data.get("buffer_paths", []), m["buffers"])
+                out.append(("snapshot", state["snapshot"]))
+            elif data.get("method") == "custom" and (data.get("content") or {}).get("type") == "update":
+                out.append(("delta", from_message(data["content"]["payload"], m["buffers"])))
+        return out
+
+    def deltas(self) -> list[dict[str, Any]]:
+        return [p for kind, p in self.payloads() if kind == "delta"]
 
 
 @pytest.fixture(autouse=True)
@@ -59,30 +76,93 @@ def edit(widget: LensWidget, text: str, number: int, view: str = "view-1") -> No
 
 
 def answers(widget: LensWidget) -> list[dict[str, Any]]:
-    """The kernel's custom messages to the views."""
-    return [m["data"]["content"] for m in widget.comm.sent if m["data"] and m["data"].get("method") == "custom"]
+    """The kernel's custom messages to the views, but the pictures (its answers to edits and pings)."""
+    sent = [m["data"]["content"] for m in widget.comm.sent if m["data"] and m["data"].get("method") == "custom"]
+    return [content for content in sent if content.get("type") != "update"]
+
+
+def view_state(widget: LensWidget) -> Any:
+    """What a view rebuilds from everything the kernel sent, by js/receiver.ts's rules: a payload
+    with the seq it already has, or an older one, is skipped; a delta applies to its base only."""
+    state, seq = None, -1
+    for _, payload in widget.comm.payloads():
+        header = payload["header"]
+        if header["seq"] < seq or (header["seq"] == seq and state is not None):
+            continue
+        assert header["kind"] == "full" or header["base"] == seq, "a delta that does not follow on"
+        state, seq = apply_update(state, payload), header["seq"]
+    return state
 
 
 def test_construction_sends_a_full_grid_and_the_vocabulary() -> None:
     w = make()
-    header = w.update["header"]
+    header = w.snapshot["header"]
     assert header["kind"] == "full" and header["seq"] == 1 and header["base"] == -1
     assert header["n_tokens"] == len(TOKENIZER("Paris is the capital").input_ids)
     assert len(decode_vocabulary(w.vocabulary)) == VOCAB
 
 
-def test_an_edit_from_the_view_produces_exactly_one_update_then_its_answer() -> None:
+def test_an_edit_from_the_view_produces_one_delta_message_then_its_answer() -> None:
     w = make()
-    before = len(w.comm.updates())
+    before = len(w.comm.deltas())
     edit(w, "Paris is the capital of France", 5)
-    assert len(w.comm.updates()) == before + 1
-    header = w.update["header"]
+    assert len(w.comm.deltas()) == before + 1
+    header = w.comm.deltas()[-1]["header"]
     assert header["kind"] == "columns" and header["base"] == header["seq"] - 1
     assert w.text == "Paris is the capital of France" == w.session.text
     assert answers(w) == [{"type": "edit_done", "view": "view-1", "edit": 5}]
-    last_update = max(i for i, m in enumerate(w.comm.sent) if "update" in (m["data"].get("state") or {}))
-    last_answer = max(i for i, m in enumerate(w.comm.sent) if m["data"].get("method") == "custom")
-    assert last_update < last_answer, "the view learns its edit is done after it has the new text and picture"
+    kinds = [m["data"].get("method") for m in w.comm.sent]
+    last_answer = max(i for i, m in enumerate(w.comm.sent) if (m["data"].get("content") or {}).get("type") == "edit_done")
+    assert "custom" in kinds[:last_answer], "the view learns its edit is done after it has the new picture"
+
+
+def test_with_no_event_loop_the_snapshot_catches_up_at_once_and_stays_whole() -> None:
+    w = make()
+    edit(w, "Paris is the capital of France", 5)
+    snapshot = w.snapshot["header"]
+    assert snapshot["kind"] == "full" and snapshot["base"] == -1
+    assert snapshot["seq"] == w.comm.deltas()[-1]["header"]["seq"], "the same picture as the last delta"
+    assert apply_update(None, w.snapshot).n_tokens == len(w.session.tokens.ids)
+
+
+def test_the_snapshot_waits_for_typing_to_pause_then_catches_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(controller, "SNAPSHOT_DELAY", 0.05)
+
+    async def typing() -> tuple[Any, Any, int]:
+        w = make()
+        first = w.snapshot["header"]["seq"]
+        for number, text in enumerate(["Paris is the capital", "Paris is the capital of", "Paris is the capital of F"], 1):
+            edit(w, text, number)
+        during = w.snapshot["header"]["seq"]
+        snapshots_during = sum(kind == "snapshot" for kind, _ in w.comm.payloads())
+        await asyncio.sleep(0.2)
+        after = w.snapshot["header"]
+        snapshots_after = sum(kind == "snapshot" for kind, _ in w.comm.payloads())
+        assert during == first, "typing sends deltas; the snapshot waits"
+        return after, w, snapshots_after - snapshots_during
+
+    after, w, refreshes = asyncio.run(typing())
+    assert refreshes == 1, "one refresh once the typing paused"
+    assert after["kind"] == "full" and after["seq"] == w.comm.deltas()[-1]["header"]["seq"]
+    assert apply_update(None, w.snapshot).n_tokens == len(w.session.tokens.ids)
+
+
+def test_changes_that_are_not_typing_make_a_whole_snapshot_at_once() -> None:
+    w = make(layer_stride=2)
+    before = len(w.comm.deltas())
+    w.text = "set from Python, as a later cell does"
+    from_view(w, layer_stride=1)
+    assert len(w.comm.deltas()) == before, "no deltas: a saved notebook would replay a partial picture"
+    state = apply_update(None, w.snapshot)
+    assert state.n_tokens == len(w.session.tokens.ids) and state.rows == w.session.rows
+
+
+def test_a_ping_is_answered_so_the_view_knows_a_kernel_is_there() -> None:
+    w = make()
+    message(w, {"type": "ping", "view": "view-7"})
+    assert answers(w) == [{"type": "pong", "view": "view-7"}]
+    message(w, {"type": "ping"})
+    assert w.error.startswith("Ignored a malformed message from the view")
 
 
 def test_edits_are_handled_in_order_and_the_last_one_wins() -> None:
@@ -104,14 +184,10 @@ def test_setting_text_from_python_updates_the_trait_every_view_shows() -> None:
 
 def test_the_update_stream_rebuilds_the_sessions_grid() -> None:
     w = make(layer_stride=2)
-    state = apply_update(None, w.update)
-    for step in [
-        lambda: edit(w, "Paris is the capital of", 2),
-        lambda: from_view(w, layer_stride=1),
-        lambda: edit(w, "Paris was", 3),
-    ]:
-        step()
-        state = apply_update(state, w.update)
+    edit(w, "Paris is the capital of", 2)
+    from_view(w, layer_stride=1)
+    edit(w, "Paris was", 3)
+    state = view_state(w)
     stats, ids, _ = w.session.grid_arrays()
     assert state.rows == w.session.rows
     np.testing.assert_allclose(state.grids[0].stats, stats, rtol=1e-3, atol=1e-3)
@@ -121,8 +197,11 @@ def test_the_update_stream_rebuilds_the_sessions_grid() -> None:
 def test_a_view_that_asks_gets_a_full_state() -> None:
     w = make()
     edit(w, "Paris is the capital of France", 2)
+    before = len(w.comm.payloads())
     message(w, {"type": "request_full"})
-    header = w.update["header"]
+    kind, payload = w.comm.payloads()[-1]
+    assert len(w.comm.payloads()) == before + 1 and kind == "snapshot", "sent again although unchanged"
+    header = payload["header"]
     assert header["kind"] == "full" and header["base"] == -1 and header["n_tokens"] == len(w.session.tokens.ids)
 
 
@@ -186,9 +265,9 @@ def test_an_error_stays_shown_until_an_analysis_succeeds(monkeypatch: pytest.Mon
 )
 def test_malformed_messages_are_ignored_reported_and_do_not_block_later_edits(content: Any) -> None:
     w = make()
-    seq = w.update["header"]["seq"]
+    seq = w.snapshot["header"]["seq"]
     message(w, content)
-    assert w.update["header"]["seq"] == seq and w.text == "Paris is the capital", "nothing changed"
+    assert w.snapshot["header"]["seq"] == seq and w.text == "Paris is the capital", "nothing changed"
     assert w.error.startswith("Ignored a malformed message from the view")
     assert answers(w) == []
     edit(w, "Paris is the capital of France", 1)
@@ -206,18 +285,18 @@ def test_unknown_statistic_or_bad_stride_from_python_is_a_clear_exception() -> N
         w.lens = "tuned"
 
 
-def test_switching_to_the_tuned_lens_sends_rows() -> None:
+def test_switching_the_lens_sends_a_whole_snapshot() -> None:
     model = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256)
     lens = TunedLens.from_model(model)
     w = LensWidget(model, TOKENIZER, lens, text="Paris is")
     assert w.lens == "tuned" and w.lens_options == ["tuned", "logit"]
     from_view(w, lens="logit")
-    assert w.update["header"]["kind"] == "rows" and w.update["header"]["lens"] == "logit"
+    assert w.snapshot["header"]["kind"] == "full" and w.snapshot["header"]["lens"] == "logit"
 
 
 def test_an_empty_widget_still_sends_a_state() -> None:
     w = make(text="")
-    assert w.update["header"]["kind"] == "full" and w.update["header"]["n_tokens"] == 0
+    assert w.snapshot["header"]["kind"] == "full" and w.snapshot["header"]["n_tokens"] == 0
 
 
 def test_the_lens_toggle_of_an_ab_widget_switches_both_models_in_one_update() -> None:
@@ -229,9 +308,9 @@ def test_the_lens_toggle_of_an_ab_widget_switches_both_models_in_one_update() ->
             p.normal_(0, 0.05)
     w = LensWidget(a, TOKENIZER, lens, model_b=b, text="Paris is the capital")
     assert w.mode == "diff" and w.lens == "tuned"
-    before = len(w.comm.updates())
+    before = len(w.comm.payloads())
     from_view(w, lens="logit")
-    assert len(w.comm.updates()) == before + 1
+    assert len(w.comm.payloads()) == before + 1
     assert w.session.lens_of("a").name == "logit" and w.session.lens_of("b").name == "logit"
     state = apply_update(None, w.session.full_update().payload)
     assert len(state.grids) == 2 and state.diff is not None
@@ -258,7 +337,7 @@ def test_the_lens_named_to_the_view_is_tuned_when_either_model_uses_one() -> Non
     a = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=0)
     b = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=1)
     w = LensWidget(a, TOKENIZER, None, model_b=b, lens_b=TunedLens.from_model(b), text="Paris")
-    assert w.lens == "tuned" and w.update["header"]["lens"] == "tuned", "else the view would wait forever"
+    assert w.lens == "tuned" and w.snapshot["header"]["lens"] == "tuned", "else the view would wait forever"
 
 
 def test_a_lens_switch_that_fails_puts_the_toggle_back(monkeypatch: pytest.MonkeyPatch) -> None:
