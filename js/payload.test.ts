@@ -22,7 +22,7 @@ import {
   type ViewState,
   type Vocabulary,
 } from "./payload";
-import { revive } from "./testing";
+import { revive, toMessage } from "./testing";
 
 const updates = revive(fixture.updates, 3) as Payload[];
 const updatesAB = revive(fixtureAB.updates, 1) as Payload[];

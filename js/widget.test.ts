@@ -179,6 +179,15 @@ describe("render", () => {
     expect(box.readOnly).toBe(false);
   });
 
+  it("goes to snapshot mode at once when its host says there is no kernel", () => {
+    vi.useFakeTimers();
+    const { model, root } = mount();
+    const ping = model.sentMessages.find((m) => (m as { type: string }).type === "ping") as { view: string };
+    model.message({ type: "no_kernel", view: ping.view });
+    expect(root.dataset.snapshot).toBe("true");
+    expect((root.querySelector("textarea") as HTMLTextAreaElement).readOnly).toBe(true);
+  });
+
   it("stays live when the kernel answers its ping", () => {
     vi.useFakeTimers();
     const { model, root } = mount();

@@ -6,6 +6,7 @@
 // reads the state, so resize, scroll, theme and visibility changes simply redraw.
 
 import type { RenderProps } from "@anywidget/types";
+import { downloadCanvas, pictureCanvas } from "./download";
 import { type Cell, cellAt, cellRect, contentWidth, draw, drawLegend, makeLayout, scrollToShow } from "./heatmap";
 import type { Payload, Vocabulary } from "./payload";
 import { choices, columnsShown, effectiveMode, isAB, legendTitle, markedCount, type Mode, modelNames, picture, rowIndices, type Scene, shown, tooltip } from "./picture";
@@ -70,6 +71,10 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   const lensLabel = el(doc, "label", "lw-lens", toolbar);
   lensLabel.append("lens");
   const lensSelect = el(doc, "select", "lw-lens-select", lensLabel);
+  const pngButton = el(doc, "button", "lw-png", toolbar);
+  pngButton.type = "button";
+  pngButton.textContent = "PNG";
+  pngButton.title = "Download the heatmap (every column in the token range) with its labels and legend as a PNG";
   const status = el(doc, "span", "lw-status", toolbar);
   const textarea = el(doc, "textarea", "lw-text", root);
   textarea.spellcheck = false;
@@ -244,7 +249,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const range = !s || s.count === s.state.nTokens ? "" : s.count ? `tokens ${s.first}–${s.first + s.count - 1} of ` : "no tokens in the chosen range of ";
     const saved = snapshotMode && missingRows ? " · only the saved rows" : "";
     status.textContent = busy ? "computing…" : s ? `${range}${s.state.nTokens} tokens${saved}` : "";
-    errorBox.textContent = [received.payloadError, received.vocabularyError, model.get("error") || ""].filter(Boolean).join("\n");
+    errorBox.textContent = [received.payloadError, received.vocabularyError, downloadError, model.get("error") || ""].filter(Boolean).join("\n");
     notice.textContent = s?.state.header.notice ?? "";
     snapshotNote.hidden = !snapshotMode;
     snapshotNote.textContent = snapshotMode
@@ -271,11 +276,23 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     if (scheduled) frame = handle; // a host may run the frame at once
   }
 
+  function rowLabels(s: Scene): string[] {
+    return rowIndices(s).map((i) => s.state.rowLabels[i] ?? String(s.state.rows[i]));
+  }
+
   /** The one layout that drawing, hit-testing, the tooltip and the keyboard all use. */
   function currentLayout(s: Scene) {
-    const rows = rowIndices(s);
-    const labels = rows.map((i) => s.state.rowLabels[i] ?? String(s.state.rows[i]));
+    const labels = rowLabels(s);
     return makeLayout(labels.length, s.count, knownWidth || 600, labels);
+  }
+
+  let downloadError = "";
+  function downloadPicture(): void {
+    const s = scene();
+    const drawn = s ? pictureCanvas(doc, s, palette(isDark(root)), rowLabels(s), 2) : null;
+    const offered = drawn !== null && downloadCanvas(doc, drawn.canvas, "lens-widget.png");
+    downloadError = offered ? "" : "Could not make a PNG here (nothing drawn yet, or this host allows no downloads): use widget.to_png(path) in Python.";
+    refreshStatus();
   }
 
   function measureWidth(): void {
@@ -383,6 +400,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     cleanups.push(() => model.off(name, fn));
   }
 
+  listen(pngButton, "click", downloadPicture);
   listen(textarea, "input", () => {
     sync.input(textarea.value);
     refreshStatus();
@@ -470,10 +488,11 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
       buildControls();
       refreshStatus();
       schedule();
-    } else if (type === "pong" && (message as { view?: unknown }).view === viewId) {
+    } else if ((type === "pong" || type === "no_kernel") && (message as { view?: unknown }).view === viewId) {
+      // "no_kernel": a host that knows it has none (lens_widget's exported page) says so at once.
       if (pingTimer !== null) clearTimeout(pingTimer);
       pingTimer = null;
-      snapshotMode = false;
+      snapshotMode = type === "no_kernel";
       refreshStatus();
     } else if (isEditDone(message, viewId)) {
       sync.finished(message.edit);

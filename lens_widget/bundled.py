@@ -51,6 +51,7 @@ def load_demo(checkpoint: Checkpoint = "final") -> tuple[PreTrainedModel, PreTra
         raise ValueError(f"checkpoint must be one of {sorted(_FOLDERS)}, got {checkpoint!r}")
     folder = _file(_FOLDERS[checkpoint])
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    model.config._name_or_path = f"lens-widget-demo/{checkpoint}"  # what the widget and exports call it
     tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
     lens = TunedLens.load(_file(f"{_FOLDERS[checkpoint]}_lens"), model)
     return model, tokenizer, lens

@@ -83,10 +83,22 @@ DIVERGING: tuple[tuple[int, int, int], ...] = (
 """Blue → near-white → red: differences B − A, centred at 0."""
 
 _PALETTES: dict[bool, dict[str, str]] = {
-    False: {"background": "#ffffff", "text": "#1a1a1a", "muted": "#666666", "missing": "#d9d9d9"}
-    | {"invalid": "#c0392b", "accent": "#d62728"},
-    True: {"background": "#1e1e1e", "text": "#e6e6e6", "muted": "#9a9a9a", "missing": "#3a3a3a"}
-    | {"invalid": "#e05050", "accent": "#ffb000"},
+    False: {
+        "background": "#ffffff",
+        "text": "#1a1a1a",
+        "muted": "#666666",
+        "missing": "#d9d9d9",
+        "invalid": "#c0392b",
+        "accent": "#d62728",
+    },
+    True: {
+        "background": "#1e1e1e",
+        "text": "#e6e6e6",
+        "muted": "#9a9a9a",
+        "missing": "#3a3a3a",
+        "invalid": "#e05050",
+        "accent": "#ffb000",
+    },
 }
 """js/theme.ts palette(dark), light and dark."""
 

@@ -6,8 +6,10 @@ TypeScript `Model` in js/widget.ts one to one.
 
 from __future__ import annotations
 
+import datetime
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
@@ -19,9 +21,28 @@ from .session import LensSession
 from .statistics import DIFF_STATISTICS, STATISTICS
 from .text import without_lone_surrogates
 
+if TYPE_CHECKING:
+    from .export import GridData
+
 _STATIC = Path(__file__).parent / "static"
 DIFF_CHOICES = (*DIFF_STATISTICS, *(f"delta:{name}" for name in STATISTICS))
 """What the diff mode can show: pair statistics, and B − A of each single-model statistic."""
+
+
+VIEW_TRAITS = (
+    "text",
+    "statistic",
+    "diff_statistic",
+    "mode",
+    "token_range",
+    "layer_stride",
+    "lens",
+    "lens_options",
+    "snapshot",
+    "vocabulary",
+    "error",
+)
+"""The traits the view reads: js/widget.ts's `Model`, one to one (tests/test_widget.py checks both)."""
 
 
 class LensWidget(anywidget.AnyWidget):
@@ -124,3 +145,46 @@ class LensWidget(anywidget.AnyWidget):
     def session(self) -> LensSession:
         """The engine behind the view (for inspection; change the widget through its traits)."""
         return self._controller.session
+
+    def grid_data(self) -> GridData:
+        """The numbers behind the picture as it is set up (statistic, mode, stride, token range):
+        arrays, row labels and token strings; `.to_frame()` gives a pandas DataFrame."""
+        from .export import grid_data
+
+        return grid_data(
+            self.session,
+            statistic=self.statistic,
+            diff_statistic=self.diff_statistic,
+            mode=self.mode,
+            layer_stride=self.layer_stride,
+            token_range=self.token_range,
+        )
+
+    def to_png(self, path: str | os.PathLike[str], scale: float = 2.0) -> Path:
+        """Write the heatmap with its labels and legend as a PNG, drawn in the kernel (matplotlib:
+        `pip install "lens-widget[export]"`), so a cell can save it without waiting for a view."""
+        from .export import render_png
+
+        return render_png(self.grid_data(), path, scale=scale)
+
+    def to_html(self, path: str | os.PathLike[str]) -> Path:
+        """Write one self-contained HTML page of the widget as it is now: it opens offline, from
+        file://, with no kernel; hover, statistics and computed rows work, the text is read-only."""
+        from . import __version__
+        from .page import page_html
+
+        self._controller.refresh_snapshot()
+        traits = {name: getattr(self, name) for name in VIEW_TRAITS}
+        names = " vs ".join(self.session.names)
+        short = self.text if len(self.text) <= 60 else self.text[:59] + "…"
+        saved = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M")
+        page = page_html(
+            traits,
+            title=f"lens-widget: {names}: {short}",
+            caption=f"lens-widget snapshot of {names} ({self.lens} lens), saved {saved}. No kernel: hover a cell for "
+            "its top tokens; the statistic buttons and the computed rows still work.",
+            version=__version__,
+        )
+        out = Path(path)
+        out.write_text(page, encoding="utf-8")
+        return out

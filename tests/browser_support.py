@@ -238,7 +238,8 @@ const model = {
   save_changes() { this.saved.push({ ...state, snapshot: undefined, vocabulary: undefined }); },
   send(m) {
     this.sent.push(m);  // a live kernel answers the ping; nothing else is answered here
-    if (m.type === "ping") setTimeout(() => listeners.get("msg:custom")?.forEach((fn) => fn({ type: "pong", view: m.view }, [])));
+    const pong = { type: "pong", view: m.view };
+    if (m.type === "ping") setTimeout(() => listeners.get("msg:custom")?.forEach((fn) => fn(pong, [])));
   },
   on: (name, fn) => { if (!listeners.has(name)) listeners.set(name, new Set()); listeners.get(name).add(fn); },
   off: (name, fn) => listeners.get(name)?.delete(fn),

@@ -315,3 +315,74 @@ def drive_ab(page: Any, url: str) -> None:
     widget.locator(".lw-mode[data-mode='diff']").click()
     page.wait_for_timeout(500)
     assert len(sent) == before, "switching modes sends nothing to the kernel"
+
+
+def test_to_html_opens_offline_from_file_and_hovers(browser: Any, tmp_path: Path) -> None:
+    """widget.to_html's page: file://, every network request refused, no kernel."""
+    import lens_widget
+
+    widget = lens_widget.demo("add 13 2 15\nCopy: <b>x</b>&$\nPaste: <b>x</b>&$")
+    widget.layer_stride = 2
+    widget.statistic = "max_probability"
+    path = widget.to_html(tmp_path / "lens.html")
+    assert "<b>x</b>" not in path.read_text(), "model strings never appear as markup"
+    tokens = [lens_widget.load_demo()[1].decode([i]) for i in widget.session.tokens.ids]
+
+    page = browser.new_page(viewport={"width": 1280, "height": 700})
+    network: list[str] = []
+
+    def refuse(route: Any) -> None:
+        if route.request.url.startswith(("file:", "blob:", "data:")):
+            route.continue_()
+        else:
+            network.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", refuse)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def drive() -> None:
+        page.goto(path.as_uri())
+        page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0")
+        root = page.locator(".lens-widget")
+        assert int(root.get_attribute("data-n-tokens") or 0) == len(tokens)
+        assert root.get_attribute("data-rows") == "3", "stride 2 of 4 layers: 0, 2 and the output"
+        assert root.get_attribute("data-statistic") == "max_probability"
+        page.wait_for_function("() => document.querySelector('.lens-widget').dataset.snapshot === 'true'")
+        assert "no kernel is connected" in (page.locator(".lw-snapshot").text_content() or "")
+        assert page.locator(".lens-widget textarea").evaluate("(t) => t.readOnly")
+        assert root.get_attribute("data-busy") == "false"
+        assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8
+        assert page.locator(".lens-widget b").count() == 0
+        # Hover the last column: its input token is the text's last token.
+        page.locator(".lens-widget .lw-scroll").evaluate("(s) => { s.scrollLeft = s.scrollWidth; }")
+        page.wait_for_timeout(200)
+        box = page.locator(".lens-widget .lw-canvas").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] - 20, box["y"] + 8)
+        page.wait_for_selector(".lens-widget .lw-tooltip:not([hidden])", timeout=5_000)
+        tip = page.locator(".lens-widget .lw-tooltip").text_content() or ""
+        assert f"position {len(tokens) - 1}" in tip
+        # The statistic buttons still work with no kernel.
+        picture = page.evaluate("() => document.querySelector('.lens-widget .lw-canvas').toDataURL()")
+        page.mouse.move(5, 5)
+        page.locator(".lens-widget [data-statistic='entropy']").click()
+        page.wait_for_function(
+            "(before) => document.querySelector('.lens-widget .lw-canvas').toDataURL() !== before", arg=picture
+        )
+        # The view's own PNG: every column, at twice the CSS size, offered as a download.
+        with page.expect_download() as download:
+            page.locator(".lens-widget .lw-png").click()
+        saved = tmp_path / "from-view.png"
+        download.value.save_as(saved)
+        data = saved.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert width == 2 * (54 + 58 * len(tokens)) and height == 2 * (3 * 22 + 24 + 28)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "to_html.png"))
+        assert network == [], f"the page asked the network for {network}"
+        assert errors == []
+
+    screenshot_on_failure(page, "to_html", drive)

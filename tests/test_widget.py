@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
 import copy
+from typing import Any
 
+import anywidget
 import comm
 import numpy as np
 import pytest
 import torch
 import traitlets
+from ipywidgets.widgets.widget import _put_buffers
 from tiny_models import tiny_model, tiny_tokenizer
 
-from lens_widget import LensWidget, LogitLens, TunedLens
-from ipywidgets.widgets.widget import _put_buffers
-
-from lens_widget import controller
+from lens_widget import LensWidget, LogitLens, TunedLens, controller
 from lens_widget.payload import apply_update, decode_vocabulary, from_message
 
 VOCAB = 400
@@ -112,7 +110,9 @@ def test_an_edit_from_the_view_produces_one_delta_message_then_its_answer() -> N
     assert w.text == "Paris is the capital of France" == w.session.text
     assert answers(w) == [{"type": "edit_done", "view": "view-1", "edit": 5}]
     kinds = [m["data"].get("method") for m in w.comm.sent]
-    last_answer = max(i for i, m in enumerate(w.comm.sent) if (m["data"].get("content") or {}).get("type") == "edit_done")
+    last_answer = max(
+        i for i, m in enumerate(w.comm.sent) if (m["data"].get("content") or {}).get("type") == "edit_done"
+    )
     assert "custom" in kinds[:last_answer], "the view learns its edit is done after it has the new picture"
 
 
@@ -131,7 +131,9 @@ def test_the_snapshot_waits_for_typing_to_pause_then_catches_up_once(monkeypatch
     async def typing() -> tuple[Any, Any, int]:
         w = make()
         first = w.snapshot["header"]["seq"]
-        for number, text in enumerate(["Paris is the capital", "Paris is the capital of", "Paris is the capital of F"], 1):
+        for number, text in enumerate(
+            ["Paris is the capital", "Paris is the capital of", "Paris is the capital of F"], 1
+        ):
             edit(w, text, number)
         during = w.snapshot["header"]["seq"]
         snapshots_during = sum(kind == "snapshot" for kind, _ in w.comm.payloads())
@@ -350,3 +352,19 @@ def test_a_lens_switch_that_fails_puts_the_toggle_back(monkeypatch: pytest.Monke
     monkeypatch.setattr(w.session, "set_lenses", broken)
     from_view(w, lens="logit")
     assert "Could not switch the lens" in w.error and w.lens == "tuned"
+
+
+def test_the_view_traits_mirror_the_typescript_model_one_to_one() -> None:
+    import re
+    from pathlib import Path
+
+    from lens_widget.widget import VIEW_TRAITS
+
+    source = (Path(__file__).resolve().parents[1] / "js" / "widget.ts").read_text()
+    body = re.search(r"export interface Model \{(.*?)\n\}", source, re.S)
+    assert body is not None
+    fields = re.findall(r"^\s+(\w+):", body.group(1), re.M)
+    assert fields == list(VIEW_TRAITS)
+    own = {name for name in LensWidget.class_trait_names(sync=True) if not name.startswith("_")}
+    inherited = set(anywidget.AnyWidget.class_trait_names(sync=True))
+    assert own - inherited == set(VIEW_TRAITS)
