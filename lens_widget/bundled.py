@@ -46,11 +46,18 @@ def demo_report() -> dict[str, Any]:
 def load_demo(checkpoint: Checkpoint = "final") -> tuple[PreTrainedModel, PreTrainedTokenizerFast, TunedLens]:
     """(model, tokenizer, tuned lens) of one checkpoint, in float32 on the CPU, in eval mode."""
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+    from transformers.utils import logging as hf_logging
 
     if checkpoint not in _FOLDERS:
         raise ValueError(f"checkpoint must be one of {sorted(_FOLDERS)}, got {checkpoint!r}")
     folder = _file(_FOLDERS[checkpoint])
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a 2 MB local file: a progress bar is noise in the quick start
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     model.config._name_or_path = f"lens-widget-demo/{checkpoint}"  # what the widget and exports call it
     tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
     lens = TunedLens.load(_file(f"{_FOLDERS[checkpoint]}_lens"), model)

@@ -122,6 +122,19 @@ class LensWidget(anywidget.AnyWidget):
         if not text:
             self._controller.publish_full()
 
+    def get_state(self, key: str | list[str] | None = None, drop_defaults: bool = False) -> dict[str, Any]:
+        """ipywidgets' state, but `drop_defaults` (embed_minimal_html's default) keeps what the page
+        needs: anywidget's module and CSS (their trait defaults are their values, so they would be
+        dropped, and the page fails with "[anywidget] Failed to initialize model"), the model and
+        view class names (which the page cannot fill in for anywidget's classes) and every trait the
+        view reads."""
+        state = super().get_state(key=key, drop_defaults=drop_defaults)
+        if drop_defaults and key is None:
+            classes = ("_model_module", "_model_module_version", "_model_name", "_view_module", "_view_module_version")
+            kept = ("_anywidget_id", "_esm", "_css", *classes, "_view_name", *VIEW_TRAITS)
+            state.update({k: v for k, v in super().get_state(drop_defaults=False).items() if k in kept})
+        return state
+
     @traitlets.validate("text")
     def _encodable_text(self, proposal: Any) -> str:
         """A lone surrogate cannot be encoded in a message to the views (it would break the widget)."""

@@ -248,3 +248,34 @@ window.fakeModel = model;
 window.cleanup = widget.render({ model, el: document.getElementById("app") });
 </script>
 """
+
+
+NODE_MODULES = Path(__file__).resolve().parents[1] / "node_modules"
+CDN_COPIES = {
+    "require.min.js": NODE_MODULES / "requirejs" / "require.js",
+    "html-manager@": NODE_MODULES / "@jupyter-widgets" / "html-manager" / "dist" / "embed-amd.js",
+    "anywidget@": NODE_MODULES / "anywidget" / "dist" / "index.js",
+}
+"""What the pages of nbconvert and embed_minimal_html fetch from CDNs, by a part of the URL: the same
+packages, installed by npm (package.json's devDependencies), since this machine has no CDN."""
+
+
+def serve_cdn_locally(page: Any) -> list[str]:
+    """Answer CDN requests with the local copies and refuse every other network request; returns the
+    list of refused URLs (a test asserts it holds nothing it needs)."""
+    refused: list[str] = []
+
+    def answer(route: Any) -> None:
+        url = route.request.url
+        if url.startswith(("file:", "data:", "blob:")):
+            route.continue_()
+            return
+        for part, path in CDN_COPIES.items():
+            if part in url and url.endswith(".js"):
+                route.fulfill(path=str(path), content_type="application/javascript")
+                return
+        refused.append(url)
+        route.abort()
+
+    page.route("**/*", answer)
+    return refused

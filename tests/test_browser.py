@@ -36,6 +36,7 @@ from browser_support import (
     open_notebook,
     run_all,
     run_code,
+    serve_cdn_locally,
     serve_folder,
     text_boxes,
     trait_state,
@@ -165,6 +166,10 @@ def drive_jupyterlab(page: Any, url: str) -> None:
         f"() => Number(document.querySelector('.lens-widget').dataset.nTokens) > {before}", timeout=30_000
     )
     assert_boxes_show_the_kernels_text(page, QUICKSTART_TEXT + " five")
+    # Typing travelled as deltas; once it pauses, the saved snapshot catches up on the kernel's loop.
+    page.wait_for_timeout(1500)
+    caught_up = "h = widget.snapshot['header']; print(h['seq'] == widget._controller.seq, h['kind'], h['n_tokens'])"
+    assert run_code(page, caught_up).strip().endswith(f"True full {n_tokens(page)}")
     run_code(page, "widget.text = 'Set again from Python.'")
     assert_boxes_show_the_kernels_text(page, "Set again from Python.")
     type_at_end(page, " Berlin")
@@ -386,3 +391,83 @@ def test_to_html_opens_offline_from_file_and_hovers(browser: Any, tmp_path: Path
         assert errors == []
 
     screenshot_on_failure(page, "to_html", drive)
+
+
+SAVED_NOTEBOOK_CELLS = [
+    "import lens_widget\nwidget = lens_widget.demo('add 13 2 ')\nwidget",
+    "widget.text = 'add 13 2 15\\ninc 41 '",
+    "widget.text = 'add 13 2 15\\ninc 41 42\\nCopy: Zq7&x\\nPaste: Zq7&x'",
+]
+FINAL_TEXT = "add 13 2 15\ninc 41 42\nCopy: Zq7&x\nPaste: Zq7&x"
+
+
+def assert_page_shows_the_final_picture(page: Any, url: str) -> None:
+    """A saved page, replayed with no kernel: the last text's whole picture, a snapshot note, no spinner."""
+    refused = serve_cdn_locally(page)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=30_000)
+    tokens = lens_widget_tokens(FINAL_TEXT)
+    root = page.locator(".lens-widget")
+    assert int(root.get_attribute("data-n-tokens") or 0) == len(tokens), "the last text, not the first"
+    assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8, "the heatmap is drawn"
+    page.wait_for_function("() => document.querySelector('.lens-widget').dataset.snapshot === 'true'", timeout=10_000)
+    assert root.get_attribute("data-busy") == "false", "no spinner without a kernel"
+    page.locator(".lens-widget .lw-scroll").evaluate("(s) => { s.scrollLeft = s.scrollWidth; }")
+    page.wait_for_timeout(200)
+    box = page.locator(".lens-widget .lw-canvas").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] - 20, box["y"] + 8)
+    page.wait_for_selector(".lens-widget .lw-tooltip:not([hidden])", timeout=5_000)
+    tip = page.locator(".lens-widget .lw-tooltip").text_content() or ""
+    assert f"position {len(tokens) - 1}" in tip and f"input: {tokens[-1]}" in tip, tip
+    assert not [u for u in refused if any(part in u for part in ("anywidget", "html-manager", "require"))]
+    assert errors == []
+
+
+def lens_widget_tokens(text: str) -> list[str]:
+    import lens_widget
+
+    tokenizer = lens_widget.load_demo()[1]
+    return [tokenizer.decode([i]) for i in tokenizer(text)["input_ids"]]
+
+
+def test_a_saved_notebook_converted_by_nbconvert_shows_the_last_picture(browser: Any, tmp_path: Path) -> None:
+    """Create, set the text twice, save, `jupyter nbconvert --execute --to html`, open it."""
+    import subprocess
+    import sys
+
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in SAVED_NOTEBOOK_CELLS]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "saved.ipynb")
+    command = [sys.executable, "-m", "jupyter", "nbconvert", "--execute", "--to", "html", "saved.ipynb"]
+    subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    html = (tmp_path / "saved.html").read_text()
+    assert "application/vnd.jupyter.widget-state+json" in html
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    screenshot_on_failure(
+        page, "nbconvert", lambda: assert_page_shows_the_final_picture(page, (tmp_path / "saved.html").as_uri())
+    )
+
+
+def test_embed_minimal_html_with_default_arguments_shows_the_picture(browser: Any, tmp_path: Path) -> None:
+    import re
+
+    from ipywidgets.embed import embed_minimal_html
+
+    import lens_widget
+
+    widget = lens_widget.demo("add 13 2 ")
+    widget.text = FINAL_TEXT
+    embed_minimal_html(tmp_path / "embed.html", views=[widget], title="lens")
+    # The page pins require.js from a CDN by its hash; the local copy is the same release, not the same bytes.
+    html = re.sub(r' (integrity|crossorigin)="[^"]*"', "", (tmp_path / "embed.html").read_text())
+    (tmp_path / "embed.html").write_text(html)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    screenshot_on_failure(
+        page, "embed", lambda: assert_page_shows_the_final_picture(page, (tmp_path / "embed.html").as_uri())
+    )
