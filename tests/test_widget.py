@@ -368,3 +368,27 @@ def test_the_view_traits_mirror_the_typescript_model_one_to_one() -> None:
     own = {name for name in LensWidget.class_trait_names(sync=True) if not name.startswith("_")}
     inherited = set(anywidget.AnyWidget.class_trait_names(sync=True))
     assert own - inherited == set(VIEW_TRAITS)
+
+
+def test_exports_follow_the_widgets_statistic_stride_and_token_range(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from lens_widget.export import image_size
+
+    w = make(text="Paris is the capital of France", layer_stride=2, statistic="rank", token_range=[1, 4])
+    data = w.grid_data()
+    assert data.statistic == "rank" and data.columns == [1, 2, 3], "end is exclusive, as tuned-lens's end_pos"
+    assert data.rows[0] == w.session.num_layers and data.values.shape == (len(data.rows), 3)
+    path = w.to_png(tmp_path / "lens.png", scale=1.5)
+    png = path.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    size = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert size == image_size(len(data.rows), 3, 1.5)
+
+
+def test_to_html_writes_one_page_whose_strings_cannot_become_markup(tmp_path) -> None:
+    w = make(text="</script><script>alert(1)</script> <!-- & <b>")
+    page = w.to_html(tmp_path / "lens.html").read_text()
+    assert page.count("</script>") == 3, "the state, the view's bundle and the page's own script: nothing else"
+    assert "<b>" not in page and "<!--" not in page.split("<body>")[1]
+    assert "https://" not in page and "http://" not in page, "nothing to fetch"
+    assert '"snapshot"' in page and '"vocabulary"' in page
