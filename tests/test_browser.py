@@ -471,3 +471,49 @@ def test_embed_minimal_html_with_default_arguments_shows_the_picture(browser: An
     screenshot_on_failure(
         page, "embed", lambda: assert_page_shows_the_final_picture(page, (tmp_path / "embed.html").as_uri())
     )
+
+
+def test_a_notebook_saved_in_jupyterlab_reopens_on_its_last_picture(browser: Any, tmp_path: Path) -> None:
+    """Run All, type, save with widget state on; reopen (a new kernel that has not run): every widget
+    shows its last picture, the typing included, as a snapshot with no spinner."""
+    shutil.copy(ROOT / "examples" / "quickstart.ipynb", tmp_path / "quickstart.ipynb")
+    settings = tmp_path / ".jupyter" / "lab" / "user-settings" / "@jupyter-widgets" / "jupyterlab-manager"
+    settings.mkdir(parents=True)
+    (settings / "plugin.jupyterlab-settings").write_text(json.dumps({"saveState": True}))
+    widgets = "[...document.querySelectorAll('.lens-widget')]"
+    all_drawn = f"() => {widgets}.length >= 3 && {widgets}.every((w) => Number(w.dataset.nTokens) > 0)"
+
+    with jupyter_server(tmp_path, "quickstart.ipynb", "lab") as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+        def type_and_save() -> None:
+            open_notebook(page, url)
+            run_all(page)
+            page.wait_for_function(all_drawn, timeout=180_000)
+            type_at_end(page, " 9 9")
+            page.wait_for_timeout(1500)  # the snapshot catches up once typing pauses
+            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+            page.wait_for_timeout(1500)
+
+        screenshot_on_failure(page, "save", type_and_save)
+    saved = json.loads((tmp_path / "quickstart.ipynb").read_text())["metadata"]["widgets"]
+    headers = [
+        m["state"]["snapshot"]["header"]
+        for m in saved["application/vnd.jupyter.widget-state+json"]["state"].values()
+        if "snapshot" in m["state"]
+    ]
+    assert len(headers) == 3 and all(h["kind"] == "full" for h in headers)
+
+    with jupyter_server(tmp_path, "quickstart.ipynb", "lab") as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+        def reopen() -> None:
+            page.goto(url)
+            page.wait_for_function(all_drawn, timeout=120_000)
+            page.wait_for_function(f"() => {widgets}.every((w) => w.dataset.snapshot === 'true')", timeout=15_000)
+            first = page.locator(".lens-widget").first
+            assert first.locator("textarea").input_value() == QUICKSTART_TEXT + " 9 9"
+            assert int(first.get_attribute("data-n-tokens") or 0) == max(h["n_tokens"] for h in headers)
+            assert all(w.get_attribute("data-busy") == "false" for w in page.locator(".lens-widget").all())
+
+        screenshot_on_failure(page, "reopen", reopen)
