@@ -153,7 +153,18 @@ def cell_statistics(
     model_logprobs: torch.Tensor,
     k: int,
 ) -> CellStatistics:
-    """All statistics of a chunk of cells from one log-sum-exp per cell.
+    """All statistics of a chunk of cells in a few sweeps over the logits, with two temporaries of
+    their size (the logits centred on each cell's largest, and the probabilities):
+
+        entropy       = lse − Σ p·z                   (a batched dot product)
+        KL(model‖lens) = Σ p_m log p_m − Σ p_m·z + lse (the middle term another, per row)
+        cross-entropy = lse − z[target],  max probability and top-k from one topk of z,
+        rank          = 1 + #(z > z[target])          (one comparison sweep)
+
+    where z are a cell's centred logits and lse their log-sum-exp. A token with probability 0 and logit −inf
+    makes a dot product NaN (0 · −inf); such cells, and cells whose KL is below SMALL_KL (where the
+    sum's rounding would show: the output row, late tuned-lens rows), are recomputed term by term
+    (`_exact`), so a distribution's KL to itself stays exactly 0.
 
     logits: [..., vocab] in any float dtype (promoted to float32 here).
     targets: next-token ids broadcastable to logits.shape[:-1], NO_TARGET where there is none.
@@ -164,9 +175,73 @@ def cell_statistics(
         raise ValueError(f"shape mismatch: logits {tuple(logits.shape)}, model_logprobs {tuple(model_logprobs.shape)}")
     if not 1 <= k <= logits.shape[-1]:
         raise ValueError(f"top_k must be in 1..{logits.shape[-1]} (the vocabulary size), got {k}")
+    targets = targets.expand(logits.shape[:-1])
+    # Centred on each cell's largest logit: p weighs tokens whose centred logit is near 0, so the dot
+    # products below stay small and their float32 rounding with them.
     logits = logits.float()
+    peak = logits.amax(dim=-1, keepdim=True)
+    z = logits - peak
+    p = z.exp()
+    total = p.sum(-1)
+    p /= total[..., None]
+    lse = total.log()  # of z; the logits' own is peak + lse
+    valid = torch.isfinite(lse + peak[..., 0])
+    entropy_, kl = _entropy_and_kl(z, lse, p, model_logprobs, logits, valid)
+    # Order and rank from the logits themselves: centring can round two close logits into a tie.
+    top_logits, top_ids = logits.topk(k, dim=-1)
+    has_target = targets >= 0
+    target_logit = logits.gather(-1, targets.clamp(min=0)[..., None])
+    cross = torch.where(has_target, lse - (target_logit - peak)[..., 0], torch.nan)
+    higher = (logits > target_logit).sum(-1)
+    rank_ = torch.where(has_target, (higher + 1).float(), torch.nan)
+    top_probs = (top_logits - peak - lse[..., None]).exp()
+    values = torch.stack([entropy_, cross, kl, top_probs[..., 0], rank_])
+    values = torch.where(valid, values, torch.nan)
+    return CellStatistics(values=values, top_ids=top_ids, top_probs=torch.where(valid[..., None], top_probs, torch.nan))
+
+
+SMALL_KL = 1e-3
+"""Nats below which a cell's KL is recomputed term by term: the fused sum's float32 rounding (about
+1e-6 of the logits' size) is then no longer small beside the value."""
+
+
+def _cross(p_model: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Σ p_m·z for every cell: one batched product per row of a [rows, positions, vocab] chunk, whose
+    p_m [positions, vocab] is shared by its rows (broadcast without a copy)."""
+    if logits.ndim == 3 and p_model.shape == logits.shape[1:]:
+        return torch.einsum("rtv,tv->rt", logits, p_model)
+    return _dot(p_model.expand_as(logits), logits)
+
+
+def _entropy_and_kl(
+    z: torch.Tensor,
+    lse: torch.Tensor,
+    p: torch.Tensor,
+    model_logprobs: torch.Tensor,
+    logits: torch.Tensor,
+    valid: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy and KL(model‖lens) of cells whose log-probabilities are z − lse (z: the logits, or
+    already the log-probabilities with lse = 0), p their probabilities, as two batched dot products
+    each. Cells where a 0 · −inf term made a sum NaN, or whose KL is below SMALL_KL, are recomputed
+    term by term from `logits` (`_exact`)."""
+    p_model = model_logprobs.exp()
+    # Σ p_m log p_m per position: one row, so term by term (a masked token is 0 · -inf there too).
+    model_negentropy = _masked_dot(p_model, model_logprobs)
+    entropy_ = lse - _dot(p, z)
+    kl = (model_negentropy - _cross(p_model, z) + lse).clamp(min=0.0)
+    close = (kl.isnan() | (kl < SMALL_KL)) & model_negentropy.isfinite()
+    redo = valid & (entropy_.isnan() | close)
+    if redo.any():
+        entropy_[redo], kl[redo] = _exact(logits[redo], model_logprobs.expand_as(z)[redo])
+    return entropy_, kl
+
+
+def _exact(logits: torch.Tensor, model_logprobs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy and KL(model‖lens) of [n, vocab] cells term by term, where 0 · −inf counts 0; the
+    log-probabilities are taken exactly as `log_probs` takes the model's, so identical cells give 0."""
     logp, valid = normalise(logits)
-    return statistics_of(logits, logp, valid, targets, model_logprobs, k)
+    return entropy(logp), forward_kl(model_logprobs, logp, valid)
 
 
 def statistics_of(
@@ -182,11 +257,13 @@ def statistics_of(
     hand: the A/B grid keeps both for `pair_statistics_of` rather than computing them twice."""
     targets = targets.expand(logits.shape[:-1])
     top_logp, top_ids = logp.topk(k, dim=-1)
+    p = logp.exp() if p is None else p
+    entropy_, kl = _entropy_and_kl(logp, torch.zeros_like(valid, dtype=logp.dtype), p, model_logprobs, logits, valid)
     values = torch.stack(
         [
-            entropy(logp, p),
+            entropy_,
             cross_entropy(logp, targets, valid),
-            forward_kl(model_logprobs, logp, valid),
+            kl,
             top_logp[..., 0].exp(),
             rank(logits, targets, valid),
         ]

@@ -267,3 +267,26 @@ def test_top1_agreement_follows_the_top_k_ranking() -> None:
 def test_pair_statistics_of_cells_of_different_shapes_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="shape mismatch"):
         pair_statistics(torch.randn(2, 10), torch.randn(2, 11))
+
+
+def test_masked_tokens_and_large_logits_match_float64_in_the_fused_sums() -> None:
+    """The sweeps use dot products, where a masked token (-inf, probability 0) makes 0 · -inf = NaN and
+    a large common offset of the logits costs float32 digits: both must still give the reference."""
+    torch.manual_seed(3)
+    logits = torch.randn(6, 4, 500) * 4 + 300.0  # far from 0, as a model's logits can be
+    logits[1, :, :100] = -torch.inf  # masked tokens in a lens row
+    model = logits[-1].clone()
+    model[0, :50] = -torch.inf  # and in the model's own output
+    targets = torch.tensor([3, 120, 7, NO_TARGET])
+    got = cell_statistics(logits, targets, log_probs(model), 5)
+    lp = torch.log_softmax(logits.double(), -1)
+    mp = torch.log_softmax(model.double(), -1)
+    p, pm = lp.exp(), mp.exp()
+    expected_entropy = -torch.where(p == 0, 0.0, p * lp).sum(-1)
+    expected_kl = torch.where(pm == 0, 0.0, pm * (mp - lp)).sum(-1)
+    ent, kl = got.values[STATISTICS.index("entropy")], got.values[STATISTICS.index("forward_kl")]
+    assert torch.isfinite(ent).all() and not kl.isnan().any()
+    assert torch.isinf(kl[1]).all() and torch.isinf(expected_kl[1]).all(), "the lens rules out tokens the model allows"
+    assert torch.allclose(ent.double(), expected_entropy, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(kl.double(), expected_kl, rtol=1e-4, atol=1e-5)
+    assert torch.equal(kl[-1, 1:], torch.zeros(3)), "the model's own row: exactly 0"
