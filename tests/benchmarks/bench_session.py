@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tiny_models import tiny_tokenizer
 
 from lens_widget import ModelAdapter
+from lens_widget.grid import DEFAULT_CHUNK_BYTES, _block
 from lens_widget.payload import payload_size
 from lens_widget.session import LensSession
 
@@ -48,15 +51,19 @@ WORDS = (
 ).split()
 
 
-def build_model(shape: str, device: str, seed: int = 0) -> torch.nn.Module:
-    config = AutoConfig.for_model(
-        "gpt_neox",
-        vocab_size=50304,
-        rotary_pct=0.25,
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
+def model_config(shape: str) -> dict[str, Any]:
+    return {
+        "model_type": "gpt_neox",
+        "vocab_size": 50304,
+        "rotary_pct": 0.25,
+        "max_position_embeddings": 2048,
+        "tie_word_embeddings": False,
         **SHAPES[shape],
-    )
+    }
+
+
+def build_model(shape: str, device: str, seed: int = 0) -> torch.nn.Module:
+    config = AutoConfig.for_model(**model_config(shape))
     torch.manual_seed(seed)
     dtype = torch.float16 if device == "cuda" else torch.float32
     return AutoModelForCausalLM.from_config(config, dtype=dtype).to(device).eval()
@@ -88,6 +95,37 @@ def median_time(
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+class Peer:
+    """tuned-lens 0.2.0 in its own environment (peer_tuned_lens.py): the same model, the same ids."""
+
+    def __init__(self, python: str, shape: str, ids: list[int], model: torch.nn.Module) -> None:
+        script = Path(__file__).with_name("peer_tuned_lens.py")
+        self.process = subprocess.Popen([python, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        job = {"config": model_config(shape), "seed": 0, "ids": ids, "threads": torch.get_num_threads()}
+        ready = self.ask(json.dumps(job))
+        ours = float(sum(p.double().sum() for p in model.parameters()))
+        if not math.isclose(ready["checksum"], ours, rel_tol=1e-9):
+            raise SystemExit(f"tuned-lens built other weights (checksum {ready['checksum']} vs {ours})")
+        self.times: list[float] = []
+
+    def ask(self, line: str) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise SystemExit("tuned-lens's process ended early (see its error above)")
+        return json.loads(answer)
+
+    def full_view(self) -> None:
+        self.times.append(self.ask("time")["seconds"])
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def alternate_medians(
@@ -131,6 +169,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--naive-repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON line here")
+    parser.add_argument(
+        "--peer-python",
+        default=None,
+        help="python of an environment with tuned-lens 0.2.0: times its PredictionTrajectory as the baseline (CPU)",
+    )
     args = parser.parse_args()
     sync = args.device == "cuda"
 
@@ -155,10 +198,16 @@ def main() -> None:
     rows = session.num_layers + 1
     cells = rows * n
 
-    # Our first full grid (fresh session state each repeat), one model and A/B in turn.
-    full_s, ab_full_s = alternate_medians(
-        [(session.reset, lambda: session.set_text(base)), (ab.reset, lambda: ab.set_text(base))], args.repeats, sync
-    )
+    # Our first full grid (fresh session state each repeat), one model and A/B in turn, and
+    # tuned-lens's own full view of the same model and ids when its environment is given.
+    runs = [(session.reset, lambda: session.set_text(base)), (ab.reset, lambda: ab.set_text(base))]
+    peer = Peer(args.peer_python, args.shape, ids, model) if args.peer_python and args.device == "cpu" else None
+    if peer is not None:
+        runs.append((lambda: None, peer.full_view))
+    full_s, ab_full_s, *_ = alternate_medians(runs, args.repeats, sync)
+    peer_full_s = statistics.median(peer.times) if peer is not None else None
+    if peer is not None:
+        peer.close()
     full_bytes = payload_size(session.full_update().payload)
     ab_full_bytes = payload_size(ab.full_update().payload)
 
@@ -202,6 +251,21 @@ def main() -> None:
     naive_s = median_time(lambda: naive_full(model, adapter, tensor_ids, args.top_k), args.naive_repeats, sync=sync)
     total_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    # What a full grid cannot go below: the model's forward pass, and the head GEMM of every row at
+    # every position, in the grid's own chunks, timed alone (inputs final-normed beforehand).
+    forward_s = median_time(lambda: adapter.run(tensor_ids), args.repeats, sync=sync)
+    with torch.inference_mode():
+        hidden = adapter.run(tensor_ids)[0]
+        head_in = torch.cat([adapter.final_norm(hidden[:-1]), adapter.head_input(hidden[-1])[None]])
+    block = _block(DEFAULT_CHUNK_BYTES, 3 * adapter.vocab_size * rows)
+
+    @torch.inference_mode()
+    def head_gemm() -> None:
+        for start in range(0, n, block):
+            adapter.head(head_in[:, start : start + block])
+
+    head_gemm_s = median_time(head_gemm, args.repeats, sync=sync)
+
     result = {
         "device": args.device,
         "shape": args.shape,
@@ -210,6 +274,11 @@ def main() -> None:
         "top_k": args.top_k,
         "naive_full_s": round(naive_s, 4),
         "full_s": round(full_s, 4),
+        "tuned_lens_full_s": None if peer_full_s is None else round(peer_full_s, 4),
+        "forward_s": round(forward_s, 4),
+        "head_gemm_s": round(head_gemm_s, 4),
+        "full_over_head_gemm": round(full_s / head_gemm_s, 3),
+        "statistics_share": round(max(0.0, full_s - forward_s - head_gemm_s) / full_s, 3),
         "append_s": round(append_s, 4),
         "append_after_shrink_s": round(append_after_shrink_s, 4),
         "middle_edit_s": round(middle_s, 4),
@@ -239,12 +308,20 @@ def main() -> None:
         ("bytes_per_cell <= 64", full_bytes / cells <= 64, f"{full_bytes / cells:.1f} B"),
         ("ab_append_s <= 2.2 append_s", ab_append_s <= 2.2 * append_s, f"{ab_append_s / append_s:.2f}x"),
         ("ab_full_s <= 2.2 full_s", ab_full_s <= 2.2 * full_s, f"{ab_full_s / full_s:.2f}x"),
+        ("full_s <= 1.6 head_gemm_s", full_s <= 1.6 * head_gemm_s, f"{full_s / head_gemm_s:.2f}x the GEMM alone"),
+        *(
+            []
+            if peer_full_s is None
+            else [("full_s <= 0.6 tuned-lens full", full_s <= 0.6 * peer_full_s, f"{full_s / peer_full_s:.2f}x")]
+        ),
     ]
     print(f"LensSession benchmark: {args.shape} shape, random weights, {n} tokens, {rows} rows, top-{args.top_k}")
     print(f"{'measure':<24}{'value':>14}")
     timings = (
         "naive_full_s",
         "full_s",
+        "forward_s",
+        "head_gemm_s",
         "append_s",
         "append_after_shrink_s",
         "middle_edit_s",
@@ -253,8 +330,11 @@ def main() -> None:
     )
     for key in timings:
         print(f"{key:<24}{result[key]:>14.4f}")
+    if peer_full_s is not None:
+        print(f"{'tuned_lens_full_s':<24}{peer_full_s:>14.4f}")
     sizes = ("payload_full_bytes", "payload_append_bytes", "bytes_per_cell", "ab_payload_full_bytes")
-    for key in (*sizes, "ab_payload_append_bytes", "ab_bytes_per_cell", "peak_rss_mb"):
+    shares = ("full_over_head_gemm", "statistics_share")
+    for key in (*shares, *sizes, "ab_payload_append_bytes", "ab_bytes_per_cell", "peak_rss_mb"):
         print(f"{key:<24}{result[key]:>14}")
     print()
     for name, ok, detail in targets:
