@@ -90,19 +90,20 @@ def page_html(traits: dict[str, Any], *, title: str, caption: str, version: str)
         title=html.escape(title),
         caption=html.escape(caption),
         css=(STATIC / "widget.css").read_text(encoding="utf-8"),
-        state=_script_json(_jsonable(traits)),
+        state=_script_json(jsonable(traits)),
         view=base64.b64encode(view.read_bytes()).decode("ascii"),
     )
 
 
-def _jsonable(value: Any) -> Any:
-    """Traits as JSON: bytes become {"b64": …}, which the page turns back into DataViews."""
+def jsonable(value: Any) -> Any:
+    """Traits as JSON: bytes become {"b64": …}, which the page turns back into DataViews (the tests'
+    harness pages and recorded fixtures use the same form)."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"b64": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
+        return [jsonable(item) for item in value]
     return value
 
 

@@ -3,7 +3,6 @@ and a bare host page that renders the built ESM with a minimal fake anywidget mo
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import shutil
@@ -180,17 +179,6 @@ def run_first_cell(page: Any) -> None:
         except PlaywrightTimeout:
             continue
     raise AssertionError("the first cell never started running")
-
-
-def jsonable(value: Any) -> Any:
-    """Trait state as JSON, bytes as {"b64": …} (the harness page turns them into DataViews)."""
-    if isinstance(value, bytes):
-        return {"b64": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def trait_state(text: str, payload: dict[str, Any], vocabulary: dict[str, Any]) -> dict[str, Any]:

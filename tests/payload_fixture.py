@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from browser_support import jsonable
 from tiny_models import tiny_model, tiny_tokenizer
 
+from lens_widget.page import jsonable
 from lens_widget.payload import ViewState, apply_update
 from lens_widget.session import LensSession
 

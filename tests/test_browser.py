@@ -30,7 +30,6 @@ from browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     HARNESS,
-    jsonable,
     jupyter_server,
     kernel_text,
     open_notebook,
@@ -44,6 +43,7 @@ from browser_support import (
 )
 
 from lens_widget import DEMO_TEXT
+from lens_widget.page import jsonable
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -322,6 +322,17 @@ def drive_ab(page: Any, url: str) -> None:
     assert len(sent) == before, "switching modes sends nothing to the kernel"
 
 
+def last_column_tooltip(page: Any) -> str:
+    """Scroll the first widget to its end and hover the last column's top cell: the tooltip's text."""
+    page.locator(".lens-widget .lw-scroll").first.evaluate("(s) => { s.scrollLeft = s.scrollWidth; }")
+    page.wait_for_timeout(200)
+    box = page.locator(".lens-widget .lw-canvas").first.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] - 20, box["y"] + 8)
+    page.wait_for_selector(".lens-widget .lw-tooltip:not([hidden])", timeout=5_000)
+    return page.locator(".lens-widget .lw-tooltip").first.text_content() or ""
+
+
 def test_to_html_opens_offline_from_file_and_hovers(browser: Any, tmp_path: Path) -> None:
     """widget.to_html's page: file://, every network request refused, no kernel."""
     import lens_widget
@@ -361,14 +372,7 @@ def test_to_html_opens_offline_from_file_and_hovers(browser: Any, tmp_path: Path
         assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8
         assert page.locator(".lens-widget b").count() == 0
         # Hover the last column: its input token is the text's last token.
-        page.locator(".lens-widget .lw-scroll").evaluate("(s) => { s.scrollLeft = s.scrollWidth; }")
-        page.wait_for_timeout(200)
-        box = page.locator(".lens-widget .lw-canvas").bounding_box()
-        assert box is not None
-        page.mouse.move(box["x"] + box["width"] - 20, box["y"] + 8)
-        page.wait_for_selector(".lens-widget .lw-tooltip:not([hidden])", timeout=5_000)
-        tip = page.locator(".lens-widget .lw-tooltip").text_content() or ""
-        assert f"position {len(tokens) - 1}" in tip
+        assert f"position {len(tokens) - 1}" in last_column_tooltip(page)
         # The statistic buttons still work with no kernel.
         picture = page.evaluate("() => document.querySelector('.lens-widget .lw-canvas').toDataURL()")
         page.mouse.move(5, 5)
@@ -414,13 +418,7 @@ def assert_page_shows_the_final_picture(page: Any, url: str) -> None:
     assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8, "the heatmap is drawn"
     page.wait_for_function("() => document.querySelector('.lens-widget').dataset.snapshot === 'true'", timeout=10_000)
     assert root.get_attribute("data-busy") == "false", "no spinner without a kernel"
-    page.locator(".lens-widget .lw-scroll").evaluate("(s) => { s.scrollLeft = s.scrollWidth; }")
-    page.wait_for_timeout(200)
-    box = page.locator(".lens-widget .lw-canvas").bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + box["width"] - 20, box["y"] + 8)
-    page.wait_for_selector(".lens-widget .lw-tooltip:not([hidden])", timeout=5_000)
-    tip = page.locator(".lens-widget .lw-tooltip").text_content() or ""
+    tip = last_column_tooltip(page)
     assert f"position {len(tokens) - 1}" in tip and f"input: {tokens[-1]}" in tip, tip
     assert not [u for u in refused if any(part in u for part in ("anywidget", "html-manager", "require"))]
     assert errors == []

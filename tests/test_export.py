@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from tiny_models import tiny_model, tiny_tokenizer
+from tiny_models import NaNLens, tiny_model, tiny_tokenizer
 from torch import nn
 
 import lens_widget
@@ -63,22 +62,6 @@ def ab() -> LensSession:
 
 def strings(s: LensSession) -> list[str]:
     return decode_vocabulary(s.vocabulary())
-
-
-class NaNLens:
-    """Breaks one layer's translation (as a diverged lens would): that row's cells are invalid."""
-
-    name = "tuned"
-
-    def __init__(self, broken: int) -> None:
-        self.broken = broken
-
-    def translate(self, hidden: torch.Tensor, layers: list[int]) -> torch.Tensor:
-        out = hidden.clone()
-        for r, layer in enumerate(layers):
-            if layer == self.broken:
-                out[r] = torch.nan
-        return out
 
 
 # --- numbers ----------------------------------------------------------------------------------

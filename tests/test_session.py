@@ -9,7 +9,7 @@ import torch
 from grid_checks import assert_same_cells, assert_same_grid, session_cell_logits, session_cells
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tiny_models import tiny_model, tiny_tokenizer
+from tiny_models import NaNLens, tiny_model, tiny_tokenizer
 from torch import nn
 
 from lens_widget import LensMismatchError, LogitLens, TunedLens
@@ -426,22 +426,6 @@ def test_edits_of_a_text_that_fills_the_sliding_window_equal_a_fresh_session(fam
 
 
 # --- non-finite logits are drawn as invalid, never as confident ------------------------------
-
-
-class NaNLens:
-    """A lens that breaks one layer's translation, as a diverged training run would."""
-
-    name = "tuned"
-
-    def __init__(self, broken: int) -> None:
-        self.broken = broken
-
-    def translate(self, hidden: torch.Tensor, layers: list[int]) -> torch.Tensor:
-        out = hidden.clone()
-        for r, layer in enumerate(layers):
-            if layer == self.broken:
-                out[r] = torch.nan
-        return out
 
 
 def test_cells_of_a_nan_lens_row_are_nan_in_every_statistic_and_the_notice_names_the_row() -> None:

@@ -149,3 +149,20 @@ def random_neox(layers: int = 6, hidden: int = 128, seed: int = 0, **config: Any
     with torch.no_grad():
         model.get_output_embeddings().weight.mul_(20.0)
     return model, tokenizer
+
+
+class NaNLens:
+    """A lens that breaks one layer's translation, as a diverged training run would: that row's
+    cells are invalid."""
+
+    name = "tuned"
+
+    def __init__(self, broken: int) -> None:
+        self.broken = broken
+
+    def translate(self, hidden: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        out = hidden.clone()
+        for r, layer in enumerate(layers):
+            if layer == self.broken:
+                out[r] = torch.nan
+        return out

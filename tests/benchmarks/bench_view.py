@@ -34,13 +34,13 @@ from browser_support import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
     HARNESS,
-    jsonable,
     jupyter_lab,
     run_first_cell,
     serve_folder,
     trait_state,
 )
 
+from lens_widget.page import jsonable  # noqa: E402
 from lens_widget.payload import GridBlock, encode_update, encode_vocabulary  # noqa: E402
 from lens_widget.statistics import STATISTICS  # noqa: E402
 
