@@ -89,10 +89,9 @@ def _valid(values: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Ten
     return torch.isfinite(values.amax(-1)) if valid is None else valid
 
 
-def entropy(logprobs: torch.Tensor, p: torch.Tensor | None = None) -> torch.Tensor:
-    """H(p) = -sum p log p; 0 * log 0 counts as 0 (tested as p == 0, so that a NaN stays NaN).
-    p: logprobs.exp(), when the caller has it."""
-    p = logprobs.exp() if p is None else p
+def entropy(logprobs: torch.Tensor) -> torch.Tensor:
+    """H(p) = -sum p log p; 0 * log 0 counts as 0 (tested as p == 0, so that a NaN stays NaN)."""
+    p = logprobs.exp()
     return -torch.where(p == 0, 0.0, p * logprobs).sum(-1)
 
 
@@ -215,7 +214,7 @@ def _cross(p_model: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 def _entropy_and_kl(
     z: torch.Tensor,
-    lse: torch.Tensor,
+    lse: torch.Tensor | float,
     p: torch.Tensor,
     model_logprobs: torch.Tensor,
     logits: torch.Tensor,
@@ -258,7 +257,7 @@ def statistics_of(
     targets = targets.expand(logits.shape[:-1])
     top_logp, top_ids = logp.topk(k, dim=-1)
     p = logp.exp() if p is None else p
-    entropy_, kl = _entropy_and_kl(logp, torch.zeros_like(valid, dtype=logp.dtype), p, model_logprobs, logits, valid)
+    entropy_, kl = _entropy_and_kl(logp, 0.0, p, model_logprobs, logits, valid)
     values = torch.stack(
         [
             entropy_,
