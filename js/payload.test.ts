@@ -9,6 +9,7 @@ import {
   F16_MAX,
   type Grid,
   halfToFloat,
+  isPending,
   mergeRows,
   type Payload,
   PayloadError,
@@ -37,6 +38,8 @@ interface Expected {
   diff: (number | string)[] | null;
   token_ids: number[];
   token_spans: number[];
+  /** [T]: 1 where a column's cells are still pending. */
+  pending: number[];
 }
 
 /** Float32 values as comparable JSON: NaN as "NaN", numbers rounded to float32 as the decoder holds them. */
@@ -65,6 +68,7 @@ function expectState(state: ViewState, expected: Expected): void {
   else expect(floats(state.diff!)).toEqual(recorded(expected.diff));
   expect(Array.from(state.tokenIds)).toEqual(expected.token_ids);
   expect(Array.from(state.tokenSpans)).toEqual(expected.token_spans);
+  expect(Array.from(state.pending ?? new Uint8Array(state.nTokens))).toEqual(expected.pending);
 }
 
 describe("halfToFloat", () => {
@@ -82,7 +86,7 @@ describe("applyUpdate", () => {
   it("rebuilds the state Python recorded from the same stream", () => {
     let state: ViewState | null = null;
     for (const update of updates) state = applyUpdate(state, update);
-    expect(updates.map((u) => u.header.kind)).toEqual(["full", "columns", "rows", "columns", "columns"]);
+    expect(updates.map((u) => u.header.kind)).toEqual(["full", "columns", "rows", "columns", "columns", "cells", "columns"]);
     expectState(state!, fixture.expected as Expected);
     expect(state!.diff).toBeNull();
   });
@@ -90,7 +94,8 @@ describe("applyUpdate", () => {
   it("rebuilds the A/B state (two grids and their diff) Python recorded from a two-model session", () => {
     let state: ViewState | null = null;
     for (const update of updatesAB) state = applyUpdate(state, update);
-    expect(updatesAB.map((u) => u.header.kind)).toEqual(["full", "columns", "rows", "columns"]);
+    expect(updatesAB.map((u) => u.header.kind)).toEqual(["full", "columns", "rows", "columns", "columns", "cells"]);
+    expect(state!.pending!.includes(1) && state!.pending!.includes(0)).toBe(true);
     expectState(state!, fixtureAB.expected as Expected);
     expect(state!.grids.length).toBe(2);
     expect(state!.diff!.length).toBe(state!.header.diff.length * state!.rows.length * state!.nTokens);
@@ -105,6 +110,10 @@ describe("applyUpdate", () => {
     let differ = 0;
     for (let row = 0; row < s.rows.length; row++) {
       for (let col = 0; col < s.nTokens; col++) {
+        if (isPending(s, col)) {
+          expect(Number.isNaN(diffAt(s, js, row, col)) && Number.isNaN(statAt(s, 0, 0, row, col))).toBe(true);
+          continue;
+        }
         const same = topAt(s, 0, row, col).ids[0] === topAt(s, 1, row, col).ids[0];
         expect(diffAt(s, agree, row, col)).toBe(same ? 1 : 0);
         expect(diffAt(s, js, row, col)).toBeGreaterThanOrEqual(0);
@@ -130,12 +139,12 @@ describe("applyUpdate", () => {
     const short = { ...updates[0]!, token_ids: new DataView(new ArrayBuffer(3)) };
     expect(() => applyUpdate(null, short)).toThrow(/token_ids: 3 bytes/);
     const wrongVersion = { ...updates[0]!, header: { ...updates[0]!.header, version: 1 } };
-    expect(() => applyUpdate(null, wrongVersion)).toThrow(/payload version 1, expected 2/);
+    expect(() => applyUpdate(null, wrongVersion)).toThrow(/payload version 1, expected 3/);
     expect(() => applyUpdate(null, {} as Payload)).toThrow(PayloadError);
   });
 
   it("decodes a per-update id table for vocabularies beyond uint16", () => {
-    const header = { ...updates[0]!.header, rows: [0], row_labels: ["0"], n_tokens: 1, top_k: 2, statistics: ["entropy"], units: ["nats"], grids: [{ name: "m", ids: "table" as const }] };
+    const header = { ...updates[0]!.header, rows: [0], row_labels: ["0"], n_tokens: 1, cell_end: 1, top_k: 2, statistics: ["entropy"], units: ["nats"], grids: [{ name: "m", ids: "table" as const }] };
     const f16 = (values: number[]) => new Uint16Array(values.map(() => 0x3c00)).buffer;
     const payload: Payload = {
       header,
@@ -150,7 +159,7 @@ describe("applyUpdate", () => {
 
 describe("constants", () => {
   it("are the Python module's (tests/test_payload.py reads this file's source to check the same)", () => {
-    expect(VERSION).toBe(2);
+    expect(VERSION).toBe(3);
     expect([...PATCHED]).toEqual(["cross_entropy", "rank"]);
     expect(F16_MAX).toBe(halfToFloat(0x7bff));
     for (const update of [...updates, ...updatesAB]) expect(update.header.version).toBe(VERSION);
@@ -204,6 +213,8 @@ interface Case {
   rows?: number[];
   n_tokens?: number;
   top_ids?: number[];
+  /** [T]: 1 where a column's cells are still pending. */
+  pending?: number[];
   /** The A/B diff statistics [D][R][T] flattened, NaN written "NaN". */
   diff?: (number | string)[];
 }
@@ -268,6 +279,7 @@ describe("shared payload cases (the Python decoder judges them alike)", () => {
     expect(out.rowLabels.length).toBe(R);
     expect(out.tokenIds.length).toBe(T);
     expect(out.tokenSpans.length).toBe(2 * T);
+    if (c.pending) expect(Array.from(out.pending ?? new Uint8Array(T))).toEqual(c.pending);
     for (const grid of out.grids) {
       expect(grid.stats.length).toBe(out.header.statistics.length * R * T);
       expect(grid.topIds.length).toBe(R * T * k);

@@ -1,18 +1,18 @@
 // Decoding of the kernel's binary payload (format: lens_widget/payload.py, mirrored here) and the
 // pure state machine that applies updates. No DOM, no canvas: everything here is unit-tested.
 //
-// One update logic per language: spliceColumns and mergeRows are what a "columns" and a "rows" update
-// do to a grid's arrays, mirroring payload.py's splice_columns and merge_rows (which the session also
-// uses for its own state). The constants below are the Python module's; tests/test_payload.py reads
+// One update logic per language: spliceColumns, mergeRows, padColumns and fillColumns are what the
+// updates do to a grid's arrays, mirroring payload.py's splice_columns, merge_rows, pad_columns and
+// fill_columns (which the session also uses for its own state). The constants below are the Python module's; tests/test_payload.py reads
 // this file and checks that they agree.
 
-/** Payload version: 2 added the A/B diff. */
-export const VERSION = 2;
+/** Payload version: 2 added the A/B diff, 3 pending columns (cell_start, cell_end, "cells"). */
+export const VERSION = 3;
 /** The statistics a patch carries for column col_start - 1, whose next token changed. */
 export const PATCHED = ["cross_entropy", "rank"] as const;
 /** The largest float16: a rank above it is sent as F16_MAX ("at least"). */
 export const F16_MAX = 65504;
-export const KINDS = ["full", "columns", "rows"] as const;
+export const KINDS = ["full", "columns", "rows", "cells"] as const;
 export const ID_KINDS = ["uint16", "table", "uint32"] as const;
 
 export type Bytes = DataView | ArrayBuffer | Uint8Array;
@@ -24,11 +24,14 @@ export interface GridMeta {
 
 export interface Header {
   version: number;
-  kind: "full" | "columns" | "rows";
+  kind: "full" | "columns" | "rows" | "cells";
   rows: number[];
   row_labels: string[];
   num_layers: number;
   col_start: number;
+  /** The columns the grids carry cells for: [cell_start, cell_end) (col_start … n_tokens by default). */
+  cell_start: number;
+  cell_end: number;
   n_tokens: number;
   total_tokens: number;
   top_k: number;
@@ -80,6 +83,8 @@ export interface ViewState {
   tokenSpans: Uint32Array;
   /** A/B diff statistics [D][R][T] flattened, in header.diff order; null with one grid. */
   diff: Float32Array | null;
+  /** [T]: 1 where a column's cells are still to come ("cells" updates); null when none is. */
+  pending: Uint8Array | null;
 }
 
 export class PayloadError extends Error {}
@@ -197,9 +202,25 @@ function checkHeader(header: unknown): Header {
       throw new PayloadError(`header.${name} must be a ${least ? "positive" : "non-negative"} integer, got ${show(value)}`);
     }
   }
-  const h = header as unknown as Header;
+  const h = { ...(header as unknown as Header) };
   if (h.col_start > h.n_tokens) throw new PayloadError(`header.col_start is after n_tokens (${h.col_start} > ${h.n_tokens})`);
-  if (kind !== "columns" && h.col_start !== 0) throw new PayloadError(`header.col_start must be 0 in a "${kind}" update, got ${h.col_start}`);
+  if (kind === "cells") {
+    if (h.col_start !== h.n_tokens) throw new PayloadError(`header.col_start must be n_tokens in a "cells" update, got ${h.col_start}`);
+  } else if (kind !== "columns" && h.col_start !== 0) {
+    throw new PayloadError(`header.col_start must be 0 in a "${kind}" update, got ${h.col_start}`);
+  }
+  for (const [name, fallback] of [["cell_start", h.col_start], ["cell_end", h.n_tokens]] as const) {
+    const value: unknown = header[name];
+    if (value === undefined) h[name] = fallback;
+    else if (!isWhole(value)) throw new PayloadError(`header.${name} must be a non-negative integer, got ${show(value)}`);
+  }
+  const first = kind === "cells" ? 0 : h.col_start;
+  if (!(first <= h.cell_start && h.cell_start <= h.cell_end && h.cell_end <= h.n_tokens)) {
+    throw new PayloadError(`header.cell_start … cell_end (${h.cell_start} … ${h.cell_end}) must lie within ${first} … n_tokens (${h.n_tokens})`);
+  }
+  if (kind === "rows" && (h.cell_start !== 0 || h.cell_end !== h.n_tokens)) {
+    throw new PayloadError('a "rows" update carries every column: header.cell_start must be 0 and cell_end n_tokens');
+  }
   if (h.total_tokens < h.n_tokens) throw new PayloadError(`header.total_tokens is less than n_tokens (${h.total_tokens} < ${h.n_tokens})`);
   const rows: unknown = header.rows;
   if (!Array.isArray(rows)) throw new PayloadError(`header.rows must be a list of layer indices, got ${show(rows)}`);
@@ -263,7 +284,8 @@ export function decodeUpdate(payload: Payload): DecodedUpdate {
   const header = checkHeader(raw.header);
   const S = header.statistics.length;
   const R = header.rows.length;
-  const C = header.n_tokens - header.col_start;
+  const C = header.cell_end - header.cell_start;
+  const fresh = header.n_tokens - header.col_start;
   const k = header.top_k;
   const buffers: unknown = raw.grids;
   if (!Array.isArray(buffers) || buffers.length !== header.grids.length) {
@@ -317,8 +339,8 @@ export function decodeUpdate(payload: Payload): DecodedUpdate {
     header,
     grids,
     patches,
-    tokenIds: readU32(payload.token_ids, C, "token_ids"),
-    tokenSpans: readU32(payload.token_spans, 2 * C, "token_spans"),
+    tokenIds: readU32(payload.token_ids, fresh, "token_ids"),
+    tokenSpans: readU32(payload.token_spans, 2 * fresh, "token_spans"),
     diff,
   };
 }
@@ -429,15 +451,19 @@ export function applyUpdate(state: ViewState | null, payload: Payload): ViewStat
   const update = decodeUpdate(payload);
   const h = update.header;
   if (h.kind === "full") {
+    const R = h.rows.length;
+    const C = h.cell_end - h.cell_start;
+    const size = { statistics: h.statistics.length, topK: h.top_k };
     return {
       header: h,
       rows: [...h.rows],
       rowLabels: [...h.row_labels],
       nTokens: h.n_tokens,
-      grids: update.grids,
+      grids: update.grids.map((grid) => padColumns(grid, R, C, h.n_tokens, h.cell_start, size)),
       tokenIds: update.tokenIds,
       tokenSpans: update.tokenSpans,
-      diff: update.diff,
+      diff: update.diff && padColumns(statsOnly(update.diff), R, C, h.n_tokens, h.cell_start, { statistics: h.diff.length, topK: 0 }).stats,
+      pending: pendingAfter(null, 0, h.n_tokens, h.cell_start, h.cell_end),
     };
   }
   if (state === null) throw new PayloadError(`a "${h.kind}" update needs a state to apply to; send a full update first`);
@@ -453,7 +479,8 @@ export function applyUpdate(state: ViewState | null, payload: Payload): ViewStat
   if (h.diff.length !== stateDiff.length || h.diff.some((name, i) => name !== stateDiff[i])) {
     throw new PayloadError("header.diff differs from the state's");
   }
-  return h.kind === "columns" ? applyColumns(state, update) : applyRows(state, update);
+  if (h.kind === "columns") return applyColumns(state, update);
+  return h.kind === "cells" ? applyCells(state, update) : applyRows(state, update);
 }
 
 function applyColumns(state: ViewState, update: DecodedUpdate): ViewState {
@@ -469,13 +496,18 @@ function applyColumns(state: ViewState, update: DecodedUpdate): ViewState {
   // A patch implies both patched statistics are named (decodeUpdate checked).
   const patched = PATCHED.map((name) => h.statistics.indexOf(name)).filter((s) => s >= 0);
   const C = T - start;
-  const grids = state.grids.map((old, g) =>
-    spliceColumns(old, state.rows, state.nTokens, h.rows, start, update.grids[g] as Grid, C, size, update.patches[g] ?? null, patched),
-  );
+  const R = h.rows.length;
+  const cells = h.cell_end - h.cell_start;
+  const at = h.cell_start - start;
+  const grids = state.grids.map((old, g) => {
+    const fresh = padColumns(update.grids[g] as Grid, R, cells, C, at, size);
+    return spliceColumns(old, state.rows, state.nTokens, h.rows, start, fresh, C, size, update.patches[g] ?? null, patched);
+  });
   // The diff statistics do not depend on the next token, so they have no patch.
+  const diffSize = { statistics: h.diff.length, topK: 0 };
   const diff =
     state.diff && update.diff
-      ? spliceColumns(statsOnly(state.diff), state.rows, state.nTokens, h.rows, start, statsOnly(update.diff), C, { statistics: h.diff.length, topK: 0 }).stats
+      ? spliceColumns(statsOnly(state.diff), state.rows, state.nTokens, h.rows, start, padColumns(statsOnly(update.diff), R, cells, C, at, diffSize), C, diffSize).stats
       : null;
   const tokenIds = new Uint32Array(T);
   tokenIds.set(state.tokenIds.subarray(0, start));
@@ -483,7 +515,34 @@ function applyColumns(state: ViewState, update: DecodedUpdate): ViewState {
   const tokenSpans = new Uint32Array(2 * T);
   tokenSpans.set(state.tokenSpans.subarray(0, 2 * start));
   tokenSpans.set(update.tokenSpans, 2 * start);
-  return { header: h, rows: [...h.rows], rowLabels: [...h.row_labels], nTokens: T, grids, tokenIds, tokenSpans, diff };
+  const pending = pendingAfter(state.pending, start, T, h.cell_start, h.cell_end);
+  return { header: h, rows: [...h.rows], rowLabels: [...h.row_labels], nTokens: T, grids, tokenIds, tokenSpans, diff, pending };
+}
+
+function applyCells(state: ViewState, update: DecodedUpdate): ViewState {
+  const h = update.header;
+  if (h.n_tokens !== state.nTokens) {
+    throw new PayloadError(`header.n_tokens (${h.n_tokens}) is not the state's ${state.nTokens}: cells fill its columns`);
+  }
+  if (h.rows.length !== state.rows.length || h.rows.some((r, i) => r !== state.rows[i])) {
+    throw new PayloadError(`header.rows [${h.rows.join(", ")}] are not the state's rows [${state.rows.join(", ")}], which a cells update fills`);
+  }
+  const R = state.rows.length;
+  const T = state.nTokens;
+  const C = h.cell_end - h.cell_start;
+  const size = { statistics: h.statistics.length, topK: h.top_k };
+  const grids = state.grids.map((old, g) => fillColumns(old, R, T, h.cell_start, update.grids[g] as Grid, C, size));
+  const diff =
+    state.diff && update.diff
+      ? fillColumns(statsOnly(state.diff), R, T, h.cell_start, statsOnly(update.diff), C, { statistics: h.diff.length, topK: 0 }).stats
+      : null;
+  let pending: Uint8Array | null = null;
+  if (state.pending) {
+    pending = state.pending.slice();
+    pending.fill(0, h.cell_start, h.cell_end);
+    if (!pending.includes(1)) pending = null;
+  }
+  return { ...state, grids, diff, pending };
 }
 
 function applyRows(state: ViewState, update: DecodedUpdate): ViewState {
@@ -505,6 +564,60 @@ function applyRows(state: ViewState, update: DecodedUpdate): ViewState {
   h.rows.forEach((r, i) => labels.set(r, h.row_labels[i] ?? String(r)));
   const rowLabels = rows.map((r) => labels.get(r) ?? String(r));
   return { ...state, header: { ...h, rows, row_labels: rowLabels }, rows, rowLabels: [...rowLabels], grids, diff };
+}
+
+/**
+ * `cells` (`columns` columns of `rows` rows) placed at column `start` of a grid of `total` columns; the
+ * other columns are pending placeholders (statistics NaN, top ids 0, probabilities 0).
+ */
+export function padColumns(cells: Grid, rows: number, columns: number, total: number, start: number, size: GridSize): Grid {
+  if (start === 0 && columns === total) return cells;
+  const { statistics: S, topK: k } = size;
+  const stats = new Float32Array(S * rows * total).fill(NaN);
+  const topIds = new Uint32Array(rows * total * k);
+  const topProbs = new Float32Array(rows * total * k);
+  for (let s = 0; s < S; s++) {
+    for (let r = 0; r < rows; r++) {
+      stats.set(cells.stats.subarray((s * rows + r) * columns, (s * rows + r + 1) * columns), (s * rows + r) * total + start);
+    }
+  }
+  for (let r = 0; r < rows; r++) {
+    topIds.set(cells.topIds.subarray(r * columns * k, (r + 1) * columns * k), (r * total + start) * k);
+    topProbs.set(cells.topProbs.subarray(r * columns * k, (r + 1) * columns * k), (r * total + start) * k);
+  }
+  return { stats, topIds, topProbs };
+}
+
+/** A "cells" update: `old` (`rows` rows, `total` columns) with `columns` columns from `start` replaced by `cells`. */
+export function fillColumns(old: Grid, rows: number, total: number, start: number, cells: Grid, columns: number, size: GridSize): Grid {
+  const { statistics: S, topK: k } = size;
+  const stats = old.stats.slice();
+  const topIds = old.topIds.slice();
+  const topProbs = old.topProbs.slice();
+  for (let s = 0; s < S; s++) {
+    for (let r = 0; r < rows; r++) {
+      stats.set(cells.stats.subarray((s * rows + r) * columns, (s * rows + r + 1) * columns), (s * rows + r) * total + start);
+    }
+  }
+  for (let r = 0; r < rows; r++) {
+    topIds.set(cells.topIds.subarray(r * columns * k, (r + 1) * columns * k), (r * total + start) * k);
+    topProbs.set(cells.topProbs.subarray(r * columns * k, (r + 1) * columns * k), (r * total + start) * k);
+  }
+  return { stats, topIds, topProbs };
+}
+
+/** The pending flags once columns keep … total - 1 changed and only [first, end) of them came with cells. */
+export function pendingAfter(pending: Uint8Array | null, keep: number, total: number, first: number, end: number): Uint8Array | null {
+  const flags = new Uint8Array(total);
+  if (pending) flags.set(pending.subarray(0, keep));
+  flags.fill(1, keep, first);
+  flags.fill(1, end, total);
+  return flags.includes(1) ? flags : null;
+}
+
+/** Whether column `col` of the state has no cells yet. */
+export function isPending(state: ViewState, col: number): boolean {
+  return state.pending !== null && state.pending[col] === 1;
 }
 
 /** Accessors over the flattened arrays. */

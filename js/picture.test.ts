@@ -27,7 +27,7 @@ function grid(shift: number): Grid {
 function state(b: Grid): ViewState {
   return {
     header: {
-      version: 2, kind: "full", rows: [0, 1, 2], row_labels: ["0", "1", "output"], num_layers: 2, col_start: 0,
+      version: 3, kind: "full", rows: [0, 1, 2], row_labels: ["0", "1", "output"], num_layers: 2, col_start: 0, cell_start: 0, cell_end: T,
       n_tokens: T, total_tokens: T, top_k: K, statistics: STATISTICS, units: STATISTICS.map(() => ""),
       lens: "logit", notice: "", layer_stride: 1, diff: DIFF, seq: 1, base: -1,
       grids: [{ name: "base", ids: "uint16" }, { name: "tuned", ids: "uint16" }],
@@ -39,6 +39,7 @@ function state(b: Grid): ViewState {
     tokenIds: new Uint32Array([1, 2, 3, 4]),
     tokenSpans: new Uint32Array(2 * T),
     diff: new Float32Array(DIFF.length * R * T).map((_, i) => i / 100),
+    pending: null,
   };
 }
 

@@ -16,10 +16,13 @@ An update is a dict (traitlets sends its `bytes` leaves as binary frames, the re
       "token_spans": u32[C, 2],            # their [start, end) in the text, UTF-16 code units
     }
 
-All arrays are little-endian, C order. R = len(header["rows"]), C = n_tokens - col_start.
+All arrays are little-endian, C order. R = len(header["rows"]); the grids and the diff carry the cells
+of columns cell_start … cell_end - 1 (C = cell_end - cell_start), the token arrays the tokens of
+columns col_start … n_tokens - 1 (n_tokens - col_start of them).
 
 Header: version, kind, rows (layer indices; num_layers = the model's output), row_labels, num_layers,
-col_start, n_tokens, total_tokens (> n_tokens when the text was cut), top_k, statistics, units,
+col_start, cell_start and cell_end (optional: col_start and n_tokens by default), n_tokens,
+total_tokens (> n_tokens when the text was cut), top_k, statistics, units,
 lens ("logit" | "tuned"), notice (a message for the user, or ""), layer_stride (the session's),
 grids ([{"name", "ids"}]), diff (the names of the diff statistics, DIFF_STATISTICS, with two grids;
 [] otherwise). The widget adds seq (its updates' order), base (the seq a delta applies
@@ -33,7 +36,18 @@ Kinds, applied to the receiver's state:
   col_start > 0, "patch" gives the new cross-entropy and rank of column col_start - 1, whose next
   token just changed (NaN when it became the last column).
 - "rows": rows were (re)computed for every column, e.g. a stride change or a lens switch; rows
-  listed replace or join the state's rows, which stay sorted.
+  listed replace or join the state's rows, which stay sorted. cell_start = 0, cell_end = n_tokens.
+- "cells": cells computed later for columns cell_start … cell_end - 1 of every row of the state (rows
+  lists the state's rows, in order), with the text unchanged: col_start = n_tokens (no tokens), and
+  n_tokens is the state's.
+
+Pending columns (version 3): a "full" or "columns" update may carry the cells of only part of the
+columns it changes, [cell_start, cell_end) within [col_start, n_tokens). The kernel sends the columns
+on screen first, so a keystroke is answered before the whole suffix is through the lens; the others
+are pending: the receiver knows their tokens but not their cells (statistics NaN, top ids 0, top
+probabilities 0, and `pending` true), until "cells" updates fill them. A "columns" update keeps the
+pending flags of the columns before col_start; a "rows" update leaves them as they are (the kernel
+sends one only when nothing is pending).
 
 Version 2 added the A/B diff. Differences B − A of the single-model statistics are not sent: a
 receiver takes them from the two grids. Diff statistics have no patch (they do not depend on the next
@@ -72,9 +86,9 @@ import numpy as np
 
 from .statistics import DIFF_STATISTICS, STATISTICS, UNITS, statistic_info
 
-VERSION = 2
+VERSION = 3
 """Payload version (js/payload.ts has the same; tests/test_payload.py checks they agree)."""
-KINDS = ("full", "columns", "rows")
+KINDS = ("full", "columns", "rows", "cells")
 F16_MAX = 65504.0
 """The largest float16: a rank above it is sent as F16_MAX ("at least")."""
 PATCHED = ("cross_entropy", "rank")
@@ -139,13 +153,19 @@ def encode_update(
     notice: str = "",
     layer_stride: int = 1,
     diff: np.ndarray | None = None,
+    cell_start: int | None = None,
+    cell_end: int | None = None,
 ) -> dict[str, Any]:
     """Pack computed cells into the wire format (pure: no session state).
 
+    The grids hold columns [cell_start, cell_end) (by default col_start … n_tokens - 1), the tokens
+    columns col_start … n_tokens - 1.
     diff: float32 [len(DIFF_STATISTICS), R, C] of an A/B update (exactly two grids), else None.
     """
     if kind not in KINDS:
         raise PayloadError(f"unknown update kind {kind!r}")
+    cell_start = col_start if cell_start is None else cell_start
+    cell_end = n_tokens if cell_end is None else cell_end
     if diff is not None and len(grids) != 2:
         raise PayloadError(f"diff statistics need exactly two grids, got {len(grids)}")
     header: dict[str, Any] = {
@@ -155,6 +175,8 @@ def encode_update(
         "row_labels": list(row_labels),
         "num_layers": int(num_layers),
         "col_start": int(col_start),
+        "cell_start": int(cell_start),
+        "cell_end": int(cell_end),
         "n_tokens": int(n_tokens),
         "total_tokens": int(total_tokens),
         "top_k": int(top_k),
@@ -312,6 +334,45 @@ def merge_rows(
     return GridArrays(stats, top_ids, top_probs), rows
 
 
+def pad_columns(cells: GridArrays, columns: int, start: int) -> GridArrays:
+    """`cells` placed at column `start` of a grid of `columns` columns; the other columns are pending
+    placeholders (statistics NaN, top ids 0, top probabilities 0)."""
+    S, R, C = cells.stats.shape
+    if start == 0 and C == columns:
+        return cells
+    k = cells.top_ids.shape[2]
+    stats = np.full((S, R, columns), np.nan, np.float32)
+    top_ids = np.zeros((R, columns, k), np.int64)
+    top_probs = np.zeros((R, columns, k), np.float32)
+    stats[:, :, start : start + C] = cells.stats
+    top_ids[:, start : start + C] = cells.top_ids
+    top_probs[:, start : start + C] = cells.top_probs
+    return GridArrays(stats, top_ids, top_probs)
+
+
+def fill_columns(old: GridArrays, start: int, cells: GridArrays) -> GridArrays:
+    """A "cells" update: `old` (same rows) with columns start … start + C - 1 replaced by `cells`."""
+    end = start + cells.stats.shape[2]
+    stats, top_ids, top_probs = old.stats.copy(), old.top_ids.copy(), old.top_probs.copy()
+    stats[:, :, start:end] = cells.stats
+    top_ids[:, start:end] = cells.top_ids
+    top_probs[:, start:end] = cells.top_probs
+    return GridArrays(stats, top_ids, top_probs)
+
+
+def pending_after(
+    pending: np.ndarray | None, keep: int, n_tokens: int, cell_start: int, cell_end: int
+) -> np.ndarray | None:
+    """The pending flags once columns keep … n_tokens - 1 changed and only [cell_start, cell_end) of
+    them came with cells (None when nothing is pending)."""
+    flags = np.zeros(n_tokens, bool)
+    if pending is not None:
+        flags[:keep] = pending[:keep]
+    flags[keep:cell_start] = True
+    flags[cell_end:] = True
+    return flags if flags.any() else None
+
+
 @dataclass(frozen=True)
 class DecodedUpdate:
     header: dict[str, Any]
@@ -335,6 +396,8 @@ class ViewState:
     token_spans: np.ndarray
     diff: np.ndarray | None = None
     """float32 [D, R, T]: the A/B diff statistics, in header["diff"] order (None with one grid)."""
+    pending: np.ndarray | None = None
+    """bool [T]: columns whose cells are still to come ("cells" updates); None when none are."""
 
 
 def _buffer(data: Any, dtype: str, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -429,8 +492,25 @@ def _check_header(header: Any) -> dict[str, Any]:
         out[name] = number
     if out["col_start"] > out["n_tokens"]:
         raise PayloadError(f"header.col_start is after n_tokens ({out['col_start']} > {out['n_tokens']})")
-    if kind != "columns" and out["col_start"] != 0:
+    if kind == "cells":
+        if out["col_start"] != out["n_tokens"]:
+            raise PayloadError(f'header.col_start must be n_tokens in a "cells" update, got {out["col_start"]}')
+    elif kind != "columns" and out["col_start"] != 0:
         raise PayloadError(f'header.col_start must be 0 in a "{kind}" update, got {out["col_start"]}')
+    for name, default in (("cell_start", out["col_start"]), ("cell_end", out["n_tokens"])):
+        value = header.get(name, _MISSING)
+        number = default if value is _MISSING else _whole(value)
+        if number is None:
+            raise PayloadError(f"header.{name} must be a non-negative integer, got {_show(value)}")
+        out[name] = number
+    first = 0 if kind == "cells" else out["col_start"]
+    if not first <= out["cell_start"] <= out["cell_end"] <= out["n_tokens"]:
+        raise PayloadError(
+            f"header.cell_start … cell_end ({out['cell_start']} … {out['cell_end']}) must lie within "
+            f"{first} … n_tokens ({out['n_tokens']})"
+        )
+    if kind == "rows" and (out["cell_start"], out["cell_end"]) != (0, out["n_tokens"]):
+        raise PayloadError('a "rows" update carries every column: header.cell_start must be 0 and cell_end n_tokens')
     if out["total_tokens"] < out["n_tokens"]:
         raise PayloadError(f"header.total_tokens is less than n_tokens ({out['total_tokens']} < {out['n_tokens']})")
     rows = header.get("rows", _MISSING)
@@ -484,7 +564,8 @@ def decode_update(payload: dict[str, Any]) -> DecodedUpdate:
         raise PayloadError(f"payload is not an object: {_show(payload)}")
     header = _check_header(payload.get("header", _MISSING))
     S, R = len(header["statistics"]), len(header["rows"])
-    C, k = header["n_tokens"] - header["col_start"], header["top_k"]
+    C, k = header["cell_end"] - header["cell_start"], header["top_k"]
+    n_new = header["n_tokens"] - header["col_start"]
     buffers = payload.get("grids", _MISSING)
     if not isinstance(buffers, list) or len(buffers) != len(header["grids"]):
         raise PayloadError(f"grids must be a list of {len(header['grids'])} grid(s), one per header.grids entry")
@@ -527,8 +608,8 @@ def decode_update(payload: dict[str, Any]) -> DecodedUpdate:
     diff = _buffer(payload["diff"], "<f2", (D, R, C), "diff").astype(np.float32) if D else None
     if not D and len(bytes(payload["diff"])):
         raise PayloadError("diff must be empty when header.diff is []")
-    token_ids = _buffer(payload["token_ids"], "<u4", (C,), "token_ids").astype(np.int64)
-    spans = _buffer(payload["token_spans"], "<u4", (C, 2), "token_spans").astype(np.int64)
+    token_ids = _buffer(payload["token_ids"], "<u4", (n_new,), "token_ids").astype(np.int64)
+    spans = _buffer(payload["token_spans"], "<u4", (n_new, 2), "token_spans").astype(np.int64)
     return DecodedUpdate(header, grids, patches, token_ids, spans, diff)
 
 
@@ -543,14 +624,16 @@ def apply_update(state: ViewState | None, payload: dict[str, Any]) -> ViewState:
     header = update.header
     kind = header["kind"]
     if kind == "full":
+        n, first, end = header["n_tokens"], header["cell_start"], header["cell_end"]
         return ViewState(
             header,
             list(header["rows"]),
-            header["n_tokens"],
-            update.grids,
+            n,
+            [pad_columns(grid, n, first) for grid in update.grids],
             update.token_ids,
             update.token_spans,
-            update.diff,
+            None if update.diff is None else pad_columns(GridArrays.stats_only(update.diff), n, first).stats,
+            pending_after(None, 0, n, first, end),
         )
     if state is None:
         raise PayloadError(f'a "{kind}" update needs a state to apply to; send a full update first')
@@ -564,6 +647,8 @@ def apply_update(state: ViewState | None, payload: dict[str, Any]) -> ViewState:
         raise PayloadError("header.diff differs from the state's")
     if kind == "columns":
         return _apply_columns(state, update)
+    if kind == "cells":
+        return _apply_cells(state, update)
     return _apply_rows(state, update)
 
 
@@ -576,15 +661,15 @@ def _apply_columns(state: ViewState, update: DecodedUpdate) -> ViewState:
     if missing:
         raise PayloadError(f"header.rows {missing} are not among the state's rows, which a columns update keeps")
     patched = [header["statistics"].index(name) for name in PATCHED if name in header["statistics"]]
+    n, first, end = header["n_tokens"], header["cell_start"], header["cell_end"]
     grids = [
-        splice_columns(old, state.rows, rows, start, new, patch, patched)  # a patch implies both (checked)
+        splice_columns(old, state.rows, rows, start, pad_columns(new, n - start, first - start), patch, patched)
         for old, new, patch in zip(state.grids, update.grids, update.patches, strict=True)
-    ]
+    ]  # a patch implies both patched statistics (checked)
     diff = None
     if state.diff is not None and update.diff is not None:
-        diff = splice_columns(
-            GridArrays.stats_only(state.diff), state.rows, rows, start, GridArrays.stats_only(update.diff)
-        ).stats
+        new_diff = pad_columns(GridArrays.stats_only(update.diff), n - start, first - start)
+        diff = splice_columns(GridArrays.stats_only(state.diff), state.rows, rows, start, new_diff).stats
     return ViewState(
         header,
         rows,
@@ -593,7 +678,31 @@ def _apply_columns(state: ViewState, update: DecodedUpdate) -> ViewState:
         np.concatenate([state.token_ids[:start], update.token_ids]),
         np.concatenate([state.token_spans[:start], update.token_spans]),
         diff,
+        pending_after(state.pending, start, n, first, end),
     )
+
+
+def _apply_cells(state: ViewState, update: DecodedUpdate) -> ViewState:
+    header = update.header
+    if header["n_tokens"] != state.n_tokens:
+        raise PayloadError(
+            f"header.n_tokens ({header['n_tokens']}) is not the state's {state.n_tokens}: cells fill its columns"
+        )
+    if header["rows"] != state.rows:
+        raise PayloadError(
+            f"header.rows {header['rows']} are not the state's rows {state.rows}, which a cells update fills"
+        )
+    first, end = header["cell_start"], header["cell_end"]
+    grids = [fill_columns(old, first, new) for old, new in zip(state.grids, update.grids, strict=True)]
+    diff = None
+    if state.diff is not None and update.diff is not None:
+        diff = fill_columns(GridArrays.stats_only(state.diff), first, GridArrays.stats_only(update.diff)).stats
+    pending = None
+    if state.pending is not None:
+        pending = state.pending.copy()
+        pending[first:end] = False
+        pending = pending if pending.any() else None
+    return replace(state, grids=grids, diff=diff, pending=pending)
 
 
 def _apply_rows(state: ViewState, update: DecodedUpdate) -> ViewState:

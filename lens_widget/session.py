@@ -31,9 +31,17 @@ Cells whose logits are not finite (a broken model or lens weight, an overflow) a
 statistic (and in every diff statistic of their pair), and each update's `notice` names the rows
 that hold any, over the whole kept grid, and which model.
 
-The session changes its own cells with payload.splice_columns and payload.merge_rows, the functions
-a receiver applies updates with, so what the session holds and what a view rebuilds agree by
-construction.
+The columns on screen first: `set_text(text, visible=(start, stop))` runs the model on the whole
+new suffix (the cache must be right) but puts only the changed columns within [start, stop) through
+the lens; the others are pending (payload.py), and `compute_pending` computes them a chunk at a
+time, the visible ones first, each as a "cells" update. A newer edit drops the pending columns it
+replaces. Anything that needs the whole grid (full_update, a stride or lens change, grid_arrays)
+computes what is pending first; a stride or lens change then answers with a "full" update, since the
+cells it completed were never sent.
+
+The session changes its own cells with payload.splice_columns, merge_rows, pad_columns and
+fill_columns, the functions a receiver applies updates with, so what the session holds and what a
+view rebuilds agree by construction.
 
 No widget or Jupyter dependency (no anywidget, traitlets or ipywidgets): the widget is a thin shell
 around this.
@@ -77,7 +85,17 @@ from .grid import (
     pair_row_labels,
 )
 from .lenses import Lens, LogitLens, TunedLens
-from .payload import PATCHED, GridArrays, encode_update, encode_vocabulary, merge_rows, splice_columns
+from .payload import (
+    PATCHED,
+    GridArrays,
+    encode_update,
+    encode_vocabulary,
+    fill_columns,
+    merge_rows,
+    pad_columns,
+    pending_after,
+    splice_columns,
+)
 from .statistics import DIFF_STATISTICS, NO_TARGET, STATISTICS, cross_entropy, log_probs, rank
 from .text import Tokens, check_tokenizer, tokenize, vocabulary
 from .track import Track
@@ -90,17 +108,25 @@ class Update:
     """What one call changed, and the payload that tells a view (see payload.py)."""
 
     kind: str
-    """"full", "columns" or "rows"."""
+    """"full", "columns", "rows" or "cells"."""
     rows: tuple[int, ...]
     """Rows the payload carries cells for."""
     col_start: int
-    """First column the payload carries (0 unless kind is "columns")."""
+    """First column whose token the payload carries (0 unless kind is "columns"; n_tokens for "cells")."""
     n_tokens: int
     payload: dict[str, Any]
+    cell_start: int = 0
+    """First column the payload carries cells for."""
+    cell_end: int = 0
+    """One past the last column the payload carries cells for."""
 
     @property
     def changed_columns(self) -> range:
         return range(self.col_start, self.n_tokens)
+
+    @property
+    def cell_columns(self) -> range:
+        return range(self.cell_start, self.cell_end)
 
 
 def _arrays(grid: LensGrid) -> GridArrays:
@@ -165,6 +191,7 @@ class LensSession:
         self._tokens = Tokens(ids=[], spans=np.empty((0, 2), np.uint32), total=0)
         self._fresh = True
         self._vocabulary: dict[str, Any] | None = None
+        self._pending = np.zeros(0, bool)
         self.reset()
 
     # --- public state -------------------------------------------------------------------------
@@ -226,14 +253,24 @@ class LensSession:
         """The label of each of `rows` (both models' layer indices when their depths differ)."""
         return self._labels(self._rows)
 
+    @property
+    def pending(self) -> list[tuple[int, int]]:
+        """Column ranges [start, stop) whose cells are still to compute (`compute_pending`)."""
+        return _runs(self._pending)
+
     def grid_arrays(self, model: str = "a") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """float32 statistics [S, rows, T], int64 top ids and float32 top probabilities [rows, T, k]."""
+        """float32 statistics [S, rows, T], int64 top ids and float32 top probabilities [rows, T, k]
+        (computing any pending columns first)."""
+        with self._consistent():
+            self._complete()
         arrays = self._track(model).arrays
         return arrays.stats, arrays.top_ids, arrays.top_probs
 
     def diff_arrays(self) -> np.ndarray | None:
         """float32 [len(DIFF_STATISTICS), rows, T] of an A/B session (None with one model). B − A of
         the single-model statistics is not here: subtract the two grid_arrays."""
+        with self._consistent():
+            self._complete()
         return self._diff
 
     def vocabulary(self) -> dict[str, Any]:
@@ -244,8 +281,15 @@ class LensSession:
 
     # --- changes ------------------------------------------------------------------------------
 
-    def set_text(self, text: str) -> Update:
-        """Bring the grid up to date with `text`; returns the columns that changed."""
+    def set_text(self, text: str, visible: tuple[int, int] | None = None) -> Update:
+        """Bring the grid up to date with `text`; returns the columns that changed.
+
+        visible: the column range [start, stop) on screen. Only the changed columns within it are put
+        through the lens now; the rest are left pending for `compute_pending` (None: all of them, and
+        any left pending by earlier edits, so the grid is whole when this returns).
+        """
+        if visible is not None:
+            visible = _column_range(visible)
         tokens = tokenize(self.tokenizer, text, self.max_tokens)
         self._check_ids(tokens.ids)
         with self._consistent():
@@ -253,16 +297,47 @@ class LensSession:
             keep = 0 if self._fresh else _common_prefix(old, tokens)
             patched = old.ids != tokens.ids and keep > 0  # column keep - 1 has a new next token
             ids = tokens.ids
+            n = len(ids)
             targets = next_token_targets(torch.tensor(ids, dtype=torch.long))
             rows = self.display_rows
             for track in self._tracks:
                 track.advance(ids, keep)
             patches = [self._patch(track, rows, keep, targets) if patched else None for track in self._tracks]
-            grids, diff = self._compute(rows, keep, targets)
-            self._splice(rows, keep, grids, patches, diff)
+            first, end = (keep, n) if visible is None else _within(visible, keep, n)
+            grids, diff = self._compute(rows, first, targets, end)
+            self._splice(rows, keep, grids, patches, diff, first, end)
             self._text, self._tokens = text, tokens
             self._fresh = False
-            return self._update("full" if keep == 0 else "columns", rows, keep, patches)
+            if visible is None and self._complete():  # columns left pending by earlier typing: all resent
+                return self._update("full", self._rows, 0)
+            return self._update("full" if keep == 0 else "columns", rows, keep, patches, first, end)
+
+    def compute_pending(self, visible: tuple[int, int] | None = None, max_columns: int = 16) -> Update | None:
+        """Compute up to `max_columns` pending columns (one run of them: on screen first, then after
+        the screen, then before it) as a "cells" update; None when nothing is pending."""
+        pending = np.flatnonzero(self._pending)
+        if not len(pending):
+            return None
+        max_columns = positive_int(max_columns, "max_columns")
+        start, stop = (0, 0) if visible is None else _column_range(visible)
+        order = np.where((pending >= start) & (pending < stop), 0, np.where(pending >= stop, 1, 2))
+        first = int(pending[np.lexsort((pending, order))[0]])
+        end = first
+        while end < len(self._pending) and self._pending[end] and end - first < max_columns:
+            end += 1
+        with self._consistent():
+            self._fill(first, end)
+            return self._update("cells", self._rows, len(self._tokens.ids), cell_start=first, cell_end=end)
+
+    def finish(self) -> list[Update]:
+        """Every pending column, as "cells" updates (one per run of pending columns)."""
+        updates = []
+        for first, end in self.pending:
+            with self._consistent():
+                self._fill(first, end)
+                n = len(self._tokens.ids)
+                updates.append(self._update("cells", self._rows, n, cell_start=first, cell_end=end))
+        return updates
 
     def set_lens(self, lens: Lens | None, model: str = "a") -> Update:
         """Switch one model's lens (tuned ↔ logit) without running a model: its lens rows are
@@ -277,6 +352,7 @@ class LensSession:
         for track, lens in tracks:
             fitted.append((track, self._fit_lens(track, lens, fitted)))
         with self._consistent():
+            completed = self._complete()
             lens_rows: set[int] = set()
             for track, lens in fitted:
                 track.lens = lens
@@ -284,18 +360,21 @@ class LensSession:
                 lens_rows |= {r for r, layer in zip(self._rows, track.layers(self._rows), strict=True) if layer < own}
             rows = sorted(lens_rows)
             self._compute_rows(rows)
-            return self._update("rows", rows, 0)
+            return self._update("full", self._rows, 0) if completed else self._update("rows", rows, 0)
 
     def set_layer_stride(self, stride: int) -> Update:
         """Show every `stride`-th layer (and the output row); only rows not yet computed cost work."""
         self.layer_stride = check_stride(stride)
         with self._consistent():
+            completed = self._complete()
             missing = [r for r in self.display_rows if r not in self._rows]
             self._compute_rows(missing)
-            return self._update("rows", missing, 0)
+            return self._update("full", self._rows, 0) if completed else self._update("rows", missing, 0)
 
     def full_update(self) -> Update:
-        """The whole state, for a view that has nothing yet."""
+        """The whole state, for a view that has nothing yet (pending columns computed first)."""
+        with self._consistent():
+            self._complete()
         return self._update("full", self._rows, 0)
 
     def reset(self) -> None:
@@ -305,6 +384,7 @@ class LensSession:
         self._rows = []
         self._diff = np.empty((len(DIFF_STATISTICS), 0, 0), np.float32) if self.is_ab else None
         self._tokens = Tokens(ids=[], spans=np.empty((0, 2), np.uint32), total=0)
+        self._pending = np.zeros(0, bool)
         self._fresh = True
 
     # --- internals ----------------------------------------------------------------------------
@@ -381,21 +461,26 @@ class LensSession:
             patch[i] = values[name].cpu().numpy()
         return patch
 
-    def _compute(self, rows: list[int], start: int, targets: torch.Tensor) -> tuple[list[LensGrid], np.ndarray | None]:
-        """Every track's cells of `rows` from column `start` on, and in A/B the diff, from the same blocks."""
+    def _compute(
+        self, rows: list[int], start: int, targets: torch.Tensor, end: int | None = None
+    ) -> tuple[list[LensGrid], np.ndarray | None]:
+        """Every track's cells of `rows` at columns start … end - 1 (to the last by default), and in A/B
+        the diff, from the same blocks; with the last column's logits when it is among them."""
         k, chunk = self.top_k, self.chunk_bytes
+        end = len(targets) if end is None else end
+        last = end == len(targets)
         if not self._ab:
-            a = self._tracks[0].source(start)
-            return [compute_grid(a.adapter, a.lens, a.forward, targets[start:], rows, k, chunk, True)], None
+            a = self._tracks[0].source(start, end)
+            return [compute_grid(a.adapter, a.lens, a.forward, targets[start:end], rows, k, chunk, last)], None
         track_a, track_b = self._tracks
         pair = compute_pair_grid(
-            track_a.source(start),
-            track_b.source(start),
-            targets[start:],
+            track_a.source(start, end),
+            track_b.source(start, end),
+            targets[start:end],
             rows,
             k,
             chunk,
-            keep_last_logits=True,
+            keep_last_logits=last,
             rows_b=track_b.layers(rows),
         )
         return [pair.a, pair.b], pair.diff
@@ -407,24 +492,51 @@ class LensSession:
         grids: list[LensGrid],
         patches: list[np.ndarray | None],
         diff: np.ndarray | None,
+        first: int,
+        end: int,
     ) -> None:
         """A "columns" update applied to the session's own cells, as a receiver applies it
-        (payload.splice_columns); with nothing kept it is a "full" one, which replaces them."""
+        (payload.splice_columns, with pad_columns for the pending columns outside [first, end)); with
+        nothing kept it is a "full" one, which replaces them."""
+        n = self._tracks[0].positions  # the new column count: the tracks have advanced
         for track, grid, patch in zip(self._tracks, grids, patches, strict=True):
             old_columns = track.columns
-            new = _arrays(grid)
+            new = pad_columns(_arrays(grid), n - keep, first - keep)
             if keep > 0:
                 new = splice_columns(track.arrays, self._rows, rows, keep, new, patch, _PATCHED)
             track.arrays = new
-            if grid.last_logits is not None:
+            if end == n and grid.last_logits is not None:
                 track.last_logits = dict(zip(rows, grid.last_logits, strict=True))
-            elif keep < old_columns:
-                track.last_logits = {}  # the text shrank: the new last column's logits are not kept
+            elif end < n or keep < old_columns:
+                track.last_logits = {}  # the new last column is pending, or the text shrank: not kept
         if self._diff is not None and diff is not None:
-            new_diff = GridArrays.stats_only(diff)
+            new_diff = pad_columns(GridArrays.stats_only(diff), n - keep, first - keep)
             kept = GridArrays.stats_only(self._diff)
             self._diff = (new_diff if keep == 0 else splice_columns(kept, self._rows, rows, keep, new_diff)).stats
+        pending = pending_after(self._pending if self._pending.any() else None, keep, n, first, end)
+        self._pending = np.zeros(n, bool) if pending is None else pending
         self._rows = list(rows)
+
+    def _fill(self, first: int, end: int) -> None:
+        """Compute pending columns first … end - 1 of every kept row, as a receiver applies a "cells"
+        update (payload.fill_columns)."""
+        targets = next_token_targets(torch.tensor(self._tokens.ids, dtype=torch.long))
+        grids, diff = self._compute(self._rows, first, targets, end)
+        for track, grid in zip(self._tracks, grids, strict=True):
+            track.arrays = fill_columns(track.arrays, first, _arrays(grid))
+            if grid.last_logits is not None:
+                track.last_logits = dict(zip(self._rows, grid.last_logits, strict=True))
+        if self._diff is not None and diff is not None:
+            kept = GridArrays.stats_only(self._diff)
+            self._diff = fill_columns(kept, first, GridArrays.stats_only(diff)).stats
+        self._pending[first:end] = False
+
+    def _complete(self) -> bool:
+        """Compute every pending column; whether there were any."""
+        runs = self.pending
+        for first, end in runs:
+            self._fill(first, end)
+        return bool(runs)
 
     def _compute_rows(self, rows: list[int]) -> None:
         """(Re)compute `rows` for every column and merge them into the cells, as a receiver merges a
@@ -447,10 +559,20 @@ class LensSession:
         other = self._tracks[-1].adapter.num_layers
         return pair_row_labels(rows, self.num_layers, other)
 
-    def _update(self, kind: str, rows: Sequence[int], start: int, patches: Sequence[Any] = ()) -> Update:
+    def _update(
+        self,
+        kind: str,
+        rows: Sequence[int],
+        start: int,
+        patches: Sequence[Any] = (),
+        cell_start: int | None = None,
+        cell_end: int | None = None,
+    ) -> Update:
         rows = tuple(rows)
         tokens = self._tokens
         n = len(tokens.ids)
+        first = start if cell_start is None else cell_start
+        end = n if cell_end is None else cell_end
         patches = list(patches) or [None] * len(self._tracks)
         notice = " ".join(filter(None, [self._cut_notice(), *map(self._invalid_notice, self._tracks)]))
         index = [self._rows.index(r) for r in rows]
@@ -465,14 +587,16 @@ class LensSession:
             top_k=self.top_k,
             lens="tuned" if any(t.lens.name == "tuned" for t in self._tracks) else "logit",  # the widget's toggle
             vocab_size=self._tracks[0].adapter.vocab_size,
-            grids=[t.block(index, start, p) for t, p in zip(self._tracks, patches, strict=True)],
+            grids=[t.block(index, first, end, p) for t, p in zip(self._tracks, patches, strict=True)],
             token_ids=tokens.ids[start:],
             token_spans=tokens.spans[start:],
             notice=notice,
             layer_stride=self.layer_stride,
-            diff=None if self._diff is None else self._diff[:, index, start:],
+            diff=None if self._diff is None else self._diff[:, index, first:end],
+            cell_start=first,
+            cell_end=end,
         )
-        return Update(kind, rows, start, n, payload)
+        return Update(kind, rows, start, n, payload, first, end)
 
     def _cut_notice(self) -> str:
         tokens = self._tokens
@@ -486,7 +610,7 @@ class LensSession:
         )
 
     def _invalid_notice(self, track: Track) -> str:
-        rows = track.invalid_rows(self._rows)
+        rows = track.invalid_rows(self._rows, self._pending)
         if not rows:
             return ""
         labels = ", ".join(self._labels(rows))
@@ -506,3 +630,27 @@ def _common_prefix(old: Tokens, new: Tokens) -> int:
     same = (np.asarray(old.ids[:n]) == np.asarray(new.ids[:n])) & (old.spans[:n] == new.spans[:n]).all(axis=1)
     differs = np.flatnonzero(~same)
     return int(differs[0]) if len(differs) else n
+
+
+def _column_range(visible: tuple[int, int]) -> tuple[int, int]:
+    """A [start, stop) column range, checked."""
+    try:
+        start, stop = (int(x) for x in visible)
+    except (TypeError, ValueError):
+        raise ValueError(f"visible must be a (start, stop) pair of column indices, got {visible!r}") from None
+    if not 0 <= start <= stop:
+        raise ValueError(f"visible must be a (start, stop) pair with 0 <= start <= stop, got {visible!r}")
+    return start, stop
+
+
+def _within(visible: tuple[int, int], keep: int, n: int) -> tuple[int, int]:
+    """The changed columns (keep … n - 1) on screen, as [first, end); empty at keep when none are."""
+    first = min(max(keep, visible[0]), n)
+    end = max(first, min(visible[1], n))
+    return (first, end) if end > first else (keep, keep)
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """The [start, stop) runs of True in a bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], flags, [False]]).astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]

@@ -64,9 +64,10 @@ class Track:
         """This model's layer for each of the session's rows (A's indices), by relative depth."""
         return aligned_layers(rows, self.reference_layers, self.adapter.num_layers)
 
-    def source(self, start: int) -> GridInput:
-        """What the grid decodes: this model's hidden states from position `start` on, through its lens."""
-        return GridInput(self.adapter, self.lens, ModelForward(self.hidden[:, start:]))
+    def source(self, start: int, end: int | None = None) -> GridInput:
+        """What the grid decodes: this model's hidden states at positions start … end - 1 (to the last
+        by default), through its lens."""
+        return GridInput(self.adapter, self.lens, ModelForward(self.hidden[:, start:end]))
 
     def advance(self, ids: list[int], keep: int) -> None:
         """Bring hidden states and cache to `ids`, reusing the first `keep` positions."""
@@ -107,17 +108,19 @@ class Track:
         assert grid.last_logits is not None
         return grid.last_logits[[distinct.index(layer) for layer in layers]]
 
-    def invalid_rows(self, rows: Sequence[int]) -> list[int]:
-        """Rows with a cell whose logits are not finite (NaN entropy, which only such a cell has)."""
-        bad = np.isnan(self.arrays.stats[_ENTROPY]).any(axis=1)
+    def invalid_rows(self, rows: Sequence[int], pending: np.ndarray) -> list[int]:
+        """Rows with a cell whose logits are not finite (NaN entropy, which only such a cell has, and
+        the placeholders of `pending` columns, which are left out)."""
+        bad = np.isnan(self.arrays.stats[_ENTROPY][:, ~pending]).any(axis=1)
         return [row for row, b in zip(rows, bad, strict=True) if b]
 
-    def block(self, index: Sequence[int], start: int, patch: np.ndarray | None = None) -> GridBlock:
+    def block(self, index: Sequence[int], start: int, end: int, patch: np.ndarray | None = None) -> GridBlock:
+        """The cells of rows `index` (positions in the kept rows) at columns start … end - 1."""
         arrays = self.arrays
         return GridBlock(
             self.name,
-            arrays.stats[:, index, start:],
-            arrays.top_ids[index, start:],
-            arrays.top_probs[index, start:],
+            arrays.stats[:, index, start:end],
+            arrays.top_ids[index, start:end],
+            arrays.top_probs[index, start:end],
             patch,
         )

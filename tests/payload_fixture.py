@@ -3,9 +3,11 @@
 Run `python tests/payload_fixture.py` to re-record both. Both decoders are tested against them: Python in
 tests/test_payload_fixture.py, TypeScript in js/payload.test.ts, so the contract is one.
 
-- payload_stream.json: one model (full, columns, rows, columns, columns).
-- payload_stream_ab.json: two different models in one A/B session (full, columns, rows, columns), so
-  the two grids and the diff statistics go through every kind of update.
+- payload_stream.json: one model (full, columns, rows, columns, then an edit with only the columns on
+  screen computed, a "cells" update filling some of the pending ones, and a shorter text dropping the rest).
+- payload_stream_ab.json: two different models in one A/B session (the same steps but the last), so
+  the two grids and the diff statistics go through every kind of update, and the recorded state still
+  has pending columns.
 
 Each file holds the updates, the vocabulary message, and the state the Python decoder rebuilt from them
 (`expected`), which the TypeScript decoder must rebuild too.
@@ -66,6 +68,7 @@ def expected_state(state: ViewState) -> dict[str, Any]:
         "diff": None if state.diff is None else [_number(float(x)) for x in state.diff.ravel()],
         "token_ids": state.token_ids.tolist(),
         "token_spans": state.token_spans.ravel().tolist(),
+        "pending": [0] * state.n_tokens if state.pending is None else state.pending.astype(int).tolist(),
     }
 
 
@@ -94,12 +97,15 @@ def record() -> dict[str, Any]:
 
 
 def _edits(session: LensSession) -> list[Any]:
-    """Full, columns (with an emoji), rows, columns: every kind of update."""
+    """Full, columns (with an emoji), rows, columns, then typing answered for the columns on screen
+    first and a chunk of the pending ones: every kind of update."""
     return [
         lambda: session.set_text("Paris is the"),
         lambda: session.set_text("Paris is the capital 🙂"),
         lambda: session.set_layer_stride(1),
         lambda: session.set_text("Paris was the capital"),
+        lambda: session.set_text("Paris was the capital of France, it is said", visible=(8, 11)),
+        lambda: session.compute_pending(visible=(8, 11), max_columns=2),
     ]
 
 

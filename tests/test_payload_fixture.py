@@ -49,6 +49,8 @@ def _assert_state(state: ViewState, expected: dict[str, Any]) -> None:
         np.testing.assert_array_equal(state.diff.ravel(), _floats(expected["diff"]))
     assert state.token_ids.tolist() == expected["token_ids"]
     assert state.token_spans.ravel().tolist() == expected["token_spans"]
+    pending = np.zeros(state.n_tokens, bool) if state.pending is None else state.pending
+    assert pending.astype(int).tolist() == expected["pending"]
 
 
 @pytest.mark.parametrize("path", [FIXTURE, FIXTURE_AB], ids=["one model", "A/B"])
@@ -62,7 +64,7 @@ def test_the_recorded_stream_rebuilds_the_recorded_state(path: Path) -> None:
 
 def test_the_one_model_stream_has_every_kind_of_update_and_no_diff() -> None:
     _, state, kinds = _replay(FIXTURE)
-    assert kinds == ["full", "columns", "rows", "columns", "columns"]
+    assert kinds == ["full", "columns", "rows", "columns", "columns", "cells", "columns"]
     assert len(state.grids) == 1 and state.header["diff"] == [] and state.diff is None
 
 
@@ -70,14 +72,17 @@ def test_the_ab_stream_carries_two_different_models_and_their_diff() -> None:
     """Recorded from one A/B session on two different tiny models: the diff is not trivially zero, and
     each grid is its own model's."""
     _, state, kinds = _replay(FIXTURE_AB)
-    assert kinds == ["full", "columns", "rows", "columns"]
+    assert kinds == ["full", "columns", "rows", "columns", "columns", "cells"]
+    assert state.pending is not None and 0 < state.pending.sum() < state.n_tokens
     assert len(state.grids) == 2 and state.header["diff"] == list(DIFF_STATISTICS)
     assert state.diff is not None and state.diff.shape == (len(DIFF_STATISTICS), len(state.rows), state.n_tokens)
-    kl_ab, kl_ba, js, agree = (state.diff[DIFF_STATISTICS.index(name)] for name in DIFF_STATISTICS)
+    done = ~state.pending  # the pending columns' placeholders are NaN
+    kl_ab, kl_ba, js, agree = (state.diff[DIFF_STATISTICS.index(name)][:, done] for name in DIFF_STATISTICS)
+    assert np.isnan(state.diff[:, :, state.pending]).all()
     assert (kl_ab > 0).any() and (kl_ba > 0).any() and (js > 0).any()
     tolerance = 2**-10  # float16 rounding of the sent values
     assert (js >= 0).all() and (js <= math.log(2) * (1 + tolerance)).all()
     assert set(np.unique(agree).tolist()) <= {0.0, 1.0}
-    top1_a, top1_b = state.grids[0].top_ids[..., 0], state.grids[1].top_ids[..., 0]
+    top1_a, top1_b = state.grids[0].top_ids[:, done, 0], state.grids[1].top_ids[:, done, 0]
     np.testing.assert_array_equal(agree, (top1_a == top1_b).astype(np.float32))
     assert not np.array_equal(state.grids[0].stats, state.grids[1].stats)
