@@ -20,6 +20,15 @@ The picture has two channels too:
 - A view pings once when it starts ({"type": "ping", "view"}) and the kernel answers {"type": "pong",
   "view"}: a view that never hears back is showing a saved snapshot, and says so.
 
+The columns on screen first: views report the column range they show ({"type": "visible", "view",
+"start", "stop"}, debounced on scroll and resize). A keystroke's delta then carries only the changed
+columns on screen (LensSession.set_text(..., visible=...)); the others follow as "cells" deltas, a
+chunk per event-loop callback (about CHUNK_SECONDS each, on screen first), so comm messages, a newer
+edit among them, are handled between chunks: a newer edit drops the pending columns it replaces, and
+the chunks go on with whatever is left. The snapshot is refreshed once nothing is pending. Text set from
+Python, and everything else, computes the whole grid before returning (nbconvert shuts the kernel
+down right after the last cell).
+
 Computation runs in trait observers, message handlers and event-loop callbacks, all on the kernel's
 main thread (Colab drops widget updates sent from other threads). Every failure becomes a readable
 `error` trait; the session rolls itself back, so the next edit recovers, and the text the user typed
@@ -29,6 +38,7 @@ is kept.
 from __future__ import annotations
 
 import asyncio
+import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +53,9 @@ MAX_SAFE_INTEGER = 2**53 - 1
 """The largest integer JavaScript counts exactly: edit numbers beyond it are not from our view."""
 SNAPSHOT_DELAY = 0.5
 """Seconds of quiet typing after which the snapshot trait catches up with the deltas."""
+CHUNK_SECONDS = 0.05
+"""About how long one chunk of pending columns may hold the kernel: a newer keystroke waits at most this."""
+MAX_CHUNK_COLUMNS = 256
 
 
 class WidgetController:
@@ -52,25 +65,34 @@ class WidgetController:
         self.tuned = tuned
         """Each model's tuned lens ("a", and "b" in A/B), for the lens toggle."""
         self.seq = 0
+        self.visible: tuple[int, int] | None = None
+        """The column range [start, stop) the last reporting view shows (None: no view said)."""
         self._reverting = False
         self._typing = False
         self._stale = False
         self._timer: asyncio.TimerHandle | None = None
+        self._work: asyncio.Handle | None = None
+        self._chunk_columns = 8
+        self._published = session.revision
         widget.observe(self._on_text, names="text")
         widget.observe(self._on_stride, names="layer_stride")
         widget.observe(self._on_lens, names="lens")
         widget.on_msg(self._on_message)
 
-    def publish(self, update: Update) -> None:
-        """Number the update; typing's deltas go to the views as messages, anything else (and any
-        full update) becomes the snapshot at once."""
+    def publish(self, update: Update, delta: bool | None = None) -> None:
+        """Number the update; typing's deltas (and pending cells) go to the views as messages, anything
+        else (and any full update) becomes the snapshot at once."""
         self.seq += 1
-        if self._typing and update.kind != "full":
+        self._published = self.session.revision
+        if (self._typing if delta is None else delta) and update.kind != "full":
             header = {**update.payload["header"], "seq": self.seq, "base": self.seq - 1}
             content, buffers = to_message({**update.payload, "header": header})
             self.widget.send({"type": "update", "payload": content}, buffers)
             self._stale = True
-            self._schedule_snapshot()
+            if self.session.pending:
+                self._cancel_timer()  # the snapshot waits for the pending columns
+            else:
+                self._schedule_snapshot()
         else:
             self._set_snapshot(update if update.kind == "full" else self.session.full_update())
 
@@ -78,8 +100,13 @@ class WidgetController:
         self.publish(self.session.full_update())
 
     def refresh_snapshot(self) -> None:
-        """Bring the snapshot up to the last delta (same seq), if typing left it behind."""
+        """Bring the snapshot up to the last delta (same seq), if typing left it behind; pending columns
+        are computed and sent first, so the snapshot is whole."""
         self._cancel_timer()
+        self.drain()
+        if self._published != self.session.revision:
+            self.seq += 1  # cells were computed outside an update (session.grid_arrays): views must take it
+            self._stale = True
         if self._stale:
             self._run(
                 "Could not save the picture",
@@ -88,9 +115,55 @@ class WidgetController:
                 publish=False,
             )
 
+    def drain(self) -> None:
+        """Compute and send every pending column now (a caller that needs the whole grid)."""
+        self._cancel_work()
+        while self.session.pending:
+            if not self._run("Could not analyse the text", self._next_chunk, clears_error=False, publish=False):
+                break
+
+    def _next_chunk(self) -> None:
+        started = time.perf_counter()
+        update = self.session.compute_pending(self.visible, self._chunk_columns)
+        if update is None:
+            return
+        seconds = time.perf_counter() - started
+        per_column = seconds / max(1, update.cell_end - update.cell_start)
+        self._chunk_columns = max(1, min(MAX_CHUNK_COLUMNS, int(CHUNK_SECONDS / max(per_column, 1e-6))))
+        self.publish(update, delta=True)
+        self._stale = True
+
+    def _schedule_work(self) -> None:
+        """Compute pending columns a chunk per event-loop callback; with no loop running (plain Python,
+        tests) at once."""
+        if not self.session.pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self.drain()
+        if self._work is None:
+            self._work = loop.call_soon(self._work_step)
+
+    def _work_step(self) -> None:
+        self._work = None
+        if not self.session.pending:
+            return
+        if self._run("Could not analyse the text", self._next_chunk, clears_error=False, publish=False):
+            if self.session.pending:
+                self._schedule_work()
+            else:
+                self._schedule_snapshot()
+
+    def _cancel_work(self) -> None:
+        if self._work is not None:
+            self._work.cancel()
+            self._work = None
+
     def _set_snapshot(self, full: Update) -> None:
         self._cancel_timer()
         self.widget.snapshot = {**full.payload, "header": {**full.payload["header"], "seq": self.seq, "base": -1}}
+        self._published = self.session.revision
         self._stale = False
 
     def _schedule_snapshot(self) -> None:
@@ -112,7 +185,9 @@ class WidgetController:
             self._timer = None
 
     def _on_text(self, change: Any) -> None:
-        self._run("Could not analyse the text", lambda: self.session.set_text(change["new"]))
+        visible = self.visible if self._typing else None  # text set from Python: the whole grid, now
+        if self._run("Could not analyse the text", lambda: self.session.set_text(change["new"], visible)):
+            self._schedule_work()
 
     def _on_stride(self, change: Any) -> None:
         self._run("Could not change the layer stride", lambda: self.session.set_layer_stride(change["new"]))
@@ -142,6 +217,8 @@ class WidgetController:
             if not isinstance(view, str) or not 0 < len(view) <= 100:
                 return self._refuse("a ping must name its view (a string of 1 to 100 characters)")
             self.widget.send({"type": "pong", "view": view})
+        elif kind == "visible":
+            self._on_visible(content)
         elif kind == "request_vocabulary":
             self.widget.send_state("vocabulary")  # resent even though unchanged (a host lost it)
         else:
@@ -163,6 +240,18 @@ class WidgetController:
         finally:
             self._typing = False
             self.widget.send({"type": "edit_done", "view": view, "edit": edit})
+
+    def _on_visible(self, content: dict[str, Any]) -> None:
+        start, stop, view = content.get("start"), content.get("stop"), content.get("view")
+        if not isinstance(view, str) or not 0 < len(view) <= 100:
+            return self._refuse("a visible range must name its view (a string of 1 to 100 characters)")
+        if not all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_SAFE_INTEGER for x in (start, stop)
+        ):
+            return self._refuse(f"a visible range needs integer start and stop, got {start!r}, {stop!r}")
+        if start > stop:
+            return self._refuse(f"a visible range must have start <= stop, got {start}, {stop}")
+        self.visible = (start, stop)
 
     def _refuse(self, why: str) -> None:
         """A message no view of ours sends: ignore it, and say so where the user looks."""

@@ -192,6 +192,9 @@ class LensSession:
         self._fresh = True
         self._vocabulary: dict[str, Any] | None = None
         self._pending = np.zeros(0, bool)
+        self.revision = 0
+        """Counts the changes to the cells, so a caller can tell whether some were never sent (a pending
+        column computed by grid_arrays, say)."""
         self.reset()
 
     # --- public state -------------------------------------------------------------------------
@@ -386,6 +389,7 @@ class LensSession:
         self._tokens = Tokens(ids=[], spans=np.empty((0, 2), np.uint32), total=0)
         self._pending = np.zeros(0, bool)
         self._fresh = True
+        self.revision += 1
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -516,6 +520,7 @@ class LensSession:
         pending = pending_after(self._pending if self._pending.any() else None, keep, n, first, end)
         self._pending = np.zeros(n, bool) if pending is None else pending
         self._rows = list(rows)
+        self.revision += 1
 
     def _fill(self, first: int, end: int) -> None:
         """Compute pending columns first … end - 1 of every kept row, as a receiver applies a "cells"
@@ -530,6 +535,7 @@ class LensSession:
             kept = GridArrays.stats_only(self._diff)
             self._diff = fill_columns(kept, first, GridArrays.stats_only(diff)).stats
         self._pending[first:end] = False
+        self.revision += 1
 
     def _complete(self) -> bool:
         """Compute every pending column; whether there were any."""
@@ -554,6 +560,7 @@ class LensSession:
             kept, new = GridArrays.stats_only(self._diff), GridArrays.stats_only(diff)
             self._diff = merge_rows(kept, self._rows, new, rows)[0].stats
         self._rows = merged
+        self.revision += 1
 
     def _labels(self, rows: Sequence[int]) -> list[str]:
         other = self._tracks[-1].adapter.num_layers

@@ -164,6 +164,7 @@ class LensWidget(anywidget.AnyWidget):
         arrays, row labels and token strings; `.to_frame()` gives a pandas DataFrame."""
         from .export import grid_data
 
+        self._controller.refresh_snapshot()  # pending columns computed, and sent to the views
         return grid_data(
             self.session,
             statistic=self.statistic,

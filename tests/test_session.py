@@ -827,3 +827,116 @@ def test_an_exception_in_model_b_rolls_both_models_back() -> None:
         s.set_text(TEXT + " More words")
     assert s.set_text(TEXT + " More words").kind == "full"
     assert_equals_fresh(s, ab_session())
+
+
+# --- the columns on screen first (pending columns) ---------------------------------------------------
+
+VISIBLE = st.tuples(st.integers(0, 40), st.integers(0, 12)).map(lambda t: (t[0], t[0] + t[1]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    start=st.lists(ALPHABET, max_size=12).map("".join),
+    steps=st.lists(st.tuples(EDIT, VISIBLE, st.integers(0, 3), st.integers(1, 5)), max_size=6),
+    b=st.sampled_from([None, "same depth"]),
+)
+def test_typing_with_the_visible_columns_first_equals_a_fresh_session_and_the_view_rebuilds_it(
+    start: str, steps: list, b: str | None
+) -> None:
+    """Each edit computes only the changed columns on screen; some pending chunks run between edits, the
+    rest at the end. The payloads rebuild the session's state at every step (pending flags included), and
+    the finished grid is a fresh session's."""
+    model_b, fresh_b = F64_B[b] if b else (None, None)
+    s = LensSession(F64, TOKENIZER, model_b=model_b, layer_stride=2)
+    text = start
+    state = apply_update(None, s.set_text(text).payload)
+    for edit, visible, chunks, size in steps:
+        text = apply_edit(text, edit)
+        update = s.set_text(text, visible=visible)
+        first, end = update.cell_start, update.cell_end
+        assert update.col_start <= first <= end <= update.n_tokens
+        assert end - first <= visible[1] - visible[0]
+        state = apply_update(state, update.payload)
+        for _ in range(chunks):
+            cells = s.compute_pending(visible, max_columns=size)
+            if cells is None:
+                break
+            assert cells.kind == "cells" and cells.cell_end - cells.cell_start <= size
+            state = apply_update(state, cells.payload)
+        flags = np.zeros(state.n_tokens, bool) if state.pending is None else state.pending
+        assert s.pending == [tuple(r) for r in _runs_of(flags)]
+    for cells in s.finish():
+        state = apply_update(state, cells.payload)
+    assert s.pending == [] and state.pending is None
+    fresh = LensSession(F64_FRESH, TOKENIZER, model_b=fresh_b, layer_stride=2)
+    fresh.set_text(text)
+    assert_same_grid(s, fresh, tol=1e-3)
+    stats, ids, _ = s.grid_arrays()
+    np.testing.assert_allclose(state.grids[0].stats, stats, rtol=1e-3, atol=1e-3)
+    assert np.array_equal(state.grids[0].top_ids, ids)
+    if b:
+        np.testing.assert_allclose(state.diff, s.diff_arrays(), rtol=1e-3, atol=1e-3)
+
+
+def _runs_of(flags: np.ndarray) -> list[tuple[int, int]]:
+    runs, start = [], None
+    for i, flag in enumerate([*flags.tolist(), False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
+def test_an_edit_computes_only_the_changed_columns_on_screen_and_the_rest_visible_first() -> None:
+    s = session(model(num_hidden_layers=4))
+    s.set_text(TEXT)
+    edited = TEXT.replace("quick", "slow")
+    update = s.set_text(edited, visible=(5, 9))
+    keep = update.col_start
+    assert keep <= 5 and (update.cell_start, update.cell_end) == (5, 9)
+    n = len(s.tokens.ids)
+    assert s.pending == ([(keep, 5), (9, n)] if keep < 5 else [(9, n)])
+    assert len(update.payload["grids"][0]["stats"]) == 2 * len(STATISTICS) * len(s.rows) * 4  # float16, 4 columns
+    nxt = s.compute_pending(visible=(5, 9), max_columns=3)  # nothing on screen is pending: after it next
+    assert nxt is not None and (nxt.cell_start, nxt.cell_end) == (9, 12)
+    nxt = s.compute_pending(visible=(20, 30), max_columns=100)  # scrolled: the screen's columns first
+    assert nxt is not None and nxt.cell_start == 20
+
+
+def test_a_stride_or_lens_change_with_columns_pending_completes_them_and_sends_a_full_update() -> None:
+    s = session(model(num_hidden_layers=4), layer_stride=2)
+    s.set_text(TEXT)
+    s.set_text(TEXT + " Berlin is", visible=(0, 3))
+    assert s.pending
+    update = s.set_layer_stride(1)
+    assert update.kind == "full" and s.pending == [] and update.cell_end == len(s.tokens.ids)
+    s.set_text(TEXT + " Berlin is big", visible=(0, 3))
+    assert s.set_lens(None).kind == "full" and s.pending == []
+    s.set_text(TEXT, visible=(0, 3))  # shorter: the dropped columns' pending work goes with them
+    assert s.pending == []
+
+
+def test_text_set_without_a_visible_range_leaves_nothing_pending() -> None:
+    s = session(model(num_hidden_layers=4))
+    s.set_text("Hello there, this is a test")
+    s.set_text("Hello there, this is a test of it", visible=(0, 1))
+    assert s.pending
+    update = s.set_text("Hello there, this is a test of it all")
+    assert s.pending == [] and update.kind == "full"
+
+
+@pytest.mark.parametrize("bad", [(3, 1), (-1, 2), ("a", 2), (1,), (1, 2, 3)])
+def test_a_bad_visible_range_is_a_clear_error(bad: object) -> None:
+    s = session(model(num_hidden_layers=2))
+    with pytest.raises(ValueError, match="visible must be"):
+        s.set_text("Hello", visible=bad)  # type: ignore[arg-type]
+    assert s.set_text("Hello").n_tokens > 0
+
+
+def test_pending_placeholders_are_not_reported_as_non_finite_cells() -> None:
+    s = session(model(num_hidden_layers=2))
+    s.set_text(TEXT)
+    update = s.set_text(TEXT + " and more", visible=(0, 0))
+    assert s.pending and "Non-finite" not in update.payload["header"]["notice"]

@@ -219,7 +219,7 @@ def test_a_kernel_error_is_shown_and_the_next_edit_recovers(monkeypatch: pytest.
     w = make()
     original = w.session.set_text
 
-    def broken(text: str) -> Any:
+    def broken(text: str, visible: Any = None) -> Any:
         raise RuntimeError("out of memory (injected)")
 
     monkeypatch.setattr(w.session, "set_text", broken)
@@ -244,7 +244,7 @@ def test_a_lone_surrogate_from_the_view_becomes_a_replacement_character_not_a_br
 
 def test_an_error_stays_shown_until_an_analysis_succeeds(monkeypatch: pytest.MonkeyPatch) -> None:
     w = make()
-    monkeypatch.setattr(w.session, "set_text", lambda text: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(w.session, "set_text", lambda text, visible=None: (_ for _ in ()).throw(RuntimeError("boom")))
     edit(w, "Paris is big", 2)
     assert "boom" in w.error
     message(w, {"type": "request_full"})  # another view, or a view that lost an update
@@ -392,3 +392,109 @@ def test_to_html_writes_one_page_whose_strings_cannot_become_markup(tmp_path) ->
     assert "<b>" not in page and "<!--" not in page.split("<body>")[1]
     assert "https://" not in page and "http://" not in page, "nothing to fetch"
     assert '"snapshot"' in page and '"vocabulary"' in page
+
+
+# --- the columns on screen first -----------------------------------------------------------------
+
+LONG = "The quick brown fox jumps over the lazy dog. Paris is the capital of France, Berlin of Germany."
+
+
+def visible(widget: LensWidget, start: int, stop: int, view: str = "view-1") -> None:
+    message(widget, {"type": "visible", "view": view, "start": start, "stop": stop})
+
+
+def test_an_edit_sends_the_columns_on_screen_first_then_the_rest_as_cells() -> None:
+    w = make(LONG)
+    visible(w, 0, 6)
+    before = len(w.comm.deltas())
+    edit(w, LONG.replace("quick", "slow"), 1)
+    deltas = w.comm.deltas()[before:]
+    first = deltas[0]["header"]
+    assert first["kind"] == "columns" and first["cell_start"] >= first["col_start"] and first["cell_end"] <= 6
+    assert [d["header"]["kind"] for d in deltas[1:]] and all(d["header"]["kind"] == "cells" for d in deltas[1:])
+    assert w.session.pending == [], "with no event loop the rest follows at once"
+    state = view_state(w)
+    assert state.pending is None
+    stats, ids, _ = w.session.grid_arrays()
+    np.testing.assert_allclose(state.grids[0].stats, stats, rtol=1e-3, atol=1e-3)
+    assert np.array_equal(state.grids[0].top_ids, ids)
+    assert w.snapshot["header"]["seq"] == deltas[-1]["header"]["seq"], "then the snapshot, whole"
+    assert apply_update(None, w.snapshot).pending is None
+
+
+def test_pending_chunks_run_on_the_event_loop_and_a_newer_edit_cancels_what_it_replaces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(controller, "SNAPSHOT_DELAY", 0.01)
+    monkeypatch.setattr(controller, "CHUNK_SECONDS", 1e-9)  # one column per chunk
+
+    async def typing() -> tuple[LensWidget, list[int], int]:
+        w = make(LONG)
+        visible(w, 0, 4)
+        edit(w, LONG.replace("quick", "slow"), 1)
+        pending_after_edit = sum(b - a for a, b in w.session.pending)
+        await asyncio.sleep(0)  # one chunk
+        await asyncio.sleep(0)
+        left = sum(b - a for a, b in w.session.pending)
+        edit(w, "The slow", 2)  # replaces every pending column
+        dropped = list(w.session.pending)
+        await asyncio.sleep(0.1)
+        return w, [pending_after_edit, left], len(dropped)
+
+    w, counts, dropped = asyncio.run(typing())
+    assert counts[0] > counts[1] > 0, "chunks ran between the messages, one at a time"
+    assert dropped == 0 and w.session.pending == []
+    state = view_state(w)
+    assert state.pending is None and state.n_tokens == len(w.session.tokens.ids)
+    assert w.snapshot["header"]["seq"] == w.comm.payloads()[-1][1]["header"]["seq"]
+
+
+def test_everything_that_needs_the_whole_grid_completes_and_sends_the_pending_columns_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def scenario() -> LensWidget:
+        w = make(LONG)
+        visible(w, 0, 3)
+        edit(w, LONG + " Rome", 1)
+        assert w.session.pending
+        w.grid_data()  # the numbers behind the picture: computed, and sent to the views
+        assert w.session.pending == []
+        edit(w, LONG + " Rome is", 2)
+        w.session.grid_arrays()  # behind the widget's back: the next snapshot is a new picture
+        w._controller.refresh_snapshot()
+        return w
+
+    w = asyncio.run(scenario())
+    state = view_state(w)
+    assert state.pending is None
+    stats, _, _ = w.session.grid_arrays()
+    np.testing.assert_allclose(state.grids[0].stats, stats, rtol=1e-3, atol=1e-3)
+
+
+def test_text_set_from_python_is_whole_when_the_assignment_returns() -> None:
+    async def scenario() -> LensWidget:
+        w = make(LONG)
+        visible(w, 0, 3)
+        w.text = LONG + " Madrid"
+        return w
+
+    w = asyncio.run(scenario())
+    assert w.session.pending == [] and apply_update(None, w.snapshot).pending is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"type": "visible", "view": "v", "start": 3, "stop": 1},
+        {"type": "visible", "view": "v", "start": -1, "stop": 1},
+        {"type": "visible", "view": "v", "start": 0.5, "stop": 1},
+        {"type": "visible", "view": "v", "start": True, "stop": 1},
+        {"type": "visible", "start": 0, "stop": 1},
+    ],
+)
+def test_a_malformed_visible_range_is_ignored_and_reported(content: dict[str, Any]) -> None:
+    w = make()
+    message(w, content)
+    assert "visible range" in w.error and w._controller.visible is None
+    edit(w, "Paris is the capital of Italy", 1)
+    assert w.error == "" and w.session.pending == []
