@@ -52,6 +52,7 @@ function picture(rows: number, cols: number, scrollLeft = 0): Picture {
     rowLabels: Array.from({ length: rows }, (_, i) => (i === 0 ? "output" : String(rows - 1 - i))),
     value: (r, c) => (c === 1 ? NaN : r + c),
     invalid: () => false,
+    pending: () => false,
     diverging: false,
     marked: () => false,
     top1: (r, c) => `tok${r}.${c}`,
@@ -93,6 +94,16 @@ describe("draw", () => {
     expect(texts.filter((t) => t === "NaN")).toHaveLength(1);
     expect(texts).not.toContain("tok1.2");
     expect(calls.some((c) => c.op === "stroke")).toBe(true);
+  });
+
+  it("draws a pending column's cells blank with an ellipsis, its input token still shown", () => {
+    const { ctx, calls } = recordingContext();
+    const p = { ...picture(2, 3), pending: (c: number) => c === 2 };
+    draw(ctx, p);
+    const texts = calls.filter((c) => c.op === "fillText").map((c) => c.args[0] as string);
+    expect(texts.filter((t) => t === "…")).toHaveLength(2);
+    expect(texts).not.toContain("tok0.2");
+    expect(texts).toContain("in2");
   });
 
   it("marks cells whose top-1 tokens differ with a corner triangle (a shape, not only a colour)", () => {

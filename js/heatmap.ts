@@ -81,6 +81,8 @@ export interface Picture {
   value(row: number, col: number): number;
   /** The cell's distribution is not a distribution (NaN or infinite logits): drawn as invalid. */
   invalid(row: number, col: number): boolean;
+  /** The column's cells are still being computed (the kernel sends the columns on screen first). */
+  pending(col: number): boolean;
   /** Top-1 token of a cell, already made visible. */
   top1(row: number, col: number): string;
   inputToken(col: number): string;
@@ -122,8 +124,13 @@ export function draw(ctx: CanvasRenderingContext2D, p: Picture): void {
   const measure = (s: string): number => ctx.measureText(s).width;
   for (let col = first; col < last; col++) {
     const x = l.labelWidth + col * l.cellWidth - p.scrollLeft;
+    const pending = p.pending(col);
     for (let row = 0; row < l.rows; row++) {
       const y = row * l.cellHeight;
+      if (pending) {
+        drawPending(ctx, x, y, l, p.palette);
+        continue;
+      }
       if (p.invalid(row, col)) {
         drawInvalid(ctx, x, y, l, p.palette);
         continue;
@@ -176,6 +183,15 @@ function drawMark(ctx: CanvasRenderingContext2D, right: number, top: number, pal
   ctx.lineWidth = 1;
   ctx.stroke();
   ctx.restore();
+}
+
+/** A cell still being computed: blank with a dim ellipsis, so it cannot pass for a value. */
+function drawPending(ctx: CanvasRenderingContext2D, x: number, y: number, l: Layout, palette: Palette): void {
+  ctx.fillStyle = palette.missing;
+  ctx.fillRect(x, y, l.cellWidth - 1, l.cellHeight - 1);
+  ctx.fillStyle = palette.muted;
+  ctx.textAlign = "center";
+  ctx.fillText("…", x + l.cellWidth / 2, y + l.cellHeight / 2);
 }
 
 /** An invalid cell: hatched, labelled NaN, so it cannot pass for a confident or a missing one. */

@@ -5,7 +5,7 @@
 
 import { scaleFor } from "./colors";
 import type { Cell, Layout, Picture } from "./heatmap";
-import { diffAt, type StatisticInfo, statAt, type TokenStrings, topAt, type ViewState } from "./payload";
+import { diffAt, isPending, type StatisticInfo, statAt, type TokenStrings, topAt, type ViewState } from "./payload";
 import { diffChoices, type Shown, single, title } from "./statistics";
 import type { Palette } from "./theme";
 import type { TooltipInfo } from "./tooltip";
@@ -87,6 +87,7 @@ export function valueAt(scene: Scene, what: Shown, row: number, col: number): nu
 /** A cell with no distribution (non-finite logits) in the model shown, or in either for the diff. */
 export function invalidAt(scene: Scene, row: number, col: number): boolean {
   const s = scene.state;
+  if (isPending(s, col)) return false; // a placeholder, not a broken distribution
   const entropy = s.header.statistics.indexOf("entropy");
   if (entropy < 0) return false;
   const mode = effectiveMode(scene);
@@ -145,6 +146,7 @@ export function picture(
     rowLabels: rows.map((i) => s.rowLabels[i] ?? String(s.rows[i])),
     value: (row, col) => valueAt(scene, what, rows[row] as number, col + first),
     invalid: (row, col) => invalidAt(scene, rows[row] as number, col + first),
+    pending: (col) => isPending(s, col + first),
     marked: (row, col) => top1Differs(scene, rows[row] as number, col + first),
     top1: label,
     inputToken: (col) => visibleToken(scene.strings.get(s.tokenIds[col + first] ?? 0)),
@@ -191,6 +193,7 @@ export function tooltip(scene: Scene, shownCell: Cell, pinned: boolean): Tooltip
   const grid = mode === "b" ? 1 : 0;
   const info: TooltipInfo = {
     invalid: invalidAt(scene, i, cell.col),
+    pending: isPending(s, cell.col),
     rowLabel: s.rowLabels[i] ?? String(s.rows[i]),
     col: cell.col,
     statistic: what.label,
@@ -201,7 +204,7 @@ export function tooltip(scene: Scene, shownCell: Cell, pinned: boolean): Tooltip
     top: topList(scene, grid, i, cell.col),
     pinned,
   };
-  if (mode !== "diff") return info;
+  if (mode !== "diff" || info.pending) return info;
   const diff = s.header.diff ?? [];
   info.compare = {
     names: modelNames(s),

@@ -6,6 +6,8 @@ import { formatProbability, visibleToken } from "./tokens";
 export interface TooltipInfo {
   /** The lens's logits here were NaN or infinite: there is no distribution to describe. */
   invalid?: boolean;
+  /** The cell is still being computed: nothing to describe yet. */
+  pending?: boolean;
   rowLabel: string;
   col: number;
   statistic: string;
@@ -48,6 +50,10 @@ export function fillTooltip(el: HTMLElement, info: TooltipInfo): void {
   el.appendChild(div(doc, "lw-tip-line", `input: ${visibleToken(info.input)}`));
   if (info.invalid) {
     el.appendChild(div(doc, "lw-tip-line lw-tip-invalid", "invalid: the logits here are NaN or infinite (see the notice)"));
+    return;
+  }
+  if (info.pending) {
+    el.appendChild(div(doc, "lw-tip-line lw-tip-pending", "computing… (the columns on screen come first)"));
     return;
   }
   // The real next token: with its rank and probability here, or per model in the A/B columns below.

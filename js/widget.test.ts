@@ -3,7 +3,7 @@ import fixture from "./fixtures/payload_stream.json";
 import type { Payload } from "./payload";
 import { DEBOUNCE_MS } from "./sync";
 import { revive, toMessage } from "./testing";
-import widget, { type Model, PING_TIMEOUT_MS, shownRows, statisticTitle } from "./widget";
+import widget, { type Model, PING_TIMEOUT_MS, shownRows, statisticTitle, VISIBLE_DEBOUNCE_MS } from "./widget";
 
 const updates = revive(fixture.updates) as Payload[];
 
@@ -394,6 +394,86 @@ describe("render", () => {
     model.kernel("statistic", "entropy");
     await frame();
     expect(canvas.style.width).toBe("900px");
+  });
+
+  it("tells the kernel which columns are on screen, debounced, again after a scroll and before an edit", async () => {
+    vi.useFakeTimers();
+    const { model, root } = mount();
+    const scroller = root.querySelector(".lw-scroll") as HTMLElement;
+    Object.defineProperty(scroller, "clientWidth", { get: () => 180 });
+    let left = 0;
+    Object.defineProperty(scroller, "scrollLeft", { get: () => left, set: (v: number) => (left = v) });
+    model.kernel("statistic", "rank");
+    vi.advanceTimersByTime(VISIBLE_DEBOUNCE_MS + 50);
+    const visible = () => model.sentMessages.filter((m) => (m as { type?: string }).type === "visible") as { start: number; stop: number }[];
+    expect(visible()).toHaveLength(1);
+    const first = visible()[0]!;
+    expect(first.start).toBe(0);
+    expect(first.stop).toBeGreaterThan(0);
+    expect(first.stop).toBeLessThan(4);
+    left = 60;
+    scroller.dispatchEvent(new Event("scroll"));
+    vi.advanceTimersByTime(VISIBLE_DEBOUNCE_MS / 2);
+    expect(visible()).toHaveLength(1); // debounced
+    vi.advanceTimersByTime(VISIBLE_DEBOUNCE_MS + 50);
+    expect(visible()).toHaveLength(2);
+    expect(visible()[1]!.start).toBe(1);
+    left = 0;
+    scroller.dispatchEvent(new Event("scroll"));
+    type(root.querySelector("textarea") as HTMLTextAreaElement, "Paris is the capital");
+    const kinds = model.sentMessages.map((m) => (m as { type?: string }).type);
+    expect(kinds.lastIndexOf("visible")).toBe(kinds.lastIndexOf("edit") - 1); // the range first, at once
+  });
+
+  it("draws pending columns, counts them, and their tooltip says they are being computed", async () => {
+    const { model, root } = mount();
+    for (const update of updates.slice(1, 5)) model.delta(update);
+    await frame();
+    const pending = updates[4]!.header;
+    expect(root.dataset.nTokens).toBe(String(pending.n_tokens));
+    const expected = pending.n_tokens - pending.col_start - (pending.cell_end - pending.cell_start);
+    expect(root.dataset.pending).toBe(String(expected));
+    model.delta(updates[5]!); // cells: two of them filled
+    await frame();
+    expect(root.dataset.pending).toBe(String(expected - (updates[5]!.header.cell_end - updates[5]!.header.cell_start)));
+  });
+
+  it("scrolls to the column under the text cursor as the user types, unless they scrolled elsewhere", async () => {
+    const { model, root } = mount();
+    const scroller = root.querySelector(".lw-scroll") as HTMLElement;
+    Object.defineProperty(scroller, "clientWidth", { get: () => 180 });
+    let left = 0;
+    const setBy: string[] = [];
+    Object.defineProperty(scroller, "scrollLeft", {
+      get: () => left,
+      set: (v: number) => {
+        left = v;
+        setBy.push("widget");
+        scroller.dispatchEvent(new Event("scroll"));
+      },
+    });
+    const box = root.querySelector("textarea") as HTMLTextAreaElement;
+    vi.useFakeTimers();
+    type(box, "Paris is the capital 🙂"); // caret at the end: a column off screen to the right
+    vi.useRealTimers();
+    model.delta(updates[1]!);
+    await frame();
+    expect(left).toBeGreaterThan(0);
+    const followed = left;
+    // The user scrolls back to the start: the view stops following...
+    left = 0;
+    scroller.dispatchEvent(new Event("scroll"));
+    vi.useFakeTimers();
+    type(box, "Paris is the capital 🙂!");
+    vi.useRealTimers();
+    model.delta(updates[2]!);
+    await frame();
+    expect(left).toBe(0);
+    // ...until they move the cursor again.
+    box.dispatchEvent(new Event("click"));
+    await frame();
+    expect(left).toBe(followed);
+    expect(setBy.length).toBe(2);
   });
 
   it("cleans up every listener and its DOM", () => {

@@ -7,7 +7,8 @@
 
 import type { RenderProps } from "@anywidget/types";
 import { downloadCanvas, pictureCanvas } from "./download";
-import { type Cell, cellAt, cellRect, contentWidth, draw, drawLegend, makeLayout, scrollToShow } from "./heatmap";
+import { caretColumn } from "./columns";
+import { type Cell, cellAt, cellRect, contentWidth, draw, drawLegend, makeLayout, scrollToShow, visibleColumns } from "./heatmap";
 import type { Payload, Vocabulary } from "./payload";
 import { choices, columnsShown, effectiveMode, isAB, legendTitle, markedCount, type Mode, modelNames, picture, rowIndices, type Scene, shown, tooltip } from "./picture";
 import { Receiver } from "./receiver";
@@ -38,6 +39,9 @@ export interface Model {
 /** How long a view waits for the kernel to answer its ping before it says it shows a snapshot. A
  * kernel busy with a long cell answers late; the view then leaves snapshot mode. */
 export const PING_TIMEOUT_MS = 3000;
+/** Quiet time after scrolling or resizing before the view tells the kernel which columns it shows. */
+export const VISIBLE_DEBOUNCE_MS = 120;
+const CARET_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"]);
 
 /** A fresh id per view, so each view knows which answers are to its own edits. */
 function newViewId(): string {
@@ -128,10 +132,20 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   let knownWidth = 0;
   let relayoutTimer: ReturnType<typeof setTimeout> | null = null;
   let relayoutTries = 0;
+  /** The column range last reported to the kernel ("start,stop"), which sends those columns first. */
+  let reported = "";
+  let reportTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The text cursor's offset after the user's last edit, and whether the heatmap keeps its column in
+   * view: until the user scrolls it out of view, and again once they move the cursor. */
+  let caret: number | null = null;
+  let followCaret = true;
+  let caretMoved = false;
+  let scrolledByUs = false;
   const cleanups: (() => void)[] = [];
 
   const viewId = newViewId();
   const sync = new EditSync((text, edit) => {
+    reportVisible(); // the kernel answers with the columns on screen: let it know them first
     send({ type: "edit", view: viewId, edit, text });
     refreshStatus();
   });
@@ -295,6 +309,43 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     refreshStatus();
   }
 
+  function onScreen(s: Scene): [number, number] {
+    const [first, last] = visibleColumns(currentLayout(s), scroller.scrollLeft);
+    return [first + s.first, last + s.first];
+  }
+
+  /** Tell the kernel which columns are on screen, when that changed. */
+  function reportVisible(): void {
+    if (reportTimer !== null) clearTimeout(reportTimer);
+    reportTimer = null;
+    const s = scene();
+    if (!s || snapshotMode) return;
+    const [start, stop] = onScreen(s);
+    const key = `${start},${stop}`;
+    if (key === reported) return;
+    reported = key;
+    send({ type: "visible", view: viewId, start, stop });
+  }
+
+  function scheduleReport(): void {
+    if (reportTimer !== null) clearTimeout(reportTimer);
+    reportTimer = setTimeout(reportVisible, VISIBLE_DEBOUNCE_MS);
+  }
+
+  /** Scroll so that the column under the text cursor is in view, if following it. */
+  function showCaret(s: Scene, layout: ReturnType<typeof currentLayout>): void {
+    if (!caretMoved) return;
+    caretMoved = false;
+    if (!followCaret || caret === null) return;
+    const col = caretColumn(s.state.tokenSpans, s.state.nTokens, caret);
+    if (col === null || col < s.first || col >= s.first + s.count) return;
+    const next = scrollToShow(layout, col - s.first, scroller.scrollLeft);
+    if (Math.abs(next - scroller.scrollLeft) < 0.5) return;
+    spacer.style.width = `${contentWidth(layout)}px`; // wide enough to scroll to a new last column
+    scrolledByUs = true;
+    scroller.scrollLeft = next;
+  }
+
   function measureWidth(): void {
     if (scroller.clientWidth > 0) {
       knownWidth = scroller.clientWidth;
@@ -315,6 +366,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     root.classList.toggle("lw-dark", dark);
     measureWidth();
     const s = scene();
+    if (s) showCaret(s, currentLayout(s));
     const p = s ? picture(s, currentLayout(s), scroller.scrollLeft, palette(dark), selection.cell, selection.pinned) : null;
     if (!s || !p) {
       canvas.width = canvas.height = 0;
@@ -350,7 +402,9 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     root.dataset.seq = String(received.seq);
     root.dataset.selected = selection.cell ? `${selection.cell.row},${selection.cell.col}` : "";
     root.dataset.marked = String(markedCount(s));
+    root.dataset.pending = String(s.state.pending?.reduce((n, flag) => n + flag, 0) ?? 0);
     if (selection.cell) showTooltip(selection.cell);
+    scheduleReport();
   }
 
   function showTooltip(cell: Cell): void {
@@ -402,8 +456,21 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
 
   listen(pngButton, "click", downloadPicture);
   listen(textarea, "input", () => {
+    caret = textarea.selectionStart;
+    caretMoved = true;
     sync.input(textarea.value);
     refreshStatus();
+  });
+  // Moving the text cursor (a click, the arrow keys) asks the heatmap to follow it again.
+  const moveCaret = (): void => {
+    caret = textarea.selectionStart;
+    followCaret = true;
+    caretMoved = true;
+    schedule();
+  };
+  listen(textarea, "click", moveCaret);
+  listen(textarea, "keyup", (event) => {
+    if (CARET_KEYS.has(event.key)) moveCaret();
   });
   listen(textarea, "blur", adoptKernelText);
   listen(modeButtons, "click", (event) => {
@@ -444,6 +511,17 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   });
   listen(canvas, "click", (event) => select(afterClick(selection, cellFromEvent(event))));
   listen(scroller, "scroll", () => {
+    if (scrolledByUs) {
+      scrolledByUs = false;
+    } else {
+      // The user scrolled: keep following the cursor only while its column stays in view.
+      const s = scene();
+      const col = s && caret !== null ? caretColumn(s.state.tokenSpans, s.state.nTokens, caret) : null;
+      if (s && col !== null) {
+        const [start, stop] = onScreen(s);
+        followCaret = col >= start && col < stop;
+      }
+    }
     if (selection.cell && !selection.pinned) select(NOTHING);
     else schedule();
   });
@@ -558,6 +636,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     received.dispose();
     if (relayoutTimer !== null) clearTimeout(relayoutTimer);
     if (pingTimer !== null) clearTimeout(pingTimer);
+    if (reportTimer !== null) clearTimeout(reportTimer);
     if (frame !== null) {
       if (win?.cancelAnimationFrame) win.cancelAnimationFrame(frame);
       else clearTimeout(frame);

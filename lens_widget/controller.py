@@ -185,7 +185,7 @@ class WidgetController:
             self._timer = None
 
     def _on_text(self, change: Any) -> None:
-        visible = self.visible if self._typing else None  # text set from Python: the whole grid, now
+        visible = self._typing_range() if self._typing else None  # text set from Python: the whole grid, now
         if self._run("Could not analyse the text", lambda: self.session.set_text(change["new"], visible)):
             self._schedule_work()
 
@@ -240,6 +240,15 @@ class WidgetController:
         finally:
             self._typing = False
             self.widget.send({"type": "edit_done", "view": view, "edit": edit})
+
+    def _typing_range(self) -> tuple[int, int] | None:
+        """The columns to compute first for a keystroke: the view's, and when it shows the end of the
+        text, the new columns too (it scrolls to follow the caret onto them), a screen's width of them."""
+        if self.visible is None:
+            return None
+        start, stop = self.visible
+        n = len(self.session.tokens.ids)
+        return (start, n + (stop - start)) if stop >= n else (start, stop)
 
     def _on_visible(self, content: dict[str, Any]) -> None:
         start, stop, view = content.get("start"), content.get("stop"), content.get("view")

@@ -498,3 +498,14 @@ def test_a_malformed_visible_range_is_ignored_and_reported(content: dict[str, An
     assert "visible range" in w.error and w._controller.visible is None
     edit(w, "Paris is the capital of Italy", 1)
     assert w.error == "" and w.session.pending == []
+
+
+def test_a_view_showing_the_end_of_the_text_gets_the_new_columns_with_the_keystroke() -> None:
+    w = make("Paris is the")
+    n = len(w.session.tokens.ids)
+    visible(w, max(0, n - 3), n)
+    before = len(w.comm.deltas())
+    edit(w, "Paris is the capital of France", 1)
+    first = w.comm.deltas()[before]["header"]
+    width = n - max(0, n - 3)
+    assert first["cell_end"] == min(first["n_tokens"], n + width) > n, "a screen of new columns comes with it"
