@@ -141,6 +141,8 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   let followCaret = true;
   let caretMoved = false;
   let scrolledByUs = false;
+  /** The arrow keys scrolled to the selected cell: that scroll keeps the selection. */
+  let scrolledByKeys = false;
   const cleanups: (() => void)[] = [];
 
   const viewId = newViewId();
@@ -522,7 +524,9 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
         followCaret = col >= start && col < stop;
       }
     }
-    if (selection.cell && !selection.pinned) select(NOTHING);
+    const keys = scrolledByKeys;
+    scrolledByKeys = false;
+    if (selection.cell && !selection.pinned && !keys) select(NOTHING);
     else schedule();
   });
   listen(scroller, "keydown", (event) => {
@@ -533,7 +537,11 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     // Keys the heatmap used are not also the host's (VS Code's notebook moves between cells).
     event.preventDefault();
     event.stopPropagation();
-    if (next.cell) scroller.scrollLeft = scrollToShow(currentLayout(s), next.cell.col, scroller.scrollLeft);
+    const left = next.cell ? scrollToShow(currentLayout(s), next.cell.col, scroller.scrollLeft) : scroller.scrollLeft;
+    if (Math.abs(left - scroller.scrollLeft) >= 0.5) {
+      scrolledByKeys = true;
+      scroller.scrollLeft = left;
+    }
     select(next);
   });
   // Typing in the text box, the slider or the selector is the widget's, not the notebook's: VS Code
