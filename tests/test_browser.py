@@ -216,6 +216,11 @@ def drive_notebook7(page: Any, url: str) -> None:
     assert_boxes_show_the_kernels_text(page, QUICKSTART_TEXT)
     type_at_end(page, " five")
     assert_boxes_show_the_kernels_text(page, QUICKSTART_TEXT + " five")
+    # The heatmap followed the caret to the end of the text, and every column sent first as pending
+    # (off screen while typing) has been filled in since.
+    first = "document.querySelector('.lens-widget')"
+    page.wait_for_function(f"() => {first}.dataset.pending === '0'", timeout=10_000)
+    assert page.evaluate(f"() => {first}.querySelector('.lw-scroll').scrollLeft") > 0
 
     # Arrow keys on the heatmap move its selection; the notebook keeps its active cell.
     active = "() => window.jupyterapp.shell.currentWidget.content.activeCellIndex"
