@@ -3,7 +3,7 @@
 // shows B − A of a statistic (computed here from the two grids, so a model diffed with itself is
 // exactly 0) or a pair statistic sent by the kernel (divergences, top-1 agreement).
 
-import { scaleFor } from "./colors";
+import { type Scale, scaleFor } from "./colors";
 import type { Cell, Layout, Picture } from "./heatmap";
 import { diffAt, isPending, type StatisticInfo, statAt, type TokenStrings, topAt, type ViewState } from "./payload";
 import { diffChoices, type Shown, single, title } from "./statistics";
@@ -129,9 +129,7 @@ export function picture(
   if (!what) return null;
   const s = scene.state;
   const rows = rowIndices(scene);
-  const values: number[] = [];
   const first = scene.first;
-  for (const i of rows) for (let c = first; c < first + scene.count; c++) values.push(valueAt(scene, what, i, c));
   const mode = effectiveMode(scene);
   const label = (row: number, shownCol: number): string => {
     const i = rows[row] as number;
@@ -150,13 +148,33 @@ export function picture(
     marked: (row, col) => top1Differs(scene, rows[row] as number, col + first),
     top1: label,
     inputToken: (col) => visibleToken(scene.strings.get(s.tokenIds[col + first] ?? 0)),
-    scale: scaleFor(what.scale, values),
+    scale: sceneScale(scene, what, rows),
     reversed: what.lowerIsBetter,
     diverging: what.scale === "diverging",
     palette,
     selected,
     pinned,
   };
+}
+
+/** Colour scales of the states drawn, per statistic, mode, rows and columns: a scale needs every shown
+ * cell's value, which scrolling does not change, so a redraw while scrolling a 48 × 4,096 grid reads
+ * them once rather than every frame. States are never changed in place (applyUpdate returns new ones),
+ * so the state object is the key. */
+const scales = new WeakMap<ViewState, Map<string, Scale>>();
+
+function sceneScale(scene: Scene, what: Shown, rows: number[]): Scale {
+  const key = `${what.key}|${effectiveMode(scene)}|${rows.join(",")}|${scene.first}|${scene.count}`;
+  let byKey = scales.get(scene.state);
+  if (!byKey) scales.set(scene.state, (byKey = new Map()));
+  let scale = byKey.get(key);
+  if (!scale) {
+    const values: number[] = [];
+    for (const i of rows) for (let c = scene.first; c < scene.first + scene.count; c++) values.push(valueAt(scene, what, i, c));
+    scale = scaleFor(what.scale, values);
+    byKey.set(key, scale);
+  }
+  return scale;
 }
 
 /** The legend's title: the statistic with its units, and whose it is in an A/B view. */
