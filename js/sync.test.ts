@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { EditSync, isEditDone } from "./sync";
+import { EditSync, editDone, isEditDone } from "./sync";
 import { ManualClock } from "./testing";
 
 function setup() {
@@ -100,6 +100,15 @@ describe("isEditDone", () => {
     expect(isEditDone({ type: "edit_done", view: "other", edit: 3 }, "v")).toBe(false);
     expect(isEditDone({ type: "edit_done", view: "v", edit: 1e300 }, "v")).toBe(false);
     expect(isEditDone({ type: "edit_done", view: "v", edit: "3" }, "v")).toBe(false);
+  });
+
+  it("reads the answer an update carries, or an edit_done message, for this view only", () => {
+    expect(editDone({ type: "edit_done", view: "v", edit: 3 }, "v")).toBe(3);
+    expect(editDone({ type: "update", payload: {}, done: { view: "v", edit: 4 } }, "v")).toBe(4);
+    expect(editDone({ type: "update", payload: {}, done: { view: "w", edit: 4 } }, "v")).toBeNull();
+    expect(editDone({ type: "update", payload: {} }, "v")).toBeNull();
+    expect(editDone({ type: "update", done: { view: "v", edit: 0.5 } }, "v")).toBeNull();
+    expect(editDone({ type: "pong", view: "v" }, "v")).toBeNull();
     expect(isEditDone(null, "v")).toBe(false);
   });
 });

@@ -46,6 +46,16 @@ export function isEditDone(message: unknown, view: string): message is EditDoneM
   return !!m && typeof m === "object" && m.type === "edit_done" && m.view === view && Number.isSafeInteger(m.edit);
 }
 
+/** The edit of this view a kernel message says is done: an edit_done message, or the answer an
+ * update carries ({type: "update", done: {view, edit}}); null for anything else. */
+export function editDone(message: unknown, view: string): number | null {
+  if (isEditDone(message, view)) return message.edit;
+  const m = message as { type?: unknown; done?: unknown } | null;
+  if (!m || typeof m !== "object" || m.type !== "update") return null;
+  const done = m.done as Partial<EditDoneMessage> | null | undefined;
+  return done && typeof done === "object" && done.view === view && Number.isSafeInteger(done.edit) ? (done.edit as number) : null;
+}
+
 export class EditSync {
   /** Edits made in this view's text box. */
   private typed = 0;

@@ -14,7 +14,7 @@ import { choices, columnsShown, effectiveMode, isAB, legendTitle, markedCount, t
 import { Receiver } from "./receiver";
 import { afterClick, afterHover, afterKey, NOTHING, type Selection, within } from "./selection";
 import { title as statisticTitle } from "./statistics";
-import { EditSync, isEditDone } from "./sync";
+import { EditSync, editDone, isEditDone } from "./sync";
 import { isDark, palette, watchTheme } from "./theme";
 import { fillTooltip } from "./tooltip";
 
@@ -571,6 +571,11 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const type = (message as { type?: unknown } | null)?.type;
     if (type === "update") {
       if (received.delta((message as { payload?: unknown }).payload, Array.isArray(buffers) ? buffers : [])) select(selection);
+      const done = editDone(message, viewId); // the answer to this view's edit, riding on its delta
+      if (done !== null) {
+        sync.finished(done);
+        adoptKernelText();
+      }
       buildControls();
       refreshStatus();
       schedule();

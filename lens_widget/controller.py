@@ -3,7 +3,9 @@
 The edit protocol has two directions, never mixed (js/sync.ts is the view's half):
 - A view's typing arrives as a message, {"type": "edit", "view", "edit", "text"}. The kernel makes
   that text its own (`widget.text = text`, which recomputes) and answers
-  {"type": "edit_done", "view", "edit"}, whether the analysis succeeded or not. Comm messages are
+  {"type": "edit_done", "view", "edit"}, whether the analysis succeeded or not; when the edit's delta
+  is sent, the answer rides on it instead ({"type": "update", "payload", "done": {"view", "edit"}}),
+  one message fewer per keystroke. Comm messages are
   handled one at a time, in order, so the newest edit is always the last one handled.
 - The `text` trait flows from the kernel to every view. Setting it from Python recomputes; a view
   shows it unless its user has typing the kernel has not finished with.
@@ -74,6 +76,8 @@ class WidgetController:
         self._work: asyncio.Handle | None = None
         self._chunk_columns = 8
         self._published = session.revision
+        self._answer: dict[str, Any] | None = None
+        """The edit being handled, until a delta carries the answer to it."""
         widget.observe(self._on_text, names="text")
         widget.observe(self._on_stride, names="layer_stride")
         widget.observe(self._on_lens, names="lens")
@@ -87,7 +91,10 @@ class WidgetController:
         if (self._typing if delta is None else delta) and update.kind != "full":
             header = {**update.payload["header"], "seq": self.seq, "base": self.seq - 1}
             content, buffers = to_message({**update.payload, "header": header})
-            self.widget.send({"type": "update", "payload": content}, buffers)
+            message: dict[str, Any] = {"type": "update", "payload": content}
+            if self._answer is not None:
+                message["done"], self._answer = self._answer, None
+            self.widget.send(message, buffers)
             self._stale = True
             if self.session.pending:
                 self._cancel_timer()  # the snapshot waits for the pending columns
@@ -233,13 +240,16 @@ class WidgetController:
         if isinstance(edit, bool) or not isinstance(edit, int) or not 0 < edit <= MAX_SAFE_INTEGER:
             return self._refuse(f"an edit's number must be an integer in 1..2^53-1, got {edit!r}")
         self._typing = True
+        self._answer = {"view": view, "edit": edit}
         try:
             self.widget.text = text  # the observer recomputes and reports any failure as `error`
         except Exception as exc:  # sending the new state failed: say so; the view keeps the typing
             self.widget.error = _message("Could not take the edit", exc)
         finally:
             self._typing = False
-            self.widget.send({"type": "edit_done", "view": view, "edit": edit})
+            if self._answer is not None:  # no delta carried it (a failure, the same text)
+                self.widget.send({"type": "edit_done", **self._answer})
+            self._answer = None
 
     def _typing_range(self) -> tuple[int, int] | None:
         """The columns to compute first for a keystroke: the view's, and when it shows the end of the
