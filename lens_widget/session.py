@@ -101,6 +101,8 @@ from .text import Tokens, check_tokenizer, tokenize, vocabulary
 from .track import Track
 
 _PATCHED = [STATISTICS.index(name) for name in PATCHED]
+SMALL_WORK_MACS = 5e7
+"""Below about this many multiply-adds (a few ms on one core), an update runs on one CPU thread."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,9 @@ class LensSession:
         self._fresh = True
         self._vocabulary: dict[str, Any] | None = None
         self._pending = np.zeros(0, bool)
+        self._cpu = all(a.device.type == "cpu" for a in adapters)
+        self._macs_per_token = sum(sum(p.numel() for p in m.parameters()) for m in models)
+        self._macs_per_cell = sum(a.vocab_size * a.d_model for a in adapters)
         self.revision = 0
         """Counts the changes to the cells, so a caller can tell whether some were never sent (a pending
         column computed by grid_arrays, say)."""
@@ -295,7 +300,7 @@ class LensSession:
             visible = _column_range(visible)
         tokens = tokenize(self.tokenizer, text, self.max_tokens)
         self._check_ids(tokens.ids)
-        with self._consistent():
+        with self._consistent(), self._threads(tokens.ids, visible):
             old = self._tokens
             keep = 0 if self._fresh else _common_prefix(old, tokens)
             patched = old.ids != tokens.ids and keep > 0  # column keep - 1 has a new next token
@@ -328,7 +333,7 @@ class LensSession:
         end = first
         while end < len(self._pending) and self._pending[end] and end - first < max_columns:
             end += 1
-        with self._consistent():
+        with self._consistent(), self._small(len(self._rows) * (end - first) * self._macs_per_cell):
             self._fill(first, end)
             return self._update("cells", self._rows, len(self._tokens.ids), cell_start=first, cell_end=end)
 
@@ -398,6 +403,32 @@ class LensSession:
             if track.key == model:
                 return track
         raise ValueError(f"model must be one of {self.models}, got {model!r}")
+
+    def _threads(self, ids: list[int], visible: tuple[int, int] | None) -> Any:
+        """`_small` for a set_text whose work is small: the suffix's forward and its changed cells (at
+        most the visible ones), estimated from the new ids against the old before anything runs."""
+        keep = 0 if self._fresh else _common_prefix_ids(self._tokens.ids, ids)
+        columns = len(ids) - keep + 1  # and the patched column
+        if visible is not None:
+            columns = min(columns, visible[1] - visible[0] + 1)
+        rows = len(self.display_rows)
+        return self._small((len(ids) - keep) * self._macs_per_token + rows * columns * self._macs_per_cell)
+
+    @contextmanager
+    def _small(self, macs: float) -> Iterator[None]:
+        """Run work of about `macs` multiply-adds on one CPU thread when it is small: a keystroke on a
+        small model is a few hundred tiny operations, where a second thread only adds synchronisation,
+        and on a busy machine (two cores shared with anything else) its spin-waits cost 30× the work
+        (bench_view: a demo-model append 8 ms on one thread, 246 ms on two under load)."""
+        threads = torch.get_num_threads()
+        if not self._cpu or threads == 1 or macs >= SMALL_WORK_MACS:
+            yield
+            return
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
     @contextmanager
     def _consistent(self) -> Iterator[None]:
@@ -629,6 +660,13 @@ class LensSession:
         if self.num_layers in rows:
             notice += " The forward KL compares every row with the output, so it is NaN wherever the output is."
         return notice
+
+
+def _common_prefix_ids(old: list[int], new: list[int]) -> int:
+    """Leading ids in common (an estimate of what an edit keeps, before spans are compared)."""
+    n = min(len(old), len(new))
+    differs = np.flatnonzero(np.asarray(old[:n]) != np.asarray(new[:n]))
+    return int(differs[0]) if len(differs) else n
 
 
 def _common_prefix(old: Tokens, new: Tokens) -> int:

@@ -940,3 +940,20 @@ def test_pending_placeholders_are_not_reported_as_non_finite_cells() -> None:
     s.set_text(TEXT)
     update = s.set_text(TEXT + " and more", visible=(0, 0))
     assert s.pending and "Non-finite" not in update.payload["header"]["notice"]
+
+
+def test_small_updates_run_on_one_thread_and_the_thread_count_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        m = model(num_hidden_layers=2)
+        seen: list[int] = []
+        m.get_input_embeddings().register_forward_hook(lambda mod, args, out: seen.append(torch.get_num_threads()))
+        s = session(m)
+        s.set_text("Hello there")  # tiny: one thread
+        assert seen[-1] == 1 and torch.get_num_threads() == 2
+        monkeypatch.setattr("lens_widget.session.SMALL_WORK_MACS", 0)  # everything counts as large
+        s.set_text("Hello there you")
+        assert seen[-1] == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
