@@ -476,6 +476,27 @@ describe("render", () => {
     expect(setBy.length).toBe(2);
   });
 
+  it("keeps the cell the arrow keys selected when they scroll to it", async () => {
+    const { root } = mount();
+    const scroller = root.querySelector(".lw-scroll") as HTMLElement;
+    Object.defineProperty(scroller, "clientWidth", { get: () => 180 });
+    let left = 0;
+    Object.defineProperty(scroller, "scrollLeft", {
+      get: () => left,
+      set: (v: number) => {
+        left = v;
+        scroller.dispatchEvent(new Event("scroll"));
+      },
+    });
+    await frame();
+    left = 150; // the user scrolled right
+    scroller.dispatchEvent(new Event("scroll"));
+    scroller.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowRight" })); // selects column 0: scrolls back
+    await frame();
+    expect(left).toBe(0);
+    expect(root.dataset.selected).toBe("0,0");
+  });
+
   it("cleans up every listener and its DOM", () => {
     const { model, host, cleanup } = mount();
     expect(model.listenerCount()).toBeGreaterThan(0);
