@@ -449,7 +449,7 @@ describe("render", () => {
       set: (v: number) => {
         left = v;
         setBy.push("widget");
-        scroller.dispatchEvent(new Event("scroll"));
+        setTimeout(() => scroller.dispatchEvent(new Event("scroll")), 0);
       },
     });
     const box = root.querySelector("textarea") as HTMLTextAreaElement;
@@ -485,7 +485,7 @@ describe("render", () => {
       get: () => left,
       set: (v: number) => {
         left = v;
-        scroller.dispatchEvent(new Event("scroll"));
+        setTimeout(() => scroller.dispatchEvent(new Event("scroll")), 0); // as browsers do: after the change
       },
     });
     await frame();
