@@ -51,9 +51,10 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,7 @@ from .lenses import Lens, LogitLens, TunedLens
 from .payload import (
     PATCHED,
     GridArrays,
+    GridBlock,
     encode_update,
     encode_vocabulary,
     fill_columns,
@@ -107,7 +109,9 @@ SMALL_WORK_MACS = 5e7
 
 @dataclass(frozen=True)
 class Update:
-    """What one call changed, and the payload that tells a view (see payload.py)."""
+    """What one call changed, and the payload that tells a view (see payload.py), encoded when first
+    asked for: the widget sends a whole snapshot instead of most deltas that are not typing's, and
+    their encoding would be thrown away."""
 
     kind: str
     """"full", "columns", "rows" or "cells"."""
@@ -116,11 +120,15 @@ class Update:
     col_start: int
     """First column whose token the payload carries (0 unless kind is "columns"; n_tokens for "cells")."""
     n_tokens: int
-    payload: dict[str, Any]
+    encode: Callable[[], dict[str, Any]] = field(repr=False, compare=False)
     cell_start: int = 0
     """First column the payload carries cells for."""
     cell_end: int = 0
     """One past the last column the payload carries cells for."""
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        return self.encode()
 
     @property
     def changed_columns(self) -> range:
@@ -614,27 +622,46 @@ class LensSession:
         patches = list(patches) or [None] * len(self._tracks)
         notice = " ".join(filter(None, [self._cut_notice(), *map(self._invalid_notice, self._tracks)]))
         index = [self._rows.index(r) for r in rows]
-        payload = encode_update(
-            kind=kind,
-            rows=rows,
-            row_labels=self._labels(rows),
-            num_layers=self.num_layers,
-            col_start=start,
-            n_tokens=n,
-            total_tokens=tokens.total,
-            top_k=self.top_k,
-            lens="tuned" if any(t.lens.name == "tuned" for t in self._tracks) else "logit",  # the widget's toggle
-            vocab_size=self._tracks[0].adapter.vocab_size,
-            grids=[t.block(index, first, end, p) for t, p in zip(self._tracks, patches, strict=True)],
-            token_ids=tokens.ids[start:],
-            token_spans=tokens.spans[start:],
-            notice=notice,
-            layer_stride=self.layer_stride,
-            diff=None if self._diff is None else self._diff[:, index, first:end],
-            cell_start=first,
-            cell_end=end,
-        )
-        return Update(kind, rows, start, n, payload, first, end)
+        # What the payload is made of, as it is now: the session replaces its arrays and tokens, never
+        # writes into them, so these stay what this update describes however late it is encoded.
+        blocks = [(t.name, t.arrays, p) for t, p in zip(self._tracks, patches, strict=True)]
+        diff = self._diff
+        header = {
+            "kind": kind,
+            "rows": rows,
+            "row_labels": self._labels(rows),
+            "num_layers": self.num_layers,
+            "col_start": start,
+            "n_tokens": n,
+            "total_tokens": tokens.total,
+            "top_k": self.top_k,
+            "lens": "tuned" if any(t.lens.name == "tuned" for t in self._tracks) else "logit",  # the toggle's
+            "vocab_size": self._tracks[0].adapter.vocab_size,
+            "notice": notice,
+            "layer_stride": self.layer_stride,
+            "cell_start": first,
+            "cell_end": end,
+        }
+
+        def encode() -> dict[str, Any]:
+            return encode_update(
+                **header,
+                grids=[
+                    GridBlock(
+                        name,
+                        a.stats[:, index, first:end],
+                        a.top_ids[index, first:end],
+                        a.top_probs[index, first:end],
+                        p,
+                    )
+                    for name, a, p in blocks
+                ],
+                token_ids=tokens.ids[start:],
+                token_spans=tokens.spans[start:],
+                diff=None if diff is None else diff[:, index, first:end],
+            )
+
+        return Update(kind, rows, start, n, encode, first, end)
 
     def _cut_notice(self) -> str:
         tokens = self._tokens

@@ -16,7 +16,7 @@ import torch
 from .adapter import ModelAdapter, ModelForward
 from .grid import GridInput, aligned_layers, compute_grid
 from .lenses import Lens
-from .payload import GridArrays, GridBlock
+from .payload import GridArrays
 from .statistics import NO_TARGET, STATISTICS
 
 _ENTROPY = STATISTICS.index("entropy")
@@ -113,14 +113,3 @@ class Track:
         the placeholders of `pending` columns, which are left out)."""
         bad = np.isnan(self.arrays.stats[_ENTROPY][:, ~pending]).any(axis=1)
         return [row for row, b in zip(rows, bad, strict=True) if b]
-
-    def block(self, index: Sequence[int], start: int, end: int, patch: np.ndarray | None = None) -> GridBlock:
-        """The cells of rows `index` (positions in the kept rows) at columns start … end - 1."""
-        arrays = self.arrays
-        return GridBlock(
-            self.name,
-            arrays.stats[:, index, start:end],
-            arrays.top_ids[index, start:end],
-            arrays.top_probs[index, start:end],
-            patch,
-        )

@@ -957,3 +957,15 @@ def test_small_updates_run_on_one_thread_and_the_thread_count_is_restored(monkey
         assert seen[-1] == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_update_encoded_late_still_describes_the_state_it_was_made_in() -> None:
+    s = session(model(num_hidden_layers=2), layer_stride=2)
+    first = s.set_text("Paris is the")
+    expected = apply_update(None, session(s._tracks[0].adapter.model, layer_stride=2).set_text("Paris is the").payload)
+    s.set_text("Paris is the capital of France")
+    s.set_layer_stride(1)  # later changes replace the arrays the first update refers to
+    late = apply_update(None, first.payload)
+    assert late.n_tokens == expected.n_tokens and late.rows == expected.rows
+    np.testing.assert_allclose(late.grids[0].stats, expected.grids[0].stats, rtol=1e-3, atol=1e-3)
+    assert first.payload is first.payload, "encoded once"
