@@ -134,9 +134,7 @@ class WidgetController:
         update = self.session.compute_pending(self.visible, self._chunk_columns)
         if update is None:
             return
-        seconds = time.perf_counter() - started
-        per_column = seconds / max(1, update.cell_end - update.cell_start)
-        self._chunk_columns = max(1, min(MAX_CHUNK_COLUMNS, int(CHUNK_SECONDS / max(per_column, 1e-6))))
+        self._chunk_columns = chunk_columns(time.perf_counter() - started, update.cell_end - update.cell_start)
         self.publish(update, delta=True)
         self._stale = True
 
@@ -290,6 +288,13 @@ class WidgetController:
             if clears_error:
                 self.widget.error = ""
             return True
+
+
+def chunk_columns(seconds: float, columns: int) -> int:
+    """How many pending columns the next chunk takes, after `columns` took `seconds`: about
+    CHUNK_SECONDS' worth, so a keystroke never waits much longer behind one."""
+    per_column = seconds / max(1, columns)
+    return max(1, min(MAX_CHUNK_COLUMNS, int(CHUNK_SECONDS / max(per_column, 1e-6))))
 
 
 def _message(what: str, exc: BaseException) -> str:

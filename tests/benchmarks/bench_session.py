@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tiny_models import tiny_tokenizer
 
 from lens_widget import ModelAdapter
+from lens_widget.controller import chunk_columns
 from lens_widget.grid import DEFAULT_CHUNK_BYTES, _block
 from lens_widget.payload import payload_size
 from lens_widget.session import LensSession
@@ -260,9 +261,15 @@ def main() -> None:
     )
 
     def visible_then_rest() -> None:
+        """As the widget does it: chunks of about CHUNK_SECONDS (controller.chunk_columns)."""
         session.set_text(middle, visible=visible)
-        while session.compute_pending(visible, max_columns=16) is not None:
-            pass
+        columns = 8
+        while True:
+            started = time.perf_counter()
+            update = session.compute_pending(visible, max_columns=columns)
+            if update is None:
+                break
+            columns = chunk_columns(time.perf_counter() - started, len(update.cell_columns))
 
     middle_visible_then_rest_s = median_time(
         visible_then_rest, args.repeats, setup=lambda: session.set_text(base), sync=sync
