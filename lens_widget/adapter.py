@@ -75,6 +75,16 @@ class LogitTransform:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
 
+    def apply_(self, logits: torch.Tensor) -> torch.Tensor:
+        """The same, in place (the same operations, so the same numbers)."""
+        if self.scale is not None and self.scale != 1.0:
+            logits.mul_(self.scale)
+        if self.divisor is not None and self.divisor != 1.0:
+            logits.div_(self.divisor)
+        if self.softcap is not None:
+            logits.div_(self.softcap).tanh_().mul_(self.softcap)
+        return logits
+
 
 def _positive_or_none(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
@@ -159,9 +169,60 @@ class ModelAdapter:
         """What the head reads for the model's own output, from hidden_states[L] in either layout."""
         return final_hidden if self.last_hidden_is_normed else self.final_norm(final_hidden)
 
-    def decode(self, head_input: torch.Tensor) -> torch.Tensor:
-        """Logits from final-normed vectors: the head plus the model's logit post-processing."""
-        return self.logit_transform(self.head(head_input))
+    def decode(
+        self, head_input: torch.Tensor, out: torch.Tensor | None = None, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """Logits from final-normed vectors: the head plus the model's logit post-processing.
+
+        out: a float32 tensor of the logits' shape to write them into (the lens grid reuses one
+          buffer chunk after chunk, rather than the allocator handing it fresh pages each time).
+        dtype: the head GEMM's precision, the head weight's by default: bfloat16 on an accelerator
+          runs several times faster, accumulated into float32 logits where the device can.
+        A head that is not a plain nn.Linear (or has hooks) is always called as the module.
+        """
+        if out is None and dtype is None:
+            return self.logit_transform(self.head(head_input))
+        linear = self._plain_linear()
+        if linear is None:
+            x = head_input if dtype is None else head_input.to(dtype)
+            logits = self.logit_transform(self.head(x))
+            return logits if out is None else out.copy_(logits)
+        weight, bias = linear
+        dtype = weight.dtype if dtype is None else dtype
+        x, w = head_input.to(dtype), weight.to(dtype)
+        flat_x = x.reshape(-1, x.shape[-1])
+        if out is None:
+            logits = torch.mm(flat_x, w.T)
+            if bias is not None:
+                logits += bias.to(dtype)
+            return self.logit_transform(logits.reshape(*x.shape[:-1], -1))
+        if not out.is_contiguous():
+            out.copy_(
+                self.decode(head_input, out=torch.empty(out.shape, dtype=out.dtype, device=out.device), dtype=dtype)
+            )
+            return out
+        flat = out.view(-1, out.shape[-1])
+        if out.dtype == dtype:
+            torch.mm(flat_x, w.T, out=flat)
+        else:
+            flat.copy_(_mm_accumulated(flat_x, w.T, out.dtype))
+        if bias is not None:
+            flat += bias
+        return self.logit_transform.apply_(out)
+
+    @property
+    def plain_head(self) -> bool:
+        """Whether `decode` computes the head as one GEMM of its weight (rather than calling the module,
+        as for a custom head or one with hooks, which see the input exactly as the grid shapes it)."""
+        return self._plain_linear() is not None
+
+    def _plain_linear(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The head's weight and bias when calling it is exactly F.linear with them (no subclass
+        forward, no hooks that could change what it computes or count its calls)."""
+        head = self.head
+        plain = isinstance(head, nn.Linear) and type(head).forward is nn.Linear.forward
+        hooked = head._forward_hooks or head._forward_pre_hooks or _global_hooks()
+        return (head.weight, head.bias) if plain and not hooked else None
 
     def output_logits(self, final_hidden: torch.Tensor) -> torch.Tensor:
         """The model's own logits from hidden_states[L], whichever layout the family uses."""
@@ -288,6 +349,33 @@ class ModelAdapter:
                 f"{self._cls}: hidden_states[-1] is neither the last block's output nor the head's input."
             )
         return tuple(chain), normed, int(block_out[last].shape[-1])
+
+
+def _global_hooks() -> bool:
+    """Whether forward hooks registered for every module (nn.modules.module's globals) exist."""
+    from torch.nn.modules import module
+
+    names = ("_global_forward_hooks", "_global_forward_pre_hooks")
+    return any(bool(getattr(module, name, None)) for name in names)
+
+
+_OUT_DTYPE_MM: dict[str, bool] = {}
+"""Per device type: whether torch.mm takes out_dtype (a half-precision GEMM accumulated into float32
+logits, CUDA in recent torch); found by trying once."""
+
+
+def _mm_accumulated(x: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x @ w in their (half) precision, the result in `dtype`: accumulated and written in it where the
+    device's GEMM can, else rounded to the inputs' precision first and converted."""
+    kind = x.device.type
+    if _OUT_DTYPE_MM.get(kind, True):
+        try:
+            result = torch.mm(x, w, out_dtype=dtype)  # type: ignore[call-arg]
+            _OUT_DTYPE_MM[kind] = True
+            return result
+        except (RuntimeError, TypeError, NotImplementedError):
+            _OUT_DTYPE_MM[kind] = False
+    return torch.mm(x, w)
 
 
 def _recorder(store: dict[int, torch.Tensor], index: int) -> Any:

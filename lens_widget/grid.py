@@ -2,8 +2,13 @@
 
 Rows are indices into the model's layers: 0 … L-1 are lens rows (hidden_states[i] through the lens),
 L is the model's own output. Cells are processed position-block by position-block; each block's
-cells of every row go through one unembedding GEMM, and every statistic comes from that one logits
-chunk, so peak memory is bounded by `chunk_bytes` rather than rows × positions × vocab.
+cells of every row go through one unembedding GEMM into one reused float32 buffer, and every
+statistic comes from that one logits chunk, so peak memory is bounded by `chunk_bytes` rather than
+rows × positions × vocab. On a CPU the statistics then sweep the chunk slab by slab (a few positions,
+SLAB_FLOATS logits), each slab's passes running while it is in cache (statistics.grid_statistics).
+
+On an accelerator the GEMM runs in half precision (float32 logits and statistics), nothing waits for
+the device inside the chunk loop, and the whole grid's results go to the host at once at the end.
 
 A pair grid (`compute_pair_grid`, the A/B diff) runs both models' GEMMs for each block and computes
 the diff statistics of each pair of cells from those same chunks, so no full distribution outlives
@@ -25,15 +30,17 @@ from .statistics import (
     NO_TARGET,
     STATISTICS,
     CellStatistics,
-    cell_statistics,
-    log_probs,
-    normalise,
+    grid_statistics,
+    grid_statistics_and_lse,
     pair_statistics_of,
-    statistics_of,
 )
 
 DEFAULT_CHUNK_BYTES = 256 * 2**20
 """Upper bound on the float32 working memory of one chunk of cells."""
+
+SLAB_FLOATS = 2**21
+"""Logits per slab of a chunk on a CPU (8 MB): each slab goes through its statistics' sweeps while
+it stays in cache, so only the head GEMM, which gains from large blocks, works on whole chunks."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,7 @@ class _Side:
         stacked = [*self.lens_rows, num_layers]
         self.n_cells = len(stacked) if num_layers in rows else len(self.lens_rows)
         self.index = [stacked.index(r) for r in rows]
+        self.index_tensor = torch.tensor(self.index, device=self.hidden.device)  # picks without a host copy
         self.identity = self.index == list(range(self.n_cells))
         vocab = self.adapter.vocab_size
         if not 1 <= top_k <= vocab:
@@ -137,30 +145,22 @@ class _Side:
     def stacked(self) -> int:
         return len(self.lens_rows) + 1
 
-    def logits(self, start: int, end: int) -> torch.Tensor:
-        """float32 [stacked, end - start, vocab]: the lens rows, then the model's own output."""
+    def logits_into(self, out: torch.Tensor, start: int, end: int, dtype: torch.dtype | None) -> torch.Tensor:
+        """float32 logits of the lens rows, then the model's own output, position-major: written into
+        `out` [end - start, stacked, vocab], where each position's rows are contiguous, so that a slab
+        of positions is one contiguous piece. One head GEMM for every row: the unembedding matrix is
+        read once. A head called as a module (`ModelAdapter.plain_head`) gets the rows-major input,
+        [stacked, positions, d], as every other caller gives it."""
         adapter, hidden = self.adapter, self.hidden
-        # One head GEMM for the lens rows and the output row: the unembedding matrix is read once.
         head_in = adapter.head_input(hidden[adapter.num_layers, start:end])[None]
         if self.lens_rows:
             translated = self.lens.translate(hidden[self.lens_rows, start:end], self.lens_rows)
             head_in = torch.cat([adapter.final_norm(translated).to(head_in.dtype), head_in])
-        return adapter.decode(head_in).float()
-
-    def cells(
-        self,
-        logits: torch.Tensor,
-        targets: torch.Tensor,
-        normalised: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-    ) -> CellStatistics:
-        """Statistics of the stacked cells (`normalised`: their log-probabilities, validity and
-        probabilities, if already taken)."""
-        cell_logits = logits[: self.n_cells]
-        model_logp = log_probs(logits[-1])
-        if normalised is None:
-            return cell_statistics(cell_logits, targets, model_logp, self.top_k)
-        logp, valid, p = normalised
-        return statistics_of(cell_logits, logp, valid, targets, model_logp, self.top_k, p)
+        if adapter.plain_head:
+            adapter.decode(head_in.transpose(0, 1), out=out, dtype=dtype)
+        else:
+            adapter.decode(head_in, out=out.transpose(0, 1), dtype=dtype)
+        return out
 
     def pick(self, tensor: torch.Tensor) -> torch.Tensor:
         """The caller's rows of a stacked tensor (dimension 0), without a copy when they are the stack."""
@@ -168,22 +168,34 @@ class _Side:
 
 
 class _Output:
-    """numpy arrays a grid is written into, block by block, in the caller's row order."""
+    """A grid's arrays, written block by block in the caller's row order: numpy arrays (through
+    tensors sharing their memory) on a CPU, tensors on the device elsewhere, moved to the host once."""
 
-    def __init__(self, rows: int, positions: int, k: int) -> None:
-        self.stats = np.empty((len(STATISTICS), rows, positions), np.float32)
-        self.top_ids = np.empty((rows, positions, k), np.int64)
-        self.top_probs = np.empty((rows, positions, k), np.float32)
+    def __init__(self, rows: int, positions: int, k: int, device: torch.device | None = None) -> None:
+        shapes = {"stats": (len(STATISTICS), rows, positions), "top_ids": (rows, positions, k)}
+        shapes["top_probs"] = shapes["top_ids"]
+        types = {"stats": torch.float32, "top_ids": torch.int64}
+        types["top_probs"] = types["stats"]
+        self.tensors = {name: self.tensor(shape, types[name], device) for name, shape in shapes.items()}
         self.last_logits: torch.Tensor | None = None
 
-    def write(self, side: _Side, cells: CellStatistics, start: int, end: int) -> None:
-        index = side.index
-        self.stats[:, :, start:end] = cells.values.cpu().numpy()[:, index]
-        self.top_ids[:, start:end] = cells.top_ids.cpu().numpy()[index]
-        self.top_probs[:, start:end] = cells.top_probs.cpu().numpy()[index]
+    @staticmethod
+    def tensor(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | None) -> torch.Tensor:
+        """Uninitialised; on a CPU a numpy array's memory, so that .numpy() at the end copies nothing."""
+        if device is None or device.type == "cpu":
+            return torch.from_numpy(np.empty(shape, {torch.float32: np.float32, torch.int64: np.int64}[dtype]))
+        return torch.empty(shape, dtype=dtype, device=device)
+
+    def write_slab(self, side: _Side, cells: CellStatistics, start: int, end: int) -> None:
+        """Cells [..., positions, stacked] (`grid_statistics`, position-major), on the device."""
+        index = side.index_tensor
+        self.tensors["stats"][:, :, start:end] = cells.values.index_select(2, index).transpose(1, 2)
+        self.tensors["top_ids"][:, start:end] = cells.top_ids.index_select(1, index).transpose(0, 1)
+        self.tensors["top_probs"][:, start:end] = cells.top_probs.index_select(1, index).transpose(0, 1)
 
     def grid(self, rows: Sequence[int]) -> LensGrid:
-        return LensGrid(tuple(rows), self.stats, self.top_ids, self.top_probs, self.last_logits)
+        arrays = {name: tensor.cpu().numpy() for name, tensor in self.tensors.items()}  # one copy each, off a CPU
+        return LensGrid(tuple(rows), arrays["stats"], arrays["top_ids"], arrays["top_probs"], self.last_logits)
 
 
 def _check_rows(rows: Sequence[int], num_layers: int, *, distinct: bool = True) -> tuple[int, ...]:
@@ -213,26 +225,56 @@ def compute_grid(
     top_k: int = 10,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     keep_last_logits: bool = False,
+    *,
+    gemm_dtype: torch.dtype | None = None,
+    sync_free: bool | None = None,
 ) -> LensGrid:
     """Every statistic of `rows` at every position of `forward`.
 
     lens: None is the logit lens, as everywhere else in the package.
     targets: [positions] next-token ids (NO_TARGET where none), see `next_token_targets`.
+    gemm_dtype: the head GEMM's precision; by default the head weight's on a CPU, and on an
+      accelerator bfloat16 for a float32 model (its own half precision otherwise). The logits come
+      out in float32 (accumulated so where the device can) and every statistic is float32.
+    sync_free: never wait for the device inside the chunk loop (see `grid_statistics`): every
+      result stays on the device until the whole grid is moved to the host at once. By default on
+      any device but a CPU, where it is the same code (and tested as such) but slower.
     """
     rows = _check_rows(rows, adapter.num_layers)
     side = _Side(GridInput(adapter, lens, forward), rows, top_k)
     positions = forward.hidden.shape[1]
     _check_targets(targets, positions)
-    out = _Output(len(rows), positions, top_k)
-    # Per chunk: the logits, their log-probs and a temporary of the same size, in float32.
-    block = _block(chunk_bytes, 3 * adapter.vocab_size * side.stacked)
-    targets = targets.to(forward.hidden.device)
+    device = forward.hidden.device
+    on_cpu = device.type == "cpu"
+    sync_free = not on_cpu if sync_free is None else sync_free
+    gemm_dtype = _gemm_dtype(adapter, device, gemm_dtype)
+    out = _Output(len(rows), positions, top_k, device)
+    stacked, vocab = side.stacked, adapter.vocab_size
+    # Per chunk: the logits, the one chunk-sized tensor; on a CPU, slabs of it go through the
+    # statistics with one reused cache-sized temporary. Without syncs
+    # the slab is the chunk, and the exact form of every cell is computed too: a few more temporaries.
+    block = _block(chunk_bytes, vocab * stacked * (1 if not sync_free else 6))
+    block = max(1, min(block, positions))
+    slab = max(1, min(block, SLAB_FLOATS // (vocab * stacked))) if on_cpu and not sync_free else block
+    buffer = torch.empty((block, stacked, vocab), dtype=torch.float32, device=device)
+    scratch = torch.empty((slab, stacked, vocab), dtype=torch.float32, device=device)
+    targets = targets.to(device)
     for start in range(0, positions, block):
         end = min(positions, start + block)
-        logits = side.logits(start, end)
+        logits = side.logits_into(buffer[: end - start], start, end, gemm_dtype)
         if keep_last_logits and end == positions:
-            out.last_logits = side.pick(logits[: side.n_cells, -1]).clone()
-        out.write(side, side.cells(logits, targets[start:end]), start, end)
+            out.last_logits = side.pick(logits[-1, : side.n_cells]).clone()
+        for first in range(start, end, slab):
+            last = min(end, first + slab)
+            n = last - first
+            cells = grid_statistics(
+                logits[first - start : last - start],
+                targets[first:last],
+                top_k,
+                scratch=scratch[:n],
+                sync_free=sync_free,
+            )
+            out.write_slab(side, cells, first, last)
     return out.grid(rows)
 
 
@@ -246,12 +288,17 @@ def compute_pair_grid(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     keep_last_logits: bool = False,
     rows_b: Sequence[int] | None = None,
+    *,
+    gemm_dtype: torch.dtype | None = None,
+    sync_free: bool | None = None,
 ) -> PairGrid:
     """Both models' grids at `rows` (A's layer indices) and the diff statistics of each pair of cells.
 
     rows_b: B's layer paired with each of `rows`; by default `aligned_layers` (the rows themselves when
-    the depths agree). Per position block: A's head GEMM and statistics, B's, then the pair's, from
-    log-probabilities computed once, so the memory bound is `chunk_bytes` as in `compute_grid`.
+    the depths agree). Per position block: A's head GEMM, B's, then slab by slab each model's
+    statistics and the pair's, from log-probabilities taken once from each slab while it is in cache,
+    so the memory bound is `chunk_bytes` as in `compute_grid`. gemm_dtype, sync_free: as there (the
+    pair statistics need no sync either); the diff is computed on A's device.
     """
     layers_a, layers_b = a.adapter.num_layers, b.adapter.num_layers
     rows = _check_rows(rows, layers_a)
@@ -268,35 +315,89 @@ def compute_pair_grid(
     if b.forward.hidden.shape[1] != positions:
         raise ValueError(f"the models' forwards cover {positions} and {b.forward.hidden.shape[1]} positions")
     _check_targets(targets, positions)
-    side_a, side_b = _Side(a, rows, top_k), _Side(b, rows_b, top_k)
-    out_a, out_b = _Output(len(rows), positions, top_k), _Output(len(rows), positions, top_k)
-    diff = np.empty((len(DIFF_STATISTICS), len(rows), positions), np.float32)
-    # Per chunk: each model's logits, log-probs, probabilities and a temporary, and both sides' log-probs
-    # and probabilities picked in the rows' order for the pair.
-    block = _block(chunk_bytes, vocab * (4 * (side_a.stacked + side_b.stacked) + 4 * len(rows)))
     device = a.forward.hidden.device
+    on_cpu = device.type == "cpu"
+    sync_free = not on_cpu if sync_free is None else sync_free
+    sides = [_PairSide(x, r, top_k, positions, gemm_dtype, sync_free) for x, r in ((a, rows), (b, rows_b))]
+    diff = _Output.tensor((len(DIFF_STATISTICS), len(rows), positions), torch.float32, device)
+    # Per chunk: each model's logits; per slab, a reused temporary of each model's and the picked
+    # log-probabilities and probabilities of both (the pair's); without syncs, as in compute_grid.
+    stacked = sides[0].side.stacked + sides[1].side.stacked
+    block = max(1, min(positions, _block(chunk_bytes, vocab * stacked * (1 if not sync_free else 6))))
+    per_slab = vocab * (stacked + 4 * len(rows))
+    slab = max(1, min(block, SLAB_FLOATS // per_slab)) if on_cpu and not sync_free else block
+    for side in sides:
+        side.allocate(block, slab, len(rows), device)
+    targets = targets.to(device)
     for start in range(0, positions, block):
         end = min(positions, start + block)
-        last = keep_last_logits and end == positions
-        logp_a, valid_a, top1_a, p_a = _pair_side(side_a, out_a, targets, start, end, last, device)
-        logp_b, valid_b, top1_b, p_b = _pair_side(side_b, out_b, targets, start, end, last, device)
-        pair = pair_statistics_of(logp_a, logp_b, valid_a, valid_b, top1_a, top1_b, p_a, p_b)
-        diff[:, :, start:end] = pair.cpu().numpy()
-        del logp_a, logp_b, p_a, p_b  # before the next block's logits
-    return PairGrid(out_a.grid(rows), out_b.grid(rows_b), diff)
+        for side in sides:
+            side.decode(start, end, keep_last_logits and end == positions)
+        for first in range(start, end, slab):
+            last = min(end, first + slab)
+            (logp_a, p_a, valid_a, top1_a), (logp_b, p_b, valid_b, top1_b) = (
+                side.slab(targets, start, first, last) for side in sides
+            )
+            pair = pair_statistics_of(logp_a, logp_b, valid_a, valid_b, top1_a, top1_b, p_a, p_b, sync_free)
+            diff[:, :, first:last] = pair.transpose(1, 2)
+    grids = [side.out.grid(r) for side, r in zip(sides, (rows, rows_b), strict=True)]
+    return PairGrid(grids[0], grids[1], diff.cpu().numpy())
 
 
-def _pair_side(
-    side: _Side, out: _Output, targets: torch.Tensor, start: int, end: int, last: bool, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One model's block of a pair grid, written to `out`; returns what the pair statistics need of it,
-    in the caller's row order on `device`: log-probabilities, validity, top-1 ids and probabilities."""
-    logits = side.logits(start, end)
-    if last:
-        out.last_logits = side.pick(logits[: side.n_cells, -1]).clone()
-    logp, valid = normalise(logits[: side.n_cells])
-    p = logp.exp()  # the entropy's, and the pair's
-    cells = side.cells(logits, targets[start:end].to(logits.device), (logp, valid, p))
-    out.write(side, cells, start, end)
-    kept = (logp, valid, cells.top_ids[..., 0], p)
-    return tuple(side.pick(x).to(device) for x in kept)  # type: ignore[return-value]
+class _PairSide:
+    """One model's part of a pair grid: its chunk buffer, its grid, and per slab what the pair needs."""
+
+    def __init__(
+        self,
+        model: GridInput,
+        rows: Sequence[int],
+        top_k: int,
+        positions: int,
+        gemm_dtype: torch.dtype | None,
+        sync_free: bool,
+    ) -> None:
+        self.side = _Side(model, rows, top_k)
+        self.device = model.forward.hidden.device
+        self.out = _Output(len(rows), positions, top_k, self.device)
+        self.gemm_dtype = _gemm_dtype(model.adapter, self.device, gemm_dtype)
+        self.sync_free = sync_free
+
+    def allocate(self, block: int, slab: int, rows: int, pair_device: torch.device) -> None:
+        stacked, vocab = self.side.stacked, self.side.adapter.vocab_size
+        self.buffer = torch.empty((block, stacked, vocab), dtype=torch.float32, device=self.device)
+        self.scratch = torch.empty((slab, stacked, vocab), dtype=torch.float32, device=self.device)
+        self.logp = torch.empty((slab, rows, vocab), dtype=torch.float32, device=pair_device)
+        self.p = torch.empty((slab, rows, vocab), dtype=torch.float32, device=pair_device)
+        self.index = self.side.index_tensor
+
+    def decode(self, start: int, end: int, keep_last: bool) -> None:
+        self.start = start
+        self.logits = self.side.logits_into(self.buffer[: end - start], start, end, self.gemm_dtype)
+        if keep_last:
+            self.out.last_logits = self.side.pick(self.logits[-1, : self.side.n_cells]).clone()
+
+    def slab(
+        self, targets: torch.Tensor, start: int, first: int, last: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This model's cells of positions first:last, written to its grid; returns, in the rows'
+        order on the pair's device: log-probabilities, probabilities, validity and top-1 ids."""
+        n = last - first
+        z = self.logits[first - start : last - start]
+        cells, lse, valid = grid_statistics_and_lse(
+            z, targets[first:last].to(self.device), self.side.top_k, scratch=self.scratch[:n], sync_free=self.sync_free
+        )
+        self.out.write_slab(self.side, cells, first, last)
+        logp, p = self.logp[:n], self.p[:n]  # z is left centred in place: log p = z - lse
+        picked = z[:, : self.side.n_cells] if self.side.identity else z.index_select(1, self.index)
+        torch.sub(picked.to(logp.device), lse[:, self.index, None].to(logp.device), out=logp)
+        torch.exp(logp, out=p)
+        top1 = cells.top_ids[:, self.index, 0]
+        return logp, p, valid[:, self.index].to(logp.device), top1.to(logp.device)
+
+
+def _gemm_dtype(adapter: ModelAdapter, device: torch.device, dtype: torch.dtype | None) -> torch.dtype | None:
+    """The head GEMM's precision: as asked; by default the weight's on a CPU, else bfloat16 for a
+    float32 model (its own half precision otherwise)."""
+    if dtype is not None or device.type == "cpu":
+        return dtype
+    return torch.bfloat16 if adapter.dtype == torch.float32 else adapter.dtype

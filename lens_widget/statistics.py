@@ -3,7 +3,8 @@
 A *cell* is one (row, position) of the grid, holding a next-token distribution. Functions take a
 batch of cells as a [..., vocab] tensor. `cell_statistics` computes every statistic and the top-k
 from one logits chunk with a single log-sum-exp per cell; the single-statistic functions exist for
-callers and tests that want one number, and agree with it.
+callers and tests that want one number, and agree with it. The lens grid uses `grid_statistics`, the
+same statistics of a slab of cells stacked with the model's own output, in fewer sweeps and in place.
 
 The last position has no real next token, so its cross-entropy and rank are NaN ("missing"), never
 an invented target such as EOS (which is what tuned-lens plots show there).
@@ -243,33 +244,140 @@ def _exact(logits: torch.Tensor, model_logprobs: torch.Tensor) -> tuple[torch.Te
     return entropy(logp), forward_kl(model_logprobs, logp, valid)
 
 
-def statistics_of(
+# --- the grid's own sweep: rows stacked with the model's output, in cache-sized slabs -----------
+
+TOPK_BLOCK = 128
+"""Tokens per block of `top_k_and_peak`'s first sweep (the largest logit of each block)."""
+
+
+def top_k_and_peak(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest logits of each cell and their ids, largest first (values[..., 0] is the peak).
+
+    One sweep takes the largest logit of each block of TOPK_BLOCK tokens; the k largest of the
+    whole cell lie in the k blocks with the largest maxima (a token outside them is beaten by k
+    block maxima), so a topk over those k blocks finds them: about one reduction's cost, where a
+    topk over the whole vocabulary costs several. Tied logits may come in another order than
+    torch.topk's. A NaN anywhere propagates into values[..., 0] (topk takes NaN as the largest).
+    """
+    vocab = logits.shape[-1]
+    blocks = vocab // TOPK_BLOCK
+    if blocks < 8 * k:  # small vocabularies or large k: nothing to gain
+        return logits.topk(k, dim=-1)
+    lead = logits.shape[:-1]
+    body = logits[..., : blocks * TOPK_BLOCK].unflatten(-1, (blocks, TOPK_BLOCK))
+    best = body.amax(-1).topk(k, dim=-1).indices  # [..., k] block indices
+    values = body.gather(-2, best[..., None].expand(*lead, k, TOPK_BLOCK)).flatten(-2)
+    offsets = torch.arange(TOPK_BLOCK, device=logits.device)
+    ids = (best[..., None] * TOPK_BLOCK + offsets).flatten(-2)
+    if blocks * TOPK_BLOCK < vocab:  # the tokens past the last whole block are candidates too
+        values = torch.cat([values, logits[..., blocks * TOPK_BLOCK :]], -1)
+        tail = torch.arange(blocks * TOPK_BLOCK, vocab, device=logits.device)
+        ids = torch.cat([ids, tail.expand(*lead, -1)], -1)
+    top, where = values.topk(k, dim=-1)
+    return top, ids.gather(-1, where)
+
+
+def count_greater(logits: torch.Tensor, threshold: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+    """float32 [...]: how many of each cell's logits exceed `threshold` [..., 1] (NaN never does).
+
+    The comparison is written as 1.0 / 0.0 into a reusable float32 `scratch` of the logits' shape
+    and summed there: exact (counts stay far below 2^24) and faster than summing booleans, which
+    widens each byte to an integer first."""
+    above = torch.gt(logits, threshold, out=scratch) if scratch is not None else (logits > threshold).float()
+    return above.sum(-1)
+
+
+def grid_statistics(
     logits: torch.Tensor,
-    logp: torch.Tensor,
-    valid: torch.Tensor,
     targets: torch.Tensor,
-    model_logprobs: torch.Tensor,
     k: int,
-    p: torch.Tensor | None = None,
+    *,
+    scratch: torch.Tensor | None = None,
+    sync_free: bool = False,
 ) -> CellStatistics:
-    """`cell_statistics` of float32 logits already normalised (`normalise`), and p = logp.exp() if at
-    hand: the A/B grid keeps both for `pair_statistics_of` rather than computing them twice."""
-    targets = targets.expand(logits.shape[:-1])
-    top_logp, top_ids = logp.topk(k, dim=-1)
-    p = logp.exp() if p is None else p
-    entropy_, kl = _entropy_and_kl(logp, 0.0, p, model_logprobs, logits, valid)
-    values = torch.stack(
-        [
-            entropy_,
-            cross_entropy(logp, targets, valid),
-            kl,
-            top_logp[..., 0].exp(),
-            rank(logits, targets, valid),
-        ]
-    )
+    """See `grid_statistics_and_lse`, whose first result this is."""
+    return grid_statistics_and_lse(logits, targets, k, scratch=scratch, sync_free=sync_free)[0]
+
+
+def grid_statistics_and_lse(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    k: int,
+    *,
+    scratch: torch.Tensor | None = None,
+    sync_free: bool = False,
+) -> tuple[CellStatistics, torch.Tensor, torch.Tensor]:
+    """`cell_statistics` of a slab of the grid: logits [positions, rows, vocab], float32 and
+    contiguous, whose last row is the model's own output (the distribution every row's KL is to).
+
+    The logits are overwritten (centred on each cell's largest, in place): the caller's buffer is
+    the only full-size tensor besides `scratch` (float32, of the logits' shape, reused from slab to
+    slab, so that a slab that fits in cache stays there through its sweeps):
+
+        top-k and the peak   one block-maximum sweep (`top_k_and_peak`)
+        rank                 one comparison sweep into scratch, before the centring
+        z = logits − peak    in place;   p = exp z into scratch;   S = Σ p
+        entropy              = log S − Σ p·z / S          (p·z in place of p, then summed)
+        KL(model‖lens)       = log S − H(model) − Σ p_m·z,  p_m the output row's p / S
+
+    Cells where a 0 · −inf made a sum NaN, or whose KL is below SMALL_KL, are recomputed term by
+    term from their centred logits (the model's row too), so a lens cell equal to the output has KL
+    exactly 0; the output row's own KL is 0 by definition. `sync_free` (for accelerators) computes
+    that exact form for every cell and selects it with torch.where, instead of looking at which
+    cells need it (a device-to-host sync per slab).
+
+    Returns values [len(STATISTICS), positions, rows], top_ids and top_probs [positions, rows, k];
+    then each cell's log-sum-exp of its centred logits (the logits left in place minus it are the
+    log-probabilities, which the A/B grid takes from there) and whether it is valid, [positions, rows].
+    """
+    positions, rows, vocab = logits.shape
+    if not 1 <= k <= vocab:
+        raise ValueError(f"top_k must be in 1..{vocab} (the vocabulary size), got {k}")
+    work = torch.empty_like(logits) if scratch is None else scratch
+    top_logits, top_ids = top_k_and_peak(logits, k)
+    peak = top_logits[..., :1]  # [P, R, 1]
+    has_target = (targets >= 0)[:, None]  # [P, 1]
+    target_logit = logits.gather(-1, targets.clamp(min=0)[:, None, None].expand(positions, rows, 1))
+    higher = count_greater(logits, target_logit, work)
+    z = logits.sub_(peak)
+    p = torch.exp(z, out=work)
+    total = p.sum(-1)
+    lse = total.log()  # of z; the logits' own is peak + lse
+    peak = peak[..., 0]
+    valid = torch.isfinite(lse + peak)
+    p_model = p[:, -1] / total[:, -1:]  # [P, V], before p is overwritten
+    entropy_ = lse - p.mul_(z).sum(-1) / total
+    model_entropy = entropy_[:, -1:]
+    kl = (lse - model_entropy - torch.mul(z, p_model[:, None], out=work).sum(-1)).clamp_(min=0.0)
+    model_valid = valid[:, -1:]
+    redo = valid & (entropy_.isnan() | (model_valid & (kl.isnan() | (kl < SMALL_KL))))
+    redo[:, -1] = valid[:, -1] & entropy_[:, -1].isnan()  # the output's own KL is 0 whatever its sums
+    if sync_free:
+        exact_entropy, exact_kl = _exact_centred(z, z[:, -1:])
+        entropy_ = torch.where(redo, exact_entropy, entropy_)
+        kl = torch.where(redo, exact_kl, kl)
+    else:
+        cells = redo.nonzero()
+        if len(cells):
+            at, row = cells[:, 0], cells[:, 1]
+            entropy_[at, row], kl[at, row] = _exact_centred(z[at, row], z[at, -1])
+    kl[:, -1] = 0.0
+    kl = torch.where(model_valid, kl, torch.nan)
+    cross = torch.where(has_target, lse - (target_logit[..., 0] - peak), torch.nan)
+    rank_ = torch.where(has_target, higher + 1, torch.nan)
+    top_probs = (top_logits - peak[..., None] - lse[..., None]).exp_()
+    values = torch.stack([entropy_, cross, kl, top_probs[..., 0], rank_])
     values = torch.where(valid, values, torch.nan)
-    top_probs = torch.where(valid[..., None], top_logp.exp(), torch.nan)
-    return CellStatistics(values=values, top_ids=top_ids, top_probs=top_probs)
+    top_probs = torch.where(valid[..., None], top_probs, torch.nan)
+    return CellStatistics(values=values, top_ids=top_ids, top_probs=top_probs), lse, valid
+
+
+def _exact_centred(z: torch.Tensor, model_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy and KL(model‖lens) term by term (0 · −inf counts 0) from centred logits, the lens
+    cells' and the model's (broadcast against them), both normalised alike: equal cells give 0."""
+    logp, valid = normalise(z)
+    model_logp = normalise(model_z)[0]
+    return entropy(logp), forward_kl(model_logp.expand_as(logp), logp, valid)
 
 
 # --- A/B: statistics of a pair of cells -------------------------------------------------------
@@ -314,15 +422,17 @@ def pair_statistics_of(
     top1_b: torch.Tensor | None = None,
     p_a: torch.Tensor | None = None,
     p_b: torch.Tensor | None = None,
+    sync_free: bool = False,
 ) -> torch.Tensor:
     """`pair_statistics` of float32 log-probabilities (`normalise`), given their validity, top-1 ids
     and probabilities (exp of the log-probabilities) where known: the grid has them from
-    `statistics_of`, and they then cost no pass here.
+    `grid_statistics`, and they then cost no pass here.
 
     Every sum is a dot product over the vocabulary of a function of d = log p_b - log p_a that is
     exactly 0 where d is, so a cell paired with itself gives exactly 0 (see `_divergences`). Cells
     with an impossible token (-inf log-probability) make those products inf or NaN; only they are
-    recomputed, with such terms masked.
+    recomputed, with such terms masked; `sync_free` (accelerators) computes that form for every cell
+    and selects it with torch.where rather than looking at which cells need it.
     """
     if logp_a.shape != logp_b.shape or logp_a.ndim < 1:
         raise ValueError(f"shape mismatch: logp_a {tuple(logp_a.shape)}, logp_b {tuple(logp_b.shape)}")
@@ -338,9 +448,13 @@ def pair_statistics_of(
     for start in range(0, a.shape[0], step):
         part = slice(start, start + step)
         divergences[:, part] = _divergences(a[part], b[part], pa[part], pb[part])
-    masked = (valid & ~torch.isfinite(divergences).all(0)).nonzero()[:, 0]
-    if len(masked):
-        divergences[:, masked] = _divergences(a[masked], b[masked], pa[masked], pb[masked], masked=True)
+    need = valid & ~torch.isfinite(divergences).all(0)
+    if sync_free:
+        divergences = torch.where(need, _divergences(a, b, pa, pb, masked=True), divergences)
+    else:
+        masked = need.nonzero()[:, 0]
+        if len(masked):
+            divergences[:, masked] = _divergences(a[masked], b[masked], pa[masked], pb[masked], masked=True)
     divergences[:2].clamp_(min=0.0)  # KL ≥ 0 and 0 ≤ JS ≤ ln 2: rounding must not show as a sign,
     divergences[2].clamp_(0.0, LN2)
     divergences.add_(0.0)  # nor as -0.0 (IEEE: -0.0 + 0.0 = +0.0)
@@ -375,12 +489,15 @@ def _divergences(
 
 
 def _top1(logp: torch.Tensor) -> torch.Tensor:
-    """The most likely token as `statistics_of` ranks it (topk, whose ties may break unlike argmax's)."""
+    """The most likely token as the top-k ranks it (topk, whose ties may break unlike argmax's)."""
     return logp.topk(1, dim=-1).indices[..., 0]
 
 
 def _dot(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """sum(p * x) over the vocabulary as a batched matrix product: no [cells, vocab] temporary."""
+    """sum(p * x) over the vocabulary as a batched matrix product: no [cells, vocab] temporary. One
+    cell (the A/B pass of a CPU) is a plain dot product, whose call costs a third of a batched one."""
+    if p.ndim == 2 and p.shape[0] == 1 and x.shape == p.shape:
+        return torch.dot(p[0], x[0])[None]
     return (p.unsqueeze(-2) @ x.unsqueeze(-1))[..., 0, 0]
 
 

@@ -65,6 +65,37 @@ def test_final_logit_softcapping_is_reproduced(family: str) -> None:
     torch.testing.assert_close(adapter.unembed(h).detach(), logits, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("family", ["gemma2", "llama"])
+def test_decoding_into_a_buffer_gives_the_same_logits(family: str) -> None:
+    """The grid's GEMM into a reused float32 buffer, the post-processing in place: the same numbers."""
+    model = tiny_model(family, final_logit_softcapping=1.5) if family == "gemma2" else tiny_model(family)
+    adapter = ModelAdapter(model)
+    with torch.no_grad():
+        h = adapter.final_norm(adapter.forward(IDS).hidden[1])
+        plain = adapter.decode(h)
+        out = torch.full((len(IDS), adapter.vocab_size), torch.nan)
+        assert adapter.decode(h, out=out) is out
+        torch.testing.assert_close(out, plain, rtol=1e-6, atol=1e-6)
+        half = adapter.decode(h, out=torch.empty_like(out), dtype=torch.bfloat16)
+        assert half.dtype == torch.float32
+        torch.testing.assert_close(half, plain, rtol=0.05, atol=0.05)  # bfloat16 inputs: about 3 digits
+        assert adapter.decode(h, dtype=torch.bfloat16).dtype == torch.bfloat16
+
+
+def test_a_hooked_or_custom_head_is_called_as_the_module_even_into_a_buffer() -> None:
+    model = tiny_model("llama")
+    adapter = ModelAdapter(model)
+    with torch.no_grad():
+        h = adapter.final_norm(adapter.forward(IDS).hidden[1])
+        plain = adapter.decode(h)
+        handle = adapter.head.register_forward_hook(lambda module, args, output: output * 2)
+        try:
+            out = adapter.decode(h, out=torch.empty_like(plain))
+        finally:
+            handle.remove()
+    torch.testing.assert_close(out, plain * 2)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_reduced_precision_models_give_float32_statistics(family: str, dtype: torch.dtype) -> None:

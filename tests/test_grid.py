@@ -160,13 +160,13 @@ def test_chunking_bounds_memory_and_changes_nothing() -> None:
     seen: list[int] = []
     original = adapter.decode
 
-    def spy(h: torch.Tensor) -> torch.Tensor:
-        out = original(h)
+    def spy(h: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        out = original(h, **kwargs)  # type: ignore[arg-type]
         seen.append(out.numel())
         return out
 
     adapter.decode = spy  # type: ignore[method-assign]
-    chunk_bytes = 3 * 4 * adapter.vocab_size * len(rows) * 2  # two positions per chunk
+    chunk_bytes = 4 * adapter.vocab_size * len(rows) * 2  # the float32 logits of two positions per chunk
     chunked = compute_grid(adapter, lens, forward, targets, rows, chunk_bytes=chunk_bytes)
     # One head GEMM per chunk, for both lens rows and the output row, two positions each.
     assert len(seen) == math.ceil(len(IDS) / 2) and max(seen) == 3 * 2 * adapter.vocab_size
@@ -181,6 +181,50 @@ def test_chunking_bounds_memory_and_changes_nothing() -> None:
     assert row_labels(chunked.rows, adapter.num_layers) == ["output", "0", "2"]
     single = compute_grid(adapter, lens, forward, targets, [2])
     np.testing.assert_allclose(single.statistics[:, 0], whole.statistics[:, 2], rtol=1e-5, atol=1e-5)
+
+
+def test_the_accelerator_path_without_syncs_gives_the_default_grid() -> None:
+    """sync_free (the default on a GPU) on a CPU: results kept on the device, every cell's exact
+    form computed and selected without looking at it; the same cells as the default path."""
+    model = tiny_model("llama", vocab_size=3100)  # 24 blocks of 128 and a tail: the block top-k sweep at k = 3
+    adapter = ModelAdapter(model)
+    forward, targets = adapter.forward(IDS), next_token_targets(IDS)
+    rows = [adapter.num_layers, 0, 2, 1]
+    lens = random_tuned_lens(model)
+    default = compute_grid(adapter, lens, forward, targets, rows, top_k=3, keep_last_logits=True)
+    free = compute_grid(
+        adapter, lens, forward, targets, rows, top_k=3, keep_last_logits=True, sync_free=True, chunk_bytes=2**20
+    )
+    t = targets.numpy()
+    assert_same_cells(
+        Cells(free.statistics, free.top_ids, free.top_probs, t),
+        Cells(default.statistics, default.top_ids, default.top_probs, t),
+        grid_cell_logits(adapter, lens, forward.hidden, rows),
+        tol=1e-5,
+    )
+    assert free.last_logits is not None and default.last_logits is not None
+    torch.testing.assert_close(free.last_logits, default.last_logits)
+    # And both against each cell's statistics computed alone, from logits decoded the plain way.
+    cell = grid_cell_logits(adapter, lens, forward.hidden, rows)
+    for column in range(len(IDS)):
+        logits = torch.stack([cell(r, column) for r in range(len(rows))])
+        ref = cell_statistics(logits, targets[column].expand(len(rows)), log_probs(logits[0]), 3)
+        np.testing.assert_allclose(free.statistics[:, :, column], ref.values.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_gemm_precision_is_an_option_that_leaves_the_default_alone() -> None:
+    model = tiny_model("gpt2")
+    adapter = ModelAdapter(model)
+    forward, targets, rows = adapter.forward(IDS), next_token_targets(IDS), range(adapter.num_layers + 1)
+    default = compute_grid(adapter, None, forward, targets, rows)
+    same = compute_grid(adapter, None, forward, targets, rows, gemm_dtype=torch.float32)
+    assert np.array_equal(default.statistics, same.statistics, equal_nan=True)
+    assert np.array_equal(default.top_ids, same.top_ids) and np.array_equal(default.top_probs, same.top_probs)
+    half = compute_grid(adapter, None, forward, targets, rows, gemm_dtype=torch.bfloat16, sync_free=True)
+    assert half.statistics.dtype == np.float32
+    # bfloat16 logits carry about 3 significant digits: close, not equal.
+    for name in ("entropy", "max_probability"):
+        np.testing.assert_allclose(half.statistic(name), default.statistic(name), rtol=0.1, atol=0.05, err_msg=name)
 
 
 @pytest.mark.parametrize("rows", [[], [0, 0], [-1], [4]])
@@ -257,6 +301,26 @@ def test_a_pair_grid_is_both_models_grids_and_the_pair_statistics_of_their_cells
     assert (pair.diff[DIFF_STATISTICS.index("js")] > 0).all()
 
 
+def test_a_pair_grid_without_syncs_gives_the_default_pair_grid() -> None:
+    a = pair_input(tiny_model("llama", vocab_size=3100))
+    b_model = tiny_model("llama", seed=1, vocab_size=3100)
+    b = pair_input(b_model, random_tuned_lens(b_model))
+    rows, targets = [3, 0, 2], next_token_targets(IDS)
+    default = compute_pair_grid(a, b, targets, rows, top_k=3, keep_last_logits=True)
+    free = compute_pair_grid(a, b, targets, rows, top_k=3, keep_last_logits=True, sync_free=True, chunk_bytes=2**20)
+    t = targets.numpy()
+    for side, source in (("a", a), ("b", b)):
+        x, y = getattr(free, side), getattr(default, side)
+        assert_same_cells(
+            Cells(x.statistics, x.top_ids, x.top_probs, t),
+            Cells(y.statistics, y.top_ids, y.top_probs, t),
+            grid_cell_logits(source.adapter, source.lens or LogitLens(), source.forward.hidden, rows),
+            tol=1e-5,
+        )
+        torch.testing.assert_close(x.last_logits, y.last_logits)
+    np.testing.assert_allclose(free.diff, default.diff, rtol=1e-5, atol=1e-6)
+
+
 def test_a_pair_grid_of_a_model_with_itself_is_exactly_zero() -> None:
     model = tiny_model("gpt2")
     a, b = pair_input(model), pair_input(model)
@@ -272,10 +336,10 @@ def test_a_pair_grid_runs_one_head_gemm_per_model_per_block_within_chunk_bytes()
     seen: dict[str, list[int]] = {"a": [], "b": []}
     for side, source in (("a", a), ("b", b)):
         original = source.adapter.decode
-        source.adapter.decode = lambda h, o=original, s=side: seen[s].append(h.shape[1]) or o(h)  # type: ignore[method-assign]
+        # Each side stacks rows 0 and 1 and the output: one GEMM of [positions, 3, d] per block.
+        source.adapter.decode = lambda h, o=original, s=side, **kw: seen[s].append(h.shape[0]) or o(h, **kw)  # type: ignore[method-assign]
     vocab = a.adapter.vocab_size
-    # Each side stacks rows 0 and 1 and the output: 3 stacked rows each, plus the picked rows of both.
-    chunk_bytes = 4 * vocab * (4 * (3 + 3) + 4 * len(rows)) * 3  # three positions per block
+    chunk_bytes = 4 * vocab * (3 + 3) * 3  # both models' float32 logits of three positions per block
     chunked = compute_pair_grid(a, b, next_token_targets(IDS), rows, chunk_bytes=chunk_bytes)
     assert seen["a"] == seen["b"] == [3, 3, 3, 3]
     np.testing.assert_allclose(chunked.diff, whole.diff, rtol=1e-5, atol=1e-5)

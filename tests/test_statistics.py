@@ -17,6 +17,7 @@ from lens_widget.statistics import (
     cross_entropy,
     entropy,
     forward_kl,
+    grid_statistics,
     js_divergence,
     kl_divergence,
     log_probs,
@@ -290,3 +291,101 @@ def test_masked_tokens_and_large_logits_match_float64_in_the_fused_sums() -> Non
     assert torch.allclose(ent.double(), expected_entropy, rtol=1e-4, atol=1e-5)
     assert torch.allclose(kl.double(), expected_kl, rtol=1e-4, atol=1e-5)
     assert torch.equal(kl[-1, 1:], torch.zeros(3)), "the model's own row: exactly 0"
+
+
+# --- the grid's slab sweep (grid_statistics) ---------------------------------------------------
+
+
+def test_block_top_k_finds_the_k_largest_with_a_partial_last_block() -> None:
+    gen = torch.Generator().manual_seed(6)
+    k, vocab = 4, 40 * statistics_module.TOPK_BLOCK + 37  # blocks enough for the block sweep, and a tail
+    logits = torch.randn(5, vocab, generator=gen)
+    logits[1, -3] = 9.0  # the largest in the tail
+    logits[2, [7, 700, 3000]] = 5.0  # ties across blocks
+    logits[3, :] = -torch.inf
+    logits[3, [10, 4000]] = 1.0  # masked but for two tokens
+    logits[4, 99] = torch.nan
+    values, ids = statistics_module.top_k_and_peak(logits, k)
+    expected = logits.topk(k, -1).values
+    assert torch.equal(values[:4], expected[:4])
+    assert torch.equal(logits[:4].gather(-1, ids[:4]), values[:4]) and all(len(set(i.tolist())) == k for i in ids)
+    assert ids[1, 0] == vocab - 3 and set(ids[2, :3].tolist()) == {7, 700, 3000}
+    assert torch.isnan(values[4, 0]), "a NaN reaches the peak, which marks the cell invalid"
+
+
+def slab_cases(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[positions, rows, vocab] logits whose last row is the model's output: large offsets, masked
+    tokens in lens rows and in the output, a lens row equal to the output, broken cells."""
+    gen = torch.Generator().manual_seed(7)
+    logits = torch.randn(4, 5, vocab, generator=gen) * 4 + 300.0
+    logits[:, 1, :100] = -torch.inf  # a lens row rules tokens out
+    logits[0, -1, 100:150] = -torch.inf  # the model rules tokens out at position 0
+    logits[:, 2] = logits[:, -1]  # a lens row equal to the output: KL exactly 0
+    logits[:, 3] = logits[:, -1] + torch.randn(4, vocab, generator=gen) * 1e-3  # KL below SMALL_KL
+    logits[1, 0, 9] = torch.nan
+    logits[2, 0, 9] = torch.inf
+    logits[3, -1, 5] = torch.nan  # the model's own output broken: every KL there is NaN
+    return logits, torch.tensor([3, 120, 7, NO_TARGET])
+
+
+@pytest.mark.parametrize("sync_free", [False, True])
+@pytest.mark.parametrize("vocab", [500, 30 * statistics_module.TOPK_BLOCK + 11])
+def test_grid_statistics_match_float64_and_cell_statistics(vocab: int, sync_free: bool) -> None:
+    logits, targets = slab_cases(vocab)
+    k = 3
+    got = grid_statistics(logits.clone(), targets, k, sync_free=sync_free)
+    assert got.values.shape == (len(STATISTICS), 4, 5) and got.top_ids.shape == (4, 5, k)
+    model = logits[:, -1]
+    lp = torch.log_softmax(logits.double(), -1)
+    mp = torch.log_softmax(model.double(), -1)[:, None]
+    p, pm = lp.exp(), mp.exp()
+    invalid = torch.zeros(4, 5, dtype=torch.bool)
+    invalid[1, 0] = invalid[2, 0] = invalid[3, -1] = True
+    expected = {
+        "entropy": -torch.where(p == 0, 0.0, p * lp).sum(-1),
+        "forward_kl": torch.where(pm == 0, 0.0, pm * (mp - lp)).sum(-1),
+        "max_probability": p.amax(-1),
+        "cross_entropy": -lp.gather(-1, targets.clamp(min=0)[:, None, None].expand(4, 5, 1))[..., 0],
+    }
+    expected["forward_kl"][3] = torch.nan  # the model's output at position 3 is broken
+    expected["cross_entropy"][3] = torch.nan
+    for name, want in expected.items():
+        value = got.values[STATISTICS.index(name)]
+        assert torch.isnan(value[invalid]).all(), name
+        assert torch.allclose(value[~invalid].double(), want[~invalid], rtol=1e-4, atol=1e-5, equal_nan=True), name
+    kl = got.values[STATISTICS.index("forward_kl")]
+    assert torch.isinf(kl[:3, 1]).all(), "the lens rules out tokens the model allows"
+    assert torch.equal(kl[:3, 2], torch.zeros(3)) and torch.equal(kl[:3, -1], torch.zeros(3)), "exactly 0"
+    # Every cell against cell_statistics (the same definitions, one row at a time): ranks and top-k too.
+    for t in range(3):
+        ref = cell_statistics(logits[t], targets[t].expand(5), log_probs(model[t]), k)
+        assert torch.allclose(got.values[:, t], ref.values, rtol=1e-4, atol=1e-5, equal_nan=True), t
+        assert torch.allclose(got.top_probs[t], ref.top_probs, rtol=1e-5, atol=1e-6, equal_nan=True)
+        valid = ~invalid[t]
+        assert torch.equal(got.top_ids[t][valid], ref.top_ids[valid])
+    assert torch.isnan(got.values[:, 3, -1]).all() and torch.isnan(got.top_probs[3, -1]).all()
+
+
+def test_grid_statistics_without_syncs_give_the_same_numbers() -> None:
+    logits, targets = slab_cases(30 * statistics_module.TOPK_BLOCK + 11)
+    synced = grid_statistics(logits.clone(), targets, 5)
+    free = grid_statistics(logits.clone(), targets, 5, scratch=torch.empty_like(logits), sync_free=True)
+    assert torch.allclose(synced.values, free.values, rtol=1e-6, atol=1e-7, equal_nan=True)
+    assert torch.equal(synced.top_ids, free.top_ids)
+    assert torch.allclose(synced.top_probs, free.top_probs, equal_nan=True)
+
+
+def test_count_greater_is_exact_and_nan_never_counts() -> None:
+    logits = torch.tensor([[[0.0, 2.0, 1.0, torch.nan, 1.0, -torch.inf]]])
+    assert statistics_module.count_greater(logits, torch.tensor([[[1.0]]])).tolist() == [[1.0]]
+    scratch = torch.empty_like(logits)
+    assert statistics_module.count_greater(logits, torch.tensor([[[-torch.inf]]]), scratch).tolist() == [[4.0]]
+
+
+def test_pair_statistics_without_syncs_give_the_same_numbers() -> None:
+    a, b = pair_cases(torch.float32)
+    logp_a, logp_b = log_probs(a), log_probs(b)
+    synced = statistics_module.pair_statistics_of(logp_a, logp_b)
+    free = statistics_module.pair_statistics_of(logp_a, logp_b, sync_free=True)
+    assert torch.isinf(free[KL_AB, 8]) and torch.isinf(free[KL_BA, 9])
+    assert torch.allclose(synced, free, rtol=1e-6, atol=1e-7, equal_nan=True)
