@@ -55,8 +55,11 @@ MAX_SAFE_INTEGER = 2**53 - 1
 """The largest integer JavaScript counts exactly: edit numbers beyond it are not from our view."""
 SNAPSHOT_DELAY = 0.5
 """Seconds of quiet typing after which the snapshot trait catches up with the deltas."""
-CHUNK_SECONDS = 0.05
-"""About how long one chunk of pending columns may hold the kernel: a newer keystroke waits at most this."""
+CHUNK_SECONDS = 0.1
+"""About how long one chunk of pending columns may hold the kernel: a newer keystroke waits at most
+this. Each chunk reads the whole unembedding matrix once, so smaller chunks cost throughput: for a
+middle edit on a Pythia-160m-shaped model here, the rest took 1.38 s in 0.1 s chunks and 1.80 s in
+0.05 s ones, against 1.12 s all at once."""
 MAX_CHUNK_COLUMNS = 256
 
 
