@@ -433,6 +433,7 @@ describe("render", () => {
     expect(root.dataset.nTokens).toBe(String(pending.n_tokens));
     const expected = pending.n_tokens - pending.col_start - (pending.cell_end - pending.cell_start);
     expect(root.dataset.pending).toBe(String(expected));
+    expect(root.querySelector(".lw-status")!.textContent).toContain(`${expected} columns to come`);
     model.delta(updates[5]!); // cells: two of them filled
     await frame();
     expect(root.dataset.pending).toBe(String(expected - (updates[5]!.header.cell_end - updates[5]!.header.cell_start)));

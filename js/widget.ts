@@ -264,7 +264,9 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     status.classList.toggle("lw-busy", busy);
     const range = !s || s.count === s.state.nTokens ? "" : s.count ? `tokens ${s.first}–${s.first + s.count - 1} of ` : "no tokens in the chosen range of ";
     const saved = snapshotMode && missingRows ? " · only the saved rows" : "";
-    status.textContent = busy ? "computing…" : s ? `${range}${s.state.nTokens} tokens${saved}` : "";
+    const toCome = s?.state.pending?.reduce((n, flag) => n + flag, 0) ?? 0;
+    const pending = toCome && !snapshotMode ? ` · ${toCome} column${toCome === 1 ? "" : "s"} to come` : "";
+    status.textContent = busy ? "computing…" : s ? `${range}${s.state.nTokens} tokens${saved}${pending}` : "";
     errorBox.textContent = [received.payloadError, received.vocabularyError, downloadError, model.get("error") || ""].filter(Boolean).join("\n");
     notice.textContent = s?.state.header.notice ?? "";
     snapshotNote.hidden = !snapshotMode;
