@@ -116,6 +116,7 @@ class ModelAdapter:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
+        self._cast_head: tuple[tuple[Any, ...], torch.Tensor] | None = None
         self._cls = type(model).__name__
         config = getattr(model, "config", None)
         if config is None:
@@ -183,13 +184,12 @@ class ModelAdapter:
         if out is None and dtype is None:
             return self.logit_transform(self.head(head_input))
         linear = self._plain_linear()
-        if linear is None:
-            x = head_input if dtype is None else head_input.to(dtype)
-            logits = self.logit_transform(self.head(x))
+        if linear is None:  # the module runs in its own dtype: a precision asked for cannot apply to it
+            logits = self.logit_transform(self.head(head_input))
             return logits if out is None else out.copy_(logits)
         weight, bias = linear
         dtype = weight.dtype if dtype is None else dtype
-        x, w = head_input.to(dtype), weight.to(dtype)
+        x, w = head_input.to(dtype), self._weight_in(weight, dtype)
         flat_x = x.reshape(-1, x.shape[-1])
         if out is None:
             logits = torch.mm(flat_x, w.T)
@@ -220,9 +220,21 @@ class ModelAdapter:
         """The head's weight and bias when calling it is exactly F.linear with them (no subclass
         forward, no hooks that could change what it computes or count its calls)."""
         head = self.head
-        plain = isinstance(head, nn.Linear) and type(head).forward is nn.Linear.forward
+        plain = isinstance(head, nn.Linear) and type(head).forward is nn.Linear.forward and "forward" not in vars(head)
         hooked = head._forward_hooks or head._forward_pre_hooks or _global_hooks()
         return (head.weight, head.bias) if plain and not hooked else None
+
+    def _weight_in(self, weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The head weight in `dtype`, converted once and kept while the weight is unchanged (a copy per
+        chunk would add the whole unembedding matrix to every chunk's memory)."""
+        if weight.dtype == dtype:
+            return weight
+        key = (dtype, weight.data_ptr(), weight._version, tuple(weight.shape), weight.device)
+        cached = self._cast_head
+        if cached is None or cached[0] != key:
+            cached = (key, weight.detach().to(dtype))
+            self._cast_head = cached
+        return cached[1]
 
     def output_logits(self, final_hidden: torch.Tensor) -> torch.Tensor:
         """The model's own logits from hidden_states[L], whichever layout the family uses."""

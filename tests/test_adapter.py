@@ -189,3 +189,46 @@ def test_a_model_with_a_nan_weight_is_adapted_not_mistaken_for_an_unknown_layout
         model.model.layers[1].mlp.down_proj.weight.fill_(torch.nan)
     adapter = ModelAdapter(model)
     assert adapter.final_norm_names == ("model.norm",)
+
+
+def test_a_precision_asked_for_does_not_apply_to_a_head_called_as_a_module() -> None:
+    """A hooked head runs in its own dtype (an accelerator's bfloat16 default must not break it)."""
+    m = tiny_model("gpt_neox", vocab_size=64)
+    adapter = ModelAdapter(m)
+    x = torch.randn(3, adapter.d_model)
+    handle = adapter.head.register_forward_hook(lambda mod, args, out: None)
+    try:
+        hooked = adapter.decode(x, out=torch.empty(3, adapter.vocab_size), dtype=torch.bfloat16)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(hooked, adapter.decode(x))  # float32, as the module computes it
+
+
+def test_the_head_weight_is_converted_once_while_it_is_unchanged() -> None:
+    m = tiny_model("gpt_neox", vocab_size=64)
+    adapter = ModelAdapter(m)
+    x = torch.randn(2, adapter.d_model)
+    out = torch.empty(2, adapter.vocab_size)
+    adapter.decode(x, out=out, dtype=torch.bfloat16)
+    first = adapter._cast_head
+    adapter.decode(x, out=out, dtype=torch.bfloat16)
+    assert adapter._cast_head is first
+    with torch.no_grad():
+        adapter.head.weight.add_(1.0)  # changed in place: converted again
+    adapter.decode(x, out=out, dtype=torch.bfloat16)
+    assert adapter._cast_head is not first
+
+
+def test_a_head_whose_forward_is_replaced_on_the_instance_is_called_as_a_module() -> None:
+    m = tiny_model("gpt_neox", vocab_size=64)
+    adapter = ModelAdapter(m)
+    calls: list[int] = []
+    original = adapter.head.forward
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return original(x)
+
+    adapter.head.forward = counted  # type: ignore[method-assign]  # as accelerate's hooks do
+    adapter.decode(torch.randn(2, adapter.d_model), out=torch.empty(2, adapter.vocab_size))
+    assert calls
