@@ -215,6 +215,7 @@ interface Case {
   top_ids?: number[];
   /** [T]: 1 where a column's cells are still pending. */
   pending?: number[];
+  notice?: string;
   /** The A/B diff statistics [D][R][T] flattened, NaN written "NaN". */
   diff?: (number | string)[];
 }
@@ -279,6 +280,7 @@ describe("shared payload cases (the Python decoder judges them alike)", () => {
     expect(out.rowLabels.length).toBe(R);
     expect(out.tokenIds.length).toBe(T);
     expect(out.tokenSpans.length).toBe(2 * T);
+    if (c.notice !== undefined) expect(out.header.notice).toBe(c.notice);
     if (c.pending) expect(Array.from(out.pending ?? new Uint8Array(T))).toEqual(c.pending);
     for (const grid of out.grids) {
       expect(grid.stats.length).toBe(out.header.statistics.length * R * T);

@@ -542,7 +542,8 @@ function applyCells(state: ViewState, update: DecodedUpdate): ViewState {
     pending.fill(0, h.cell_start, h.cell_end);
     if (!pending.includes(1)) pending = null;
   }
-  return { ...state, grids, diff, pending };
+  // The notice is about the whole grid, and the filled cells may change it (non-finite logits).
+  return { ...state, header: { ...state.header, notice: h.notice }, grids, diff, pending };
 }
 
 function applyRows(state: ViewState, update: DecodedUpdate): ViewState {

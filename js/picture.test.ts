@@ -47,6 +47,16 @@ function scene(s: ViewState, extra: Partial<Scene> = {}): Scene {
   return { state: s, strings: new TokenStrings(null), infos: INFOS, mode: "diff", statistic: "entropy", diffStatistic: "js", stride: 1, first: 0, count: T, ...extra };
 }
 
+describe("the colour scale", () => {
+  it("follows the statistic's scale kind when the statistics' infos arrive after the first draw", () => {
+    const s = state(grid(0));
+    const before = picture(scene(s, { mode: "a", statistic: "rank", infos: [] }), makeLayout(R, T, 600), 0, palette(false), null, false)!;
+    const after = picture(scene(s, { mode: "a", statistic: "rank" }), makeLayout(R, T, 600), 0, palette(false), null, false)!;
+    expect(before.scale.log).toBe(false); // no infos yet: every statistic is sequential
+    expect(after.scale.log).toBe(true); // the same state, now known to be a rank
+  });
+});
+
 describe("the A/B diff", () => {
   it("B − A of a model with itself is exactly 0, and nothing is marked", () => {
     const sc = scene(state(grid(0)), { diffStatistic: "delta:entropy" });

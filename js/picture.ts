@@ -164,7 +164,7 @@ export function picture(
 const scales = new WeakMap<ViewState, Map<string, Scale>>();
 
 function sceneScale(scene: Scene, what: Shown, rows: number[]): Scale {
-  const key = `${what.key}|${effectiveMode(scene)}|${rows.join(",")}|${scene.first}|${scene.count}`;
+  const key = `${what.key}|${what.scale}|${effectiveMode(scene)}|${rows.join(",")}|${scene.first}|${scene.count}`;
   let byKey = scales.get(scene.state);
   if (!byKey) scales.set(scene.state, (byKey = new Map()));
   let scale = byKey.get(key);

@@ -314,8 +314,9 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   }
 
   function onScreen(s: Scene): [number, number] {
-    const [first, last] = visibleColumns(currentLayout(s), scroller.scrollLeft);
-    return [first + s.first, last + s.first];
+    // Clamped: right after the text shrank, the scroll position can still be the longer text's.
+    const [first, last] = visibleColumns(currentLayout(s), scroller.scrollLeft).map((c) => Math.min(c, s.count));
+    return [(first as number) + s.first, (last as number) + s.first];
   }
 
   /** Tell the kernel which columns are on screen, when that changed. */

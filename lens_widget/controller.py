@@ -61,6 +61,8 @@ this. Each chunk reads the whole unembedding matrix once, so smaller chunks cost
 middle edit on a Pythia-160m-shaped model here, the rest took 1.38 s in 0.1 s chunks and 1.80 s in
 0.05 s ones, against 1.12 s all at once."""
 MAX_CHUNK_COLUMNS = 256
+MAX_VIEWS = 64
+"""Views whose visible ranges are remembered."""
 
 
 class WidgetController:
@@ -72,6 +74,9 @@ class WidgetController:
         self.seq = 0
         self.visible: tuple[int, int] | None = None
         """The column range [start, stop) the last reporting view shows (None: no view said)."""
+        self._views_visible: dict[str, tuple[int, int]] = {}
+        """Each view's last reported range: a keystroke is answered with its own view's columns."""
+        self._editing: str | None = None
         self._reverting = False
         self._typing = False
         self._stale = False
@@ -130,7 +135,26 @@ class WidgetController:
         self._cancel_work()
         while self.session.pending:
             if not self._run("Could not analyse the text", self._next_chunk, clears_error=False, publish=False):
+                self._recover()
                 break
+
+    def whole(self) -> None:
+        """The whole grid of the widget's text, and the views and snapshot up to date with it, for a
+        caller that reads the numbers (grid_data, the exports); raises when the analysis fails."""
+        self.refresh_snapshot()
+        if self.session.text != self.widget.text:  # an edit failed and the session forgot its state
+            self._recover()
+            self.refresh_snapshot()
+        if self.session.text != self.widget.text:
+            raise RuntimeError(f"the picture is not up to date with the text: {self.widget.error or 'analysis failed'}")
+
+    def _recover(self) -> bool:
+        """After a failure the session has rolled back to nothing while the views may hold pending
+        columns: analyse the widget's text again, whole, and send it as a full picture (the error stays
+        shown until an edit succeeds)."""
+        return self._run(
+            "Could not analyse the text", lambda: self.session.set_text(self.widget.text), clears_error=False
+        )
 
     def _next_chunk(self) -> None:
         started = time.perf_counter()
@@ -155,13 +179,15 @@ class WidgetController:
 
     def _work_step(self) -> None:
         self._work = None
-        if not self.session.pending:
-            return
-        if self._run("Could not analyse the text", self._next_chunk, clears_error=False, publish=False):
+        if self.session.pending:
+            if not self._run("Could not analyse the text", self._next_chunk, clears_error=False, publish=False):
+                self._recover()
+                return
             if self.session.pending:
                 self._schedule_work()
-            else:
-                self._schedule_snapshot()
+                return
+        # Nothing left (also when something else computed the pending columns): the snapshot catches up.
+        self._schedule_snapshot()
 
     def _cancel_work(self) -> None:
         if self._work is not None:
@@ -241,6 +267,7 @@ class WidgetController:
         if isinstance(edit, bool) or not isinstance(edit, int) or not 0 < edit <= MAX_SAFE_INTEGER:
             return self._refuse(f"an edit's number must be an integer in 1..2^53-1, got {edit!r}")
         self._typing = True
+        self._editing = view
         self._answer = {"view": view, "edit": edit}
         try:
             self.widget.text = text  # the observer recomputes and reports any failure as `error`
@@ -255,11 +282,13 @@ class WidgetController:
     def _typing_range(self) -> tuple[int, int] | None:
         """The columns to compute first for a keystroke: the view's, and when it shows the end of the
         text, the new columns too (it scrolls to follow the caret onto them), a screen's width of them."""
-        if self.visible is None:
+        visible = self._views_visible.get(self._editing or "", self.visible)
+        if visible is None:
             return None
-        start, stop = self.visible
+        start, stop = visible
         n = len(self.session.tokens.ids)
-        return (start, n + (stop - start)) if stop >= n else (start, stop)
+        start = min(start, n)  # a range reported for a longer text (a view scrolled past the new end)
+        return (start, max(start, n + (stop - start))) if stop >= n else (start, stop)
 
     def _on_visible(self, content: dict[str, Any]) -> None:
         start, stop, view = content.get("start"), content.get("stop"), content.get("view")
@@ -272,6 +301,10 @@ class WidgetController:
         if start > stop:
             return self._refuse(f"a visible range must have start <= stop, got {start}, {stop}")
         self.visible = (start, stop)
+        self._views_visible.pop(view, None)
+        self._views_visible[view] = (start, stop)
+        while len(self._views_visible) > MAX_VIEWS:  # views come and go: keep the latest ones
+            self._views_visible.pop(next(iter(self._views_visible)))
 
     def _refuse(self, why: str) -> None:
         """A message no view of ours sends: ignore it, and say so where the user looks."""

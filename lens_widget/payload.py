@@ -39,7 +39,7 @@ Kinds, applied to the receiver's state:
   listed replace or join the state's rows, which stay sorted. cell_start = 0, cell_end = n_tokens.
 - "cells": cells computed later for columns cell_start … cell_end - 1 of every row of the state (rows
   lists the state's rows, in order), with the text unchanged: col_start = n_tokens (no tokens), and
-  n_tokens is the state's.
+  n_tokens is the state's. Its notice replaces the state's (the new cells may hold non-finite logits).
 
 Pending columns (version 3): a "full" or "columns" update may carry the cells of only part of the
 columns it changes, [cell_start, cell_end) within [col_start, n_tokens). The kernel sends the columns
@@ -702,7 +702,8 @@ def _apply_cells(state: ViewState, update: DecodedUpdate) -> ViewState:
         pending = state.pending.copy()
         pending[first:end] = False
         pending = pending if pending.any() else None
-    return replace(state, grids=grids, diff=diff, pending=pending)
+    # The notice is about the whole grid, and the filled cells may change it (non-finite logits).
+    return replace(state, header={**state.header, "notice": header["notice"]}, grids=grids, diff=diff, pending=pending)
 
 
 def _apply_rows(state: ViewState, update: DecodedUpdate) -> ViewState:

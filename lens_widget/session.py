@@ -401,6 +401,7 @@ class LensSession:
         self._diff = np.empty((len(DIFF_STATISTICS), 0, 0), np.float32) if self.is_ab else None
         self._tokens = Tokens(ids=[], spans=np.empty((0, 2), np.uint32), total=0)
         self._pending = np.zeros(0, bool)
+        self._text = ""  # the text is forgotten with its cells: `text` never names a grid that is not there
         self._fresh = True
         self.revision += 1
 
@@ -419,6 +420,8 @@ class LensSession:
         columns = len(ids) - keep + 1  # and the patched column
         if visible is not None:
             columns = min(columns, visible[1] - visible[0] + 1)
+        else:
+            columns += int(self._pending[:keep].sum())  # completed too
         rows = len(self.display_rows)
         return self._small((len(ids) - keep) * self._macs_per_token + rows * columns * self._macs_per_cell)
 

@@ -164,7 +164,7 @@ class LensWidget(anywidget.AnyWidget):
         arrays, row labels and token strings; `.to_frame()` gives a pandas DataFrame."""
         from .export import grid_data
 
-        self._controller.refresh_snapshot()  # pending columns computed, and sent to the views
+        self._controller.whole()  # pending columns computed and sent to the views; raises if it fails
         return grid_data(
             self.session,
             statistic=self.statistic,
@@ -187,7 +187,7 @@ class LensWidget(anywidget.AnyWidget):
         from . import __version__
         from .page import page_html
 
-        self._controller.refresh_snapshot()
+        self._controller.whole()
         traits = {name: getattr(self, name) for name in VIEW_TRAITS}
         names = " vs ".join(self.session.names)
         short = self.text if len(self.text) <= 60 else self.text[:59] + "…"

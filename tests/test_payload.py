@@ -273,6 +273,8 @@ def test_shared_payload_cases_are_judged_as_the_typescript_decoder_judges_them(c
         assert grid.top_ids.shape == grid.top_probs.shape == (R, T, k)
     if "top_ids" in case:
         assert out.grids[0].top_ids.ravel().tolist() == case["top_ids"]
+    if "notice" in case:
+        assert out.header["notice"] == case["notice"]
     if "pending" in case:
         pending = np.zeros(T, bool) if out.pending is None else out.pending
         assert pending.astype(int).tolist() == case["pending"]

@@ -516,3 +516,80 @@ def test_a_view_showing_the_end_of_the_text_gets_the_new_columns_with_the_keystr
     first = w.comm.deltas()[before]["header"]
     width = n - max(0, n - 3)
     assert first["cell_end"] == min(first["n_tokens"], n + width) > n, "a screen of new columns comes with it"
+
+
+def test_a_range_reported_for_a_longer_text_does_not_break_the_next_keystroke() -> None:
+    w = make(LONG)
+    n = len(w.session.tokens.ids)
+    visible(w, n - 4, n)  # scrolled to the end of the long text
+    edit(w, "Paris", 1)  # select all, type: the view's range is past the new end...
+    edit(w, "Paris is", 2)  # ...when the next keystroke goes out
+    assert w.error == "" and w.session.text == "Paris is"
+    state = view_state(w)
+    assert state.pending is None and state.n_tokens == len(w.session.tokens.ids)
+
+
+def test_each_keystroke_is_answered_with_its_own_views_columns() -> None:
+    w = make(LONG)
+    visible(w, 0, 3, view="view-1")
+    visible(w, 20, 30, view="view-2")  # another view of the same widget reported last
+    before = len(w.comm.deltas())
+    edit(w, LONG.replace("quick", "slow"), 1, view="view-1")
+    first = w.comm.deltas()[before]["header"]
+    assert first["cell_end"] <= 3
+
+
+def test_cells_computed_behind_the_widgets_back_reach_the_views(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(controller, "SNAPSHOT_DELAY", 0.01)
+
+    async def scenario() -> LensWidget:
+        w = make(LONG)
+        visible(w, 0, 3)
+        edit(w, LONG + " Rome", 1)
+        w.session.grid_arrays()  # completes the pending columns without sending them
+        await asyncio.sleep(0.2)
+        return w
+
+    w = asyncio.run(scenario())
+    state = view_state(w)
+    assert state.pending is None, "the snapshot came with a new seq, so the views took it"
+
+
+def test_a_chunk_that_fails_is_reported_and_the_views_get_the_whole_text_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    w = make(LONG)
+    visible(w, 0, 3)
+    original = w.session.compute_pending
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            w.session.reset()  # what a failure inside does (the session rolls back to nothing)
+            raise RuntimeError("out of memory (injected)")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(w.session, "compute_pending", flaky)
+    edit(w, LONG + " Rome", 1)
+    assert "out of memory (injected)" in w.error, "the failure is shown"
+    state = view_state(w)
+    assert state.pending is None and state.n_tokens == len(w.session.tokens.ids) > 0
+    assert w.session.text == w.text
+
+
+def test_exports_after_an_edit_that_failed_raise_rather_than_show_an_empty_grid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    w = make(LONG)
+
+    def broken(text: str, visible: Any = None) -> Any:
+        w.session.reset()
+        raise RuntimeError("out of memory (injected)")
+
+    monkeypatch.setattr(w.session, "set_text", broken)
+    edit(w, LONG + " Rome", 1)
+    with pytest.raises(RuntimeError, match="not up to date with the text"):
+        w.grid_data()
+    monkeypatch.undo()
+    assert w.grid_data().values.shape[1] == len(w.session.tokens.ids) > 0  # the text is analysed again
