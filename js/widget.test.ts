@@ -134,6 +134,16 @@ describe("render", () => {
     expect(model.sentMessages).toContainEqual({ type: "request_full" });
   });
 
+  it("takes a full update sent as a message (typing that replaced the whole text, columns pending)", async () => {
+    const { model, root } = mount();
+    model.delta(updates[1]!);
+    await frame();
+    model.delta({ ...updates[0]!, header: { ...updates[0]!.header, seq: 3, base: -1 } });
+    await frame();
+    expect(root.dataset.nTokens).toBe(String(updates[0]!.header.n_tokens));
+    expect(root.dataset.seq).toBe("3");
+  });
+
   it("skips a snapshot with the seq it already has and takes a newer one", async () => {
     const { model, root } = mount();
     model.delta(updates[1]!);

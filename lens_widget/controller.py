@@ -93,11 +93,14 @@ class WidgetController:
 
     def publish(self, update: Update, delta: bool | None = None) -> None:
         """Number the update; typing's deltas (and pending cells) go to the views as messages, anything
-        else (and any full update) becomes the snapshot at once."""
+        else becomes the snapshot at once, as does typing's full update unless it leaves columns
+        pending (the snapshot, which a saved notebook replays, is always whole)."""
         self.seq += 1
         self._published = self.session.revision
-        if (self._typing if delta is None else delta) and update.kind != "full":
-            header = {**update.payload["header"], "seq": self.seq, "base": self.seq - 1}
+        typing = self._typing if delta is None else delta
+        if typing and (update.kind != "full" or self.session.pending):
+            base = -1 if update.kind == "full" else self.seq - 1
+            header = {**update.payload["header"], "seq": self.seq, "base": base}
             content, buffers = to_message({**update.payload, "header": header})
             message: dict[str, Any] = {"type": "update", "payload": content}
             if self._answer is not None:

@@ -593,3 +593,23 @@ def test_exports_after_an_edit_that_failed_raise_rather_than_show_an_empty_grid(
         w.grid_data()
     monkeypatch.undo()
     assert w.grid_data().values.shape[1] == len(w.session.tokens.ids) > 0  # the text is analysed again
+
+
+def test_the_snapshot_never_holds_pending_columns_even_when_typing_replaces_the_whole_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(controller, "SNAPSHOT_DELAY", 0.01)
+
+    async def scenario() -> tuple[LensWidget, Any, Any]:
+        w = make(LONG)
+        visible(w, 0, 3)
+        edit(w, "X" + LONG, 1)  # a change at column 0: a full update, most of it pending
+        during = apply_update(None, w.snapshot)
+        await asyncio.sleep(0.3)
+        return w, during, apply_update(None, w.snapshot)
+
+    w, during, after = asyncio.run(scenario())
+    assert during.pending is None, "the snapshot kept the last whole picture while columns were pending"
+    assert after.pending is None and after.n_tokens == len(w.session.tokens.ids)
+    assert w.comm.deltas()[0]["header"]["kind"] == "full", "the views got the partial full update as a delta"
+    assert view_state(w).pending is None
