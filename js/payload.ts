@@ -574,27 +574,24 @@ function applyRows(state: ViewState, update: DecodedUpdate): ViewState {
 export function padColumns(cells: Grid, rows: number, columns: number, total: number, start: number, size: GridSize): Grid {
   if (start === 0 && columns === total) return cells;
   const { statistics: S, topK: k } = size;
-  const stats = new Float32Array(S * rows * total).fill(NaN);
-  const topIds = new Uint32Array(rows * total * k);
-  const topProbs = new Float32Array(rows * total * k);
-  for (let s = 0; s < S; s++) {
-    for (let r = 0; r < rows; r++) {
-      stats.set(cells.stats.subarray((s * rows + r) * columns, (s * rows + r + 1) * columns), (s * rows + r) * total + start);
-    }
-  }
-  for (let r = 0; r < rows; r++) {
-    topIds.set(cells.topIds.subarray(r * columns * k, (r + 1) * columns * k), (r * total + start) * k);
-    topProbs.set(cells.topProbs.subarray(r * columns * k, (r + 1) * columns * k), (r * total + start) * k);
-  }
-  return { stats, topIds, topProbs };
+  const placeholders = {
+    stats: new Float32Array(S * rows * total).fill(NaN),
+    topIds: new Uint32Array(rows * total * k),
+    topProbs: new Float32Array(rows * total * k),
+  };
+  return writeColumns(placeholders, rows, total, start, cells, columns, size);
 }
 
 /** A "cells" update: `old` (`rows` rows, `total` columns) with `columns` columns from `start` replaced by `cells`. */
 export function fillColumns(old: Grid, rows: number, total: number, start: number, cells: Grid, columns: number, size: GridSize): Grid {
+  const copy = { stats: old.stats.slice(), topIds: old.topIds.slice(), topProbs: old.topProbs.slice() };
+  return writeColumns(copy, rows, total, start, cells, columns, size);
+}
+
+/** `cells` written over `columns` columns from `start` of `into` (in place), which it returns. */
+function writeColumns(into: Grid, rows: number, total: number, start: number, cells: Grid, columns: number, size: GridSize): Grid {
   const { statistics: S, topK: k } = size;
-  const stats = old.stats.slice();
-  const topIds = old.topIds.slice();
-  const topProbs = old.topProbs.slice();
+  const { stats, topIds, topProbs } = into;
   for (let s = 0; s < S; s++) {
     for (let r = 0; r < rows; r++) {
       stats.set(cells.stats.subarray((s * rows + r) * columns, (s * rows + r + 1) * columns), (s * rows + r) * total + start);
@@ -604,7 +601,7 @@ export function fillColumns(old: Grid, rows: number, total: number, start: numbe
     topIds.set(cells.topIds.subarray(r * columns * k, (r + 1) * columns * k), (r * total + start) * k);
     topProbs.set(cells.topProbs.subarray(r * columns * k, (r + 1) * columns * k), (r * total + start) * k);
   }
-  return { stats, topIds, topProbs };
+  return into;
 }
 
 /** The pending flags once columns keep … total - 1 changed and only [first, end) of them came with cells. */
@@ -619,6 +616,11 @@ export function pendingAfter(pending: Uint8Array | null, keep: number, total: nu
 /** Whether column `col` of the state has no cells yet. */
 export function isPending(state: ViewState, col: number): boolean {
   return state.pending !== null && state.pending[col] === 1;
+}
+
+/** How many of the state's columns have no cells yet. */
+export function pendingCount(state: ViewState): number {
+  return state.pending?.reduce((n, flag) => n + flag, 0) ?? 0;
 }
 
 /** Accessors over the flattened arrays. */

@@ -9,7 +9,7 @@ import type { RenderProps } from "@anywidget/types";
 import { downloadCanvas, pictureCanvas } from "./download";
 import { caretColumn } from "./columns";
 import { type Cell, cellAt, cellRect, contentWidth, draw, drawLegend, makeLayout, scrollToShow, visibleColumns } from "./heatmap";
-import type { Payload, Vocabulary } from "./payload";
+import { type Payload, pendingCount, type Vocabulary } from "./payload";
 import { choices, columnsShown, effectiveMode, isAB, legendTitle, markedCount, type Mode, modelNames, picture, rowIndices, type Scene, shown, tooltip } from "./picture";
 import { Receiver } from "./receiver";
 import { afterClick, afterHover, afterKey, NOTHING, type Selection, within } from "./selection";
@@ -264,7 +264,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     status.classList.toggle("lw-busy", busy);
     const range = !s || s.count === s.state.nTokens ? "" : s.count ? `tokens ${s.first}–${s.first + s.count - 1} of ` : "no tokens in the chosen range of ";
     const saved = snapshotMode && missingRows ? " · only the saved rows" : "";
-    const toCome = s?.state.pending?.reduce((n, flag) => n + flag, 0) ?? 0;
+    const toCome = s ? pendingCount(s.state) : 0;
     const pending = toCome && !snapshotMode ? ` · ${toCome} column${toCome === 1 ? "" : "s"} to come` : "";
     status.textContent = busy ? "computing…" : s ? `${range}${s.state.nTokens} tokens${saved}${pending}` : "";
     errorBox.textContent = [received.payloadError, received.vocabularyError, downloadError, model.get("error") || ""].filter(Boolean).join("\n");
@@ -407,7 +407,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     root.dataset.seq = String(received.seq);
     root.dataset.selected = selection.cell ? `${selection.cell.row},${selection.cell.col}` : "";
     root.dataset.marked = String(markedCount(s));
-    root.dataset.pending = String(s.state.pending?.reduce((n, flag) => n + flag, 0) ?? 0);
+    root.dataset.pending = String(pendingCount(s.state));
     if (selection.cell) showTooltip(selection.cell);
     scheduleReport();
   }

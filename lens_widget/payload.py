@@ -341,23 +341,26 @@ def pad_columns(cells: GridArrays, columns: int, start: int) -> GridArrays:
     if start == 0 and C == columns:
         return cells
     k = cells.top_ids.shape[2]
-    stats = np.full((S, R, columns), np.nan, np.float32)
-    top_ids = np.zeros((R, columns, k), np.int64)
-    top_probs = np.zeros((R, columns, k), np.float32)
-    stats[:, :, start : start + C] = cells.stats
-    top_ids[:, start : start + C] = cells.top_ids
-    top_probs[:, start : start + C] = cells.top_probs
-    return GridArrays(stats, top_ids, top_probs)
+    placeholders = GridArrays(
+        np.full((S, R, columns), np.nan, np.float32),
+        np.zeros((R, columns, k), np.int64),
+        np.zeros((R, columns, k), np.float32),
+    )
+    return _write_columns(placeholders, start, cells)
 
 
 def fill_columns(old: GridArrays, start: int, cells: GridArrays) -> GridArrays:
     """A "cells" update: `old` (same rows) with columns start … start + C - 1 replaced by `cells`."""
+    return _write_columns(GridArrays(old.stats.copy(), old.top_ids.copy(), old.top_probs.copy()), start, cells)
+
+
+def _write_columns(into: GridArrays, start: int, cells: GridArrays) -> GridArrays:
+    """`cells` written over columns start … start + C - 1 of `into` (in place), which it returns."""
     end = start + cells.stats.shape[2]
-    stats, top_ids, top_probs = old.stats.copy(), old.top_ids.copy(), old.top_probs.copy()
-    stats[:, :, start:end] = cells.stats
-    top_ids[:, start:end] = cells.top_ids
-    top_probs[:, start:end] = cells.top_probs
-    return GridArrays(stats, top_ids, top_probs)
+    into.stats[:, :, start:end] = cells.stats
+    into.top_ids[:, start:end] = cells.top_ids
+    into.top_probs[:, start:end] = cells.top_probs
+    return into
 
 
 def pending_after(
