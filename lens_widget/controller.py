@@ -72,8 +72,6 @@ class WidgetController:
         self.tuned = tuned
         """Each model's tuned lens ("a", and "b" in A/B), for the lens toggle."""
         self.seq = 0
-        self.visible: tuple[int, int] | None = None
-        """The column range [start, stop) the last reporting view shows (None: no view said)."""
         self._views_visible: dict[str, tuple[int, int]] = {}
         """Each view's last reported range: a keystroke is answered with its own view's columns."""
         self._editing: str | None = None
@@ -90,6 +88,11 @@ class WidgetController:
         widget.observe(self._on_stride, names="layer_stride")
         widget.observe(self._on_lens, names="lens")
         widget.on_msg(self._on_message)
+
+    @property
+    def visible(self) -> tuple[int, int] | None:
+        """The column range [start, stop) the last reporting view shows (None: no view said)."""
+        return next(reversed(self._views_visible.values()), None)
 
     def publish(self, update: Update, delta: bool | None = None) -> None:
         """Number the update; typing's deltas (and pending cells) go to the views as messages, anything
@@ -303,8 +306,7 @@ class WidgetController:
             return self._refuse(f"a visible range needs integer start and stop, got {start!r}, {stop!r}")
         if start > stop:
             return self._refuse(f"a visible range must have start <= stop, got {start}, {stop}")
-        self.visible = (start, stop)
-        self._views_visible.pop(view, None)
+        self._views_visible.pop(view, None)  # re-inserted last: the newest report is the last entry
         self._views_visible[view] = (start, stop)
         while len(self._views_visible) > MAX_VIEWS:  # views come and go: keep the latest ones
             self._views_visible.pop(next(iter(self._views_visible)))

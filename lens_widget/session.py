@@ -308,9 +308,9 @@ class LensSession:
             visible = _column_range(visible)
         tokens = tokenize(self.tokenizer, text, self.max_tokens)
         self._check_ids(tokens.ids)
-        with self._consistent(), self._threads(tokens.ids, visible):
-            old = self._tokens
-            keep = 0 if self._fresh else _common_prefix(old, tokens)
+        old = self._tokens
+        keep = 0 if self._fresh else _common_prefix(old, tokens)
+        with self._consistent(), self._threads(keep, len(tokens.ids), visible):
             patched = old.ids != tokens.ids and keep > 0  # column keep - 1 has a new next token
             ids = tokens.ids
             n = len(ids)
@@ -413,17 +413,16 @@ class LensSession:
                 return track
         raise ValueError(f"model must be one of {self.models}, got {model!r}")
 
-    def _threads(self, ids: list[int], visible: tuple[int, int] | None) -> Any:
-        """`_small` for a set_text whose work is small: the suffix's forward and its changed cells (at
-        most the visible ones), estimated from the new ids against the old before anything runs."""
-        keep = 0 if self._fresh else _common_prefix_ids(self._tokens.ids, ids)
-        columns = len(ids) - keep + 1  # and the patched column
+    def _threads(self, keep: int, n: int, visible: tuple[int, int] | None) -> Any:
+        """`_small` for a set_text of `n` tokens keeping `keep` whose work is small: the suffix's
+        forward and its changed cells (at most the visible ones), estimated before anything runs."""
+        columns = n - keep + 1  # and the patched column
         if visible is not None:
             columns = min(columns, visible[1] - visible[0] + 1)
         else:
             columns += int(self._pending[:keep].sum())  # completed too
         rows = len(self.display_rows)
-        return self._small((len(ids) - keep) * self._macs_per_token + rows * columns * self._macs_per_cell)
+        return self._small((n - keep) * self._macs_per_token + rows * columns * self._macs_per_cell)
 
     @contextmanager
     def _small(self, macs: float) -> Iterator[None]:
@@ -690,13 +689,6 @@ class LensSession:
         if self.num_layers in rows:
             notice += " The forward KL compares every row with the output, so it is NaN wherever the output is."
         return notice
-
-
-def _common_prefix_ids(old: list[int], new: list[int]) -> int:
-    """Leading ids in common (an estimate of what an edit keeps, before spans are compared)."""
-    n = min(len(old), len(new))
-    differs = np.flatnonzero(np.asarray(old[:n]) != np.asarray(new[:n]))
-    return int(differs[0]) if len(differs) else n
 
 
 def _common_prefix(old: Tokens, new: Tokens) -> int:
