@@ -14,7 +14,6 @@ Prints a table and one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import threading
@@ -29,7 +28,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_session import SHAPES, text_of
+from bench_session import SHAPES, emit, text_of
 from tiny_models import tiny_tokenizer
 
 from lens_widget.grid import DEFAULT_CHUNK_BYTES
@@ -158,11 +157,7 @@ def main() -> None:
     print(f"Memory of a long input: {args.shape} shape ({layers} layers, d = {d}), {n} tokens, float32, CPU")
     for key, value in result.items():
         print(f"{key:<34}{value:>14}")
-    line = json.dumps(result)
-    print(line)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(line + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -386,11 +386,16 @@ def main() -> None:
     for name, ok, detail in targets:
         print(f"{'PASS' if ok else 'MISS'}  {name:<40}{detail}")
     result["targets_met"] = all(ok for _, ok, _ in targets)
+    emit(result, args.out)
+
+
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """The result as one JSON line, printed and, when asked, written to `out`."""
     line = json.dumps(result)
     print(line)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(line + "\n")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(line + "\n")
 
 
 if __name__ == "__main__":
