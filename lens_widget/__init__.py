@@ -16,10 +16,12 @@ from .bundled import DEMO_TEXT, demo, demo_report, load_demo
 from .errors import (
     AdapterError,
     InvalidLensError,
+    LensDeviceError,
     LensFileError,
     LensMismatchError,
     LensNotFoundError,
     LensWidgetError,
+    ModelNotLoadedError,
 )
 from .grid import LensGrid, PairGrid, compute_grid, compute_pair_grid, next_token_targets, row_labels
 from .lens_files import LensConfig
@@ -68,6 +70,7 @@ __all__ = [
     "InvalidLensError",
     "Lens",
     "LensConfig",
+    "LensDeviceError",
     "LensFileError",
     "LensGrid",
     "LensMismatchError",
@@ -78,6 +81,7 @@ __all__ = [
     "LogitLens",
     "ModelAdapter",
     "ModelForward",
+    "ModelNotLoadedError",
     "PairGrid",
     "PayloadError",
     "TrainingError",

@@ -11,6 +11,7 @@ error naming its class, never decoded silently wrong.
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .errors import AdapterError
+from .placement import check_loaded, has_hook, input_device, is_offloaded, loaded_weight
 
 # Config attributes through which transformers models post-process their head's output. Checked
 # against the model's real logits at discovery, so a new kind of post-processing fails loudly.
@@ -42,6 +44,7 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     if a.shape != b.shape:
         return False
+    b = b.to(a.device)  # a model split over devices hands each module's output on its own device
     # The replayed chain runs the same kernels on the same inputs: only reduced precision slack. A NaN
     # weight gives NaN in the same places both ways: that is a broken model (whose cells the grid marks
     # invalid), not a layout the adapter failed to find.
@@ -116,6 +119,7 @@ class ModelAdapter:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
+        check_loaded(model, "the model")
         self._cast_head: tuple[tuple[Any, ...], torch.Tensor] | None = None
         self._cls = type(model).__name__
         config = getattr(model, "config", None)
@@ -140,7 +144,8 @@ class ModelAdapter:
         self._body: nn.Module = base if isinstance(base, nn.Module) else model
         self.vocab_size = int(head.weight.shape[0])
         self.logit_transform = LogitTransform.from_config(text_config)
-        chain, normed, d_model = self._discover()
+        chain, normed, d_model, device = self._discover()
+        self._device = device
         self._final = chain
         self.final_norm_names = tuple(_name_of(model, m) for m in chain)
         self.last_hidden_is_normed = normed
@@ -148,11 +153,18 @@ class ModelAdapter:
 
     @property
     def device(self) -> torch.device:
-        return self.head.weight.device
+        """Where the head computes, as seen at discovery: the lens and every lens row's work run there,
+        whatever devices the model's layers (dispatched by accelerate) or its offloaded weights are on."""
+        return self._device
 
     @property
     def dtype(self) -> torch.dtype:
         return self.head.weight.dtype
+
+    def unembedding(self) -> AbstractContextManager[torch.Tensor]:
+        """The head's real weight for the duration (an offloaded head's is brought in, then released):
+        what fingerprints read, where `head.weight` may be an empty meta tensor."""
+        return loaded_weight(self.head)
 
     def final_norm(self, h: torch.Tensor) -> torch.Tensor:
         """The modules the model runs between its last block and its head, replayed on `h`."""
@@ -179,7 +191,8 @@ class ModelAdapter:
           buffer chunk after chunk, rather than the allocator handing it fresh pages each time).
         dtype: the head GEMM's precision, the head weight's by default: bfloat16 on an accelerator
           runs several times faster, accumulated into float32 logits where the device can.
-        A head that is not a plain nn.Linear (or has hooks) is always called as the module.
+        A head that is not a plain nn.Linear (or has hooks) is always called as the module, and so is
+        an offloaded one (accelerate's hook brings its weight in for each call).
         """
         if out is None and dtype is None:
             return self.logit_transform(self.head(head_input))
@@ -189,7 +202,7 @@ class ModelAdapter:
             return logits if out is None else out.copy_(logits)
         weight, bias = linear
         dtype = weight.dtype if dtype is None else dtype
-        x, w = head_input.to(dtype), self._weight_in(weight, dtype)
+        x, w = head_input.to(weight.device, dtype), self._weight_in(weight, dtype)
         flat_x = x.reshape(-1, x.shape[-1])
         if out is None:
             logits = torch.mm(flat_x, w.T)
@@ -220,7 +233,10 @@ class ModelAdapter:
         """The head's weight and bias when calling it is exactly F.linear with them (no subclass
         forward, no hooks that could change what it computes or count its calls)."""
         head = self.head
-        plain = isinstance(head, nn.Linear) and type(head).forward is nn.Linear.forward and "forward" not in vars(head)
+        # accelerate's hook replaces the instance's forward to move inputs to the head's device (done
+        # here too) and, when offloaded, to bring its weight in (then the module must be called).
+        wrapped = "forward" in vars(head) and (is_offloaded(head) or not has_hook(head))
+        plain = isinstance(head, nn.Linear) and type(head).forward is nn.Linear.forward and not wrapped
         hooked = head._forward_hooks or head._forward_pre_hooks or _global_hooks()
         return (head.weight, head.bias) if plain and not hooked else None
 
@@ -241,17 +257,22 @@ class ModelAdapter:
         return self.decode(self.head_input(final_hidden))
 
     @torch.inference_mode()
-    def run(self, input_ids: torch.Tensor, cache: Any = None) -> tuple[torch.Tensor, Any]:
+    def run(
+        self, input_ids: torch.Tensor, cache: Any = None, store: torch.device | None = None
+    ) -> tuple[torch.Tensor, Any]:
         """Hidden states [L + 1, new positions, d] of `input_ids` continuing `cache`, and the cache.
 
         Runs the base model, skipping the head: the output row is decoded by the lens grid, in
         chunks, instead of materialising the model's positions × vocabulary logits here.
+        store: where the hidden states are kept (the head's device by default). Each layer's come from
+        that layer's device, [positions, d] at a time.
         """
         if input_ids.ndim != 1:
             raise ValueError(f"input_ids must be one sequence (1-D), got shape {tuple(input_ids.shape)}")
-        ids = input_ids.to(self.model.get_input_embeddings().weight.device)[None]
+        ids = input_ids.to(input_device(self.model))[None]
         out = self._body(input_ids=ids, cache=cache, use_cache=True, output_hidden_states=True)
-        hidden = torch.stack([h[0] for h in out.hidden_states])
+        store = self.device if store is None else store
+        hidden = torch.stack([h[0].to(store) for h in out.hidden_states])
         return hidden, getattr(out, "cache", None)
 
     def forward(self, input_ids: torch.Tensor) -> ModelForward:
@@ -269,14 +290,14 @@ class ModelAdapter:
         """
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids must be a batch [batch, positions] (2-D), got shape {tuple(input_ids.shape)}")
-        ids = input_ids.to(self.model.get_input_embeddings().weight.device)
+        ids = input_ids.to(input_device(self.model))
         # Every position is real (sequences are never padded): said explicitly, so that a batch holding
         # the pad token (often EOS, which separates packed documents) is not taken for padding.
         mask = torch.ones_like(ids)
         out = self._body(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
-        return torch.stack(tuple(out.hidden_states))
+        return torch.stack([h.to(self.device) for h in out.hidden_states])
 
-    def _discover(self) -> tuple[tuple[nn.Module, ...], bool, int]:
+    def _discover(self) -> tuple[tuple[nn.Module, ...], bool, int, torch.device]:
         """Run the model once on a few tokens, watching which modules run in which order."""
         model, blocks, head = self.model, self._blocks, self.head
         block_ids = {id(m) for m in blocks.modules()}
@@ -302,8 +323,7 @@ class ModelAdapter:
             handles.append(module.register_forward_hook(post))
         for i, block in enumerate(blocks):
             handles.append(block.register_forward_hook(_recorder(block_out, i)))
-        device = model.get_input_embeddings().weight.device
-        ids = (torch.arange(1, 6, device=device) % self.vocab_size)[None]
+        ids = (torch.arange(1, 6, device=input_device(model)) % self.vocab_size)[None]
         try:
             with torch.inference_mode():
                 out = model(input_ids=ids, output_hidden_states=True, use_cache=False)
@@ -360,7 +380,9 @@ class ModelAdapter:
             raise AdapterError(
                 f"{self._cls}: hidden_states[-1] is neither the last block's output nor the head's input."
             )
-        return tuple(chain), normed, int(block_out[last].shape[-1])
+        head_out = _first_tensor(seen["head_out"])
+        assert head_out is not None
+        return tuple(chain), normed, int(block_out[last].shape[-1]), head_out.device
 
 
 def _global_hooks() -> bool:

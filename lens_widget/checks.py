@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .adapter import ModelAdapter
+from .placement import check_loaded, is_dispatched
 
 DEFAULT_MAX_TOKENS = 2048
 MODELS = ("a", "b")
@@ -27,6 +28,16 @@ def check_model(model: Any, what: str = "model") -> None:
         )
         got = type(model).__name__
         raise TypeError(f"{what} must be a transformers causal LM (a torch.nn.Module), got {got}{hint}")
+    check_loaded(model, what)
+
+
+def check_movable(model: nn.Module, what: str, device: torch.device) -> None:
+    """A model placed by accelerate cannot be moved as a whole (its hooks keep their devices)."""
+    if is_dispatched(model):
+        raise ValueError(
+            f"{what} was placed by accelerate (device_map / dispatch_model / offload), so it cannot be moved to "
+            f"{device}: leave device=None; the lens work then runs where its head is"
+        )
 
 
 def model_name(model: nn.Module) -> str:

@@ -25,3 +25,11 @@ class LensNotFoundError(LensWidgetError):
 
 class InvalidLensError(LensWidgetError, ValueError):
     """A lens whose parameters hold NaN or infinite values: every cell it decoded would be invalid."""
+
+
+class ModelNotLoadedError(LensWidgetError, ValueError):
+    """The model's parameters are on the meta device, with nothing to load them when it runs."""
+
+
+class LensDeviceError(LensWidgetError, ValueError):
+    """A lens given to a low-level call sits on another device than the work it is used in."""

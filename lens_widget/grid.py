@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .adapter import ModelAdapter, ModelForward
+from .errors import LensDeviceError
 from .lenses import Lens, LogitLens
 from .statistics import (
     DIFF_STATISTICS,
@@ -129,12 +130,14 @@ class _Side:
     def __init__(self, model: GridInput, rows: Sequence[int], top_k: int) -> None:
         self.adapter, self.hidden = model.adapter, model.forward.hidden
         self.lens = LogitLens() if model.lens is None else model.lens
+        self.device = self.adapter.device
+        check_lens_device(self.lens, self.device)
         num_layers = self.adapter.num_layers
         self.lens_rows = list(dict.fromkeys(r for r in rows if r < num_layers))
         stacked = [*self.lens_rows, num_layers]
         self.n_cells = len(stacked) if num_layers in rows else len(self.lens_rows)
         self.index = [stacked.index(r) for r in rows]
-        self.index_tensor = torch.tensor(self.index, device=self.hidden.device)  # picks without a host copy
+        self.index_tensor = torch.tensor(self.index, device=self.device)  # picks without a host copy
         self.identity = self.index == list(range(self.n_cells))
         vocab = self.adapter.vocab_size
         if not 1 <= top_k <= vocab:
@@ -150,11 +153,13 @@ class _Side:
         `out` [end - start, stacked, vocab], where each position's rows are contiguous, so that a slab
         of positions is one contiguous piece. One head GEMM for every row: the unembedding matrix is
         read once. A head called as a module (`ModelAdapter.plain_head`) gets the rows-major input,
-        [stacked, positions, d], as every other caller gives it."""
-        adapter, hidden = self.adapter, self.hidden
-        head_in = adapter.head_input(hidden[adapter.num_layers, start:end])[None]
+        [stacked, positions, d], as every other caller gives it. Hidden states kept elsewhere (the
+        host, or the device of their layer) come to the head's device a [rows, positions, d] block at
+        a time: never the logits."""
+        adapter, hidden, device = self.adapter, self.hidden, self.device
+        head_in = adapter.head_input(hidden[adapter.num_layers, start:end].to(device))[None]
         if self.lens_rows:
-            translated = self.lens.translate(hidden[self.lens_rows, start:end], self.lens_rows)
+            translated = self.lens.translate(hidden[self.lens_rows, start:end].to(device), self.lens_rows)
             head_in = torch.cat([adapter.final_norm(translated).to(head_in.dtype), head_in])
         if adapter.plain_head:
             adapter.decode(head_in.transpose(0, 1), out=out, dtype=dtype)
@@ -244,7 +249,7 @@ def compute_grid(
     side = _Side(GridInput(adapter, lens, forward), rows, top_k)
     positions = forward.hidden.shape[1]
     _check_targets(targets, positions)
-    device = forward.hidden.device
+    device = side.device
     on_cpu = device.type == "cpu"
     sync_free = not on_cpu if sync_free is None else sync_free
     gemm_dtype = _gemm_dtype(adapter, device, gemm_dtype)
@@ -315,7 +320,7 @@ def compute_pair_grid(
     if b.forward.hidden.shape[1] != positions:
         raise ValueError(f"the models' forwards cover {positions} and {b.forward.hidden.shape[1]} positions")
     _check_targets(targets, positions)
-    device = a.forward.hidden.device
+    device = a.adapter.device
     on_cpu = device.type == "cpu"
     sync_free = not on_cpu if sync_free is None else sync_free
     sides = [_PairSide(x, r, top_k, positions, gemm_dtype, sync_free) for x, r in ((a, rows), (b, rows_b))]
@@ -357,7 +362,7 @@ class _PairSide:
         sync_free: bool,
     ) -> None:
         self.side = _Side(model, rows, top_k)
-        self.device = model.forward.hidden.device
+        self.device = self.side.device
         self.out = _Output(len(rows), positions, top_k, self.device)
         self.gemm_dtype = _gemm_dtype(model.adapter, self.device, gemm_dtype)
         self.sync_free = sync_free
@@ -393,6 +398,20 @@ class _PairSide:
         torch.exp(logp, out=p)
         top1 = cells.top_ids[:, self.index, 0]
         return logp, p, valid[:, self.index].to(logp.device), top1.to(logp.device)
+
+
+def check_lens_device(lens: Lens, device: torch.device) -> None:
+    """A lens module given to a grid or to training must sit where the head computes: torch's own
+    error names neither the lens nor the fix. (A session fits its lenses there itself.)"""
+    if not isinstance(lens, torch.nn.Module):
+        return
+    devices = {p.device for p in lens.parameters()}
+    if devices and devices != {device}:
+        where = ", ".join(sorted(str(d) for d in devices))
+        raise LensDeviceError(
+            f"the lens is on {where} but the model's head computes on {device}, where the lens rows are decoded: "
+            f"move it there with lens.fit(adapter) (which also checks it) or lens.to({str(device)!r})"
+        )
 
 
 def _gemm_dtype(adapter: ModelAdapter, device: torch.device, dtype: torch.dtype | None) -> torch.dtype | None:

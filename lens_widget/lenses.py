@@ -84,13 +84,15 @@ class TunedLens(nn.Module):
     def from_model(cls, model: nn.Module | ModelAdapter, *, bias: bool = True) -> TunedLens:
         """An untrained lens shaped for `model`, on its device and in its dtype."""
         adapter = _adapter(model)
+        with adapter.unembedding() as weight:
+            fingerprint = unembed_hash(weight)
         config = LensConfig(
             base_model_name_or_path=_model_id(adapter.model) or "",
             d_model=adapter.d_model,
             num_hidden_layers=adapter.num_layers,
             bias=bias,
             base_model_revision=_model_revision(adapter.model),
-            unembed_hash=unembed_hash(adapter.head.weight),
+            unembed_hash=fingerprint,
         )
         return cls(config).to(device=adapter.device, dtype=adapter.dtype)
 
@@ -146,7 +148,8 @@ class TunedLens(nn.Module):
         _check_shape(self.config, adapter)
         self.check_finite()
         if self.config.unembed_hash is not None:
-            actual = unembed_hash(adapter.head.weight)
+            with adapter.unembedding() as weight:
+                actual = unembed_hash(weight)
             if actual != self.config.unembed_hash:
                 warnings.warn(
                     f"the lens was trained for {self.config.base_model_name_or_path!r}, whose unembedding "

@@ -67,6 +67,7 @@ from .checks import (
     available_device,
     check_max_tokens,
     check_model,
+    check_movable,
     check_same_vocabulary,
     check_stride,
     check_top_k,
@@ -172,6 +173,8 @@ class LensSession:
         display = display_names(models, names, name)
         if device is not None:
             target = available_device(device)
+            for key, m in zip(MODELS, models, strict=False):
+                check_movable(m, "model" if key == "a" else "model_b", target)
             for m in models:
                 m.to(target)  # documented: the session runs the models where asked
         adapters = []

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .adapter import ModelAdapter
+from .checks import check_movable
 from .errors import LensWidgetError
 from .lenses import TunedLens
 
@@ -118,6 +119,8 @@ def train_lens(
     net = adapter.model
     home = adapter.device
     target = torch.device(device) if device is not None else home
+    if target != home:
+        check_movable(net, "the model", target)
     if lens is not None:
         lens.check_model(adapter)
     state_file = None if checkpoint is None else Path(checkpoint) / CHECKPOINT_FILE
@@ -129,7 +132,8 @@ def train_lens(
         if lens is None:
             lens = TunedLens.from_model(adapter)
         settings["bias"] = lens.config.bias
-        settings["model"] = _fingerprint(adapter.head.weight)  # refuses another model's checkpoint of this shape
+        with adapter.unembedding() as weight:
+            settings["model"] = _fingerprint(weight)  # refuses another model's checkpoint of this shape
         try:
             if target != home:
                 net.to(target)
