@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .adapter import ModelAdapter, ModelForward
+from .capacity import chunk_bytes_for, gemm_dtype
 from .errors import LensDeviceError
 from .lenses import Lens, LogitLens
 from .statistics import (
@@ -35,9 +36,6 @@ from .statistics import (
     grid_statistics_and_lse,
     pair_statistics_of,
 )
-
-DEFAULT_CHUNK_BYTES = 256 * 2**20
-"""Upper bound on the float32 working memory of one chunk of cells."""
 
 SLAB_FLOATS = 2**21
 """Logits per slab of a chunk on a CPU (8 MB): each slab goes through its statistics' sweeps while
@@ -61,6 +59,9 @@ class LensGrid:
     last_logits: torch.Tensor | None = None
     """float32 [rows, vocab] at the last position, when asked for: an append changes that
     position's next token, and these give its new cross-entropy and rank without a second GEMM."""
+    work_bytes: int = 0
+    """Bytes of the chunk buffers the computation allocated on its device (in a pair grid, both
+    models' and the pair's, on A's grid): what `chunk_bytes` bounded."""
 
     def statistic(self, name: str) -> np.ndarray:
         """[rows, positions] of one statistic by name."""
@@ -198,9 +199,10 @@ class _Output:
         self.tensors["top_ids"][:, start:end] = cells.top_ids.index_select(1, index).transpose(0, 1)
         self.tensors["top_probs"][:, start:end] = cells.top_probs.index_select(1, index).transpose(0, 1)
 
-    def grid(self, rows: Sequence[int]) -> LensGrid:
+    def grid(self, rows: Sequence[int], work_bytes: int = 0) -> LensGrid:
         arrays = {name: tensor.cpu().numpy() for name, tensor in self.tensors.items()}  # one copy each, off a CPU
-        return LensGrid(tuple(rows), arrays["stats"], arrays["top_ids"], arrays["top_probs"], self.last_logits)
+        stats, top_ids, top_probs = arrays["stats"], arrays["top_ids"], arrays["top_probs"]
+        return LensGrid(tuple(rows), stats, top_ids, top_probs, self.last_logits, work_bytes)
 
 
 def _check_rows(rows: Sequence[int], num_layers: int, *, distinct: bool = True) -> tuple[int, ...]:
@@ -228,7 +230,7 @@ def compute_grid(
     targets: torch.Tensor,
     rows: Sequence[int],
     top_k: int = 10,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    chunk_bytes: int | None = None,
     keep_last_logits: bool = False,
     *,
     gemm_dtype: torch.dtype | None = None,
@@ -238,9 +240,11 @@ def compute_grid(
 
     lens: None is the logit lens, as everywhere else in the package.
     targets: [positions] next-token ids (NO_TARGET where none), see `next_token_targets`.
+    chunk_bytes: the float32 working memory of one chunk of cells; by default 256 MiB on a CPU and a
+      share of the free memory on an accelerator (capacity.chunk_bytes_for).
     gemm_dtype: the head GEMM's precision; by default the head weight's on a CPU, and on an
-      accelerator bfloat16 for a float32 model (its own half precision otherwise). The logits come
-      out in float32 (accumulated so where the device can) and every statistic is float32.
+      accelerator half precision: bfloat16 where the device has it, else float16 (capacity.gemm_dtype).
+      The logits come out in float32 (accumulated so where the device can) and every statistic is float32.
     sync_free: never wait for the device inside the chunk loop (see `grid_statistics`): every
       result stays on the device until the whole grid is moved to the host at once. By default on
       any device but a CPU, where it is the same code (and tested as such) but slower.
@@ -258,7 +262,7 @@ def compute_grid(
     # Per chunk: the logits, the one chunk-sized tensor; on a CPU, slabs of it go through the
     # statistics with one reused cache-sized temporary. Without syncs
     # the slab is the chunk, and the exact form of every cell is computed too: a few more temporaries.
-    block = _block(chunk_bytes, vocab * stacked * (1 if not sync_free else 6))
+    block = _block(_chunk_bytes(chunk_bytes, device), vocab * stacked * (1 if not sync_free else 6))
     block = max(1, min(block, positions))
     slab = max(1, min(block, SLAB_FLOATS // (vocab * stacked))) if on_cpu and not sync_free else block
     buffer = torch.empty((block, stacked, vocab), dtype=torch.float32, device=device)
@@ -280,7 +284,7 @@ def compute_grid(
                 sync_free=sync_free,
             )
             out.write_slab(side, cells, first, last)
-    return out.grid(rows)
+    return out.grid(rows, _nbytes(buffer, scratch))
 
 
 @torch.inference_mode()
@@ -290,7 +294,7 @@ def compute_pair_grid(
     targets: torch.Tensor,
     rows: Sequence[int],
     top_k: int = 10,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    chunk_bytes: int | None = None,
     keep_last_logits: bool = False,
     rows_b: Sequence[int] | None = None,
     *,
@@ -328,7 +332,8 @@ def compute_pair_grid(
     # Per chunk: each model's logits; per slab, a reused temporary of each model's and the picked
     # log-probabilities and probabilities of both (the pair's); without syncs, as in compute_grid.
     stacked = sides[0].side.stacked + sides[1].side.stacked
-    block = max(1, min(positions, _block(chunk_bytes, vocab * stacked * (1 if not sync_free else 6))))
+    floats = vocab * stacked * (1 if not sync_free else 6)
+    block = max(1, min(positions, _block(_chunk_bytes(chunk_bytes, device), floats)))
     per_slab = vocab * (stacked + 4 * len(rows))
     slab = max(1, min(block, SLAB_FLOATS // per_slab)) if on_cpu and not sync_free else block
     for side in sides:
@@ -345,7 +350,8 @@ def compute_pair_grid(
             )
             pair = pair_statistics_of(logp_a, logp_b, valid_a, valid_b, top1_a, top1_b, p_a, p_b, sync_free)
             diff[:, :, first:last] = pair.transpose(1, 2)
-    grids = [side.out.grid(r) for side, r in zip(sides, (rows, rows_b), strict=True)]
+    work = _nbytes(*(t for side in sides for t in (side.buffer, side.scratch, side.logp, side.p)))
+    grids = [side.out.grid(r, work if side is sides[0] else 0) for side, r in zip(sides, (rows, rows_b), strict=True)]
     return PairGrid(grids[0], grids[1], diff.cpu().numpy())
 
 
@@ -400,6 +406,10 @@ class _PairSide:
         return logp, p, valid[:, self.index].to(logp.device), top1.to(logp.device)
 
 
+def _nbytes(*tensors: torch.Tensor) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 def check_lens_device(lens: Lens, device: torch.device) -> None:
     """A lens module given to a grid or to training must sit where the head computes: torch's own
     error names neither the lens nor the fix. (A session fits its lenses there itself.)"""
@@ -415,8 +425,10 @@ def check_lens_device(lens: Lens, device: torch.device) -> None:
 
 
 def _gemm_dtype(adapter: ModelAdapter, device: torch.device, dtype: torch.dtype | None) -> torch.dtype | None:
-    """The head GEMM's precision: as asked; by default the weight's on a CPU, else bfloat16 for a
-    float32 model (its own half precision otherwise)."""
-    if dtype is not None or device.type == "cpu":
-        return dtype
-    return torch.bfloat16 if adapter.dtype == torch.float32 else adapter.dtype
+    """The head GEMM's precision: as asked, else what the device computes best (capacity.gemm_dtype)."""
+    return dtype if dtype is not None else gemm_dtype(device, adapter.dtype)
+
+
+def _chunk_bytes(chunk_bytes: int | None, device: torch.device) -> int:
+    """As asked, else what the device has room for now."""
+    return chunk_bytes if chunk_bytes is not None else chunk_bytes_for(device)

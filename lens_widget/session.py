@@ -62,6 +62,7 @@ import torch
 from torch import nn
 
 from .adapter import ModelAdapter
+from .capacity import keep_on_host, state_bytes
 from .checks import (
     MODELS,
     available_device,
@@ -79,7 +80,6 @@ from .checks import (
 )
 from .errors import LensMismatchError
 from .grid import (
-    DEFAULT_CHUNK_BYTES,
     LensGrid,
     compute_grid,
     compute_pair_grid,
@@ -101,9 +101,12 @@ from .payload import (
 )
 from .statistics import DIFF_STATISTICS, NO_TARGET, STATISTICS, cross_entropy, log_probs, rank
 from .text import Tokens, check_tokenizer, tokenize, vocabulary
-from .track import Track
+from .track import Track, kept_widths
 
 _PATCHED = [STATISTICS.index(name) for name in PATCHED]
+KEEP_ON = ("auto", "device", "host")
+"""Where a session keeps hidden states and key/value caches: the models' devices, the host, or the
+device unless the state at max_tokens would crowd it (capacity.keep_on_host)."""
 SMALL_WORK_MACS = 5e7
 """Below about this many multiply-adds (a few ms on one core), an update runs on one CPU thread."""
 
@@ -161,10 +164,13 @@ class LensSession:
         layer_stride: int = 1,
         device: str | torch.device | None = None,
         max_tokens: int | None = None,
-        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        chunk_bytes: int | None = None,
         name: str | None = None,
+        keep_on: str = "auto",
     ) -> None:
         models = [model] if model_b is None else [model, model_b]
+        if keep_on not in KEEP_ON:
+            raise ValueError(f"keep_on must be one of {', '.join(map(repr, KEEP_ON))}, got {keep_on!r}")
         for key, m in zip(MODELS, models, strict=False):
             check_model(m, "model" if key == "a" else "model_b")
         if lens_b is not None and model_b is None:
@@ -189,13 +195,16 @@ class LensSession:
         )
         self.top_k = check_top_k(top_k, adapters[0].vocab_size)
         self.max_tokens = check_max_tokens(max_tokens, context_length(models))
-        self.chunk_bytes = positive_int(chunk_bytes, "chunk_bytes")
+        self.chunk_bytes = None if chunk_bytes is None else positive_int(chunk_bytes, "chunk_bytes")
+        """The float32 working memory of a chunk of lens work; None: sized to the device's free memory
+        at each computation (capacity.chunk_bytes_for)."""
         self.layer_stride = check_stride(layer_stride)
         reference = adapters[0].num_layers
         self._ab = model_b is not None
         self._tracks: tuple[Track, ...] = ()
+        on_host = _on_host(keep_on, adapters, self.max_tokens)
         for key, label, adapter, given in zip(MODELS, display, adapters, [lens, lens_b], strict=False):
-            track = Track(key, label, adapter, LogitLens(), reference, self.top_k)
+            track = Track(key, label, adapter, LogitLens(), reference, self.top_k, on_host)
             track.lens = self._fit_lens(track, lens if given is None else given)  # B: A's lens unless lens_b
             self._tracks = (*self._tracks, track)
         self._rows: list[int] = []
@@ -208,6 +217,7 @@ class LensSession:
         self._cpu = all(a.device.type == "cpu" for a in adapters)
         self._macs_per_token = sum(sum(p.numel() for p in m.parameters()) for m in models)
         self._macs_per_cell = sum(a.vocab_size * a.d_model for a in adapters)
+        self._largest_chunk = 0
         self.revision = 0
         """Counts the changes to the cells, so a caller can tell whether some were never sent (a pending
         column computed by grid_arrays, say)."""
@@ -291,6 +301,20 @@ class LensSession:
         with self._consistent():
             self._complete()
         return self._diff
+
+    def memory(self) -> dict[str, int | str]:
+        """Bytes the session holds, by part, over both models in A/B: `hidden_states` and `cache` (on
+        `kept_on`: the models' devices, or the host when the device was short, see `keep_on`), `cells`
+        (the grids and diff, host numpy arrays), and `largest_chunk`, the most working memory one
+        computation of lens work has allocated on the head's device so far."""
+        cells = sum(a.nbytes for t in self._tracks for a in (t.arrays.stats, t.arrays.top_ids, t.arrays.top_probs))
+        return {
+            "hidden_states": sum(t.hidden.numel() * t.hidden.element_size() for t in self._tracks),
+            "cache": sum(t.cache_bytes() for t in self._tracks),
+            "cells": cells + (0 if self._diff is None else self._diff.nbytes),
+            "largest_chunk": self._largest_chunk,
+            "kept_on": ", ".join(dict.fromkeys(str(t.store) for t in self._tracks)),
+        }
 
     def vocabulary(self) -> dict[str, Any]:
         """Every token id's text, encoded once for the view (payload.encode_vocabulary)."""
@@ -519,7 +543,9 @@ class LensSession:
         last = end == len(targets)
         if not self._ab:
             a = self._tracks[0].source(start, end)
-            return [compute_grid(a.adapter, a.lens, a.forward, targets[start:end], rows, k, chunk, last)], None
+            grid = compute_grid(a.adapter, a.lens, a.forward, targets[start:end], rows, k, chunk, last)
+            self._largest_chunk = max(self._largest_chunk, grid.work_bytes)
+            return [grid], None
         track_a, track_b = self._tracks
         pair = compute_pair_grid(
             track_a.source(start, end),
@@ -531,6 +557,7 @@ class LensSession:
             keep_last_logits=last,
             rows_b=track_b.layers(rows),
         )
+        self._largest_chunk = max(self._largest_chunk, pair.a.work_bytes)
         return [pair.a, pair.b], pair.diff
 
     def _splice(
@@ -692,6 +719,15 @@ class LensSession:
         if self.num_layers in rows:
             notice += " The forward KL compares every row with the output, so it is NaN wherever the output is."
         return notice
+
+
+def _on_host(keep_on: str, adapters: Sequence[ModelAdapter], max_tokens: int) -> bool:
+    """Whether hidden states and caches are kept on the host: asked, or ("auto") when the models'
+    state at `max_tokens` would take more than a share of the head's device's free memory."""
+    if keep_on != "auto":
+        return keep_on == "host"
+    needed = sum(sum(state_bytes(max_tokens, *kept_widths(a))) for a in adapters)
+    return keep_on_host(adapters[0].device, needed)
 
 
 def _common_prefix(old: Tokens, new: Tokens) -> int:

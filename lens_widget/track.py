@@ -20,6 +20,18 @@ from .payload import GridArrays
 from .statistics import NO_TARGET, STATISTICS
 
 _ENTROPY = STATISTICS.index("entropy")
+CPU = torch.device("cpu")
+
+
+def kept_widths(adapter: ModelAdapter) -> tuple[int, int, int, int]:
+    """(layers, d_model, the key/value width per layer, bytes per value) of what a track keeps per
+    token (capacity.state_bytes): the key width is fewer heads' than d_model under grouped-query attention."""
+    config = adapter.model.config.get_text_config()
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or 1
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or adapter.d_model // heads
+    itemsize = torch.empty(0, dtype=adapter.dtype).element_size()
+    return adapter.num_layers, adapter.d_model, int(kv_heads * head_dim), itemsize
 
 
 class Track:
@@ -29,8 +41,22 @@ class Track:
     this model's layers each stands for (the same indices, unless the depths differ).
     """
 
-    def __init__(self, key: str, name: str, adapter: ModelAdapter, lens: Lens, reference_layers: int, k: int) -> None:
+    def __init__(
+        self,
+        key: str,
+        name: str,
+        adapter: ModelAdapter,
+        lens: Lens,
+        reference_layers: int,
+        k: int,
+        on_host: bool = False,
+    ) -> None:
         self.key = key
+        self.store = CPU if on_host else adapter.device
+        """Where the hidden states are kept: the head's device, or the host when it is short."""
+        self.offload_cache = on_host and adapter.device.type == "cuda"
+        """Whether the key/value cache is kept on the host too (transformers' offloading cache, which
+        brings each layer's back to the device for its step: CUDA only)."""
         self.name = name
         self.adapter = adapter
         self.lens = lens
@@ -42,7 +68,7 @@ class Track:
         adapter = self.adapter
         self.cache: Any = None
         self.hidden = torch.empty(
-            (adapter.num_layers + 1, 0, adapter.d_model), dtype=adapter.dtype, device=adapter.device
+            (adapter.num_layers + 1, 0, adapter.d_model), dtype=adapter.dtype, device=self.store
         )
         self.arrays = GridArrays(
             np.empty((len(STATISTICS), 0, 0), np.float32),
@@ -82,11 +108,30 @@ class Track:
             self.hidden = self.hidden[:, :keep].clone()  # clone: let the dropped positions' memory go
         if len(ids) > keep:
             suffix = torch.tensor(ids[keep:], dtype=torch.long)
-            hidden, self.cache = self.adapter.run(suffix, self.cache if keep else None)
+            cache = self.cache if keep else self._new_cache()
+            hidden, self.cache = self.adapter.run(suffix, cache, store=self.store)
             seq_length = getattr(self.cache, "get_seq_length", None)
             if not callable(seq_length) or seq_length() != len(ids):
                 self.cache = None  # a cache that does not cover every position cannot be continued
             self.hidden = torch.cat([self.hidden[:, :keep], hidden], dim=1)
+
+    def _new_cache(self) -> Any:
+        """None (the model makes its own), or a cache kept on the host."""
+        if not self.offload_cache:
+            return None
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.adapter.model.config, offloading=True)
+
+    def cache_bytes(self) -> int:
+        """Bytes of the key/value cache's tensors, wherever they are."""
+        total = 0
+        for layer in getattr(self.cache, "layers", None) or []:
+            for name in ("keys", "values"):
+                tensor = getattr(layer, name, None)
+                if isinstance(tensor, torch.Tensor):
+                    total += tensor.numel() * tensor.element_size()
+        return total
 
     def _croppable(self, length: int) -> bool:
         """Whether a cache of `length` positions can be cut back. A sliding-window layer keeps only its
@@ -98,7 +143,7 @@ class Track:
         windows = [getattr(layer, "sliding_window", None) for layer in layers if getattr(layer, "is_sliding", False)]
         return all(isinstance(window, int) and length < window for window in windows)
 
-    def column_logits(self, rows: Sequence[int], column: int, top_k: int, chunk_bytes: int) -> torch.Tensor:
+    def column_logits(self, rows: Sequence[int], column: int, top_k: int, chunk_bytes: int | None) -> torch.Tensor:
         """float32 [rows, vocab] logits of one column, for its patch when they were not kept."""
         layers = self.layers(rows)
         distinct = list(dict.fromkeys(layers))

@@ -203,7 +203,7 @@ def test_a_lens_given_on_another_device_than_the_head_is_refused_with_the_fix() 
 
 def test_a_dispatched_model_is_not_moved(tmp_path: Path) -> None:
     placed = disk_offloaded(model("gpt_neox"), tmp_path)
-    with pytest.raises(ValueError, match="placed by accelerate .* leave device=None"):
+    with pytest.raises(ValueError, match=r"placed by accelerate .* leave device=None"):
         LensSession(placed, TOKENIZER, device="cpu")
     with pytest.raises(ValueError, match="placed by accelerate"):
         train_lens(placed, [TEXT], tokenizer=TOKENIZER, steps=1, device="meta", progress=False)

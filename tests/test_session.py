@@ -969,3 +969,36 @@ def test_an_update_encoded_late_still_describes_the_state_it_was_made_in() -> No
     assert late.n_tokens == expected.n_tokens and late.rows == expected.rows
     np.testing.assert_allclose(late.grids[0].stats, expected.grids[0].stats, rtol=1e-3, atol=1e-3)
     assert first.payload is first.payload, "encoded once"
+
+
+HALF_TOLERANCE = {torch.float16: 0.01, torch.bfloat16: 0.05}
+"""The README's stated agreement of a half-precision session with float32, relative to |value| + 1,
+for entropy, cross-entropy, forward KL and max probability (bfloat16 keeps 8 significant bits,
+float16 11: measured on the demo model, 0.0028 and 0.025 at most)."""
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_session_agrees_with_float32_within_the_stated_tolerance(dtype: torch.dtype) -> None:
+    import copy
+
+    from lens_widget import load_demo
+
+    m, tokenizer, lens = load_demo("final")
+    text = "Copy: A!2j!#u&NGApS&Mk\nPaste: A!2j!#u&NGApS&Mk\nadd 13 2 15\nThe built-in function len() returns"
+    reference = LensSession(m, tokenizer, copy.deepcopy(lens))
+    half = LensSession(copy.deepcopy(m).to(dtype), tokenizer, copy.deepcopy(lens))
+    for t in (text[:40], text[:70], text.replace("add 13", "inc 14"), text):  # appends and a middle edit
+        reference.set_text(t)
+        half.set_text(t)
+        (stats, ids, probs), (h_stats, h_ids, _) = reference.grid_arrays(), half.grid_arrays()
+        for name in ("entropy", "cross_entropy", "forward_kl", "max_probability"):
+            i = STATISTICS.index(name)
+            valid = ~np.isnan(stats[i])
+            assert np.array_equal(valid, ~np.isnan(h_stats[i]))
+            error = np.abs(h_stats[i][valid] - stats[i][valid]) / (np.abs(stats[i][valid]) + 1)
+            assert error.max() <= HALF_TOLERANCE[dtype], (name, error.max())
+        clear = probs[..., 0] - probs[..., 1] >= 0.05  # top-1 ahead of the second by 5 points
+        assert clear.mean() > 0.25 and np.array_equal(ids[..., 0][clear], h_ids[..., 0][clear])
+    fresh = LensSession(copy.deepcopy(m).to(dtype), tokenizer, copy.deepcopy(lens))
+    fresh.set_text(half.text)
+    assert_same_grid(half, fresh, tol=HALF_TOLERANCE[dtype] / 10)  # incremental == fresh in half precision too
