@@ -2,7 +2,9 @@
 
 For users who have a model and some text but would rather not write a training script: the folder
 written loads with `TunedLens.load` here and in tuned-lens. Exit status 0 on success, 1 when loading
-or training fails (the message says why), 2 on bad usage, 130 when interrupted.
+or training fails (the message says why), 2 on bad usage, 130 when interrupted. Under
+`torchrun --nproc-per-node=N -m lens_widget train ...` the processes train one lens together
+(distributed.py).
 """
 
 from __future__ import annotations
@@ -70,7 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CHECKPOINT_EVERY,
         help=f"steps between checkpoints (default {DEFAULT_CHECKPOINT_EVERY})",
     )
-    train.add_argument("--device", help="torch device to train on, e.g. cpu, cuda, cuda:1, mps (default: cpu)")
+    train.add_argument(
+        "--device",
+        help="torch device to train on, e.g. cpu, cuda, cuda:1, mps (default: cpu); under torchrun, cuda means "
+        "each process's GPU of its local rank",
+    )
+    train.add_argument(
+        "--device-map",
+        help="place the model with accelerate, e.g. auto (from_pretrained's device_map; the model may then be "
+        "sharded over GPUs or offloaded, and the lens trains where its head is); not with --device",
+    )
     train.add_argument(
         "--dtype",
         choices=("float32", "bfloat16", "float16", "auto"),
@@ -93,15 +104,22 @@ def train_command(args: argparse.Namespace) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .distributed import close, init_from_environment, world
     from .errors import LensWidgetError
     from .training import train_lens
 
+    if args.device is not None and args.device_map is not None:
+        print("error: give --device or --device-map, not both", file=sys.stderr)
+        return 2
     dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
+    rank = 0
     try:
+        device = init_from_environment(args.device)
+        rank = world()[0]
         tokenizer = AutoTokenizer.from_pretrained(args.model)
-        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
-        if args.device is not None:
-            model.to(args.device)
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype, device_map=args.device_map)
+        if device is not None:
+            model.to(device)
     except Exception as exc:  # missing folder, unknown id, offline Hub, bad device: all end the same way
         why = f"{type(exc).__name__}: {exc}"
         print(f"error: could not load the model or tokenizer {args.model!r}: {why}", file=sys.stderr)
@@ -120,7 +138,7 @@ def train_command(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
             checkpoint_every=args.checkpoint_every,
             progress=not args.no_progress,
-            device=args.device,
+            device=device,
         )
     except (ValueError, LensWidgetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -129,7 +147,10 @@ def train_command(args: argparse.Namespace) -> int:
         again = " (rerun the same command to resume from the last checkpoint)" if args.checkpoint else ""
         print(f"interrupted{again}", file=sys.stderr)
         return 130
-    print(f"saved the tuned lens to {args.out}")
+    finally:
+        close()
+    if rank == 0:
+        print(f"saved the tuned lens to {args.out}")
     return 0
 
 

@@ -24,6 +24,7 @@ import hashlib
 import math
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from torch import nn
 
 from .adapter import ModelAdapter
 from .checks import check_movable
+from .distributed import all_sum, share, world
 from .errors import LensWidgetError
 from .lenses import TunedLens
 
@@ -100,6 +102,10 @@ def train_lens(
 
     Raises ValueError on bad arguments or data, TrainingError on a NaN or infinite loss (then nothing
     is saved from that step: no `out` folder, no checkpoint; the lens keeps the previous step's values).
+
+    Inside an initialised torch.distributed process group (torchrun), each process trains on its share
+    of every step's sequences and the gradients are averaged (distributed.py); every process returns
+    the same lens, and only rank 0 writes `out` and checkpoints.
     """
     settings = _check_arguments(
         steps=steps,
@@ -156,10 +162,11 @@ def train_lens(
                 start = 0
                 if saved is not None:
                     start = _resume(saved, lens, optimizer, scheduler, stream, state_file, target)
-                run = _Run(settings, state_file, checkpoint_every, chunk_bytes, progress, target)
+                rank = world()[0]
+                run = _Run(settings, state_file, checkpoint_every, chunk_bytes, progress and rank == 0, target, rank)
                 _loop(adapter, lens, optimizer, scheduler, stream, start, run)
             lens.requires_grad_(False)
-            if out is not None:
+            if out is not None and rank == 0:
                 lens.save(out)
             return lens
         finally:
@@ -243,6 +250,8 @@ class _Run:
     chunk_bytes: int
     progress: bool
     device: torch.device
+    rank: int
+    """This process's rank (0 alone): only rank 0 writes."""
 
 
 def _loop(
@@ -258,12 +267,13 @@ def _loop(
 
     steps, clip = run.settings["steps"], run.settings["clip"]
     params = list(lens.parameters())
+    losses = _Losses(lens, run.device)
     saved = start if start and run.state_file is not None else None
     with tqdm(total=steps, initial=start, disable=not run.progress, desc="tuned lens", unit="step") as bar:
         for step in range(start, steps):
             sequences = stream.next_step()
             optimizer.zero_grad(set_to_none=True)
-            layer_kl, model_ok = _accumulate(adapter, lens, sequences, run.chunk_bytes, run.device)
+            layer_kl, model_ok = _accumulate(adapter, losses, sequences, run.chunk_bytes, run.device)
             loss = sum(layer_kl) / len(layer_kl)
             if not math.isfinite(loss):
                 raise TrainingError(_diverged(run, step + 1, f"the loss is {loss}", layer_kl, model_ok, saved))
@@ -277,49 +287,106 @@ def _loop(
             bar.update(1)
             done = step + 1
             if run.state_file is not None and (done % run.checkpoint_every == 0 or done == steps):
-                _save_checkpoint(run.state_file, done, run.settings, lens, optimizer, scheduler, stream, run.device)
+                if run.rank == 0:
+                    _save_checkpoint(run.state_file, done, run.settings, lens, optimizer, scheduler, stream, run.device)
                 saved = done
 
 
+class _Losses(nn.Module):
+    """The KL of a chunk of layers, as one module call: what DistributedDataParallel wraps when several
+    processes train, so that each backward follows exactly one forward of the module it averages.
+    The model is no part of it (kept out of the module's registry: DDP would broadcast its weights).
+
+    With several processes, every chunk's backward runs unsynced (gradients accumulate locally), and
+    one last call per step with no chunk, a zero that reads every translator, is the backward at which
+    DDP averages all the gradients: a chunk reads only some layers' translators, and DDP would
+    otherwise have to search the graph for the unused ones at every step."""
+
+    def __init__(self, lens: TunedLens, device: torch.device) -> None:
+        super().__init__()
+        self.lens = lens
+        self.distributed = world()[1] > 1
+        self.call: nn.Module = self
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.call = DistributedDataParallel(self, device_ids=[device] if device.type == "cuda" else None)
+
+    def forward(
+        self,
+        adapter: ModelAdapter | None = None,
+        hidden: torch.Tensor | None = None,
+        layers: range = range(0),
+        p: torch.Tensor | None = None,
+        neg_entropy: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the chunk's KL summed over its layers and positions, each layer's sum) for the model's
+        output distribution `p` (and its negative entropy) and `hidden` [layers, batch, positions, d];
+        with no chunk, the averaging call's zero."""
+        if adapter is None or hidden is None or p is None or neg_entropy is None:
+            zero = torch.stack([param.sum() for param in self.lens.parameters()]).sum() * 0.0
+            return zero, zero.detach()
+        kls = []
+        for layer in layers:
+            translated = self.lens(hidden[layer].float(), layer)
+            logits = adapter.decode(adapter.final_norm(translated.to(adapter.dtype))).float()
+            logq = torch.log_softmax(logits, dim=-1)
+            kls.append((neg_entropy - (p * logq).sum(-1)).sum())  # KL(model ‖ lens), summed over positions
+        per_layer = torch.stack(kls)
+        return per_layer.sum(), per_layer.detach()
+
+    def unsynced(self) -> AbstractContextManager[Any]:
+        """A chunk's backward: gradients accumulate in this process only."""
+        return self.call.no_sync() if self.distributed else nullcontext()  # type: ignore[operator]
+
+    def average(self) -> None:
+        """The step's averaging backward (with several processes; nothing alone)."""
+        if self.distributed:
+            self.call()[0].backward()
+
+
 def _accumulate(
-    adapter: ModelAdapter, lens: TunedLens, sequences: list[torch.Tensor], chunk_bytes: int, device: torch.device
+    adapter: ModelAdapter, losses: _Losses, sequences: list[torch.Tensor], chunk_bytes: int, device: torch.device
 ) -> tuple[list[float], bool]:
     """Backpropagate one step's loss into the lens; each layer's mean KL, and whether the model's own
-    output was finite (a NaN there is the model's fault, not the lens's, and the error says so)."""
+    output was finite (a NaN there is the model's fault, not the lens's, and the error says so).
+    With several processes, this one's share of the step (distributed.share), summed across them."""
     layers, vocab = adapter.num_layers, adapter.vocab_size
     positions = sum(len(s) for s in sequences)
+    rank, size = world()
+    sequences = share(sequences, rank, size)
     # The gradient is that of the sum over layers of each layer's mean KL, as in tuned-lens, so that its
     # lr and clipping carry over (the translators are independent: the minimum is the same as the mean's).
-    scale = 1.0 / positions
+    # DDP averages over processes: each scales by their number, so the average is the whole step's.
+    scale = size / positions
     sums = torch.zeros(layers, dtype=torch.float64, device=device)
-    model_bad = torch.zeros((), dtype=torch.bool, device=device)
+    model_bad = torch.zeros((), dtype=torch.float64, device=device)
     by_length: dict[int, list[torch.Tensor]] = {}
     for seq in sequences:  # equal lengths stack without padding (packed texts all have max_length)
         by_length.setdefault(len(seq), []).append(seq)
+    batches = []
     for length, group in by_length.items():
         rows = max(1, chunk_bytes // (4 * 4 * length * vocab))  # p of the rows, plus a layer's working copies
-        for first in range(0, len(group), rows):
-            ids = torch.stack(group[first : first + rows]).to(device)
-            hidden = adapter.hidden_states(ids)
-            with torch.no_grad():
-                model_logp = torch.log_softmax(adapter.output_logits(hidden[layers]).float(), dim=-1)
-                p = model_logp.exp()
-                neg_entropy = torch.where(p == 0, 0.0, p * model_logp).sum(-1)
-                del model_logp
-                model_bad |= ~torch.isfinite(neg_entropy).all()
-            per_chunk = max(1, chunk_bytes // (3 * 4 * ids.numel() * vocab))
-            for low in range(0, layers, per_chunk):
-                total = None
-                for layer in range(low, min(layers, low + per_chunk)):
-                    translated = lens(hidden[layer].float(), layer)
-                    logits = adapter.decode(adapter.final_norm(translated.to(adapter.dtype))).float()
-                    logq = torch.log_softmax(logits, dim=-1)
-                    kl = (neg_entropy - (p * logq).sum(-1)).sum()  # KL(model ‖ lens), summed over positions
-                    sums[layer] += kl.detach()
-                    total = kl if total is None else total + kl
-                assert total is not None
+        batches += [torch.stack(group[first : first + rows]) for first in range(0, len(group), rows)]
+    for batch in batches:
+        ids = batch.to(device)
+        hidden = adapter.hidden_states(ids)
+        with torch.no_grad():
+            model_logp = torch.log_softmax(adapter.output_logits(hidden[layers]).float(), dim=-1)
+            p = model_logp.exp()
+            neg_entropy = torch.where(p == 0, 0.0, p * model_logp).sum(-1)
+            del model_logp
+            model_bad += (~torch.isfinite(neg_entropy).all()).double()
+        per_chunk = max(1, chunk_bytes // (3 * 4 * ids.numel() * vocab))
+        for low in range(0, layers, per_chunk):
+            chunk = range(low, min(layers, low + per_chunk))
+            with losses.unsynced():
+                total, per_layer = losses.call(adapter, hidden, chunk, p, neg_entropy)
+                sums[chunk.start : chunk.stop] += per_layer.double()
                 (total * scale).backward()
-    return (sums / positions).tolist(), not bool(model_bad)
+    losses.average()
+    all_sum(sums)
+    return (sums / positions).tolist(), not bool(all_sum(model_bad) > 0)
 
 
 def _diverged(run: _Run, step: int, why: str, layer_kl: list[float], model_ok: bool, saved: int | None) -> str:
