@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .errors import AdapterError
-from .placement import check_loaded, has_hook, input_device, is_offloaded, loaded_weight
+from .placement import check_loaded, has_hook, input_device, is_offloaded, is_transparent_forward, loaded_weight, unwrap
 
 # Config attributes through which transformers models post-process their head's output. Checked
 # against the model's real logits at discovery, so a new kind of post-processing fails loudly.
@@ -118,6 +118,7 @@ class ModelAdapter:
     last_hidden_is_normed: bool
 
     def __init__(self, model: nn.Module) -> None:
+        model = unwrap(model)  # an nnsight model: the transformers model inside
         self.model = model
         check_loaded(model, "the model")
         self._cast_head: tuple[tuple[Any, ...], torch.Tensor] | None = None
@@ -234,8 +235,10 @@ class ModelAdapter:
         forward, no hooks that could change what it computes or count its calls)."""
         head = self.head
         # accelerate's hook replaces the instance's forward to move inputs to the head's device (done
-        # here too) and, when offloaded, to bring its weight in (then the module must be called).
-        wrapped = "forward" in vars(head) and (is_offloaded(head) or not has_hook(head))
+        # here too) and, when offloaded, to bring its weight in (then the module must be called);
+        # nnsight's runs the class's forward outside a trace.
+        transparent = (has_hook(head) and not is_offloaded(head)) or is_transparent_forward(head)
+        wrapped = "forward" in vars(head) and not transparent
         plain = isinstance(head, nn.Linear) and type(head).forward is nn.Linear.forward and not wrapped
         hooked = head._forward_hooks or head._forward_pre_hooks or _global_hooks()
         return (head.weight, head.bias) if plain and not hooked else None

@@ -1,4 +1,5 @@
-"""Where a model's modules run: accelerate's dispatched and offloaded models, and models never loaded.
+"""Where a model's modules run, and what others wrapped them in: accelerate's dispatched and offloaded
+models, nnsight's models, and models never loaded.
 
 A model loaded with `device_map="auto"` or placed by `accelerate.dispatch_model` keeps each module on
 its own device, or offloaded (its parameters on the meta device, the real values in CPU memory or on
@@ -6,7 +7,11 @@ disk, brought to an *execution device* by a hook around each call). So "the mode
 exist: the lens-widget asks each module where it runs. A parameter on the meta device with no hook
 to load it means the model's weights were never loaded, which no forward pass can survive.
 
-accelerate is optional: nothing here imports it unless a module carries its hook.
+An nnsight model (`nnsight.LanguageModel`) wraps a transformers model and puts a forward of its own
+on each of its modules, which outside a trace runs the class's forward unchanged: lens-widget works
+on the transformers model inside (`unwrap`).
+
+accelerate and nnsight are optional: nothing here imports either.
 """
 
 from __future__ import annotations
@@ -108,3 +113,21 @@ def loaded_weight(module: nn.Module) -> Iterator[torch.Tensor]:
         weight = module.weight
         assert isinstance(weight, torch.Tensor)
         yield weight.detach()
+
+
+def is_nnsight(model: Any) -> bool:
+    """Whether `model` is an nnsight model (a LanguageModel or another of its wrappers)."""
+    return type(model).__module__.startswith("nnsight.") and isinstance(getattr(model, "_module", None), nn.Module)
+
+
+def unwrap(model: Any) -> Any:
+    """The transformers model inside an nnsight model; anything else as it is."""
+    return model._module if is_nnsight(model) else model
+
+
+def is_transparent_forward(module: nn.Module) -> bool:
+    """Whether the module's instance forward is nnsight's, which outside a trace runs the class's own
+    forward unchanged (so the module computes exactly what its class does)."""
+    forward = vars(module).get("forward")
+    state = getattr(forward, "state", None)
+    return type(forward).__module__.startswith("nnsight.") and getattr(state, "body", None) is type(module).forward

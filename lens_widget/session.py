@@ -99,6 +99,7 @@ from .payload import (
     pending_after,
     splice_columns,
 )
+from .placement import unwrap
 from .statistics import DIFF_STATISTICS, NO_TARGET, STATISTICS, cross_entropy, log_probs, rank
 from .text import Tokens, check_tokenizer, tokenize, vocabulary
 from .track import Track, kept_widths
@@ -168,7 +169,7 @@ class LensSession:
         name: str | None = None,
         keep_on: str = "auto",
     ) -> None:
-        models = [model] if model_b is None else [model, model_b]
+        models = [unwrap(model)] if model_b is None else [unwrap(model), unwrap(model_b)]  # nnsight: its model
         if keep_on not in KEEP_ON:
             raise ValueError(f"keep_on must be one of {', '.join(map(repr, KEEP_ON))}, got {keep_on!r}")
         for key, m in zip(MODELS, models, strict=False):

@@ -1,0 +1,84 @@
+"""nnsight models: accepted wherever a model is, and the grid computed inside one trace equals
+LensSession's; a remote trace without an NDIF key or of a model NDIF cannot serve is refused first."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from grid_checks import Cells, assert_same_cells, assert_same_grid, grid_cell_logits
+
+nnsight = pytest.importorskip("nnsight")
+
+from lens_widget import LensSession, ModelAdapter, TunedLens, load_demo, train_lens  # noqa: E402
+from lens_widget.grid import next_token_targets  # noqa: E402
+from lens_widget.nnsight_trace import NDIF_KEY_ENV, RemoteError, trace_grid  # noqa: E402
+
+TEXT = "Copy: A!2j!#u&NGA\nPaste: A!2j!#u&NGA\nadd 13 2 15\nThe built-in function len() returns"
+
+
+def wrapped() -> tuple[object, object, TunedLens]:
+    """The demo model in an nnsight LanguageModel, its tokenizer and tuned lens."""
+    model, tokenizer, lens = load_demo("final")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # LanguageModel's deprecation notice (TransformersModel is its new name)
+        return nnsight.LanguageModel(model, tokenizer=copy.deepcopy(tokenizer)), tokenizer, lens
+
+
+def test_the_grid_computed_inside_a_trace_equals_the_sessions() -> None:
+    lm, tokenizer, lens = wrapped()
+    plain, _, _ = load_demo("final")
+    session = LensSession(plain, tokenizer, copy.deepcopy(lens), layer_stride=2)
+    session.set_text(TEXT)
+    ids = torch.tensor(session.tokens.ids)
+    grid = trace_grid(lm, ids, copy.deepcopy(lens), rows=session.rows)
+    stats, top_ids, top_probs = session.grid_arrays()
+    assert grid.rows == tuple(session.rows) and grid.statistics.shape == stats.shape
+    adapter = ModelAdapter(plain)
+    targets = next_token_targets(ids).numpy()
+    cell_logits = grid_cell_logits(adapter, session.lens, adapter.forward(ids).hidden, session.rows)
+    assert_same_cells(Cells(grid.statistics, grid.top_ids, grid.top_probs, targets),
+                      Cells(stats, top_ids, top_probs, targets), cell_logits)
+
+
+def test_an_nnsight_model_is_accepted_wherever_a_model_is(tmp_path: Path) -> None:
+    from lens_widget import plot_lens
+
+    lm, tokenizer, lens = wrapped()
+    plain, _, _ = load_demo("final")
+    assert ModelAdapter(lm).plain_head  # nnsight's own forward on each module runs the class's outside a trace
+    ours, reference = LensSession(lm, tokenizer, copy.deepcopy(lens)), LensSession(plain, tokenizer, lens)
+    for text in (TEXT[:30], TEXT, TEXT.replace("add", "inc")):
+        ours.set_text(text)
+        reference.set_text(text)
+        assert_same_grid(ours, reference)
+    widget = plot_lens(lm, tokenizer, TunedLens.from_model(lm), input_ids=ours.tokens.ids[:12])
+    assert widget.session.tokens.ids == ours.tokens.ids[:12] and not widget.error
+    trained = train_lens(lm, [TEXT] * 8, tokenizer=tokenizer, steps=2, tokens_per_step=64, max_length=32,
+                         progress=False, out=tmp_path / "lens")
+    assert np.isfinite(trained.layer_translators[0].weight.detach().numpy()).all()
+    TunedLens.load(tmp_path / "lens", lm)
+
+
+def test_a_remote_trace_without_an_ndif_key_is_refused_before_anything_is_sent(monkeypatch) -> None:
+    lm, _tokenizer, _lens = wrapped()
+    monkeypatch.delenv(NDIF_KEY_ENV, raising=False)
+    monkeypatch.setattr(nnsight.CONFIG.API, "APIKEY", None)
+    with pytest.raises(RemoteError, match=r"needs an API key: .*set_default_api_key.*NDIF_API_KEY.*remote=False"):
+        trace_grid(lm, [1, 2, 3], remote=True)
+    monkeypatch.setenv(NDIF_KEY_ENV, "a-key")  # a key, but a model loaded from a local folder
+    with pytest.raises(RemoteError, match="by their Hugging Face Hub id; this one was loaded from"):
+        trace_grid(lm, [1, 2, 3], remote=True)
+
+
+def test_trace_grid_refuses_what_is_not_an_nnsight_model_or_one_sequence() -> None:
+    lm, _tokenizer, _lens = wrapped()
+    plain, _, _ = load_demo("final")
+    with pytest.raises(TypeError, match="takes an nnsight model"):
+        trace_grid(plain, [1, 2, 3])
+    with pytest.raises(ValueError, match="one non-empty sequence"):
+        trace_grid(lm, [[1, 2], [3, 4]])
