@@ -331,6 +331,14 @@ class ModelAdapter:
             with torch.inference_mode():
                 out = model(input_ids=ids, output_hidden_states=True, use_cache=False)
         except Exception as exc:
+            quantized = _quantized_by_bitsandbytes(model)
+            if quantized:
+                where = input_device(model)
+                raise AdapterError(
+                    f"{self._cls} is quantized with bitsandbytes ({quantized}), whose kernels failed on {where}: "
+                    f"{exc!r}. bitsandbytes runs on CUDA GPUs, and on CPUs only for some layer shapes and versions: "
+                    "load the model on a GPU, or without quantization_config (in float16 or bfloat16 to save memory)"
+                ) from exc
             raise AdapterError(f"{self._cls}: a probe forward pass on 5 tokens failed: {exc!r}") from exc
         finally:
             for handle in handles:
@@ -386,6 +394,12 @@ class ModelAdapter:
         head_out = _first_tensor(seen["head_out"])
         assert head_out is not None
         return tuple(chain), normed, int(block_out[last].shape[-1]), head_out.device
+
+
+def _quantized_by_bitsandbytes(model: nn.Module) -> str:
+    """The bitsandbytes layer classes in the model ("" when none)."""
+    names = {type(m).__name__ for m in model.modules() if type(m).__module__.startswith("bitsandbytes.")}
+    return ", ".join(sorted(names))
 
 
 def _global_hooks() -> bool:
