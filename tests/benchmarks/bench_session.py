@@ -69,15 +69,18 @@ WORDS = (
 ).split()
 
 
-def model_config(shape: str) -> dict[str, Any]:
+def model_config(shape: str, tokens: int = 0) -> dict[str, Any]:
+    """The shape's config, with a context of at least `tokens` (rotary positions extend to any length)."""
     pythia = {"model_type": "gpt_neox", "vocab_size": 50304, "rotary_pct": 0.25, "max_position_embeddings": 2048}
-    return {**pythia, "tie_word_embeddings": False, **SHAPES[shape]}
+    config = {**pythia, "tie_word_embeddings": False, **SHAPES[shape]}
+    config["max_position_embeddings"] = max(config["max_position_embeddings"], tokens + 16)
+    return config
 
 
-def build_model(shape: str, device: str, seed: int = 0) -> torch.nn.Module:
+def build_model(shape: str, device: str, seed: int = 0, tokens: int = 0) -> torch.nn.Module:
     """Random weights, initialised on the device itself (an 8B model's init on the host takes minutes):
     float32 on a CPU; on a GPU bfloat16 where it has it, else float16."""
-    config = AutoConfig.for_model(**model_config(shape))
+    config = AutoConfig.for_model(**model_config(shape, tokens))
     torch.manual_seed(seed)
     dtype = torch.float32
     if device != "cpu":
@@ -88,10 +91,9 @@ def build_model(shape: str, device: str, seed: int = 0) -> torch.nn.Module:
 
 def text_of(tokenizer: Any, n: int) -> str:
     """A text of exactly n tokens (the prefix of a long word salad, cut at a token boundary)."""
-    words, i = [], 0
+    words = list(WORDS)
     while len(tokenizer(" ".join(words)).input_ids) <= n:
-        words.append(WORDS[i % len(WORDS)])
-        i += 1
+        words += words
     text = " ".join(words)
     spans = tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
     return text[: spans[n - 1][1]]
@@ -120,7 +122,7 @@ class Peer:
     def __init__(self, python: str, shape: str, ids: list[int], model: torch.nn.Module) -> None:
         script = Path(__file__).with_name("peer_tuned_lens.py")
         self.process = subprocess.Popen([python, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        job = {"config": model_config(shape), "seed": 0, "ids": ids, "threads": torch.get_num_threads()}
+        job = {"config": model_config(shape, len(ids)), "seed": 0, "ids": ids, "threads": torch.get_num_threads()}
         ready = self.ask(json.dumps(job))
         ours = float(sum(p.double().sum() for p in model.parameters()))
         if not math.isclose(ready["checksum"], ours, rel_tol=1e-9):
@@ -202,7 +204,7 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
 
     tokenizer = tiny_tokenizer(1000)
-    model = build_model(args.shape, args.device)
+    model = build_model(args.shape, args.device, tokens=args.tokens)
     n = args.tokens
     base = text_of(tokenizer, n)
     appended = next(base + w for w in (" the", " a", ".", "s") if len(tokenizer(base + w).input_ids) == n + 1)
@@ -214,7 +216,7 @@ def main() -> None:
     session = LensSession(model, tokenizer, top_k=args.top_k, max_tokens=max(2048, n + 8))
     ab = None
     if not args.skip_ab:
-        model_b = build_model(args.shape, args.device, seed=1)
+        model_b = build_model(args.shape, args.device, seed=1, tokens=args.tokens)
         ab = LensSession(model, tokenizer, model_b=model_b, top_k=args.top_k, max_tokens=max(2048, n + 8))
     rows = session.num_layers + 1
     cells = rows * n
