@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_session import SHAPES, emit, text_of
 from tiny_models import tiny_tokenizer
 
-from lens_widget.grid import DEFAULT_CHUNK_BYTES
+from lens_widget.capacity import state_bytes
 from lens_widget.session import LensSession
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -73,20 +73,6 @@ def measure(step: Callable[[], Any]) -> dict[str, float]:
     return {"seconds": result["seconds"], "before_mb": before / MB, "peak_mb": result["peak"] / MB}
 
 
-def kept_bytes(session: LensSession) -> dict[str, int]:
-    track = session._tracks[0]
-    cache = track.cache
-    cache_bytes = 0
-    for layer in getattr(cache, "layers", []):
-        for name in ("keys", "values"):
-            tensor = getattr(layer, name, None)
-            if isinstance(tensor, torch.Tensor):
-                cache_bytes += tensor.numel() * tensor.element_size()
-    arrays = track.arrays
-    cells = arrays.stats.nbytes + arrays.top_ids.nbytes + arrays.top_probs.nbytes
-    return {"hidden": track.hidden.numel() * track.hidden.element_size(), "cache": cache_bytes, "cells": cells}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shape", default="pythia-410m", choices=sorted(SHAPES))
@@ -123,14 +109,11 @@ def main() -> None:
     session.set_text(text)
     typed = measure(lambda: session.set_text(middle, visible=(n // 2 - 4, n // 2 + 16)))
     rest = measure(session.finish)
-    kept = kept_bytes(session)
+    kept = session.memory()
     layers, d = config.num_hidden_layers, config.hidden_size
     rows = layers + 1
-    formula = {
-        "hidden": (layers + 1) * n * d * 4,
-        "cache": 2 * layers * n * d * 4,
-        "cells": rows * n * (5 * 4 + 10 * 12),
-    }
+    hidden, cache = state_bytes(n, layers, d, d, 4)
+    formula = {"hidden": hidden, "cache": cache, "cells": rows * n * (5 * 4 + 10 * 12)}
     result = {
         "shape": args.shape,
         "tokens": n,
@@ -145,13 +128,13 @@ def main() -> None:
         "middle_edit_peak_over_start_mb": round(edit["peak_mb"] - edit["before_mb"], 1),
         "typed_first_visible_s": round(typed["seconds"], 2),
         "typed_rest_s": round(rest["seconds"], 2),
-        "kept_hidden_mb": round(kept["hidden"] / MB, 1),
+        "kept_hidden_mb": round(kept["hidden_states"] / MB, 1),
         "kept_cache_mb": round(kept["cache"] / MB, 1),
         "kept_cells_mb": round(kept["cells"] / MB, 1),
         "formula_hidden_mb": round(formula["hidden"] / MB, 1),
         "formula_cache_mb": round(formula["cache"] / MB, 1),
         "formula_cells_mb": round(formula["cells"] / MB, 1),
-        "chunk_bytes_mb": DEFAULT_CHUNK_BYTES // MB,
+        "largest_chunk_mb": round(kept["largest_chunk"] / MB, 1),
         "rss_end_mb": round(rss() / MB, 1),
     }
     print(f"Memory of a long input: {args.shape} shape ({layers} layers, d = {d}), {n} tokens, float32, CPU")
