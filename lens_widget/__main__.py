@@ -10,6 +10,7 @@ or training fails (the message says why), 2 on bad usage, 130 when interrupted. 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -110,6 +111,13 @@ def train_command(args: argparse.Namespace) -> int:
 
     if args.device is not None and args.device_map is not None:
         print("error: give --device or --device-map, not both", file=sys.stderr)
+        return 2
+    if args.device_map is not None and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
+        print(
+            "error: --device-map places one model over this machine's GPUs, but torchrun started several processes "
+            "here, each of which would: use --device cuda (one GPU per process), or one process per machine",
+            file=sys.stderr,
+        )
         return 2
     dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
     rank = 0

@@ -11,6 +11,7 @@ error naming its class, never decoded silently wrong.
 from __future__ import annotations
 
 import math
+import traceback
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,15 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .errors import AdapterError
-from .placement import check_loaded, has_hook, input_device, is_offloaded, is_transparent_forward, loaded_weight, unwrap
+from .placement import (
+    aligns_devices_only,
+    check_loaded,
+    execution_device,
+    input_device,
+    is_transparent_forward,
+    loaded_weight,
+    unwrap,
+)
 
 # Config attributes through which transformers models post-process their head's output. Checked
 # against the model's real logits at discovery, so a new kind of post-processing fails loudly.
@@ -115,6 +124,7 @@ class ModelAdapter:
     final_norm_names: tuple[str, ...]
     head_name: str
     logit_transform: LogitTransform
+    block_devices: tuple[torch.device, ...]
     last_hidden_is_normed: bool
 
     def __init__(self, model: nn.Module) -> None:
@@ -145,8 +155,10 @@ class ModelAdapter:
         self._body: nn.Module = base if isinstance(base, nn.Module) else model
         self.vocab_size = int(head.weight.shape[0])
         self.logit_transform = LogitTransform.from_config(text_config)
-        chain, normed, d_model, device = self._discover()
+        chain, normed, d_model, device, block_devices = self._discover()
         self._device = device
+        self.block_devices = block_devices
+        """Where each block's output came from at discovery (accelerate may place blocks on several)."""
         self._final = chain
         self.final_norm_names = tuple(_name_of(model, m) for m in chain)
         self.last_hidden_is_normed = normed
@@ -154,9 +166,10 @@ class ModelAdapter:
 
     @property
     def device(self) -> torch.device:
-        """Where the head computes, as seen at discovery: the lens and every lens row's work run there,
-        whatever devices the model's layers (dispatched by accelerate) or its offloaded weights are on."""
-        return self._device
+        """Where the head computes: the lens and every lens row's work run there, whatever devices the
+        model's layers (dispatched by accelerate) or its offloaded weights are on. Its hook's or weight's
+        device, read now (the model may have been moved since), else where discovery saw it compute."""
+        return execution_device(self.head) or self._device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -237,7 +250,7 @@ class ModelAdapter:
         # accelerate's hook replaces the instance's forward to move inputs to the head's device (done
         # here too) and, when offloaded, to bring its weight in (then the module must be called);
         # nnsight's runs the class's forward outside a trace.
-        transparent = (has_hook(head) and not is_offloaded(head)) or is_transparent_forward(head)
+        transparent = aligns_devices_only(head) or is_transparent_forward(head)
         wrapped = "forward" in vars(head) and not transparent
         plain = isinstance(head, nn.Linear) and type(head).forward is nn.Linear.forward and not wrapped
         hooked = head._forward_hooks or head._forward_pre_hooks or _global_hooks()
@@ -300,7 +313,7 @@ class ModelAdapter:
         out = self._body(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
         return torch.stack([h.to(self.device) for h in out.hidden_states])
 
-    def _discover(self) -> tuple[tuple[nn.Module, ...], bool, int, torch.device]:
+    def _discover(self) -> tuple[tuple[nn.Module, ...], bool, int, torch.device, tuple[torch.device, ...]]:
         """Run the model once on a few tokens, watching which modules run in which order."""
         model, blocks, head = self.model, self._blocks, self.head
         block_ids = {id(m) for m in blocks.modules()}
@@ -332,7 +345,7 @@ class ModelAdapter:
                 out = model(input_ids=ids, output_hidden_states=True, use_cache=False)
         except Exception as exc:
             quantized = _quantized_by_bitsandbytes(model)
-            if quantized:
+            if quantized and any("bitsandbytes" in frame.filename for frame in traceback.extract_tb(exc.__traceback__)):
                 where = input_device(model)
                 raise AdapterError(
                     f"{self._cls} is quantized with bitsandbytes ({quantized}), whose kernels failed on {where}: "
@@ -393,7 +406,8 @@ class ModelAdapter:
             )
         head_out = _first_tensor(seen["head_out"])
         assert head_out is not None
-        return tuple(chain), normed, int(block_out[last].shape[-1]), head_out.device
+        devices = tuple(block_out[i].device for i in range(self.num_layers))
+        return tuple(chain), normed, int(block_out[last].shape[-1]), head_out.device, devices
 
 
 def _quantized_by_bitsandbytes(model: nn.Module) -> str:

@@ -9,7 +9,12 @@ key/value cache a session keeps move to the host when the device is short.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from .adapter import ModelAdapter
 
 CPU_CHUNK_BYTES = 256 * 2**20
 """The float32 working memory of one chunk on a CPU: large GEMM blocks, while the statistics sweep
@@ -30,9 +35,11 @@ STATE_SHARE = 2
 
 
 def supports_bfloat16(device: torch.device) -> bool:
-    """Whether the device computes in bfloat16 natively: CUDA from compute capability 8 (Ampere);
-    not Colab's free T4 (7.5), where bfloat16 is emulated."""
-    return device.type == "cuda" and bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    """Whether the device computes in bfloat16 natively: a CUDA GPU from compute capability 8 (Ampere),
+    not Colab's free T4 (7.5), where bfloat16 is emulated; other accelerators (MPS, XPU) have it."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    return device.type != "cpu"
 
 
 def gemm_dtype(device: torch.device, weight_dtype: torch.dtype, bfloat16: bool | None = None) -> torch.dtype | None:
@@ -71,6 +78,18 @@ def chunk_bytes_for(device: torch.device, free: int | None = None) -> int:
     if free is None:
         return CPU_CHUNK_BYTES
     return int(min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, free // FREE_SHARE)))
+
+
+def kept_widths(adapter: ModelAdapter) -> tuple[int, int, int, int]:
+    """(layers, d_model, the key/value width per layer, bytes per value) of what a session keeps per
+    token of one model (`state_bytes`): the key width is fewer heads' than d_model under grouped-query
+    attention."""
+    config = adapter.model.config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or 1
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or adapter.d_model // heads
+    return adapter.num_layers, adapter.d_model, int(kv_heads * head_dim), adapter.dtype.itemsize
 
 
 def state_bytes(tokens: int, layers: int, d_model: int, kv_width: int, itemsize: int) -> tuple[int, int]:

@@ -11,7 +11,8 @@ checkpoints and the lens folder.
 from __future__ import annotations
 
 import os
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -42,6 +43,24 @@ def all_sum(tensor: torch.Tensor) -> torch.Tensor:
     if world()[1] > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def from_rank_0(read: Callable[[], T]) -> T:
+    """What `read` gives on rank 0, on every process (a checkpoint only rank 0 wrote, on storage the
+    others may not share). An exception there is raised on every process, so none waits for the rest."""
+    if world()[1] == 1:
+        return read()
+    box: list[Any] = [None]
+    if world()[0] == 0:
+        try:
+            box[0] = ("ok", read())
+        except Exception as exc:
+            box[0] = ("error", exc)
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "error":
+        raise value
+    return value  # type: ignore[no-any-return]
 
 
 def init_from_environment(device: str | None) -> str | None:

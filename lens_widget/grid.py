@@ -411,8 +411,8 @@ def _nbytes(*tensors: torch.Tensor) -> int:
 
 
 def check_lens_device(lens: Lens, device: torch.device) -> None:
-    """A lens module given to a grid or to training must sit where the head computes: torch's own
-    error names neither the lens nor the fix. (A session fits its lenses there itself.)"""
+    """A lens module given to a grid must sit where the head computes: torch's own error names neither
+    the lens nor the fix. (Sessions and training move their lenses there themselves.)"""
     if not isinstance(lens, torch.nn.Module):
         return
     devices = {p.device for p in lens.parameters()}

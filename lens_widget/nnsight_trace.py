@@ -5,10 +5,13 @@ own on each instance that runs the original outside a trace). Everything in lens
 model through `unwrap`, incrementally with its key/value cache as for any model.
 
 `trace_grid` is the other way: the whole reduction (hidden states → lens → final norm and head →
-top-k and every statistic) runs inside the trace, so that only the compact cells leave it. That is the
-pattern a remote run on NDIF needs, where the model lives on NDIF's servers, keeps no cache between
-requests, and only what the trace saves comes back. With remote=False nnsight runs the same trace on
-the local model, which is how it is tested here (NDIF cannot be reached from the test machine).
+top-k and every statistic) runs inside the trace, so that only the compact cells leave it, the shape
+a remote run on NDIF will take (the model on NDIF's servers, no cache between requests, only what the
+trace saves coming back). It runs locally (remote=False) and is tested there. A remote run is not
+built yet: the reduction is lens-widget's code, which NDIF would have to run (shipped by value and
+allowed by its sandbox), and the adapter's discovery needs the model's weights, which only NDIF would
+hold. remote=True says which of its own conditions are missing (an API key, a model NDIF serves),
+then that it is not supported yet.
 
 nnsight is optional (`pip install "lens-widget[nnsight]"`): nothing here imports it unless a model is
 one of its own.
@@ -22,7 +25,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
 from .adapter import ModelAdapter, ModelForward
 from .errors import LensWidgetError
@@ -33,8 +35,9 @@ from .placement import is_nnsight, unwrap
 NDIF_KEY_ENV = "NDIF_API_KEY"
 """The environment variable nnsight reads an NDIF API key from (besides its saved config)."""
 
-_ADAPTERS: weakref.WeakKeyDictionary[nn.Module, ModelAdapter] = weakref.WeakKeyDictionary()
-"""One adapter per wrapped model: discovery runs the model, which each trace need not repeat."""
+_ADAPTERS: weakref.WeakKeyDictionary[Any, ModelAdapter] = weakref.WeakKeyDictionary()
+"""One adapter per nnsight model (the key: the wrapper, which the adapter does not hold, so both go
+when the user drops the wrapper): discovery runs the model, which each trace need not repeat."""
 
 
 class RemoteError(LensWidgetError):
@@ -43,10 +46,9 @@ class RemoteError(LensWidgetError):
 
 def adapter_of(model: Any) -> ModelAdapter:
     """The adapter of an nnsight model's transformers model, discovered once per model."""
-    inner = unwrap(model)
-    adapter = _ADAPTERS.get(inner)
-    if adapter is None:
-        adapter = _ADAPTERS[inner] = ModelAdapter(inner)
+    adapter = _ADAPTERS.get(model)
+    if adapter is None or adapter.model is not unwrap(model):
+        adapter = _ADAPTERS[model] = ModelAdapter(unwrap(model))
     return adapter
 
 
@@ -83,13 +85,18 @@ def trace_grid(
     """The lens grid of one sequence, computed inside a single nnsight trace of `model`.
 
     rows: layer indices (0 … L; L is the model's own output), every row by default.
-    remote: run the trace on NDIF (needs an API key and a hosted model: RemoteError otherwise).
+    remote: run the trace on NDIF: checked (an API key, a hosted model: RemoteError otherwise), then
+      refused as not supported yet (see the module's docstring).
     Equal to compute_grid on the model's own hidden states, which is what the tests check.
     """
     if not is_nnsight(model):
         raise TypeError(f"trace_grid takes an nnsight model (nnsight.LanguageModel), got {type(model).__name__}")
     if remote:
         check_remote(model)
+        raise NotImplementedError(
+            "remote=True is not supported yet: lens-widget's reduction would have to run on NDIF's servers; "
+            "load the model locally and pass remote=False (or use LensSession / LensWidget with it)"
+        )
     ids = torch.as_tensor(input_ids, dtype=torch.long)
     if ids.ndim != 1 or not len(ids):
         raise ValueError(f"input_ids must be one non-empty sequence (1-D), got shape {tuple(ids.shape)}")
@@ -100,7 +107,7 @@ def trace_grid(
     targets = next_token_targets(ids)
     import nnsight
 
-    with model.trace(ids, output_hidden_states=True, use_cache=False, remote=remote):
+    with model.trace(ids, output_hidden_states=True, use_cache=False):
         hidden = torch.stack([h[0].to(adapter.device) for h in model.output.hidden_states])
         grid = compute_grid(adapter, lens, ModelForward(hidden), targets, rows, top_k)
         cells = nnsight.save((grid.statistics, grid.top_ids, grid.top_probs))  # only these leave the trace

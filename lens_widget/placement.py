@@ -44,6 +44,13 @@ def _hooks(module: nn.Module) -> list[Any]:
     return list(getattr(hook, "hooks", None) or [hook])
 
 
+def aligns_devices_only(module: nn.Module) -> bool:
+    """Whether the module's accelerate hooks only move its inputs to its device (AlignDevicesHook
+    without offload): calling its weight directly there computes what the module does."""
+    hooks = _hooks(module)
+    return bool(hooks) and all(type(h).__name__ == "AlignDevicesHook" and not h.offload for h in hooks)
+
+
 def is_offloaded(module: nn.Module) -> bool:
     """Whether the module's own parameters are brought in by a hook at each call (CPU or disk offload)."""
     return any(bool(getattr(h, "offload", False)) for h in _hooks(module))
@@ -116,13 +123,20 @@ def loaded_weight(module: nn.Module) -> Iterator[torch.Tensor]:
 
 
 def is_nnsight(model: Any) -> bool:
-    """Whether `model` is an nnsight model (a LanguageModel or another of its wrappers)."""
-    return type(model).__module__.startswith("nnsight.") and isinstance(getattr(model, "_module", None), nn.Module)
+    """Whether `model` is an nnsight model (a LanguageModel, another of its wrappers, or a subclass)."""
+    nnsight_class = any(cls.__module__.startswith("nnsight.") for cls in type(model).__mro__)
+    return nnsight_class and isinstance(getattr(model, "_module", None), nn.Module)
 
 
 def unwrap(model: Any) -> Any:
-    """The transformers model inside an nnsight model; anything else as it is."""
-    return model._module if is_nnsight(model) else model
+    """The transformers model inside an nnsight model (anything else as it is). A model nnsight wraps
+    lazily by its name holds no weights until its first trace, when nnsight loads them: lens-widget
+    runs it at once, so they are loaded now (`dispatch`)."""
+    if not is_nnsight(model):
+        return model
+    if getattr(model, "dispatched", True) is False:
+        model.dispatch()
+    return model._module
 
 
 def is_transparent_forward(module: nn.Module) -> bool:

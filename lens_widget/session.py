@@ -55,14 +55,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 from torch import nn
 
 from .adapter import ModelAdapter
-from .capacity import keep_on_host, state_bytes
+from .capacity import keep_on_host, kept_widths, state_bytes
 from .checks import (
     MODELS,
     available_device,
@@ -102,7 +102,7 @@ from .payload import (
 from .placement import unwrap
 from .statistics import DIFF_STATISTICS, NO_TARGET, STATISTICS, cross_entropy, log_probs, rank
 from .text import Tokens, check_tokenizer, tokenize, vocabulary
-from .track import Track, kept_widths
+from .track import Track
 
 _PATCHED = [STATISTICS.index(name) for name in PATCHED]
 KEEP_ON = ("auto", "device", "host")
@@ -142,6 +142,17 @@ class Update:
     @property
     def cell_columns(self) -> range:
         return range(self.cell_start, self.cell_end)
+
+
+class Memory(TypedDict):
+    """`LensSession.memory()`: bytes by part, over both models in A/B."""
+
+    hidden_states: int
+    cache: int
+    cells: int
+    largest_chunk: int
+    kept_on: str
+    """The devices hidden states and caches are kept on ("cpu" when kept on the host)."""
 
 
 def _arrays(grid: LensGrid) -> GridArrays:
@@ -303,14 +314,14 @@ class LensSession:
             self._complete()
         return self._diff
 
-    def memory(self) -> dict[str, int | str]:
+    def memory(self) -> Memory:
         """Bytes the session holds, by part, over both models in A/B: `hidden_states` and `cache` (on
         `kept_on`: the models' devices, or the host when the device was short, see `keep_on`), `cells`
         (the grids and diff, host numpy arrays), and `largest_chunk`, the most working memory one
         computation of lens work has allocated on the head's device so far."""
         cells = sum(a.nbytes for t in self._tracks for a in (t.arrays.stats, t.arrays.top_ids, t.arrays.top_probs))
         return {
-            "hidden_states": sum(t.hidden.numel() * t.hidden.element_size() for t in self._tracks),
+            "hidden_states": sum(t.hidden.nbytes for t in self._tracks),
             "cache": sum(t.cache_bytes() for t in self._tracks),
             "cells": cells + (0 if self._diff is None else self._diff.nbytes),
             "largest_chunk": self._largest_chunk,

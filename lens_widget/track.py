@@ -17,21 +17,10 @@ from .adapter import ModelAdapter, ModelForward
 from .grid import GridInput, aligned_layers, compute_grid
 from .lenses import Lens
 from .payload import GridArrays
+from .placement import CPU
 from .statistics import NO_TARGET, STATISTICS
 
 _ENTROPY = STATISTICS.index("entropy")
-CPU = torch.device("cpu")
-
-
-def kept_widths(adapter: ModelAdapter) -> tuple[int, int, int, int]:
-    """(layers, d_model, the key/value width per layer, bytes per value) of what a track keeps per
-    token (capacity.state_bytes): the key width is fewer heads' than d_model under grouped-query attention."""
-    config = adapter.model.config.get_text_config()
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or 1
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or adapter.d_model // heads
-    itemsize = torch.empty(0, dtype=adapter.dtype).element_size()
-    return adapter.num_layers, adapter.d_model, int(kv_heads * head_dim), itemsize
 
 
 class Track:
@@ -54,9 +43,9 @@ class Track:
         self.key = key
         self.store = CPU if on_host else adapter.device
         """Where the hidden states are kept: the head's device, or the host when it is short."""
-        self.offload_cache = on_host and adapter.device.type == "cuda"
+        self.offload_cache = on_host and all(d.type == "cuda" for d in (adapter.device, *adapter.block_devices))
         """Whether the key/value cache is kept on the host too (transformers' offloading cache, which
-        brings each layer's back to the device for its step: CUDA only)."""
+        brings each layer's back to the device for its step: CUDA only, every layer's)."""
         self.name = name
         self.adapter = adapter
         self.lens = lens
@@ -130,7 +119,7 @@ class Track:
             for name in ("keys", "values"):
                 tensor = getattr(layer, name, None)
                 if isinstance(tensor, torch.Tensor):
-                    total += tensor.numel() * tensor.element_size()
+                    total += tensor.nbytes
         return total
 
     def _croppable(self, length: int) -> bool:

@@ -34,7 +34,7 @@ from torch import nn
 
 from .adapter import ModelAdapter
 from .checks import check_movable
-from .distributed import all_sum, share, world
+from .distributed import all_sum, from_rank_0, share, world
 from .errors import LensWidgetError
 from .lenses import TunedLens
 
@@ -158,7 +158,7 @@ def train_lens(
                 if target.type == "cuda":
                     with torch.cuda.device(target):
                         torch.cuda.manual_seed(seed)
-                saved = _load_checkpoint(state_file, settings) if state_file is not None else None
+                saved = from_rank_0(lambda: _load_checkpoint(state_file, settings)) if state_file is not None else None
                 start = 0
                 if saved is not None:
                     start = _resume(saved, lens, optimizer, scheduler, stream, state_file, target)
@@ -267,7 +267,7 @@ def _loop(
 
     steps, clip = run.settings["steps"], run.settings["clip"]
     params = list(lens.parameters())
-    losses = _Losses(lens, run.device)
+    losses = _Averaged(lens, run.device)
     saved = start if start and run.state_file is not None else None
     with tqdm(total=steps, initial=start, disable=not run.progress, desc="tuned lens", unit="step") as bar:
         for step in range(start, steps):
@@ -294,23 +294,11 @@ def _loop(
 
 class _Losses(nn.Module):
     """The KL of a chunk of layers, as one module call: what DistributedDataParallel wraps when several
-    processes train, so that each backward follows exactly one forward of the module it averages.
-    The model is no part of it (kept out of the module's registry: DDP would broadcast its weights).
+    processes train (`_Averaged`). The model is no part of it (DDP would broadcast its weights)."""
 
-    With several processes, every chunk's backward runs unsynced (gradients accumulate locally), and
-    one last call per step with no chunk, a zero that reads every translator, is the backward at which
-    DDP averages all the gradients: a chunk reads only some layers' translators, and DDP would
-    otherwise have to search the graph for the unused ones at every step."""
-
-    def __init__(self, lens: TunedLens, device: torch.device) -> None:
+    def __init__(self, lens: TunedLens) -> None:
         super().__init__()
         self.lens = lens
-        self.distributed = world()[1] > 1
-        self.call: nn.Module = self
-        if self.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.call = DistributedDataParallel(self, device_ids=[device] if device.type == "cuda" else None)
 
     def forward(
         self,
@@ -322,7 +310,7 @@ class _Losses(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(the chunk's KL summed over its layers and positions, each layer's sum) for the model's
         output distribution `p` (and its negative entropy) and `hidden` [layers, batch, positions, d];
-        with no chunk, the averaging call's zero."""
+        with no chunk, the averaging call's zero (`_Averaged.average`)."""
         if adapter is None or hidden is None or p is None or neg_entropy is None:
             zero = torch.stack([param.sum() for param in self.lens.parameters()]).sum() * 0.0
             return zero, zero.detach()
@@ -335,18 +323,38 @@ class _Losses(nn.Module):
         per_layer = torch.stack(kls)
         return per_layer.sum(), per_layer.detach()
 
+
+class _Averaged:
+    """The chunk losses, and with several processes their DistributedDataParallel wrapper: every chunk's
+    backward runs unsynced (gradients accumulate in each process), and one call per step with no chunk,
+    a zero that reads every translator, is the backward at which DDP averages all the gradients (a
+    chunk reads some layers' translators only, and DDP would otherwise search the graph for the unused
+    ones at every step)."""
+
+    def __init__(self, lens: TunedLens, device: torch.device) -> None:
+        self.losses = _Losses(lens)
+        self.ddp: nn.Module | None = None
+        if world()[1] > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device] if device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.losses, device_ids=ids)
+
+    def __call__(self, *chunk: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.losses if self.ddp is None else self.ddp)(*chunk)
+
     def unsynced(self) -> AbstractContextManager[Any]:
         """A chunk's backward: gradients accumulate in this process only."""
-        return self.call.no_sync() if self.distributed else nullcontext()  # type: ignore[operator]
+        return nullcontext() if self.ddp is None else self.ddp.no_sync()  # type: ignore[operator]
 
     def average(self) -> None:
         """The step's averaging backward (with several processes; nothing alone)."""
-        if self.distributed:
-            self.call()[0].backward()
+        if self.ddp is not None:
+            self.ddp()[0].backward()
 
 
 def _accumulate(
-    adapter: ModelAdapter, losses: _Losses, sequences: list[torch.Tensor], chunk_bytes: int, device: torch.device
+    adapter: ModelAdapter, losses: _Averaged, sequences: list[torch.Tensor], chunk_bytes: int, device: torch.device
 ) -> tuple[list[float], bool]:
     """Backpropagate one step's loss into the lens; each layer's mean KL, and whether the model's own
     output was finite (a NaN there is the model's fault, not the lens's, and the error says so).
@@ -381,7 +389,7 @@ def _accumulate(
         for low in range(0, layers, per_chunk):
             chunk = range(low, min(layers, low + per_chunk))
             with losses.unsynced():
-                total, per_layer = losses.call(adapter, hidden, chunk, p, neg_entropy)
+                total, per_layer = losses(adapter, hidden, chunk, p, neg_entropy)
                 sums[chunk.start : chunk.stop] += per_layer.double()
                 (total * scale).backward()
     losses.average()

@@ -17,9 +17,9 @@ from lens_widget.capacity import (
     chunk_bytes_for,
     gemm_dtype,
     keep_on_host,
+    kept_widths,
     state_bytes,
 )
-from lens_widget.track import kept_widths
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 GIB = 2**30
@@ -91,7 +91,8 @@ def test_a_small_chunk_bound_is_what_the_largest_chunk_reports() -> None:
     assert small.memory()["largest_chunk"] <= 2 * bound < session.memory()["largest_chunk"]
 
 
-def test_keep_on_is_checked_and_host_keeps_the_same_grid() -> None:
+def test_keep_on_is_checked_and_host_on_a_cpu_changes_nothing() -> None:
+    """On a CPU the host is the device: "host" keeps the same grid (tests/test_cuda.py checks it on a GPU)."""
     with pytest.raises(ValueError, match="keep_on must be one of 'auto', 'device', 'host'"):
         LensSession(tiny_model("gpt_neox", vocab_size=VOCAB), TOKENIZER, keep_on="gpu")
     host = LensSession(tiny_model("gpt_neox", vocab_size=VOCAB), TOKENIZER, keep_on="host")

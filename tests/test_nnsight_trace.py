@@ -73,6 +73,25 @@ def test_a_remote_trace_without_an_ndif_key_is_refused_before_anything_is_sent(m
     monkeypatch.setenv(NDIF_KEY_ENV, "a-key")  # a key, but a model loaded from a local folder
     with pytest.raises(RemoteError, match="by their Hugging Face Hub id; this one was loaded from"):
         trace_grid(lm, [1, 2, 3], remote=True)
+    monkeypatch.setattr(lm, "repo_id", "EleutherAI/pythia-70m-deduped")  # both: then what is not built yet
+    with pytest.raises(NotImplementedError, match="remote=True is not supported yet"):
+        trace_grid(lm, [1, 2, 3], remote=True)
+
+
+def test_a_model_nnsight_wraps_lazily_by_its_name_is_loaded_when_a_session_needs_it() -> None:
+    from lens_widget.bundled import DEMO_FILES
+
+    _lm, tokenizer, lens = wrapped()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lazy = nnsight.LanguageModel(str(DEMO_FILES / "model"), tokenizer=copy.deepcopy(tokenizer), dtype=torch.float32)
+    assert not lazy.dispatched  # nnsight loads the weights at its first trace
+    session = LensSession(lazy, tokenizer, copy.deepcopy(lens))
+    session.set_text(TEXT)
+    plain, _, _ = load_demo("final")
+    reference = LensSession(plain, tokenizer, lens)
+    reference.set_text(TEXT)
+    assert_same_grid(session, reference)
 
 
 def test_trace_grid_refuses_what_is_not_an_nnsight_model_or_one_sequence() -> None:

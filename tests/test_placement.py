@@ -207,3 +207,18 @@ def test_a_dispatched_model_is_not_moved(tmp_path: Path) -> None:
         LensSession(placed, TOKENIZER, device="cpu")
     with pytest.raises(ValueError, match="placed by accelerate"):
         train_lens(placed, [TEXT], tokenizer=TOKENIZER, steps=1, device="meta", progress=False)
+
+
+def test_from_pretrained_with_a_device_map_and_an_offload_folder_needs_no_argument(tmp_path: Path) -> None:
+    plain = model("llama")
+    plain.save_pretrained(tmp_path / "model")
+    # Room in memory for the embedding and a block (214 kB in all): the rest goes to the offload folder.
+    placed = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "model", device_map="auto", max_memory={"cpu": "150KB"}, offload_folder=str(tmp_path / "offload")
+    )
+    assert {"cpu", "disk"} == set(placed.hf_device_map.values()) and placed.hf_device_map["lm_head"] == "disk"
+    reference, session = LensSession(plain, TOKENIZER), LensSession(placed, TOKENIZER)
+    for text in edits(seed=7, n=3):
+        session.set_text(text)
+        reference.set_text(text)
+        assert_same_grid(session, reference)

@@ -1,6 +1,6 @@
-"""Models quantized with bitsandbytes (8-bit and 4-bit, whose head stays in float32) give lens grids
-close to the unquantized model's and incremental == fresh; where bitsandbytes cannot run a layer, the
-error says so and what to do."""
+"""Models quantized with bitsandbytes (8-bit and 4-bit, whose head stays in float32): the output row is
+the quantized model's own output, the embedding row the unquantized model's, and incremental == fresh;
+where bitsandbytes cannot run a layer, the error says so and what to do."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def saved_model(tmp: Path, **sizes: int) -> Path:
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("bits", sorted(QUANTIZED))
-def test_a_bitsandbytes_model_gives_a_grid_near_the_unquantized_one(bits: str, tmp_path: Path) -> None:
+def test_a_bitsandbytes_model_gives_its_own_output_row_and_the_exact_embedding_row(bits: str, tmp_path: Path) -> None:
     folder = saved_model(tmp_path, hidden_size=128, intermediate_size=256)  # wide enough for the CPU kernels
     plain = AutoModelForCausalLM.from_pretrained(folder)
     quantized = AutoModelForCausalLM.from_pretrained(folder, quantization_config=QUANTIZED[bits])
