@@ -89,6 +89,8 @@ class LensWidget(anywidget.AnyWidget):
         top_k: int = 10,
         max_tokens: int | None = None,
         device: str | None = None,
+        keep_on: str = "auto",
+        chunk_bytes: int | None = None,
         **kwargs: Any,
     ) -> None:
         session = LensSession(
@@ -102,6 +104,8 @@ class LensWidget(anywidget.AnyWidget):
             layer_stride=layer_stride,
             device=device,
             max_tokens=max_tokens,
+            keep_on=keep_on,
+            chunk_bytes=chunk_bytes,
         )
         tuned = {"a": lens if isinstance(lens, TunedLens) else None}
         if model_b is not None:

@@ -101,3 +101,13 @@ def test_keep_on_is_checked_and_host_on_a_cpu_changes_nothing() -> None:
         host.set_text(text)
         plain.set_text(text)
         np.testing.assert_array_equal(host.grid_arrays()[0], plain.grid_arrays()[0])
+
+
+def test_the_widget_passes_keep_on_and_chunk_bytes_to_its_session() -> None:
+    from lens_widget import LensWidget
+
+    model = tiny_model("gpt_neox", vocab_size=VOCAB)
+    widget = LensWidget(model, TOKENIZER, text=TEXT, keep_on="host", chunk_bytes=2**20)
+    assert widget.session.chunk_bytes == 2**20 and widget.session.memory()["largest_chunk"] <= 2 * 2**20
+    with pytest.raises(ValueError, match="keep_on must be one of"):
+        LensWidget(tiny_model("gpt_neox", vocab_size=VOCAB), TOKENIZER, keep_on="gpu")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from accelerate import cpu_offload, dispatch_model
 from grid_checks import assert_same_grid
-from tiny_models import tiny_config, tiny_model, tiny_tokenizer
+from tiny_models import random_lens, tiny_config, tiny_model, tiny_tokenizer
 from torch import nn
 from transformers import AutoModelForCausalLM
 
@@ -64,14 +64,6 @@ def disk_offloaded(m: nn.Module, tmp: Path) -> nn.Module:
 
 def cpu_offloaded(m: nn.Module) -> nn.Module:
     return cpu_offload(copy.deepcopy(m), execution_device="cpu")
-
-
-def random_lens(m: nn.Module) -> TunedLens:
-    lens = TunedLens.from_model(m)
-    with torch.no_grad():
-        for p in lens.parameters():
-            p.normal_(0, 0.05)
-    return lens
 
 
 def edits(seed: int, n: int = 6) -> list[str]:

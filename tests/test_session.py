@@ -15,7 +15,7 @@ from grid_checks import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tiny_models import NaNLens, tiny_model, tiny_tokenizer
+from tiny_models import NaNLens, random_lens, tiny_model, tiny_tokenizer
 from torch import nn
 
 from lens_widget import LensMismatchError, LogitLens, TunedLens
@@ -653,14 +653,6 @@ def test_an_ab_edit_in_the_middle_reruns_only_the_suffix_of_both_models() -> Non
     suffix = len(s.tokens.ids) - update.col_start
     assert 0 < update.col_start and [c.calls for c in counters] == [[suffix], [suffix]]
     assert_equals_fresh(s, ab_session())
-
-
-def random_lens(m: nn.Module) -> TunedLens:
-    lens = TunedLens.from_model(m)
-    with torch.no_grad():
-        for p in lens.parameters():
-            p.normal_(0, 0.3)
-    return lens
 
 
 def test_the_ab_payload_stream_rebuilds_both_grids_and_the_diff() -> None:

@@ -151,6 +151,18 @@ def random_neox(layers: int = 6, hidden: int = 128, seed: int = 0, **config: Any
     return model, tokenizer
 
 
+def random_lens(model: Any, scale: float = 0.3) -> Any:
+    """A tuned lens for `model` with random translators: far from the logit lens, so a lens that is
+    skipped, or applied to the wrong layer, shows in every row."""
+    from lens_widget import TunedLens
+
+    lens = TunedLens.from_model(model)
+    with torch.no_grad():
+        for p in lens.parameters():
+            p.normal_(0, scale)
+    return lens
+
+
 class NaNLens:
     """A lens that breaks one layer's translation, as a diverged training run would: that row's
     cells are invalid."""
