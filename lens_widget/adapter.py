@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import traceback
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,9 @@ from .placement import (
     check_loaded,
     execution_device,
     input_device,
+    is_offloaded,
     is_transparent_forward,
+    loaded,
     loaded_weight,
     unwrap,
 )
@@ -132,6 +135,7 @@ class ModelAdapter:
         self.model = model
         check_loaded(model, "the model")
         self._cast_head: tuple[tuple[Any, ...], torch.Tensor] | None = None
+        self._in_place = False
         self._cls = type(model).__name__
         config = getattr(model, "config", None)
         if config is None:
@@ -175,6 +179,22 @@ class ModelAdapter:
     def dtype(self) -> torch.dtype:
         return self.head.weight.dtype
 
+    @contextmanager
+    def head_in_place(self) -> Iterator[None]:
+        """An offloaded head's weight brought in once for a whole computation, and its GEMM run on it
+        directly: called as the module, its hook would bring the whole unembedding matrix in from the
+        CPU or disk for every chunk. Nothing for a head that is not offloaded."""
+        if self._in_place or not is_offloaded(self.head):
+            yield
+            return
+        with loaded(self.head):
+            self._in_place = True
+            try:
+                yield
+            finally:
+                self._in_place = False
+                self._cast_head = None  # a converted copy of the brought-in weight: released with it
+
     def unembedding(self) -> AbstractContextManager[torch.Tensor]:
         """The head's real weight for the duration (an offloaded head's is brought in, then released):
         what fingerprints read, where `head.weight` may be an empty meta tensor."""
@@ -208,7 +228,7 @@ class ModelAdapter:
         A head that is not a plain nn.Linear (or has hooks) is always called as the module, and so is
         an offloaded one (accelerate's hook brings its weight in for each call).
         """
-        if out is None and dtype is None:
+        if out is None and dtype is None and not self._in_place:  # in place: its hook would release the weight
             return self.logit_transform(self.head(head_input))
         linear = self._plain_linear()
         if linear is None:  # the module runs in its own dtype: a precision asked for cannot apply to it
@@ -250,7 +270,7 @@ class ModelAdapter:
         # accelerate's hook replaces the instance's forward to move inputs to the head's device (done
         # here too) and, when offloaded, to bring its weight in (then the module must be called);
         # nnsight's runs the class's forward outside a trace.
-        transparent = aligns_devices_only(head) or is_transparent_forward(head)
+        transparent = aligns_devices_only(head) or is_transparent_forward(head) or self._in_place
         wrapped = "forward" in vars(head) and not transparent
         plain = isinstance(head, nn.Linear) and type(head).forward is nn.Linear.forward and not wrapped
         hooked = head._forward_hooks or head._forward_pre_hooks or _global_hooks()

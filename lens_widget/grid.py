@@ -268,22 +268,23 @@ def compute_grid(
     buffer = torch.empty((block, stacked, vocab), dtype=torch.float32, device=device)
     scratch = torch.empty((slab, stacked, vocab), dtype=torch.float32, device=device)
     targets = targets.to(device)
-    for start in range(0, positions, block):
-        end = min(positions, start + block)
-        logits = side.logits_into(buffer[: end - start], start, end, gemm_dtype)
-        if keep_last_logits and end == positions:
-            out.last_logits = side.pick(logits[-1, : side.n_cells]).clone()
-        for first in range(start, end, slab):
-            last = min(end, first + slab)
-            n = last - first
-            cells = grid_statistics(
-                logits[first - start : last - start],
-                targets[first:last],
-                top_k,
-                scratch=scratch[:n],
-                sync_free=sync_free,
-            )
-            out.write_slab(side, cells, first, last)
+    with adapter.head_in_place():
+        for start in range(0, positions, block):
+            end = min(positions, start + block)
+            logits = side.logits_into(buffer[: end - start], start, end, gemm_dtype)
+            if keep_last_logits and end == positions:
+                out.last_logits = side.pick(logits[-1, : side.n_cells]).clone()
+            for first in range(start, end, slab):
+                last = min(end, first + slab)
+                n = last - first
+                cells = grid_statistics(
+                    logits[first - start : last - start],
+                    targets[first:last],
+                    top_k,
+                    scratch=scratch[:n],
+                    sync_free=sync_free,
+                )
+                out.write_slab(side, cells, first, last)
     return out.grid(rows, _nbytes(buffer, scratch))
 
 
@@ -339,17 +340,18 @@ def compute_pair_grid(
     for side in sides:
         side.allocate(block, slab, len(rows), device)
     targets = targets.to(device)
-    for start in range(0, positions, block):
-        end = min(positions, start + block)
-        for side in sides:
-            side.decode(start, end, keep_last_logits and end == positions)
-        for first in range(start, end, slab):
-            last = min(end, first + slab)
-            (logp_a, p_a, valid_a, top1_a), (logp_b, p_b, valid_b, top1_b) = (
-                side.slab(targets, start, first, last) for side in sides
-            )
-            pair = pair_statistics_of(logp_a, logp_b, valid_a, valid_b, top1_a, top1_b, p_a, p_b, sync_free)
-            diff[:, :, first:last] = pair.transpose(1, 2)
+    with a.adapter.head_in_place(), b.adapter.head_in_place():
+        for start in range(0, positions, block):
+            end = min(positions, start + block)
+            for side in sides:
+                side.decode(start, end, keep_last_logits and end == positions)
+            for first in range(start, end, slab):
+                last = min(end, first + slab)
+                (logp_a, p_a, valid_a, top1_a), (logp_b, p_b, valid_b, top1_b) = (
+                    side.slab(targets, start, first, last) for side in sides
+                )
+                pair = pair_statistics_of(logp_a, logp_b, valid_a, valid_b, top1_a, top1_b, p_a, p_b, sync_free)
+                diff[:, :, first:last] = pair.transpose(1, 2)
     work = _nbytes(*(t for side in sides for t in (side.buffer, side.scratch, side.logp, side.p)))
     grids = [side.out.grid(r, work if side is sides[0] else 0) for side, r in zip(sides, (rows, rows_b), strict=True)]
     return PairGrid(grids[0], grids[1], diff.cpu().numpy())

@@ -376,22 +376,23 @@ def _accumulate(
     for length, group in by_length.items():
         rows = max(1, chunk_bytes // (4 * 4 * length * vocab))  # p of the rows, plus a layer's working copies
         batches += [torch.stack(group[first : first + rows]) for first in range(0, len(group), rows)]
-    for batch in batches:
-        ids = batch.to(device)
-        hidden = adapter.hidden_states(ids)
-        with torch.no_grad():
-            model_logp = torch.log_softmax(adapter.output_logits(hidden[layers]).float(), dim=-1)
-            p = model_logp.exp()
-            neg_entropy = torch.where(p == 0, 0.0, p * model_logp).sum(-1)
-            del model_logp
-            model_bad += (~torch.isfinite(neg_entropy).all()).double()
-        per_chunk = max(1, chunk_bytes // (3 * 4 * ids.numel() * vocab))
-        for low in range(0, layers, per_chunk):
-            chunk = range(low, min(layers, low + per_chunk))
-            with losses.unsynced():
-                total, per_layer = losses(adapter, hidden, chunk, p, neg_entropy)
-                sums[chunk.start : chunk.stop] += per_layer.double()
-                (total * scale).backward()
+    with adapter.head_in_place():  # an offloaded head brought in once per step, not once per layer chunk
+        for batch in batches:
+            ids = batch.to(device)
+            hidden = adapter.hidden_states(ids)
+            with torch.no_grad():
+                model_logp = torch.log_softmax(adapter.output_logits(hidden[layers]).float(), dim=-1)
+                p = model_logp.exp()
+                neg_entropy = torch.where(p == 0, 0.0, p * model_logp).sum(-1)
+                del model_logp
+                model_bad += (~torch.isfinite(neg_entropy).all()).double()
+            per_chunk = max(1, chunk_bytes // (3 * 4 * ids.numel() * vocab))
+            for low in range(0, layers, per_chunk):
+                chunk = range(low, min(layers, low + per_chunk))
+                with losses.unsynced():
+                    total, per_layer = losses(adapter, hidden, chunk, p, neg_entropy)
+                    sums[chunk.start : chunk.stop] += per_layer.double()
+                    (total * scale).backward()
     losses.average()
     all_sum(sums)
     return (sums / positions).tolist(), not bool(all_sum(model_bad) > 0)

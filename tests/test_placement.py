@@ -214,3 +214,33 @@ def test_from_pretrained_with_a_device_map_and_an_offload_folder_needs_no_argume
         session.set_text(text)
         reference.set_text(text)
         assert_same_grid(session, reference)
+
+
+def test_an_offloaded_head_is_brought_in_once_per_grid_not_once_per_chunk(tmp_path: Path) -> None:
+    plain = model("gpt_neox")
+    placed = disk_offloaded(plain, tmp_path)
+    head = placed.get_output_embeddings()
+    loads = []
+    real = head._hf_hook.pre_forward
+    head._hf_hook.pre_forward = lambda module, *args, **kwargs: (loads.append(1), real(module, *args, **kwargs))[1]
+    rows = plain.config.num_hidden_layers + 1
+    two_positions = 4 * VOCAB * rows * 2
+    session = LensSession(placed, TOKENIZER, chunk_bytes=two_positions)
+    reference = LensSession(plain, TOKENIZER, chunk_bytes=two_positions)
+    loads.clear()
+    session.set_text(TEXT)
+    reference.set_text(TEXT)
+    assert len(session.tokens.ids) > 10 and len(loads) == 1  # a dozen chunks, one load
+    assert head.weight.device.type == "meta"  # released after the grid
+    assert_same_grid(session, reference)
+    data = [TEXT] * 6
+    settings = {"tokenizer": TOKENIZER, "steps": 2, "tokens_per_step": 64, "max_length": 16, "progress": False}
+    counts = []
+    for steps in (2, 4):
+        loads.clear()
+        lens = train_lens(placed, data, lr=0.1, chunk_bytes=two_positions, **{**settings, "steps": steps})
+        counts.append(len(loads))
+    assert counts[1] - counts[0] == 2  # once per step (besides the loads before training: discovery, fingerprints)
+    reference_lens = train_lens(plain, data, lr=0.1, chunk_bytes=two_positions, **{**settings, "steps": 4})
+    for p, q in zip(lens.parameters(), reference_lens.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
