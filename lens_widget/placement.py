@@ -57,9 +57,10 @@ def is_offloaded(module: nn.Module) -> bool:
 
 
 def is_dispatched(model: nn.Module) -> bool:
-    """Whether accelerate placed the model (device_map=…, dispatch_model, cpu_offload): it must then
-    not be moved as a whole, and its modules may sit on several devices."""
-    return bool(getattr(model, "hf_device_map", None)) or any(has_hook(m) for m in model.modules())
+    """Whether accelerate placed the model with hooks (device_map over several devices or offloaded,
+    dispatch_model, cpu_offload): it must then not be moved as a whole. A device_map of one device
+    leaves no hooks, and such a model moves like any other."""
+    return any(has_hook(m) for m in model.modules())
 
 
 def execution_device(module: nn.Module) -> torch.device | None:
