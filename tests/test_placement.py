@@ -78,6 +78,16 @@ def edits(seed: int, n: int = 6) -> list[str]:
     return [*texts, text + " and more", "Another text entirely.", "", TEXT]
 
 
+def assert_same_through_edits(session: LensSession, reference: LensSession, seed: int, n: int = 6) -> list[str]:
+    """Both sessions follow the same random edits with the same grid after each; the update kinds."""
+    kinds = []
+    for text in edits(seed, n):
+        kinds.append(session.set_text(text).kind)
+        reference.set_text(text)
+        assert_same_grid(session, reference)
+    return kinds
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("offload", ["disk", "cpu"])
 def test_an_offloaded_model_gives_the_undispatched_grids_fresh_and_after_random_edits(
@@ -89,11 +99,7 @@ def test_an_offloaded_model_gives_the_undispatched_grids_fresh_and_after_random_
     lens = random_lens(plain)
     reference = LensSession(plain, TOKENIZER, lens)
     session = LensSession(placed, TOKENIZER, copy.deepcopy(lens))
-    kinds = []
-    for text in edits(seed=len(family)):
-        kinds.append(session.set_text(text).kind)
-        reference.set_text(text)
-        assert_same_grid(session, reference)
+    kinds = assert_same_through_edits(session, reference, seed=len(family))
     assert "columns" in kinds  # the key/value cache was cropped and continued through the hooks
     fresh = LensSession(placed, TOKENIZER, copy.deepcopy(lens))
     fresh.set_text(session.text)
@@ -111,10 +117,7 @@ def test_a_dispatched_head_that_is_not_offloaded_is_still_one_gemm_and_an_offloa
     assert ModelAdapter(placed).plain_head
     assert not ModelAdapter(disk_offloaded(plain, tmp_path / "b")).plain_head
     reference, session = LensSession(plain, TOKENIZER), LensSession(placed, TOKENIZER)
-    for text in edits(seed=3, n=3):
-        session.set_text(text)
-        reference.set_text(text)
-        assert_same_grid(session, reference)
+    assert_same_through_edits(session, reference, seed=3, n=3)
 
 
 def test_the_adapter_finds_where_an_offloaded_head_computes_and_where_input_ids_go(tmp_path: Path) -> None:
@@ -132,10 +135,7 @@ def test_an_ab_session_pairs_an_offloaded_model_with_a_plain_one(tmp_path: Path)
     a, b = model("gpt_neox"), model("gpt_neox", seed=1)
     reference = LensSession(a, TOKENIZER, model_b=b)
     session = LensSession(disk_offloaded(a, tmp_path), TOKENIZER, model_b=cpu_offloaded(b))
-    for text in edits(seed=5, n=3):
-        session.set_text(text)
-        reference.set_text(text)
-        assert_same_grid(session, reference)
+    assert_same_through_edits(session, reference, seed=5, n=3)
 
 
 def test_compute_grid_and_train_lens_take_an_offloaded_model(tmp_path: Path) -> None:
@@ -213,10 +213,7 @@ def test_from_pretrained_with_a_device_map_and_an_offload_folder_needs_no_argume
     )
     assert {"cpu", "disk"} == set(placed.hf_device_map.values()) and placed.hf_device_map["lm_head"] == "disk"
     reference, session = LensSession(plain, TOKENIZER), LensSession(placed, TOKENIZER)
-    for text in edits(seed=7, n=3):
-        session.set_text(text)
-        reference.set_text(text)
-        assert_same_grid(session, reference)
+    assert_same_through_edits(session, reference, seed=7, n=3)
 
 
 def test_an_offloaded_head_is_brought_in_once_per_grid_not_once_per_chunk(tmp_path: Path) -> None:
