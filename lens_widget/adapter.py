@@ -226,7 +226,7 @@ class ModelAdapter:
         dtype: the head GEMM's precision, the head weight's by default: bfloat16 on an accelerator
           runs several times faster, accumulated into float32 logits where the device can.
         A head that is not a plain nn.Linear (or has hooks) is always called as the module, and so is
-        an offloaded one (accelerate's hook brings its weight in for each call).
+        an offloaded one outside `head_in_place` (accelerate's hook brings its weight in for each call).
         """
         if out is None and dtype is None and not self._in_place:  # in place: its hook would release the weight
             return self.logit_transform(self.head(head_input))

@@ -409,7 +409,7 @@ class _PairSide:
 
 
 def _nbytes(*tensors: torch.Tensor) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors)
+    return sum(t.nbytes for t in tensors)
 
 
 def check_lens_device(lens: Lens, device: torch.device) -> None:
