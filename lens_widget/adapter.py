@@ -10,7 +10,6 @@ error naming its class, never decoded silently wrong.
 
 from __future__ import annotations
 
-import math
 import traceback
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -22,6 +21,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .errors import AdapterError
+from .logit_transform import LOGIT_ATTRS, LogitTransform
 from .placement import (
     aligns_devices_only,
     check_loaded,
@@ -33,10 +33,6 @@ from .placement import (
     loaded_weight,
     unwrap,
 )
-
-# Config attributes through which transformers models post-process their head's output. Checked
-# against the model's real logits at discovery, so a new kind of post-processing fails loudly.
-_LOGIT_ATTRS = ("logit_scale", "logits_scaling", "final_logit_softcapping")
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:
@@ -62,49 +58,6 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     # invalid), not a layout the adapter failed to find.
     tol = 1e-4 if a.dtype in (torch.float32, torch.float64) else 2e-2
     return bool(torch.allclose(a.float(), b.float(), rtol=tol, atol=tol, equal_nan=True))
-
-
-@dataclass(frozen=True)
-class LogitTransform:
-    """The model's post-processing of its head output, taken from its config."""
-
-    scale: float | None = None
-    divisor: float | None = None
-    softcap: float | None = None
-
-    @classmethod
-    def from_config(cls, config: Any) -> LogitTransform:
-        values = {name: getattr(config, name, None) for name in _LOGIT_ATTRS}
-        return cls(
-            scale=_positive_or_none(values["logit_scale"]),
-            divisor=_positive_or_none(values["logits_scaling"]),
-            softcap=_positive_or_none(values["final_logit_softcapping"]),
-        )
-
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.scale is not None and self.scale != 1.0:
-            logits = logits * self.scale
-        if self.divisor is not None and self.divisor != 1.0:
-            logits = logits / self.divisor
-        if self.softcap is not None:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits
-
-    def apply_(self, logits: torch.Tensor) -> torch.Tensor:
-        """The same, in place (the same operations, so the same numbers)."""
-        if self.scale is not None and self.scale != 1.0:
-            logits.mul_(self.scale)
-        if self.divisor is not None and self.divisor != 1.0:
-            logits.div_(self.divisor)
-        if self.softcap is not None:
-            logits.div_(self.softcap).tanh_().mul_(self.softcap)
-        return logits
-
-
-def _positive_or_none(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
-        return float(value)
-    return None
 
 
 @dataclass(frozen=True)
@@ -408,7 +361,7 @@ class ModelAdapter:
         if logits is None or not _close(self.logit_transform(seen["head_out"]), logits):
             raise AdapterError(
                 f"{self._cls}: the model post-processes its head's output in a way lens-widget does not "
-                f"reproduce (it knows config.{', config.'.join(_LOGIT_ATTRS)})."
+                f"reproduce (it knows config.{', config.'.join(LOGIT_ATTRS)})."
             )
         hidden_states = getattr(out, "hidden_states", None)
         if hidden_states is None or len(hidden_states) != self.num_layers + 1:

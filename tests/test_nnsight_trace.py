@@ -73,9 +73,70 @@ def test_a_remote_trace_without_an_ndif_key_is_refused_before_anything_is_sent(m
     monkeypatch.setenv(NDIF_KEY_ENV, "a-key")  # a key, but a model loaded from a local folder
     with pytest.raises(RemoteError, match="by their Hugging Face Hub id; this one was loaded from"):
         trace_grid(lm, [1, 2, 3], remote=True)
-    monkeypatch.setattr(lm, "repo_id", "EleutherAI/pythia-70m-deduped")  # both: then what is not built yet
-    with pytest.raises(NotImplementedError, match="remote=True is not supported yet"):
+    monkeypatch.setattr(lm, "repo_id", "EleutherAI/pythia-70m-deduped")  # both: sent, and NDIF is out of reach here
+    monkeypatch.setattr(nnsight.CONFIG.API, "HOST", "http://127.0.0.1:9")  # the discard port: refused at once
+    with pytest.raises(RemoteError, match=r"sending the trace to NDIF \(http://127.0.0.1:9\) failed"):
         trace_grid(lm, [1, 2, 3], remote=True)
+
+
+def test_the_trace_nnsight_would_send_to_ndif_runs_in_its_dry_run_and_equals_the_sessions_grid() -> None:
+    """remote="local": the request serialised as for NDIF, lens-widget's modules hidden while it is
+    deserialised (only what was shipped by value is there), then run on the local model."""
+    lm, tokenizer, lens = wrapped()
+    plain, _, _ = load_demo("final")
+    session = LensSession(plain, tokenizer, copy.deepcopy(lens), layer_stride=3)
+    session.set_text(TEXT)
+    ids = torch.tensor(session.tokens.ids)
+    statuses: list[str] = []
+    grid = trace_grid(lm, ids, copy.deepcopy(lens), rows=session.rows, remote="local", on_status=statuses.append)
+    assert statuses == ["running"]
+    stats, top_ids, top_probs = session.grid_arrays()
+    adapter = ModelAdapter(plain)
+    targets = next_token_targets(ids).numpy()
+    cell_logits = grid_cell_logits(adapter, session.lens, adapter.forward(ids).hidden, session.rows)
+    assert_same_cells(Cells(grid.statistics, grid.top_ids, grid.top_probs, targets),
+                      Cells(stats, top_ids, top_probs, targets), cell_logits)
+
+
+def test_the_layout_of_a_model_whose_weights_are_elsewhere_is_found_without_loading_them() -> None:
+    from lens_widget.bundled import DEMO_FILES
+    from lens_widget.nnsight_trace import plan_of
+
+    _lm, tokenizer, _lens = wrapped()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lazy = nnsight.LanguageModel(str(DEMO_FILES / "model"), tokenizer=copy.deepcopy(tokenizer))
+    plan = plan_of(lazy)
+    assert not lazy.dispatched and next(lazy._module.parameters()).device.type == "meta"
+    adapter = ModelAdapter(load_demo("final")[0])
+    assert (plan.final_norm_names, plan.head_name, plan.layers_name) == (
+        adapter.final_norm_names, adapter.head_name, adapter.layers_name)
+    assert (plan.num_layers, plan.vocab_size, plan.d_model) == (adapter.num_layers, adapter.vocab_size, adapter.d_model)
+
+
+def test_a_trace_whose_final_norm_does_not_reproduce_the_logits_is_refused() -> None:
+    from dataclasses import replace
+
+    from lens_widget.errors import AdapterError
+    from lens_widget.nnsight_trace import _PLANS, plan_of
+
+    lm, _tokenizer, _lens = wrapped()
+    _PLANS[lm] = replace(plan_of(lm), final_norm_names=())  # as if the scan had missed the final norm
+    with pytest.raises(AdapterError, match="does not reproduce the model's logits"):
+        trace_grid(lm, [5, 6, 7, 8])
+
+
+def test_a_tuned_lens_too_big_to_send_with_every_request_is_refused(monkeypatch) -> None:
+    from lens_widget import nnsight_trace
+
+    lm, _tokenizer, lens = wrapped()
+    monkeypatch.setenv(NDIF_KEY_ENV, "a-key")
+    monkeypatch.setattr(lm, "repo_id", "EleutherAI/pythia-70m-deduped")
+    monkeypatch.setattr(nnsight_trace, "REMOTE_LENS_BYTES", 1024)
+    with pytest.raises(RemoteError, match=r"sent with every request to NDIF .*use the logit lens remotely"):
+        trace_grid(lm, [1, 2, 3], lens, remote=True)
+    with pytest.raises(ValueError, match="remote must be True"):
+        trace_grid(lm, [1, 2, 3], remote="yes")
 
 
 def test_a_model_nnsight_wraps_lazily_by_its_name_is_loaded_when_a_session_needs_it() -> None:
