@@ -27,6 +27,7 @@ class FakeModel {
       snapshot: {},
       vocabulary: revive(fixture.vocabulary) as Model["vocabulary"],
       error: "",
+      remote_status: "",
       ...initial,
     };
   }
@@ -284,6 +285,22 @@ describe("render", () => {
     vi.advanceTimersByTime(DEBOUNCE_MS);
     expect(box.value).toBe("typed more");
     expect(model.edits().at(-1)!.text).toBe("typed more");
+  });
+
+  it("says a remote trace is queued, then running, over the picture it keeps", async () => {
+    const { model, root } = mount();
+    await frame();
+    const status = root.querySelector(".lw-status")!;
+    const cells = root.querySelector("canvas")!;
+    model.kernel("remote_status", "queued");
+    expect(status.textContent).toBe("queued…");
+    expect(status.classList.contains("lw-busy")).toBe(true);
+    model.kernel("remote_status", "running");
+    expect(status.textContent).toBe("running…");
+    expect(root.querySelector("canvas")).toBe(cells);
+    model.kernel("remote_status", "");
+    expect(status.textContent).toMatch(/tokens/);
+    expect(status.classList.contains("lw-busy")).toBe(false);
   });
 
   it("shows kernel errors and unreadable payloads as messages, without throwing", () => {

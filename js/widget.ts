@@ -34,6 +34,7 @@ export interface Model {
   snapshot: Payload | Record<string, never>;
   vocabulary: Vocabulary | Record<string, never>;
   error: string;
+  remote_status: string;
 }
 
 /** How long a view waits for the kernel to answer its ping before it says it shows a snapshot. A
@@ -260,13 +261,14 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const s = scene();
     const missingRows = s !== null && rowsWanted(s.state.header.num_layers) > rowIndices(s).length;
     const otherLens = s !== null && s.state.header.lens !== model.get("lens");
-    const busy = !snapshotMode && (sync.pending || missingRows || otherLens);
+    const remote = snapshotMode ? "" : model.get("remote_status") ?? "";
+    const busy = !snapshotMode && (sync.pending || missingRows || otherLens || remote !== "");
     status.classList.toggle("lw-busy", busy);
     const range = !s || s.count === s.state.nTokens ? "" : s.count ? `tokens ${s.first}–${s.first + s.count - 1} of ` : "no tokens in the chosen range of ";
     const saved = snapshotMode && missingRows ? " · only the saved rows" : "";
     const toCome = s ? pendingCount(s.state) : 0;
     const pending = toCome && !snapshotMode ? ` · ${toCome} column${toCome === 1 ? "" : "s"} to come` : "";
-    status.textContent = busy ? "computing…" : s ? `${range}${s.state.nTokens} tokens${saved}${pending}` : "";
+    status.textContent = remote ? `${remote}…` : busy ? "computing…" : s ? `${range}${s.state.nTokens} tokens${saved}${pending}` : "";
     errorBox.textContent = [received.payloadError, received.vocabularyError, downloadError, model.get("error") || ""].filter(Boolean).join("\n");
     notice.textContent = s?.state.header.notice ?? "";
     snapshotNote.hidden = !snapshotMode;
@@ -595,6 +597,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     }
   });
   on("change:error", refreshStatus);
+  on("change:remote_status", refreshStatus);
   on("change:mode", () => {
     mode = model.get("mode") ?? mode;
     buildControls();

@@ -41,11 +41,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .lenses import TunedLens
 from .payload import to_message
+from .remote_session import Fetched, RemoteSession
 from .session import LensSession, Update
 
 if TYPE_CHECKING:
@@ -66,7 +68,9 @@ MAX_VIEWS = 64
 
 
 class WidgetController:
-    def __init__(self, widget: LensWidget, session: LensSession, tuned: dict[str, TunedLens | None]) -> None:
+    def __init__(
+        self, widget: LensWidget, session: LensSession | RemoteSession, tuned: dict[str, TunedLens | None]
+    ) -> None:
         self.widget = widget
         self.session = session
         self.tuned = tuned
@@ -84,6 +88,15 @@ class WidgetController:
         self._published = session.revision
         self._answer: dict[str, Any] | None = None
         """The edit being handled, until a delta carries the answer to it."""
+        self._traces: ThreadPoolExecutor | None = None
+        """A remote session's one worker: a trace waits on NDIF there while the kernel takes keystrokes."""
+        self._in_flight = False
+        self._next_text: str | None = None
+        """The newest text typed while a trace was in flight: sent when it returns (edits in between
+        are dropped, so a fast typist costs one request per round trip, not one per key)."""
+        self._generation = 0
+        """Counts the traces started and the texts computed at once: a trace's answer is taken only if
+        nothing newer was started since (text set from Python while it was in flight wins)."""
         widget.observe(self._on_text, names="text")
         widget.observe(self._on_stride, names="layer_stride")
         widget.observe(self._on_lens, names="lens")
@@ -225,9 +238,71 @@ class WidgetController:
             self._timer = None
 
     def _on_text(self, change: Any) -> None:
+        if isinstance(self.session, RemoteSession):
+            return self._on_remote_text(change["new"])
         visible = self._typing_range() if self._typing else None  # text set from Python: the whole grid, now
         if self._run("Could not analyse the text", lambda: self.session.set_text(change["new"], visible)):
             self._schedule_work()
+
+    def _on_remote_text(self, text: str) -> None:
+        """Typing: one trace at a time, off the main thread, the picture kept until it returns; text
+        set from Python (or no event loop): traced now, as LensSession computes it now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if not self._typing or loop is None:
+            self._generation += 1
+            self._next_text = None
+            self._run("Could not analyse the text", lambda: self.session.set_text(text))
+            return
+        if self._in_flight:
+            self._next_text = text
+            return
+        assert isinstance(self.session, RemoteSession)
+        self._in_flight = True
+        self._generation += 1
+        generation = self._generation
+        self.widget.remote_status = "queued" if self.session.remote is True else "running"
+
+        def report(status: str) -> None:  # from the worker: the trait is set on the main thread
+            loop.call_soon_threadsafe(self._report, generation, status)
+
+        if self._traces is None:
+            self._traces = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lens-widget-trace")
+        future = loop.run_in_executor(self._traces, self.session.fetch, text, report)
+        future.add_done_callback(partial(self._traced, generation))
+
+    def _report(self, generation: int, status: str) -> None:
+        if self._in_flight and generation == self._generation:
+            self.widget.remote_status = status
+
+    def _traced(self, generation: int, future: asyncio.Future[Fetched]) -> None:
+        """A trace returned (on the main thread): its picture, unless something newer was computed
+        meanwhile; then the newest text typed while it was out, if any."""
+        self._in_flight = False
+        session = self.session
+        assert isinstance(session, RemoteSession)
+        if generation == self._generation:
+            error = future.exception()
+            if error is not None:
+                self.widget.error = _message("Could not analyse the text", error)
+            else:
+                self._run("Could not analyse the text", lambda: session.accept(future.result()))
+        text, self._next_text = self._next_text, None
+        if text is not None and text != session.text:
+            self._typing = True
+            try:
+                self._on_remote_text(text)
+            finally:
+                self._typing = False
+        else:
+            self.widget.remote_status = ""
+
+    def close(self) -> None:
+        if self._traces is not None:
+            self._traces.shutdown(wait=False, cancel_futures=True)
+            self._traces = None
 
     def _on_stride(self, change: Any) -> None:
         self._run("Could not change the layer stride", lambda: self.session.set_layer_stride(change["new"]))

@@ -230,7 +230,8 @@ def _run_trace(
             backend = model._remote_backend(remote, True, None, False)  # True asks the Hub for the model's id
             if on_status is not None and callable(getattr(backend, "note", None)):
                 backend.note = _reporting(backend.note, on_status)
-        return _traced(model, ids, backend, reduce, last_block, norm, head, transform, translators, rows, targets, top_k)
+        inputs = (last_block, norm, head, transform, translators, rows, targets, top_k)
+        return _traced(model, ids, backend, reduce, *inputs)
     except Exception as exc:
         if remote is not True:
             raise

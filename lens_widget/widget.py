@@ -17,6 +17,7 @@ from torch import nn
 
 from .controller import WidgetController
 from .lenses import Lens, TunedLens
+from .remote_session import RemoteSession
 from .session import LensSession
 from .statistics import DIFF_STATISTICS, STATISTICS
 from .text import without_lone_surrogates
@@ -41,12 +42,18 @@ VIEW_TRAITS = (
     "snapshot",
     "vocabulary",
     "error",
+    "remote_status",
 )
 """The traits the view reads: js/widget.ts's `Model`, one to one (tests/test_widget.py checks both)."""
 
 
 class LensWidget(anywidget.AnyWidget):
-    """Type text; watch what every layer would predict, through the logit or tuned lens."""
+    """Type text; watch what every layer would predict, through the logit or tuned lens.
+
+    remote: an nnsight model traced once per edit: True on NDIF (its API key, a model it hosts),
+      "local" in nnsight's dry run of that here. Typing goes on while a trace is out; the newest text
+      is sent when it returns, and the view shows "queued" / "running" over the previous picture.
+    """
 
     _esm = _STATIC / "widget.js"
     _css = _STATIC / "widget.css"
@@ -73,6 +80,8 @@ class LensWidget(anywidget.AnyWidget):
     """Every token id's text, sent once (payload.encode_vocabulary)."""
     error = traitlets.Unicode("").tag(sync=True)
     """A readable message about the last failure, or empty."""
+    remote_status = traitlets.Unicode("").tag(sync=True)
+    """With remote=: "queued" or "running" while a trace of the typed text is out, else empty."""
 
     def __init__(
         self,
@@ -91,22 +100,38 @@ class LensWidget(anywidget.AnyWidget):
         device: str | None = None,
         keep_on: str = "auto",
         chunk_bytes: int | None = None,
+        remote: bool | str = False,
         **kwargs: Any,
     ) -> None:
-        session = LensSession(
-            model,
-            tokenizer,
-            lens,
-            model_b=model_b,
-            lens_b=lens_b,
-            names=names,
-            top_k=top_k,
-            layer_stride=layer_stride,
-            device=device,
-            max_tokens=max_tokens,
-            keep_on=keep_on,
-            chunk_bytes=chunk_bytes,
-        )
+        session: LensSession | RemoteSession
+        if remote is not False:  # one nnsight trace per edit, on NDIF (True) or in nnsight's dry run ("local")
+            unsupported = {"model_b": model_b, "lens_b": lens_b, "device": device, "chunk_bytes": chunk_bytes}
+            given = [name for name, value in unsupported.items() if value is not None] + (
+                ["keep_on"] if keep_on != "auto" else []
+            )
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} cannot be used with remote=: NDIF runs one model, where it is, with no state "
+                    "kept between requests"
+                )
+            session = RemoteSession(
+                model, tokenizer, lens, remote=remote, top_k=top_k, layer_stride=layer_stride, max_tokens=max_tokens
+            )
+        else:
+            session = LensSession(
+                model,
+                tokenizer,
+                lens,
+                model_b=model_b,
+                lens_b=lens_b,
+                names=names,
+                top_k=top_k,
+                layer_stride=layer_stride,
+                device=device,
+                max_tokens=max_tokens,
+                keep_on=keep_on,
+                chunk_bytes=chunk_bytes,
+            )
         tuned = {"a": lens if isinstance(lens, TunedLens) else None}
         if model_b is not None:
             # B shares A's tuned lens unless given its own, and keeps an explicit logit lens.
@@ -159,7 +184,7 @@ class LensWidget(anywidget.AnyWidget):
         return str(proposal["value"])
 
     @property
-    def session(self) -> LensSession:
+    def session(self) -> LensSession | RemoteSession:
         """The engine behind the view (for inspection; change the widget through its traits)."""
         return self._controller.session
 

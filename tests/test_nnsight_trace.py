@@ -162,3 +162,19 @@ def test_trace_grid_refuses_what_is_not_an_nnsight_model_or_one_sequence() -> No
         trace_grid(plain, [1, 2, 3])
     with pytest.raises(ValueError, match="one non-empty sequence"):
         trace_grid(lm, [[1, 2], [3, 4]])
+
+
+def test_ndifs_job_states_reach_the_caller_as_queued_then_running() -> None:
+    from nnsight.intervention.backends.remote import RemoteBackend
+    from nnsight.schema.response import ResponseModel, Status
+
+    from lens_widget.nnsight_trace import _reporting
+
+    backend = RemoteBackend("a-model-key", host="http://127.0.0.1:9")
+    seen: list[str] = []
+    note = _reporting(backend.note, seen.append)
+    finished = [note(ResponseModel(id="job", status=status)) for status in
+                (Status.RECEIVED, Status.QUEUED, Status.DISPATCHED, Status.RUNNING, Status.LOG, Status.COMPLETED)]
+    assert seen == ["queued", "queued", "queued", "running"] and finished == [False] * 5 + [True]
+    with pytest.raises(Exception, match="out of memory"):
+        note(ResponseModel(id="job", status=Status.ERROR, description="out of memory"))

@@ -1,0 +1,201 @@
+"""A session for a model on NDIF: each edit is one nnsight trace of the whole text.
+
+NDIF keeps no key/value cache between requests and this process holds no weights, so nothing is
+incremental: `fetch` runs one trace (nnsight_trace.trace_grid) and returns the cells of the whole
+text, without touching the session, so that the widget can run it off the kernel's main thread while
+the user types on; `accept` then makes it the session's state, on the main thread. The widget's
+controller calls the rest of LensSession's interface it uses, which this class mirrors for one model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .checks import check_max_tokens, check_stride, check_top_k, context_length, display_names
+from .grid import LensGrid, row_labels
+from .lenses import Lens, LogitLens, TunedLens
+from .nnsight_trace import check_remote, check_remote_value, plan_of, trace_grid
+from .payload import GridBlock, encode_update, encode_vocabulary
+from .placement import is_nnsight
+from .session import Update
+from .statistics import STATISTICS
+from .text import Tokens, check_tokenizer, tokenize, vocabulary
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One trace's answer: the cells of `text` at `rows`, through `lens`, at `stride`."""
+
+    text: str
+    tokens: Tokens
+    rows: tuple[int, ...]
+    stride: int
+    lens: Lens
+    grid: LensGrid | None
+    """None for a text of no tokens (nothing was sent)."""
+
+
+class RemoteSession:
+    """LensSession's interface, for one nnsight model traced per edit (on NDIF with remote=True)."""
+
+    is_ab = False
+    models = ("a",)
+
+    @property
+    def pending(self) -> list[tuple[int, int]]:
+        return []  # every trace returns the whole text
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        lens: Lens | None = None,
+        *,
+        remote: bool | str = True,
+        top_k: int = 10,
+        layer_stride: int = 1,
+        max_tokens: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not is_nnsight(model):
+            raise TypeError(f"remote= takes an nnsight model (nnsight.LanguageModel), got {type(model).__name__}")
+        self.remote = check_remote_value(remote)
+        if self.remote is True:
+            check_remote(model)  # said now, not at the first keystroke
+        check_tokenizer(tokenizer)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.plan = plan_of(model)
+        if lens is not None and not isinstance(lens, TunedLens):
+            raise TypeError(f"lens must be a TunedLens or None (the logit lens), got {type(lens).__name__}")
+        self._lens: Lens = LogitLens() if lens is None else lens
+        self.top_k = check_top_k(top_k, self.plan.vocab_size)
+        self.layer_stride = check_stride(layer_stride)
+        self.max_tokens = check_max_tokens(max_tokens, context_length([model._module]))
+        self.names = tuple(display_names([model._module], None, name))
+        self._vocabulary: dict[str, Any] | None = None
+        self.revision = 0
+        self._state = Fetched("", tokenize(tokenizer, "", self.max_tokens), (), self.layer_stride, self._lens, None)
+
+    @property
+    def text(self) -> str:
+        return self._state.text
+
+    @property
+    def tokens(self) -> Tokens:
+        return self._state.tokens
+
+    @property
+    def num_layers(self) -> int:
+        return self.plan.num_layers
+
+    @property
+    def lens(self) -> Lens:
+        return self._state.lens
+
+    @property
+    def display_rows(self) -> list[int]:
+        return [*range(0, self.num_layers, self.layer_stride), self.num_layers]
+
+    @property
+    def rows(self) -> list[int]:
+        return list(self._state.rows) if self._state.grid is not None else self.display_rows
+
+    @property
+    def row_labels(self) -> list[str]:
+        return row_labels(self.rows, self.num_layers)
+
+    def fetch(self, text: str, on_status: Callable[[str], None] | None = None) -> Fetched:
+        """The cells of `text` from one trace, at the current stride and lens; the session unchanged."""
+        tokens = tokenize(self.tokenizer, text, self.max_tokens)
+        beyond = [i for i in tokens.ids if i >= self.plan.vocab_size]
+        if beyond:
+            raise ValueError(f"token id {beyond[0]} is beyond the model's vocabulary of {self.plan.vocab_size} ids")
+        rows, lens = tuple(self.display_rows), self._lens
+        grid = None
+        if tokens.ids:
+            lens_arg = lens if isinstance(lens, TunedLens) else None
+            remote = self.remote
+            grid = trace_grid(self.model, tokens.ids, lens_arg, rows, self.top_k, remote=remote, on_status=on_status)
+        return Fetched(text, tokens, rows, self.layer_stride, lens, grid)
+
+    def accept(self, fetched: Fetched) -> Update:
+        """Make a trace's cells the session's state: the whole picture."""
+        self._state = fetched
+        self.revision += 1
+        return self.full_update()
+
+    def set_text(self, text: str, visible: tuple[int, int] | None = None) -> Update:
+        return self.accept(self.fetch(text))
+
+    def set_layer_stride(self, stride: int) -> Update:
+        old, self.layer_stride = self.layer_stride, check_stride(stride)
+        try:
+            return self.set_text(self.text)
+        except Exception:
+            self.layer_stride = old
+            raise
+
+    def set_lenses(self, lenses: Mapping[str, Lens | None]) -> Update:
+        old = self._lens
+        lens = lenses.get("a")
+        self._lens = LogitLens() if lens is None else lens
+        try:
+            return self.set_text(self.text)
+        except Exception:
+            self._lens = old
+            raise
+
+    def compute_pending(self, visible: tuple[int, int] | None = None, max_columns: int = 16) -> Update | None:
+        return None  # every trace returns the whole text
+
+    def grid_arrays(self, model: str = "a") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        grid = self._state.grid
+        if grid is None:
+            rows = len(self.rows)
+            return (
+                np.empty((len(STATISTICS), rows, 0), np.float32),
+                np.empty((rows, 0, self.top_k), np.int64),
+                np.empty((rows, 0, self.top_k), np.float32),
+            )
+        return grid.statistics, grid.top_ids, grid.top_probs
+
+    def diff_arrays(self) -> np.ndarray | None:
+        return None
+
+    def vocabulary(self) -> dict[str, Any]:
+        if self._vocabulary is None:
+            self._vocabulary = encode_vocabulary(vocabulary(self.tokenizer, self.plan.vocab_size))
+        return self._vocabulary
+
+    def full_update(self) -> Update:
+        state, rows = self._state, tuple(self.rows)
+        stats, top_ids, top_probs = self.grid_arrays()
+        n = len(state.tokens.ids)
+        cut = state.tokens.total > n
+        notice = f"Showing the first {n} tokens (max_tokens = {self.max_tokens})." if cut else ""
+
+        def encode() -> dict[str, Any]:
+            return encode_update(
+                kind="full",
+                rows=rows,
+                row_labels=row_labels(rows, self.num_layers),
+                num_layers=self.num_layers,
+                col_start=0,
+                n_tokens=n,
+                total_tokens=state.tokens.total,
+                top_k=self.top_k,
+                lens=state.lens.name,
+                vocab_size=self.plan.vocab_size,
+                grids=[GridBlock(self.names[0], stats, top_ids, top_probs)],
+                token_ids=state.tokens.ids,
+                token_spans=state.tokens.spans,
+                notice=notice,
+                layer_stride=state.stride,
+            )
+
+        return Update("full", rows, 0, n, encode, 0, n)
