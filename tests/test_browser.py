@@ -10,7 +10,9 @@
 3. JupyterLab runs examples/compare_models.ipynb (tuned-lens's call, two models): it opens on the
    diff with top-1-differs marks, the tooltip lists both models' top-10, and switching modes sends
    nothing to the kernel.
-4. A bare page imports the built ESM with a minimal fake anywidget model: the host contract that
+4. JupyterLab runs an nnsight model in the widget's remote mode (nnsight's dry run of NDIF):
+   typing while traces are out shows "running…", and the picture catches up with the last text.
+5. A bare page imports the built ESM with a minimal fake anywidget model: the host contract that
    VS Code and Colab implement, with no Jupyter at all.
 
 Screenshots go to tests/artifacts/ (git-ignored).
@@ -325,6 +327,77 @@ def drive_ab(page: Any, url: str) -> None:
     widget.locator(".lw-mode[data-mode='diff']").click()
     page.wait_for_timeout(500)
     assert len(sent) == before, "switching modes sends nothing to the kernel"
+
+
+REMOTE_NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": [
+                "import copy, warnings\n",
+                "import nnsight\n",
+                "from lens_widget import LensWidget, load_demo\n",
+                "model, tokenizer, lens = load_demo('final')\n",
+                "warnings.simplefilter('ignore')\n",
+                "lm = nnsight.LanguageModel(model, tokenizer=copy.deepcopy(tokenizer))\n",
+                "widget = LensWidget(lm, tokenizer, remote='local', text='The built-in function')\n",
+                "widget",
+            ],
+        }
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+WATCH_STATUS = """() => {
+  window.statuses = [];
+  const status = document.querySelector('.lens-widget .lw-status');
+  const watch = new MutationObserver(() => window.statuses.push(status.textContent));
+  watch.observe(status, {childList: true, characterData: true, subtree: true});
+}"""
+
+
+@pytest.fixture(scope="module")
+def remote_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pytest.importorskip("nnsight")
+    root = tmp_path_factory.mktemp("remote")
+    (root / "remote.ipynb").write_text(json.dumps(REMOTE_NOTEBOOK))
+    with jupyter_server(root, "remote.ipynb", "lab") as url:
+        yield url
+
+
+def test_remote_mode_in_jupyterlab(browser: Any, remote_lab: str) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    screenshot_on_failure(page, "remote", lambda: drive_remote(page, remote_lab))
+
+
+def drive_remote(page: Any, url: str) -> None:
+    open_notebook(page, url)
+    run_all(page)
+    page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=120_000)
+    page.evaluate(WATCH_STATUS)
+    type_at_end(page, " len() returns the number of items")
+    page.wait_for_function("() => window.statuses.some((s) => s === 'running…')", timeout=30_000)
+    page.wait_for_function(
+        "() => !document.querySelector('.lens-widget .lw-status').textContent.endsWith('…')", timeout=60_000
+    )
+    assert_boxes_show_the_kernels_text(page, "The built-in function len() returns the number of items")
+    tokens = int(run_code(page, "print(len(widget.session.tokens.ids))"))
+    page.wait_for_function("(n) => Number(document.querySelector('.lens-widget').dataset.nTokens) === n", arg=tokens)
+    assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8
+    run_code(page, "widget.text = 'add 13 2'")
+    assert_boxes_show_the_kernels_text(page, "add 13 2")
+    type_at_end(page, " 15")
+    page.wait_for_function(
+        "() => !document.querySelector('.lens-widget .lw-status').textContent.endsWith('…')", timeout=60_000
+    )
+    assert_boxes_show_the_kernels_text(page, "add 13 2 15")
+    assert run_code(page, "print(widget.session.text, '|', widget.error)").strip() == "add 13 2 15 |"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "remote.png"))
 
 
 def last_column_tooltip(page: Any) -> str:

@@ -53,7 +53,7 @@ def test_each_edit_traced_whole_equals_the_incremental_sessions_grid() -> None:
 
 
 def test_a_remote_session_is_refused_at_once_without_what_ndif_needs(monkeypatch: pytest.MonkeyPatch) -> None:
-    lm, tokenizer, lens = wrapped()
+    lm, tokenizer, _lens = wrapped()
     monkeypatch.delenv(NDIF_KEY_ENV, raising=False)
     monkeypatch.setattr(nnsight.CONFIG.API, "APIKEY", None)
     with pytest.raises(RemoteError, match="needs an API key"):
@@ -105,7 +105,7 @@ def test_typing_goes_on_while_a_trace_is_out_and_only_the_newest_text_is_sent_ne
 
 
 def test_a_failed_trace_keeps_the_picture_and_the_text_and_the_next_edit_recovers() -> None:
-    lm, tokenizer, lens = wrapped()
+    lm, tokenizer, _lens = wrapped()
     widget = LensWidget(lm, tokenizer, remote="local", text=TEXTS[0])
     session = widget.session
     assert isinstance(session, RemoteSession)

@@ -7,7 +7,8 @@ their ratios hold under a changing load: in memory; `accelerate.cpu_offload` (ev
 in from CPU memory at each call: here CPU to CPU, so this measures the hooks' bookkeeping, not a
 transfer to a GPU); `dispatch_model` with every
 block, the final norm and the head offloaded to disk (memory-mapped, as `device_map="auto"` with
-`offload_folder` does); and, when nnsight is installed, `trace_grid` on the in-memory model (the
+`offload_folder` does); and, when nnsight is installed, `trace_grid` on the in-memory model, plain
+and in nnsight's dry run of a remote request (the
 whole grid inside one trace, as a remote run would: no cache, every edit a full trace). Per way:
 the first full view, an append (the cache continued through accelerate's hooks) and an edit in the
 middle. The grids of the placed models (statistics, top-k ids and probabilities) are checked equal
@@ -88,6 +89,7 @@ def main() -> None:
 
     runs: dict[str, dict[str, list[float]]] = {name: {"full": [], "append": [], "middle": []} for name in sessions}
     trace: list[float] = []
+    dry_run: list[float] = []
     lm = None
     try:
         import nnsight
@@ -108,6 +110,7 @@ def main() -> None:
             runs[name]["middle"].append(timed(lambda s=s: s.set_text(middle), lambda s=s: s.set_text(base)))
         if lm is not None:
             trace.append(timed(lambda: trace_grid(lm, ids), lambda: None))
+            dry_run.append(timed(lambda: trace_grid(lm, ids, remote="local"), lambda: None))
     medians = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in runs.items()}
     plain = medians["in memory"]
     result: dict[str, Any] = {"shape": args.shape, "tokens": n, "repeats": args.repeats, "device": "cpu"}
@@ -122,6 +125,9 @@ def main() -> None:
         result["nnsight_trace_full_s"] = round(statistics.median(trace), 4)
         print(f"{'nnsight trace':<16}{statistics.median(trace):>9.3f}{'':>10}{'':>10}"
               f"{statistics.median(trace) / plain['full']:>8.2f}  (every edit is a whole trace)")
+        result["nnsight_dry_run_full_s"] = round(statistics.median(dry_run), 4)
+        print(f"{'nnsight dry run':<16}{statistics.median(dry_run):>9.3f}{'':>10}{'':>10}"
+              f"{statistics.median(dry_run) / plain['full']:>8.2f}  (remote='local': serialised as for NDIF)")
     emit(result, args.out)
 
 
