@@ -283,6 +283,8 @@ class WidgetController:
         self._in_flight = False
         session = self.session
         assert isinstance(session, RemoteSession)
+        if future.cancelled():  # the widget was closed
+            return
         if generation == self._generation:
             error = future.exception()
             if error is not None:

@@ -9,6 +9,7 @@ controller calls the rest of LensSession's interface it uses, which this class m
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,9 @@ class RemoteSession:
         self.max_tokens = check_max_tokens(max_tokens, context_length([model._module]))
         self.names = tuple(display_names([model._module], None, name))
         self._vocabulary: dict[str, Any] | None = None
+        self._tracing = threading.Lock()
+        """One trace at a time: the widget's worker and the main thread (a stride change while a trace
+        of the typing is out) never run the same model in two traces at once."""
         self.revision = 0
         self._state = Fetched("", tokenize(tokenizer, "", self.max_tokens), (), self.layer_stride, self._lens, None)
 
@@ -119,8 +123,9 @@ class RemoteSession:
         grid = None
         if tokens.ids:
             lens_arg = lens if isinstance(lens, TunedLens) else None
-            remote = self.remote
-            grid = trace_grid(self.model, tokens.ids, lens_arg, rows, self.top_k, remote=remote, on_status=on_status)
+            with self._tracing:
+                model, k, remote = self.model, self.top_k, self.remote
+                grid = trace_grid(model, tokens.ids, lens_arg, rows, k, remote=remote, on_status=on_status)
         return Fetched(text, tokens, rows, self.layer_stride, lens, grid)
 
     def accept(self, fetched: Fetched) -> Update:

@@ -6,8 +6,9 @@ module's code is shipped with the request by value (`nnsight.register`), so it m
 what NDIF has installed (torch) and the two modules shipped with it (statistics, logit_transform).
 Only the cells leave the trace: [5, rows, positions] statistics and the top-k, not the logits.
 
-The numbers are those of `compute_grid` with the same kernels (cell_statistics), from the model's
-own logits for its output row; the first request also replays the final norm on the last block's
+The numbers are those of `compute_grid` with the same kernels (statistics.grid_statistics: rows
+stacked with the model's own logits, position block by block), from the model's own logits for its
+output row; the first request also replays the final norm on the last block's
 output, which is how a model whose weights live on the server is checked (see nnsight_trace.py).
 """
 
@@ -20,11 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from .logit_transform import LogitTransform
-from .statistics import cell_statistics, log_probs
+from .statistics import grid_statistics
 
 MAX_CHUNK_ELEMENTS = 2**26
-"""float32 logits per chunk of positions (256 MiB): a row of 8,192 positions over a 128k vocabulary
-would be 4 GiB with its temporaries."""
+"""float32 logits per block of positions (256 MiB, every row stacked): a row of 8,192 positions over
+a 128k vocabulary would be 4 GiB with its temporaries."""
+SLAB_ELEMENTS = 2**21
+"""Logits per slab of a block on a CPU, swept by the statistics while in cache (grid.SLAB_FLOATS)."""
 
 Translator = tuple[torch.Tensor, torch.Tensor | None]
 """A tuned-lens translator's weight and bias: h ↦ h + h·Wᵀ + b."""
@@ -54,7 +57,6 @@ def trace_cells(
         num_layers = len(hidden_states) - 1
         own = logits[0].float()
         device = own.device
-        model_logprobs = log_probs(own)
         targets = targets.to(device)
 
         def decode(h: torch.Tensor) -> torch.Tensor:
@@ -64,25 +66,35 @@ def trace_cells(
 
         replayed = decode(_residual(last_block)[0, -1:])
         check = torch.stack([(replayed - own[-1:]).abs().max(), own[-1].abs().max()]).cpu()
-        chunk = max(1, MAX_CHUNK_ELEMENTS // own.shape[-1])
-        stats, top_ids, top_probs = [], [], []
-        for row in rows:
-            parts = []
-            for start in range(0, own.shape[0], chunk):
-                end = start + chunk
-                if row == num_layers:
-                    row_logits = own[start:end]
-                else:
+        lens_rows = [row for row in rows if row != num_layers]
+        stacked, positions, vocab = len(lens_rows) + 1, own.shape[0], own.shape[-1]  # + the model's own
+        block = max(1, MAX_CHUNK_ELEMENTS // (vocab * stacked))
+        on_cpu = device.type == "cpu"
+        slab = max(1, SLAB_ELEMENTS // (vocab * stacked)) if on_cpu else block
+        parts = []
+        for start in range(0, positions, block):
+            end = min(positions, start + block)
+            logits = torch.empty((end - start, stacked, vocab), dtype=torch.float32, device=device)
+            if lens_rows:  # every lens row of the block through the final norm and head at once: one GEMM
+                lensed = []
+                for row in lens_rows:
                     h = hidden_states[row][0, start:end]
                     if row in translators:
                         weight, bias = translators[row]
                         h = h + F.linear(h, weight.to(h), None if bias is None else bias.to(h))
-                    row_logits = decode(h)
-                parts.append(cell_statistics(row_logits, targets[start:end], model_logprobs[start:end], top_k))
-            stats.append(torch.cat([p.values for p in parts], dim=1).cpu())
-            top_ids.append(torch.cat([p.top_ids for p in parts]).cpu())
-            top_probs.append(torch.cat([p.top_probs for p in parts]).cpu())
-        return torch.stack(stats, dim=1), torch.stack(top_ids), torch.stack(top_probs), check
+                    lensed.append(h)
+                logits[:, :-1] = decode(torch.stack(lensed, dim=1))
+            logits[:, -1] = own[start:end]
+            for first in range(0, end - start, slab):
+                last = min(end - start, first + slab)
+                target = targets[start + first : start + last]
+                parts.append(grid_statistics(logits[first:last], target, top_k, sync_free=not on_cpu))
+        # [positions, stacked] → the rows asked for, in their order: the output row is the last slot.
+        index = torch.tensor([lens_rows.index(r) if r != num_layers else stacked - 1 for r in rows], device=device)
+        values = torch.cat([p.values for p in parts], dim=1).index_select(2, index).permute(0, 2, 1)
+        top_ids = torch.cat([p.top_ids for p in parts]).index_select(1, index).permute(1, 0, 2)
+        top_probs = torch.cat([p.top_probs for p in parts]).index_select(1, index).permute(1, 0, 2)
+        return values.contiguous().cpu(), top_ids.contiguous().cpu(), top_probs.contiguous().cpu(), check
 
 
 def _residual(value: Any) -> torch.Tensor:

@@ -164,6 +164,13 @@ class LensWidget(anywidget.AnyWidget):
             state.update({k: v for k, v in super().get_state(drop_defaults=False).items() if k in kept})
         return state
 
+    def close(self) -> None:
+        """Closed with its views; a trace still out (remote=) is no longer waited for."""
+        controller = getattr(self, "_controller", None)
+        if controller is not None:
+            controller.close()
+        super().close()
+
     @traitlets.validate("text")
     def _encodable_text(self, proposal: Any) -> str:
         """A lone surrogate cannot be encoded in a message to the views (it would break the widget)."""

@@ -102,6 +102,11 @@ def test_typing_goes_on_while_a_trace_is_out_and_only_the_newest_text_is_sent_ne
     reference = LensSession(load_demo("final")[0], tokenizer, copy.deepcopy(lens))
     reference.set_text(TEXTS[-1])
     assert_same_grid(reference, session)
+    data = widget.grid_data()  # the exports read the remote session as they read a local one
+    n = len(session.tokens.ids)
+    assert data.columns == list(range(n)) and data.values.shape == (len(session.rows), n)
+    assert data.top_ids.shape[:3] == (1, len(session.rows), n)
+    widget.close()
 
 
 def test_a_failed_trace_keeps_the_picture_and_the_text_and_the_next_edit_recovers() -> None:
