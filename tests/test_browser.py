@@ -101,6 +101,17 @@ def n_rows(page: Any) -> int:
     return int(page.locator(".lens-widget").first.get_attribute("data-rows") or 0)
 
 
+def wait_for_picture(page: Any) -> None:
+    """Until the first widget shows a picture of some tokens (a kernel loads its model first)."""
+    page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=120_000)
+
+
+def run_all_until_drawn(page: Any, url: str) -> None:
+    open_notebook(page, url)
+    run_all(page)
+    wait_for_picture(page)
+
+
 def hover_first_cell(page: Any) -> None:
     page.locator(".lens-widget .lw-canvas").first.scroll_into_view_if_needed()
     box = page.locator(".lens-widget .lw-canvas").first.bounding_box()
@@ -154,9 +165,7 @@ WIDTHS = """() => {
 
 
 def drive_jupyterlab(page: Any, url: str) -> None:
-    open_notebook(page, url)
-    run_all(page)
-    page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=120_000)
+    run_all_until_drawn(page, url)
     assert page.evaluate(CANVAS_COLOURS, ".lens-widget .lw-canvas") > 8, "the heatmap is drawn"
     assert_boxes_show_the_kernels_text(page, QUICKSTART_TEXT)  # the quick start's last cell set it
     assert page.locator(".lens-widget .lw-lens").first.is_visible(), "the demo has a tuned lens to choose"
@@ -212,9 +221,7 @@ def test_widget_in_notebook7(browser: Any, notebook7: str) -> None:
 
 
 def drive_notebook7(page: Any, url: str) -> None:
-    open_notebook(page, url)
-    run_all(page)
-    page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=120_000)
+    run_all_until_drawn(page, url)
     assert_boxes_show_the_kernels_text(page, QUICKSTART_TEXT)
     type_at_end(page, " five")
     assert_boxes_show_the_kernels_text(page, QUICKSTART_TEXT + " five")
@@ -297,9 +304,7 @@ def test_ab_diff_in_jupyterlab(browser: Any, ab_lab: str) -> None:
 def drive_ab(page: Any, url: str) -> None:
     sent: list[str] = []
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
-    open_notebook(page, url)
-    run_all(page)
-    page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=120_000)
+    run_all_until_drawn(page, url)
     widget = page.locator(".lens-widget").first
     widget.scroll_into_view_if_needed()
     assert widget.get_attribute("data-mode") == "diff", "an A/B widget opens on the diff"
@@ -375,9 +380,7 @@ def test_remote_mode_in_jupyterlab(browser: Any, remote_lab: str) -> None:
 
 
 def drive_remote(page: Any, url: str) -> None:
-    open_notebook(page, url)
-    run_all(page)
-    page.wait_for_function("() => Number(document.querySelector('.lens-widget')?.dataset.nTokens) > 0", timeout=120_000)
+    run_all_until_drawn(page, url)
     page.evaluate(WATCH_STATUS)
     type_at_end(page, " len() returns the number of items")
     page.wait_for_function("() => window.statuses.some((s) => s === 'running…')", timeout=30_000)
