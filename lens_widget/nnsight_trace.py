@@ -29,12 +29,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .adapter import ModelAdapter, _find_blocks, _modules_between, _name_of
+from .adapter import _find_blocks, _modules_between, _name_of
 from .errors import AdapterError, LensWidgetError
 from .grid import LensGrid, next_token_targets
 from .lenses import Lens, TunedLens
 from .logit_transform import LogitTransform
-from .placement import is_nnsight, unwrap
+from .placement import is_nnsight
 
 NDIF_KEY_ENV = "NDIF_API_KEY"
 """The environment variable nnsight reads an NDIF API key from (besides its saved config)."""
@@ -51,10 +51,9 @@ REMOTE_STATES = {
 }
 """NDIF's job states as the widget names them ("queued" until the model runs the trace)."""
 
-_ADAPTERS: weakref.WeakKeyDictionary[Any, ModelAdapter] = weakref.WeakKeyDictionary()
-"""One adapter per nnsight model (the key: the wrapper, which the adapter does not hold, so both go
-when the user drops the wrapper): discovery runs the model, which each trace need not repeat."""
 _PLANS: weakref.WeakKeyDictionary[Any, TracePlan] = weakref.WeakKeyDictionary()
+"""One plan per nnsight model (the key: the wrapper, so the plan goes when the user drops it): the
+scan that finds it need not run for each trace."""
 
 
 class RemoteError(LensWidgetError):
@@ -73,14 +72,6 @@ class TracePlan:
     d_model: int
     transform: LogitTransform
     dtype: torch.dtype
-
-
-def adapter_of(model: Any) -> ModelAdapter:
-    """The adapter of an nnsight model's transformers model, discovered once per model."""
-    adapter = _ADAPTERS.get(model)
-    if adapter is None or adapter.model is not unwrap(model):
-        adapter = _ADAPTERS[model] = ModelAdapter(unwrap(model))
-    return adapter
 
 
 def plan_of(model: Any) -> TracePlan:
@@ -230,50 +221,30 @@ def _run_trace(
             backend = model._remote_backend(remote, True, None, False)  # True asks the Hub for the model's id
             if on_status is not None and callable(getattr(backend, "note", None)):
                 backend.note = _reporting(backend.note, on_status)
-        inputs = (last_block, norm, head, transform, translators, rows, targets, top_k)
-        return _traced(model, ids, backend, reduce, *inputs)
+        # nnsight ships this block and the locals it reads: envoys as references to the server's
+        # modules, `reduce` by value.
+        with model.trace(ids[None], backend=backend, output_hidden_states=True, use_cache=False):
+            block = last_block.output  # the model runs in order: its last block before its own output
+            cells = reduce(
+                model.output.hidden_states,
+                model.output.logits,
+                block,
+                norm,
+                head,
+                transform,
+                translators,
+                rows,
+                targets,
+                top_k,
+            )
+            nnsight.save(cells)  # only these leave the trace
+        return tuple(cells)
     except Exception as exc:
         if remote is not True:
             raise
         from nnsight import CONFIG
 
         raise RemoteError(f"sending the trace to NDIF ({CONFIG.API.HOST}) failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _traced(
-    model: Any,
-    ids: torch.Tensor,
-    backend: Any,
-    reduce: Callable[..., Any],
-    last_block: Any,
-    norm: list[Any],
-    head: Any,
-    transform: LogitTransform,
-    translators: dict[int, tuple[torch.Tensor, torch.Tensor | None]],
-    rows: list[int],
-    targets: torch.Tensor,
-    top_k: int,
-) -> tuple[torch.Tensor, ...]:
-    """The trace itself, in a function of its own: nnsight ships this frame's block and the locals it
-    reads (envoys travel as references to the server's modules; `reduce` by value)."""
-    import nnsight
-
-    with model.trace(ids[None], backend=backend, output_hidden_states=True, use_cache=False):
-        block = last_block.output  # the model runs in order: its last block before its own output
-        cells = reduce(
-            model.output.hidden_states,
-            model.output.logits,
-            block,
-            norm,
-            head,
-            transform,
-            translators,
-            rows,
-            targets,
-            top_k,
-        )
-        nnsight.save(cells)  # only these leave the trace
-    return tuple(cells)
 
 
 def _reporting(note: Callable[[Any], bool], on_status: Callable[[str], None]) -> Callable[[Any], bool]:
@@ -298,8 +269,8 @@ def _translators(
     lens: Lens | None, plan: TracePlan, rows: list[int], remote: bool | str
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
     """A tuned lens's translators of `rows`, which travel with the trace (the logit lens has none)."""
-    if lens is None or not isinstance(lens, TunedLens):
-        if lens is not None and getattr(lens, "name", "logit") != "logit":
+    if not isinstance(lens, TunedLens):
+        if lens is not None and getattr(lens, "name", None) != "logit":
             raise TypeError(f"a trace takes the logit lens (None) or a TunedLens, got {type(lens).__name__}")
         return {}
     if lens.num_layers != plan.num_layers or lens.config.d_model != plan.d_model:
