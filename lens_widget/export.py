@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .checks import check_stride
+from .grid import stride_rows
 from .payload import decode_vocabulary
 from .statistics import DIFF_STATISTICS, STATISTIC_INFO, STATISTICS
 
@@ -240,7 +241,7 @@ def grid_data(
     stride = check_stride(layer_stride)
     start, end = _columns(token_range, len(session.tokens.ids))
 
-    wanted = [*range(0, session.num_layers, stride), session.num_layers]
+    wanted = stride_rows(session.num_layers, stride)
     _ensure_rows(session, wanted, stride)
     index = [session.rows.index(r) for r in reversed(wanted)]  # top-down: the output row first
     labels = session.row_labels

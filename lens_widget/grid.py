@@ -95,6 +95,11 @@ def next_token_targets(input_ids: torch.Tensor) -> torch.Tensor:
     return targets
 
 
+def stride_rows(num_layers: int, stride: int) -> list[int]:
+    """The rows a layer stride shows: 0, s, 2s, … < L, and always the output row L."""
+    return [*range(0, num_layers, stride), num_layers]
+
+
 def row_labels(rows: Sequence[int], num_layers: int) -> list[str]:
     """tuned-lens's labels: the translator index for lens rows, "output" for the model's own."""
     return ["output" if r == num_layers else str(r) for r in rows]

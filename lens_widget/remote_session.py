@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 
 from .checks import check_max_tokens, check_stride, check_top_k, context_length, display_names
-from .grid import LensGrid, row_labels
+from .grid import LensGrid, row_labels, stride_rows
 from .lenses import Lens, LogitLens, TunedLens
 from .nnsight_trace import check_remote, check_remote_value, plan_of, trace_grid
 from .payload import GridBlock, encode_update, encode_vocabulary
 from .placement import is_nnsight
 from .session import Update
 from .statistics import STATISTICS
-from .text import Tokens, check_tokenizer, tokenize, vocabulary
+from .text import Tokens, check_tokenizer, cut_notice, tokenize, vocabulary
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class RemoteSession:
 
     @property
     def display_rows(self) -> list[int]:
-        return [*range(0, self.num_layers, self.layer_stride), self.num_layers]
+        return stride_rows(self.num_layers, self.layer_stride)
 
     @property
     def rows(self) -> list[int]:
@@ -181,8 +181,7 @@ class RemoteSession:
         state, rows = self._state, tuple(self.rows)
         stats, top_ids, top_probs = self.grid_arrays()
         n = len(state.tokens.ids)
-        cut = state.tokens.total > n
-        notice = f"Showing the first {n} tokens (max_tokens = {self.max_tokens})." if cut else ""
+        notice = cut_notice(state.tokens, self.max_tokens)
 
         def encode() -> dict[str, Any]:
             return encode_update(

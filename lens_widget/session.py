@@ -85,6 +85,7 @@ from .grid import (
     compute_pair_grid,
     next_token_targets,
     pair_row_labels,
+    stride_rows,
 )
 from .lenses import Lens, LogitLens, TunedLens
 from .payload import (
@@ -101,7 +102,7 @@ from .payload import (
 )
 from .placement import unwrap
 from .statistics import DIFF_STATISTICS, NO_TARGET, STATISTICS, cross_entropy, log_probs, rank
-from .text import Tokens, check_tokenizer, tokenize, vocabulary
+from .text import Tokens, check_tokenizer, cut_notice, tokenize, vocabulary
 from .track import Track
 
 _PATCHED = [STATISTICS.index(name) for name in PATCHED]
@@ -278,7 +279,7 @@ class LensSession:
     @property
     def display_rows(self) -> list[int]:
         """Rows the stride selects: 0, s, 2s, … < L, and always the output row L (A's indices)."""
-        return [*range(0, self.num_layers, self.layer_stride), self.num_layers]
+        return stride_rows(self.num_layers, self.layer_stride)
 
     @property
     def rows(self) -> list[int]:
@@ -664,7 +665,8 @@ class LensSession:
         first = start if cell_start is None else cell_start
         end = n if cell_end is None else cell_end
         patches = list(patches) or [None] * len(self._tracks)
-        notice = " ".join(filter(None, [self._cut_notice(), *map(self._invalid_notice, self._tracks)]))
+        cut = cut_notice(tokens, self.max_tokens)
+        notice = " ".join(filter(None, [cut, *map(self._invalid_notice, self._tracks)]))
         index = [self._rows.index(r) for r in rows]
         # What the payload is made of, as it is now: the session replaces its arrays and tokens, never
         # writes into them, so these stay what this update describes however late it is encoded.
@@ -706,17 +708,6 @@ class LensSession:
             )
 
         return Update(kind, rows, start, n, encode, first, end)
-
-    def _cut_notice(self) -> str:
-        tokens = self._tokens
-        n = len(tokens.ids)
-        if tokens.total <= n:
-            return ""
-        about = "" if tokens.total_exact else "about "
-        return (
-            f"The text has {about}{tokens.total:,} tokens; showing the first {n} (max_tokens = {self.max_tokens}). "
-            "Text after that is not analysed."
-        )
 
     def _invalid_notice(self, track: Track) -> str:
         rows = track.invalid_rows(self._rows, self._pending)

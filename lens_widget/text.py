@@ -46,6 +46,18 @@ class Tokens:
     total_exact: bool = True
 
 
+def cut_notice(tokens: Tokens, max_tokens: int) -> str:
+    """What the view says of a text cut at max_tokens (empty when it was not)."""
+    n = len(tokens.ids)
+    if tokens.total <= n:
+        return ""
+    about = "" if tokens.total_exact else "about "
+    return (
+        f"The text has {about}{tokens.total:,} tokens; showing the first {n} (max_tokens = {max_tokens}). "
+        "Text after that is not analysed."
+    )
+
+
 def without_lone_surrogates(text: str) -> str:
     """Lone surrogates (half an emoji, which a browser can send) as U+FFFD: one UTF-16 unit for one,
     so spans into the text stay right, and the text can be encoded as UTF-8 again."""
