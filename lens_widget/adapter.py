@@ -289,27 +289,19 @@ class ModelAdapter:
     def _discover(self) -> tuple[tuple[nn.Module, ...], bool, int, torch.device, tuple[torch.device, ...]]:
         """Run the model once on a few tokens, watching which modules run in which order."""
         model, blocks, head = self.model, self._blocks, self.head
-        block_ids = {id(m) for m in blocks.modules()}
         events: list[tuple[str, nn.Module]] = []
         block_out: dict[int, torch.Tensor] = {}
         seen: dict[str, torch.Tensor] = {}
-        handles: list[RemovableHandle] = []
 
-        def pre(module: nn.Module, args: Any) -> None:
-            events.append(("start", module))
-            if module is head:
-                seen["head_in"] = args[0]
+        def head_in(module: nn.Module, args: Any) -> None:
+            seen["head_in"] = args[0]
 
-        def post(module: nn.Module, args: Any, output: Any) -> None:
-            events.append(("end", module))
-            if module is head:
-                seen["head_out"] = output
+        def head_out(module: nn.Module, args: Any, output: Any) -> None:
+            seen["head_out"] = output
 
-        for module in model.modules():
-            if id(module) in block_ids and module not in blocks:
-                continue  # inside a block: irrelevant, and hooks there would only cost time
-            handles.append(module.register_forward_pre_hook(pre))
-            handles.append(module.register_forward_hook(post))
+        handles = record_calls(model, blocks, events)
+        handles.append(head.register_forward_pre_hook(head_in))
+        handles.append(head.register_forward_hook(head_out))
         for i, block in enumerate(blocks):
             handles.append(block.register_forward_hook(_recorder(block_out, i)))
         ids = (torch.arange(1, 6, device=input_device(model)) % self.vocab_size)[None]
@@ -414,6 +406,21 @@ def _mm_accumulated(x: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> tor
         except (RuntimeError, TypeError, NotImplementedError):
             _OUT_DTYPE_MM[kind] = False
     return torch.mm(x, w)
+
+
+def record_calls(
+    model: nn.Module, blocks: nn.ModuleList, events: list[tuple[str, nn.Module]]
+) -> list[RemovableHandle]:
+    """Hooks that log ("start" | "end", module) in call order, what `_modules_between` reads: on every
+    module but those inside the blocks (irrelevant there, where hooks would only cost time)."""
+    inside = {id(m) for m in blocks.modules()}
+    handles = []
+    for module in model.modules():
+        if id(module) in inside and module not in blocks:
+            continue
+        handles.append(module.register_forward_pre_hook(lambda m, args: events.append(("start", m))))
+        handles.append(module.register_forward_hook(lambda m, args, out: events.append(("end", m))))
+    return handles
 
 
 def _recorder(store: dict[int, torch.Tensor], index: int) -> Any:

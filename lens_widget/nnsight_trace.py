@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .adapter import _find_blocks, _modules_between, _name_of
+from .adapter import _find_blocks, _modules_between, _name_of, record_calls
 from .errors import AdapterError, LensWidgetError
 from .grid import LensGrid, next_token_targets
 from .lenses import Lens, TunedLens
@@ -90,15 +90,9 @@ def plan_of(model: Any) -> TracePlan:
     if not isinstance(head, nn.Module) or not isinstance(num_layers, int) or num_layers < 1:
         raise AdapterError(f"{cls}: no output embedding or num_hidden_layers: lens-widget needs a causal LM")
     layers_name, blocks = _find_blocks(inner, num_layers, cls)
-    inside = {id(m) for m in blocks.modules()}
     events: list[tuple[str, nn.Module]] = []
     shapes: dict[str, torch.Size] = {}
-    handles = []
-    for module in inner.modules():
-        if id(module) in inside and module is not blocks[-1]:
-            continue
-        handles.append(module.register_forward_pre_hook(lambda m, args: events.append(("start", m))))
-        handles.append(module.register_forward_hook(lambda m, args, out: events.append(("end", m))))
+    handles = record_calls(inner, blocks, events)
 
     def record(module: nn.Module, args: Any) -> None:  # a pre-hook returning a value would replace the args
         shapes["head_in"] = args[0].shape
