@@ -122,10 +122,9 @@ class RemoteSession:
         rows, lens = tuple(self.display_rows), self._lens
         grid = None
         if tokens.ids:
-            lens_arg = lens if isinstance(lens, TunedLens) else None
             with self._tracing:
                 model, k, remote = self.model, self.top_k, self.remote
-                grid = trace_grid(model, tokens.ids, lens_arg, rows, k, remote=remote, on_status=on_status)
+                grid = trace_grid(model, tokens.ids, lens, rows, k, remote=remote, on_status=on_status)
         return Fetched(text, tokens, rows, self.layer_stride, lens, grid)
 
     def accept(self, fetched: Fetched) -> Update:

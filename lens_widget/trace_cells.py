@@ -71,10 +71,13 @@ def trace_cells(
         block = max(1, MAX_CHUNK_ELEMENTS // (vocab * stacked))
         on_cpu = device.type == "cpu"
         slab = max(1, SLAB_ELEMENTS // (vocab * stacked)) if on_cpu else block
+        # One logits buffer and (on a CPU) one slab-sized scratch, reused block after block, as the grid does.
+        buffer = torch.empty((min(block, positions), stacked, vocab), dtype=torch.float32, device=device)
+        scratch = torch.empty((min(slab, positions), stacked, vocab), dtype=torch.float32, device=device)
         parts = []
         for start in range(0, positions, block):
             end = min(positions, start + block)
-            logits = torch.empty((end - start, stacked, vocab), dtype=torch.float32, device=device)
+            logits = buffer[: end - start]
             if lens_rows:  # every lens row of the block through the final norm and head at once: one GEMM
                 lensed = []
                 for row in lens_rows:
@@ -88,7 +91,10 @@ def trace_cells(
             for first in range(0, end - start, slab):
                 last = min(end - start, first + slab)
                 target = targets[start + first : start + last]
-                parts.append(grid_statistics(logits[first:last], target, top_k, sync_free=not on_cpu))
+                cells = grid_statistics(
+                    logits[first:last], target, top_k, scratch=scratch[: last - first], sync_free=not on_cpu
+                )
+                parts.append(cells)
         # [positions, stacked] → the rows asked for, in their order: the output row is the last slot.
         index = torch.tensor([lens_rows.index(r) if r != num_layers else stacked - 1 for r in rows], device=device)
         values = torch.cat([p.values for p in parts], dim=1).index_select(2, index).permute(0, 2, 1)
