@@ -7,16 +7,12 @@ import {
   applyUpdate,
   diffAt,
   F16_MAX,
-  type Grid,
   halfToFloat,
   isPending,
-  mergeRows,
   type Payload,
   PayloadError,
   PATCHED,
-  spliceColumns,
   statAt,
-  statsOnly,
   TokenStrings,
   topAt,
   VERSION,
@@ -163,39 +159,6 @@ describe("constants", () => {
     expect([...PATCHED]).toEqual(["cross_entropy", "rank"]);
     expect(F16_MAX).toBe(halfToFloat(0x7bff));
     for (const update of [...updates, ...updatesAB]) expect(update.header.version).toBe(VERSION);
-  });
-});
-
-describe("spliceColumns and mergeRows", () => {
-  // Two statistics, rows [0, 2] (old) with 3 columns, top-k 1: values name their place (s, row, col).
-  const old: Grid = {
-    stats: Float32Array.from([0, 1, 2, 10, 11, 12, 100, 101, 102, 110, 111, 112]),
-    topIds: Uint32Array.from([0, 1, 2, 10, 11, 12]),
-    topProbs: Float32Array.from([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),
-  };
-  const size = { statistics: 2, topK: 1 };
-
-  it("keep the first start columns of the listed rows, then the fresh ones, with the patch at start - 1", () => {
-    const fresh: Grid = { stats: Float32Array.from([-1, -2]), topIds: Uint32Array.from([7]), topProbs: Float32Array.from([0.9]) };
-    const copy = Array.from(old.stats);
-    const out = spliceColumns(old, [0, 2], 3, [2], 2, fresh, 1, size, Float32Array.from([55]), [1]);
-    expect(Array.from(out.stats)).toEqual([10, 11, -1, 110, 55, -2]);
-    expect(Array.from(out.topIds)).toEqual([10, 11, 7]);
-    expect(Array.from(old.stats)).toEqual(copy);
-  });
-
-  it("merge rows in layer order, the fresh rows replacing the old", () => {
-    const fresh: Grid = { stats: Float32Array.from([-1, -2, -3, -4, -5, -6]), topIds: Uint32Array.from([7, 8, 9]), topProbs: Float32Array.from([1, 1, 1]) };
-    const [out, rows] = mergeRows(old, [0, 2], fresh, [1], 3, size);
-    expect(rows).toEqual([0, 1, 2]);
-    expect(Array.from(out.stats)).toEqual([0, 1, 2, -1, -2, -3, 10, 11, 12, 100, 101, 102, -4, -5, -6, 110, 111, 112]);
-    expect(Array.from(out.topIds)).toEqual([0, 1, 2, 7, 8, 9, 10, 11, 12]);
-  });
-
-  it("serve statistics without top-k (the A/B diff) through statsOnly", () => {
-    const [out] = mergeRows(statsOnly(old.stats), [0, 2], statsOnly(Float32Array.from([-1, -2, -3, -4, -5, -6])), [2], 3, { statistics: 2, topK: 0 });
-    expect(Array.from(out.stats)).toEqual([0, 1, 2, -1, -2, -3, 100, 101, 102, -4, -5, -6]);
-    expect(out.topIds.length).toBe(0);
   });
 });
 

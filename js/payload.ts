@@ -1,10 +1,11 @@
 // Decoding of the kernel's binary payload (format: lens_widget/payload.py, mirrored here) and the
 // pure state machine that applies updates. No DOM, no canvas: everything here is unit-tested.
 //
-// One update logic per language: spliceColumns, mergeRows, padColumns and fillColumns are what the
-// updates do to a grid's arrays, mirroring payload.py's splice_columns, merge_rows, pad_columns and
-// fill_columns (which the session also uses for its own state). The constants below are the Python module's; tests/test_payload.py reads
-// this file and checks that they agree.
+// One update logic per language: each kind of update is one of cells.ts's edits (spliceColumns,
+// mergeRows, padColumns, fillColumns), which mirror cells.py's, the functions the kernel's session
+// edits its own cells with.
+
+import { type Cells, fillColumns, mergeRows, padColumns, pendingAfter, spliceColumns, statsOnly } from "./cells";
 
 /** Payload version: 2 added the A/B diff, 3 pending columns (cell_start, cell_end, "cells"). */
 export const VERSION = 3;
@@ -65,19 +66,12 @@ export interface Payload {
   token_spans: Bytes;
 }
 
-/** One model's cells. stats: [S][R][T] flattened; ids/probs: [R][T][k] flattened. */
-export interface Grid {
-  stats: Float32Array;
-  topIds: Uint32Array;
-  topProbs: Float32Array;
-}
-
 export interface ViewState {
   header: Header;
   rows: number[];
   rowLabels: string[];
   nTokens: number;
-  grids: Grid[];
+  grids: Cells[];
   tokenIds: Uint32Array;
   /** [T][2] flattened: start, end in UTF-16 code units. */
   tokenSpans: Uint32Array;
@@ -136,7 +130,7 @@ export function readU32(data: Bytes, count: number, what: string): Uint32Array {
 
 export interface DecodedUpdate {
   header: Header;
-  grids: Grid[];
+  grids: Cells[];
   patches: (Float32Array | null)[];
   tokenIds: Uint32Array;
   tokenSpans: Uint32Array;
@@ -291,7 +285,7 @@ export function decodeUpdate(payload: Payload): DecodedUpdate {
   if (!Array.isArray(buffers) || buffers.length !== header.grids.length) {
     throw new PayloadError(`grids must be a list of ${header.grids.length} grid(s), one per header.grids entry`);
   }
-  const grids: Grid[] = [];
+  const grids: Cells[] = [];
   const patches: (Float32Array | null)[] = [];
   buffers.forEach((grid: unknown, g) => {
     if (!isObject(grid)) throw new PayloadError(`grids[${g}] must be an object of binary buffers, got ${show(grid)}`);
@@ -346,100 +340,6 @@ export function decodeUpdate(payload: Payload): DecodedUpdate {
 }
 
 // --- the update logic, mirroring payload.py's splice_columns and merge_rows ---------------------
-
-/**
- * The sizes a flattened grid does not carry (Python's GridArrays has them in its arrays' shapes):
- * stats are [statistics][rows][columns], top ids and probabilities [rows][columns][topK].
- */
-export interface GridSize {
-  statistics: number;
-  topK: number;
-}
-
-/** Statistics without top-k (the A/B diff, topK 0), so the same splice and merge serve them. */
-export function statsOnly(stats: Float32Array): Grid {
-  return { stats, topIds: new Uint32Array(0), topProbs: new Float32Array(0) };
-}
-
-/**
- * A "columns" update: `old`'s first `start` columns of `rows` (each one of `oldRows`; `old` has
- * `oldColumns` columns), then `fresh`'s `columns` columns; `patch` [patched.length][R] replaces column
- * start - 1 of the `patched` statistics. Pure: returns new arrays.
- */
-export function spliceColumns(
-  old: Grid,
-  oldRows: readonly number[],
-  oldColumns: number,
-  rows: readonly number[],
-  start: number,
-  fresh: Grid,
-  columns: number,
-  size: GridSize,
-  patch: Float32Array | null = null,
-  patched: readonly number[] = [],
-): Grid {
-  const { statistics: S, topK: k } = size;
-  const keep = rows.map((r) => oldRows.indexOf(r));
-  const oldR = oldRows.length;
-  const R = rows.length;
-  const C = columns;
-  const T = start + C;
-  const stats = new Float32Array(S * R * T);
-  const topIds = new Uint32Array(R * T * k);
-  const topProbs = new Float32Array(R * T * k);
-  for (let s = 0; s < S; s++) {
-    keep.forEach((oldRow, r) => {
-      const from = (s * oldR + oldRow) * oldColumns;
-      stats.set(old.stats.subarray(from, from + start), (s * R + r) * T);
-      stats.set(fresh.stats.subarray((s * R + r) * C, (s * R + r + 1) * C), (s * R + r) * T + start);
-    });
-  }
-  if (patch && start > 0) {
-    patched.forEach((s, p) => {
-      for (let r = 0; r < R; r++) stats[(s * R + r) * T + start - 1] = patch[p * R + r] as number;
-    });
-  }
-  keep.forEach((oldRow, r) => {
-    topIds.set(old.topIds.subarray(oldRow * oldColumns * k, (oldRow * oldColumns + start) * k), r * T * k);
-    topIds.set(fresh.topIds.subarray(r * C * k, (r + 1) * C * k), (r * T + start) * k);
-    topProbs.set(old.topProbs.subarray(oldRow * oldColumns * k, (oldRow * oldColumns + start) * k), r * T * k);
-    topProbs.set(fresh.topProbs.subarray(r * C * k, (r + 1) * C * k), (r * T + start) * k);
-  });
-  return { stats, topIds, topProbs };
-}
-
-/**
- * A "rows" update: the rows of both, sorted, `fresh`'s replacing `old`'s; both have `columns` columns.
- * Pure: returns new arrays and the merged rows.
- */
-export function mergeRows(
-  old: Grid,
-  oldRows: readonly number[],
-  fresh: Grid,
-  freshRows: readonly number[],
-  columns: number,
-  size: GridSize,
-): [Grid, number[]] {
-  const { statistics: S, topK: k } = size;
-  const T = columns;
-  const rows = [...new Set([...oldRows, ...freshRows])].sort((a, b) => a - b);
-  const R = rows.length;
-  const stats = new Float32Array(S * R * T);
-  const topIds = new Uint32Array(R * T * k);
-  const topProbs = new Float32Array(R * T * k);
-  rows.forEach((row, r) => {
-    const inFresh = freshRows.indexOf(row);
-    const src = inFresh >= 0 ? fresh : old;
-    const i = inFresh >= 0 ? inFresh : oldRows.indexOf(row);
-    const srcR = inFresh >= 0 ? freshRows.length : oldRows.length;
-    for (let s = 0; s < S; s++) {
-      stats.set(src.stats.subarray((s * srcR + i) * T, (s * srcR + i + 1) * T), (s * R + r) * T);
-    }
-    topIds.set(src.topIds.subarray(i * T * k, (i + 1) * T * k), r * T * k);
-    topProbs.set(src.topProbs.subarray(i * T * k, (i + 1) * T * k), r * T * k);
-  });
-  return [{ stats, topIds, topProbs }, rows];
-}
 
 /**
  * The receiver's state after one update; pure (never mutates `state`). A delta must fit the state it
@@ -500,7 +400,7 @@ function applyColumns(state: ViewState, update: DecodedUpdate): ViewState {
   const cells = h.cell_end - h.cell_start;
   const at = h.cell_start - start;
   const grids = state.grids.map((old, g) => {
-    const fresh = padColumns(update.grids[g] as Grid, R, cells, C, at, size);
+    const fresh = padColumns(update.grids[g] as Cells, R, cells, C, at, size);
     return spliceColumns(old, state.rows, state.nTokens, h.rows, start, fresh, C, size, update.patches[g] ?? null, patched);
   });
   // The diff statistics do not depend on the next token, so they have no patch.
@@ -531,7 +431,7 @@ function applyCells(state: ViewState, update: DecodedUpdate): ViewState {
   const T = state.nTokens;
   const C = h.cell_end - h.cell_start;
   const size = { statistics: h.statistics.length, topK: h.top_k };
-  const grids = state.grids.map((old, g) => fillColumns(old, R, T, h.cell_start, update.grids[g] as Grid, C, size));
+  const grids = state.grids.map((old, g) => fillColumns(old, R, T, h.cell_start, update.grids[g] as Cells, C, size));
   const diff =
     state.diff && update.diff
       ? fillColumns(statsOnly(state.diff), R, T, h.cell_start, statsOnly(update.diff), C, { statistics: h.diff.length, topK: 0 }).stats
@@ -554,7 +454,7 @@ function applyRows(state: ViewState, update: DecodedUpdate): ViewState {
   }
   const T = state.nTokens;
   const size = { statistics: h.statistics.length, topK: h.top_k };
-  const grids = state.grids.map((old, g) => mergeRows(old, state.rows, update.grids[g] as Grid, h.rows, T, size)[0]);
+  const grids = state.grids.map((old, g) => mergeRows(old, state.rows, update.grids[g] as Cells, h.rows, T, size)[0]);
   const rows = [...new Set([...state.rows, ...h.rows])].sort((a, b) => a - b);
   const diff =
     state.diff && update.diff
@@ -565,52 +465,6 @@ function applyRows(state: ViewState, update: DecodedUpdate): ViewState {
   h.rows.forEach((r, i) => labels.set(r, h.row_labels[i] ?? String(r)));
   const rowLabels = rows.map((r) => labels.get(r) ?? String(r));
   return { ...state, header: { ...h, rows, row_labels: rowLabels }, rows, rowLabels: [...rowLabels], grids, diff };
-}
-
-/**
- * `cells` (`columns` columns of `rows` rows) placed at column `start` of a grid of `total` columns; the
- * other columns are pending placeholders (statistics NaN, top ids 0, probabilities 0).
- */
-export function padColumns(cells: Grid, rows: number, columns: number, total: number, start: number, size: GridSize): Grid {
-  if (start === 0 && columns === total) return cells;
-  const { statistics: S, topK: k } = size;
-  const placeholders = {
-    stats: new Float32Array(S * rows * total).fill(NaN),
-    topIds: new Uint32Array(rows * total * k),
-    topProbs: new Float32Array(rows * total * k),
-  };
-  return writeColumns(placeholders, rows, total, start, cells, columns, size);
-}
-
-/** A "cells" update: `old` (`rows` rows, `total` columns) with `columns` columns from `start` replaced by `cells`. */
-export function fillColumns(old: Grid, rows: number, total: number, start: number, cells: Grid, columns: number, size: GridSize): Grid {
-  const copy = { stats: old.stats.slice(), topIds: old.topIds.slice(), topProbs: old.topProbs.slice() };
-  return writeColumns(copy, rows, total, start, cells, columns, size);
-}
-
-/** `cells` written over `columns` columns from `start` of `into` (in place), which it returns. */
-function writeColumns(into: Grid, rows: number, total: number, start: number, cells: Grid, columns: number, size: GridSize): Grid {
-  const { statistics: S, topK: k } = size;
-  const { stats, topIds, topProbs } = into;
-  for (let s = 0; s < S; s++) {
-    for (let r = 0; r < rows; r++) {
-      stats.set(cells.stats.subarray((s * rows + r) * columns, (s * rows + r + 1) * columns), (s * rows + r) * total + start);
-    }
-  }
-  for (let r = 0; r < rows; r++) {
-    topIds.set(cells.topIds.subarray(r * columns * k, (r + 1) * columns * k), (r * total + start) * k);
-    topProbs.set(cells.topProbs.subarray(r * columns * k, (r + 1) * columns * k), (r * total + start) * k);
-  }
-  return into;
-}
-
-/** The pending flags once columns keep … total - 1 changed and only [first, end) of them came with cells. */
-export function pendingAfter(pending: Uint8Array | null, keep: number, total: number, first: number, end: number): Uint8Array | null {
-  const flags = new Uint8Array(total);
-  if (pending) flags.set(pending.subarray(0, keep));
-  flags.fill(1, keep, first);
-  flags.fill(1, end, total);
-  return flags.includes(1) ? flags : null;
 }
 
 /** Whether column `col` of the state has no cells yet. */
@@ -625,7 +479,7 @@ export function pendingCount(state: ViewState): number {
 
 /** Accessors over the flattened arrays. */
 export function statAt(state: ViewState, grid: number, stat: number, row: number, col: number): number {
-  const g = state.grids[grid] as Grid;
+  const g = state.grids[grid] as Cells;
   return g.stats[(stat * state.rows.length + row) * state.nTokens + col] as number;
 }
 
@@ -636,7 +490,7 @@ export function diffAt(state: ViewState, stat: number, row: number, col: number)
 }
 
 export function topAt(state: ViewState, grid: number, row: number, col: number): { ids: number[]; probs: number[] } {
-  const g = state.grids[grid] as Grid;
+  const g = state.grids[grid] as Cells;
   const k = state.header.top_k;
   const base = (row * state.nTokens + col) * k;
   return { ids: Array.from(g.topIds.subarray(base, base + k)), probs: Array.from(g.topProbs.subarray(base, base + k)) };

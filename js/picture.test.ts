@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { makeLayout } from "./heatmap";
-import type { Grid, StatisticInfo, ViewState } from "./payload";
+import type { Cells } from "./cells";
+import type { StatisticInfo, ViewState } from "./payload";
 import { TokenStrings } from "./payload";
 import { choices, columnsShown, legendTitle, markedCount, picture, type Scene, shown, tooltip, valueAt } from "./picture";
 import { palette } from "./theme";
@@ -17,14 +18,14 @@ const T = 4;
 const K = 2;
 
 /** A grid whose values depend on (stat, row, col) and a per-model `shift`; top-1 = 10 + shift at row 0. */
-function grid(shift: number): Grid {
+function grid(shift: number): Cells {
   const stats = new Float32Array(STATISTICS.length * R * T).map((_, i) => (i % 7) + shift);
   const topIds = new Uint32Array(R * T * K).map((_, i) => (i % K === 0 && i < T * K ? 10 + shift : 20 + (i % K)));
   const topProbs = new Float32Array(R * T * K).fill(0.25);
   return { stats, topIds, topProbs };
 }
 
-function state(b: Grid): ViewState {
+function state(b: Cells): ViewState {
   return {
     header: {
       version: 3, kind: "full", rows: [0, 1, 2], row_labels: ["0", "1", "output"], num_layers: 2, col_start: 0, cell_start: 0, cell_end: T,

@@ -27,9 +27,10 @@ from .grid import LensGrid, PairGrid, compute_grid, compute_pair_grid, next_toke
 from .lens_files import LensConfig
 from .lenses import Lens, LogitLens, TunedLens
 from .payload import PayloadError, apply_update, decode_update
-from .session import LensSession, Update
+from .session import LensSession
 from .statistics import DIFF_STATISTICS, STATISTIC_INFO, STATISTICS, UNITS, pair_statistics
 from .training import TrainingError, train_lens
+from .update import Update
 
 if TYPE_CHECKING:
     from .compat import compare_models, plot_lens

@@ -408,9 +408,7 @@ def _mm_accumulated(x: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> tor
     return torch.mm(x, w)
 
 
-def record_calls(
-    model: nn.Module, blocks: nn.ModuleList, events: list[tuple[str, nn.Module]]
-) -> list[RemovableHandle]:
+def record_calls(model: nn.Module, blocks: nn.ModuleList, events: list[tuple[str, nn.Module]]) -> list[RemovableHandle]:
     """Hooks that log ("start" | "end", module) in call order, what `_modules_between` reads: on every
     module but those inside the blocks (irrelevant there, where hooks would only cost time)."""
     inside = {id(m) for m in blocks.modules()}

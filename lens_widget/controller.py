@@ -46,9 +46,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .lenses import TunedLens
-from .payload import to_message
+from .payload import payload_of, to_message
 from .remote_session import Fetched, RemoteSession
-from .session import LensSession, Update
+from .session import LensSession
+from .update import Update
 
 if TYPE_CHECKING:
     from .widget import LensWidget
@@ -116,8 +117,8 @@ class WidgetController:
         typing = self._typing if delta is None else delta
         if typing and (update.kind != "full" or self.session.pending):
             base = -1 if update.kind == "full" else self.seq - 1
-            header = {**update.payload["header"], "seq": self.seq, "base": base}
-            content, buffers = to_message({**update.payload, "header": header})
+            payload = payload_of(update)
+            content, buffers = to_message({**payload, "header": {**payload["header"], "seq": self.seq, "base": base}})
             message: dict[str, Any] = {"type": "update", "payload": content}
             if self._answer is not None:
                 message["done"], self._answer = self._answer, None
@@ -215,7 +216,8 @@ class WidgetController:
 
     def _set_snapshot(self, full: Update) -> None:
         self._cancel_timer()
-        self.widget.snapshot = {**full.payload, "header": {**full.payload["header"], "seq": self.seq, "base": -1}}
+        payload = payload_of(full)
+        self.widget.snapshot = {**payload, "header": {**payload["header"], "seq": self.seq, "base": -1}}
         self._published = self.session.revision
         self._stale = False
 

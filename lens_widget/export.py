@@ -29,7 +29,6 @@ import numpy as np
 
 from .checks import check_stride
 from .grid import stride_rows
-from .payload import decode_vocabulary
 from .statistics import DIFF_STATISTICS, STATISTIC_INFO, STATISTICS
 
 if TYPE_CHECKING:
@@ -260,7 +259,7 @@ def grid_data(
         assert diff is not None  # an A/B session has one
         values = diff[DIFF_STATISTICS.index(shown)][cells]
 
-    strings = np.array(decode_vocabulary(session.vocabulary()), dtype=object)
+    strings = np.array(session.token_strings(), dtype=object)
     top_ids = np.stack([session.grid_arrays(key)[1][cells] for key in keys])
     top_probs = np.stack([session.grid_arrays(key)[2][cells] for key in keys])
     names = dict(zip(session.models, session.names, strict=True))

@@ -25,6 +25,7 @@ import torch
 
 from .adapter import ModelAdapter, ModelForward
 from .capacity import chunk_bytes_for, gemm_dtype
+from .cells import Cells
 from .errors import LensDeviceError
 from .lenses import Lens, LogitLens
 from .statistics import (
@@ -42,20 +43,13 @@ SLAB_FLOATS = 2**21
 it stays in cache, so only the head GEMM, which gains from large blocks, works on whole chunks."""
 
 
-@dataclass(frozen=True)
-class LensGrid:
-    """Statistics and top-k of a set of rows over a range of positions, as numpy arrays."""
+@dataclass(frozen=True, kw_only=True)
+class LensGrid(Cells):
+    """The cells of a set of rows over a range of positions (cells.Cells), and where they came from."""
 
     rows: tuple[int, ...]
     """Layer index of each row; `num_layers` is the model's own output. In model B's grid of a pair
     of different depths, B's layer paired with each of A's rows (so it may repeat)."""
-    statistics: np.ndarray
-    """float32 [len(STATISTICS), rows, positions]; NaN where a statistic is missing, and everywhere in
-    a cell whose logits are not finite (see statistics.py)."""
-    top_ids: np.ndarray
-    """int64 [rows, positions, k]: token ids, most likely first."""
-    top_probs: np.ndarray
-    """float32 [rows, positions, k]."""
     last_logits: torch.Tensor | None = None
     """float32 [rows, vocab] at the last position, when asked for: an append changes that
     position's next token, and these give its new cross-entropy and rank without a second GEMM."""
@@ -65,7 +59,7 @@ class LensGrid:
 
     def statistic(self, name: str) -> np.ndarray:
         """[rows, positions] of one statistic by name."""
-        return self.statistics[STATISTICS.index(name)]
+        return self.stats[STATISTICS.index(name)]
 
 
 @dataclass(frozen=True)
@@ -207,7 +201,9 @@ class _Output:
     def grid(self, rows: Sequence[int], work_bytes: int = 0) -> LensGrid:
         arrays = {name: tensor.cpu().numpy() for name, tensor in self.tensors.items()}  # one copy each, off a CPU
         stats, top_ids, top_probs = arrays["stats"], arrays["top_ids"], arrays["top_probs"]
-        return LensGrid(tuple(rows), stats, top_ids, top_probs, self.last_logits, work_bytes)
+        return LensGrid(
+            stats, top_ids, top_probs, rows=tuple(rows), last_logits=self.last_logits, work_bytes=work_bytes
+        )
 
 
 def _check_rows(rows: Sequence[int], num_layers: int, *, distinct: bool = True) -> tuple[int, ...]:

@@ -185,7 +185,7 @@ def trace_grid(
         on_status("running" if remote is not True else "queued")
     statistics, top_ids, top_probs, check = _run_trace(model, plan, ids, rows, translators, top_k, remote, on_status)
     _check_replay(model, plan, check)
-    return LensGrid(tuple(rows), statistics.numpy(), top_ids.numpy(), top_probs.numpy())
+    return LensGrid(statistics.numpy(), top_ids.numpy(), top_probs.numpy(), rows=tuple(rows))
 
 
 def _run_trace(

@@ -53,10 +53,10 @@ Version 2 added the A/B diff. Differences B − A of the single-model statistics
 receiver takes them from the two grids. Diff statistics have no patch (they do not depend on the next
 token), and are spliced and merged exactly as the statistics are.
 
-One update logic: `splice_columns` and `merge_rows` are what a "columns" and a "rows" update do to a
-grid's arrays. The decoder applies updates with them, and LensSession changes its own state with the
-same two functions, so what the session holds and what a receiver rebuilds cannot drift apart.
-js/payload.ts mirrors them (spliceColumns, mergeRows).
+One update logic: the kinds are the edits of cells.py (splice_columns, merge_rows, pad_columns,
+fill_columns). The decoder applies updates with them, and LensSession edits its own cells with the
+same functions, so what the session holds and what a receiver rebuilds cannot drift apart. js/cells.ts
+mirrors them. The engine describes each change as an update.Update, which `encode` turns into a payload.
 
 Precision: statistics and probabilities are float16 (relative error ≤ 2^-11 ≈ 0.05 %;
 probabilities under 6e-8 round to 0; a rank above 65504 is sent as 65504, i.e. "at least").
@@ -84,35 +84,20 @@ from typing import Any
 
 import numpy as np
 
+from .cells import PATCHED, Cells, fill_columns, merge_rows, pad_columns, pending_after, splice_columns
 from .statistics import DIFF_STATISTICS, STATISTICS, UNITS, statistic_info
+from .update import Update
 
 VERSION = 3
 """Payload version (js/payload.ts has the same; tests/test_payload.py checks they agree)."""
 KINDS = ("full", "columns", "rows", "cells")
 F16_MAX = 65504.0
 """The largest float16: a rank above it is sent as F16_MAX ("at least")."""
-PATCHED = ("cross_entropy", "rank")
-"""The statistics a patch carries for column col_start - 1, whose next token changed."""
 _RANK = STATISTICS.index("rank")
 
 
 class PayloadError(ValueError):
     """A payload that does not follow the format, or does not fit the state it is applied to."""
-
-
-@dataclass(frozen=True)
-class GridBlock:
-    """One model's cells for an update, float32/int64 as computed."""
-
-    name: str
-    stats: np.ndarray
-    """[S, R, C]."""
-    top_ids: np.ndarray
-    """[R, C, k]."""
-    top_probs: np.ndarray
-    """[R, C, k]."""
-    patch: np.ndarray | None = None
-    """[2, R]: cross-entropy and rank of column col_start - 1."""
 
 
 def _f16(array: np.ndarray) -> bytes:
@@ -147,7 +132,8 @@ def encode_update(
     top_k: int,
     lens: str,
     vocab_size: int,
-    grids: Sequence[GridBlock],
+    grids: Sequence[Cells],
+    names: Sequence[str],
     token_ids: Sequence[int] | np.ndarray,
     token_spans: np.ndarray,
     notice: str = "",
@@ -155,11 +141,14 @@ def encode_update(
     diff: np.ndarray | None = None,
     cell_start: int | None = None,
     cell_end: int | None = None,
+    patches: Sequence[np.ndarray | None] = (),
 ) -> dict[str, Any]:
     """Pack computed cells into the wire format (pure: no session state).
 
     The grids hold columns [cell_start, cell_end) (by default col_start … n_tokens - 1), the tokens
     columns col_start … n_tokens - 1.
+    names: each grid's model name.
+    patches: per grid, cross-entropy and rank [2, R] of column col_start - 1 (None: no patch).
     diff: float32 [len(DIFF_STATISTICS), R, C] of an A/B update (exactly two grids), else None.
     """
     if kind not in KINDS:
@@ -189,16 +178,18 @@ def encode_update(
         "diff": [] if diff is None else list(DIFF_STATISTICS),
     }
     packed = []
-    for grid in grids:
+    if len(names) != len(grids):
+        raise PayloadError(f"{len(grids)} grid(s) need as many names, got {len(names)}")
+    for grid, name, patch in zip(grids, names, list(patches) or [None] * len(grids), strict=True):
         ids_kind, ids, table = _encode_ids(grid.top_ids, vocab_size)
-        header["grids"].append({"name": grid.name, "ids": ids_kind})
+        header["grids"].append({"name": name, "ids": ids_kind})
         packed.append(
             {
                 "stats": _f16(_clamp_rank(grid.stats, _RANK)),
                 "top_ids": ids,
                 "top_probs": _f16(grid.top_probs),
                 "id_table": table,
-                "patch": b"" if grid.patch is None else _f16(_clamp_rank(grid.patch, 1)),
+                "patch": b"" if patch is None else _f16(_clamp_rank(patch, 1)),
             }
         )
     return {
@@ -208,6 +199,32 @@ def encode_update(
         "token_ids": np.asarray(token_ids, dtype="<u4").tobytes(),
         "token_spans": np.ascontiguousarray(token_spans, dtype="<u4").tobytes(),
     }
+
+
+def payload_of(update: Update) -> dict[str, Any]:
+    """The payload that tells a view about one of the engine's updates."""
+    return encode_update(
+        kind=update.kind,
+        rows=update.rows,
+        row_labels=update.row_labels,
+        num_layers=update.num_layers,
+        col_start=update.col_start,
+        n_tokens=update.n_tokens,
+        total_tokens=update.total_tokens,
+        top_k=update.top_k,
+        lens=update.lens,
+        vocab_size=update.vocab_size,
+        grids=update.cells(),
+        names=update.names,
+        patches=update.patches,
+        token_ids=update.token_ids[update.col_start :],
+        token_spans=update.token_spans[update.col_start :],
+        notice=update.notice,
+        layer_stride=update.layer_stride,
+        diff=update.diff_cells(),
+        cell_start=update.cell_start,
+        cell_end=update.cell_end,
+    )
 
 
 def payload_size(payload: dict[str, Any]) -> int:
@@ -282,104 +299,9 @@ def from_message(content: Any, buffers: Sequence[Any]) -> Any:
 
 
 @dataclass(frozen=True)
-class GridArrays:
-    stats: np.ndarray
-    """float32 [S, R, T]."""
-    top_ids: np.ndarray
-    """int64 [R, T, k]."""
-    top_probs: np.ndarray
-    """float32 [R, T, k]."""
-
-    @classmethod
-    def stats_only(cls, stats: np.ndarray) -> GridArrays:
-        """Statistics without top-k (the A/B diff), so the same splice and merge serve them."""
-        _, rows, columns = stats.shape
-        return cls(stats, np.empty((rows, columns, 0), np.int64), np.empty((rows, columns, 0), np.float32))
-
-
-def splice_columns(
-    old: GridArrays,
-    old_rows: Sequence[int],
-    rows: Sequence[int],
-    start: int,
-    new: GridArrays,
-    patch: np.ndarray | None = None,
-    patched: Sequence[int] = (),
-) -> GridArrays:
-    """A "columns" update: `old`'s first `start` columns of `rows` (each one of `old_rows`), then
-    `new`'s columns; `patch` [len(patched), R] replaces column start - 1 of the `patched` statistics."""
-    keep = [list(old_rows).index(r) for r in rows]
-    stats = old.stats[:, keep, :start]  # fancy indexing: a copy, which the patch may write into
-    if patch is not None and start > 0 and len(patched):
-        stats[list(patched), :, start - 1] = patch
-    return GridArrays(
-        np.concatenate([stats, new.stats], axis=2),
-        np.concatenate([old.top_ids[keep, :start], new.top_ids], axis=1),
-        np.concatenate([old.top_probs[keep, :start], new.top_probs], axis=1),
-    )
-
-
-def merge_rows(
-    old: GridArrays, old_rows: Sequence[int], new: GridArrays, new_rows: Sequence[int]
-) -> tuple[GridArrays, list[int]]:
-    """A "rows" update: the rows of both, sorted, `new`'s replacing `old`'s (same columns)."""
-    rows = sorted(set(old_rows) | set(new_rows))
-    source = [(new, list(new_rows).index(r)) if r in new_rows else (old, list(old_rows).index(r)) for r in rows]
-    S, T, k = old.stats.shape[0], old.stats.shape[2], old.top_ids.shape[2]
-    stats = np.empty((S, len(rows), T), np.float32)
-    top_ids = np.empty((len(rows), T, k), np.int64)
-    top_probs = np.empty((len(rows), T, k), np.float32)
-    for i, (grid, j) in enumerate(source):
-        stats[:, i], top_ids[i], top_probs[i] = grid.stats[:, j], grid.top_ids[j], grid.top_probs[j]
-    return GridArrays(stats, top_ids, top_probs), rows
-
-
-def pad_columns(cells: GridArrays, columns: int, start: int) -> GridArrays:
-    """`cells` placed at column `start` of a grid of `columns` columns; the other columns are pending
-    placeholders (statistics NaN, top ids 0, top probabilities 0)."""
-    S, R, C = cells.stats.shape
-    if start == 0 and C == columns:
-        return cells
-    k = cells.top_ids.shape[2]
-    placeholders = GridArrays(
-        np.full((S, R, columns), np.nan, np.float32),
-        np.zeros((R, columns, k), np.int64),
-        np.zeros((R, columns, k), np.float32),
-    )
-    return _write_columns(placeholders, start, cells)
-
-
-def fill_columns(old: GridArrays, start: int, cells: GridArrays) -> GridArrays:
-    """A "cells" update: `old` (same rows) with columns start … start + C - 1 replaced by `cells`."""
-    return _write_columns(GridArrays(old.stats.copy(), old.top_ids.copy(), old.top_probs.copy()), start, cells)
-
-
-def _write_columns(into: GridArrays, start: int, cells: GridArrays) -> GridArrays:
-    """`cells` written over columns start … start + C - 1 of `into` (in place), which it returns."""
-    end = start + cells.stats.shape[2]
-    into.stats[:, :, start:end] = cells.stats
-    into.top_ids[:, start:end] = cells.top_ids
-    into.top_probs[:, start:end] = cells.top_probs
-    return into
-
-
-def pending_after(
-    pending: np.ndarray | None, keep: int, n_tokens: int, cell_start: int, cell_end: int
-) -> np.ndarray | None:
-    """The pending flags once columns keep … n_tokens - 1 changed and only [cell_start, cell_end) of
-    them came with cells (None when nothing is pending)."""
-    flags = np.zeros(n_tokens, bool)
-    if pending is not None:
-        flags[:keep] = pending[:keep]
-    flags[keep:cell_start] = True
-    flags[cell_end:] = True
-    return flags if flags.any() else None
-
-
-@dataclass(frozen=True)
 class DecodedUpdate:
     header: dict[str, Any]
-    grids: list[GridArrays]
+    grids: list[Cells]
     patches: list[np.ndarray | None]
     token_ids: np.ndarray
     token_spans: np.ndarray
@@ -394,7 +316,7 @@ class ViewState:
     header: dict[str, Any]
     rows: list[int]
     n_tokens: int
-    grids: list[GridArrays]
+    grids: list[Cells]
     token_ids: np.ndarray
     token_spans: np.ndarray
     diff: np.ndarray | None = None
@@ -600,7 +522,7 @@ def decode_update(payload: dict[str, Any]) -> DecodedUpdate:
             patch = _buffer(grid["patch"], "<f2", (2, R), f"grids[{g}].patch").astype(np.float32)
             if not set(PATCHED) <= set(header["statistics"]):
                 raise PayloadError(f"grids[{g}].patch needs header.statistics to name cross_entropy and rank")
-        grids.append(GridArrays(stats, ids, probs))
+        grids.append(Cells(stats, ids, probs))
         patches.append(patch)
     for name in ("token_ids", "token_spans"):
         if not _is_bytes(payload.get(name)):
@@ -635,7 +557,7 @@ def apply_update(state: ViewState | None, payload: dict[str, Any]) -> ViewState:
             [pad_columns(grid, n, first) for grid in update.grids],
             update.token_ids,
             update.token_spans,
-            None if update.diff is None else pad_columns(GridArrays.stats_only(update.diff), n, first).stats,
+            None if update.diff is None else pad_columns(Cells.stats_only(update.diff), n, first).stats,
             pending_after(None, 0, n, first, end),
         )
     if state is None:
@@ -671,8 +593,8 @@ def _apply_columns(state: ViewState, update: DecodedUpdate) -> ViewState:
     ]  # a patch implies both patched statistics (checked)
     diff = None
     if state.diff is not None and update.diff is not None:
-        new_diff = pad_columns(GridArrays.stats_only(update.diff), n - start, first - start)
-        diff = splice_columns(GridArrays.stats_only(state.diff), state.rows, rows, start, new_diff).stats
+        new_diff = pad_columns(Cells.stats_only(update.diff), n - start, first - start)
+        diff = splice_columns(Cells.stats_only(state.diff), state.rows, rows, start, new_diff).stats
     return ViewState(
         header,
         rows,
@@ -699,7 +621,7 @@ def _apply_cells(state: ViewState, update: DecodedUpdate) -> ViewState:
     grids = [fill_columns(old, first, new) for old, new in zip(state.grids, update.grids, strict=True)]
     diff = None
     if state.diff is not None and update.diff is not None:
-        diff = fill_columns(GridArrays.stats_only(state.diff), first, GridArrays.stats_only(update.diff)).stats
+        diff = fill_columns(Cells.stats_only(state.diff), first, Cells.stats_only(update.diff)).stats
     pending = None
     if state.pending is not None:
         pending = state.pending.copy()
@@ -721,9 +643,9 @@ def _apply_rows(state: ViewState, update: DecodedUpdate) -> ViewState:
     rows = sorted(set(state.rows) | set(header["rows"]))
     diff = None
     if state.diff is not None and update.diff is not None:
-        diff = merge_rows(
-            GridArrays.stats_only(state.diff), state.rows, GridArrays.stats_only(update.diff), header["rows"]
-        )[0].stats
+        diff = merge_rows(Cells.stats_only(state.diff), state.rows, Cells.stats_only(update.diff), header["rows"])[
+            0
+        ].stats
     labels = {r: lab for r, lab in zip(state.rows, state.header["row_labels"], strict=True)}
     labels.update(zip(header["rows"], header["row_labels"], strict=True))
     merged_header = {**header, "row_labels": [labels[r] for r in rows], "rows": rows}

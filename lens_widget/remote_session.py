@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from .cells import Cells
 from .checks import check_max_tokens, check_stride, check_top_k, context_length, display_names
 from .grid import LensGrid, row_labels, stride_rows
 from .lenses import Lens, LogitLens, TunedLens
 from .nnsight_trace import check_remote, check_remote_value, plan_of, trace_grid
-from .payload import GridBlock, encode_update, encode_vocabulary
 from .placement import is_nnsight
-from .session import Update
 from .statistics import STATISTICS
 from .text import Tokens, check_tokenizer, cut_notice, tokenize, vocabulary
+from .update import Update
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class RemoteSession:
         self.layer_stride = check_stride(layer_stride)
         self.max_tokens = check_max_tokens(max_tokens, context_length([model._module]))
         self.names = tuple(display_names([model._module], None, name))
-        self._vocabulary: dict[str, Any] | None = None
+        self._strings: list[str] | None = None
         self._tracing = threading.Lock()
         """One trace at a time: the widget's worker and the main thread (a stride change while a trace
         of the typing is out) never run the same model in two traces at once."""
@@ -158,47 +158,44 @@ class RemoteSession:
         return None  # every trace returns the whole text
 
     def grid_arrays(self, model: str = "a") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cells = self._cells()
+        return cells.stats, cells.top_ids, cells.top_probs
+
+    def _cells(self) -> Cells:
         grid = self._state.grid
         if grid is None:
-            rows = len(self.rows)
-            return (
-                np.empty((len(STATISTICS), rows, 0), np.float32),
-                np.empty((rows, 0, self.top_k), np.int64),
-                np.empty((rows, 0, self.top_k), np.float32),
-            )
-        return grid.statistics, grid.top_ids, grid.top_probs
+            return Cells.empty(len(STATISTICS), self.top_k, len(self.rows))
+        return grid
 
     def diff_arrays(self) -> np.ndarray | None:
         return None
 
-    def vocabulary(self) -> dict[str, Any]:
-        if self._vocabulary is None:
-            self._vocabulary = encode_vocabulary(vocabulary(self.tokenizer, self.plan.vocab_size))
-        return self._vocabulary
+    def token_strings(self) -> list[str]:
+        if self._strings is None:
+            self._strings = vocabulary(self.tokenizer, self.plan.vocab_size)
+        return self._strings
 
     def full_update(self) -> Update:
         state, rows = self._state, tuple(self.rows)
-        stats, top_ids, top_probs = self.grid_arrays()
         n = len(state.tokens.ids)
-        notice = cut_notice(state.tokens, self.max_tokens)
-
-        def encode() -> dict[str, Any]:
-            return encode_update(
-                kind="full",
-                rows=rows,
-                row_labels=row_labels(rows, self.num_layers),
-                num_layers=self.num_layers,
-                col_start=0,
-                n_tokens=n,
-                total_tokens=state.tokens.total,
-                top_k=self.top_k,
-                lens=state.lens.name,
-                vocab_size=self.plan.vocab_size,
-                grids=[GridBlock(self.names[0], stats, top_ids, top_probs)],
-                token_ids=state.tokens.ids,
-                token_spans=state.tokens.spans,
-                notice=notice,
-                layer_stride=state.stride,
-            )
-
-        return Update("full", rows, 0, n, encode, 0, n)
+        return Update(
+            kind="full",
+            rows=rows,
+            col_start=0,
+            n_tokens=n,
+            cell_start=0,
+            cell_end=n,
+            row_labels=tuple(row_labels(rows, self.num_layers)),
+            num_layers=self.num_layers,
+            total_tokens=state.tokens.total,
+            top_k=self.top_k,
+            lens=state.lens.name,
+            vocab_size=self.plan.vocab_size,
+            notice=cut_notice(state.tokens, self.max_tokens),
+            layer_stride=state.stride,
+            names=(self.names[0],),
+            kept=(self._cells(),),
+            index=tuple(range(len(rows))),
+            token_ids=np.asarray(state.tokens.ids, np.int64),
+            token_spans=state.tokens.spans,
+        )

@@ -33,15 +33,16 @@ that hold any, over the whole kept grid, and which model.
 
 The columns on screen first: `set_text(text, visible=(start, stop))` runs the model on the whole
 new suffix (the cache must be right) but puts only the changed columns within [start, stop) through
-the lens; the others are pending (payload.py), and `compute_pending` computes them a chunk at a
+the lens; the others are pending (payload.py describes them), and `compute_pending` computes them a chunk at a
 time, the visible ones first, each as a "cells" update. A newer edit drops the pending columns it
 replaces. Anything that needs the whole grid (full_update, a stride or lens change, grid_arrays)
 computes what is pending first; a stride or lens change then answers with a "full" update, since the
 cells it completed were never sent.
 
-The session changes its own cells with payload.splice_columns, merge_rows, pad_columns and
+The session changes its own cells with cells.py's splice_columns, merge_rows, pad_columns and
 fill_columns, the functions a receiver applies updates with, so what the session holds and what a
-view rebuilds agree by construction.
+view rebuilds agree by construction. It describes each change as an update.Update; the wire format
+(payload.py) is the widget's business.
 
 No widget or Jupyter dependency (no anywidget, traitlets or ipywidgets): the widget is a thin shell
 around this.
@@ -51,10 +52,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, TypedDict
 
 import numpy as np
@@ -63,6 +62,7 @@ from torch import nn
 
 from .adapter import ModelAdapter
 from .capacity import keep_on_host, kept_widths, state_bytes
+from .cells import PATCHED, Cells, fill_columns, merge_rows, pad_columns, pending_after, splice_columns
 from .checks import (
     MODELS,
     available_device,
@@ -88,22 +88,11 @@ from .grid import (
     stride_rows,
 )
 from .lenses import Lens, LogitLens, TunedLens
-from .payload import (
-    PATCHED,
-    GridArrays,
-    GridBlock,
-    encode_update,
-    encode_vocabulary,
-    fill_columns,
-    merge_rows,
-    pad_columns,
-    pending_after,
-    splice_columns,
-)
 from .placement import unwrap
 from .statistics import DIFF_STATISTICS, NO_TARGET, STATISTICS, cross_entropy, log_probs, rank
 from .text import Tokens, check_tokenizer, cut_notice, tokenize, vocabulary
 from .track import Track
+from .update import Update
 
 _PATCHED = [STATISTICS.index(name) for name in PATCHED]
 KEEP_ON = ("auto", "device", "host")
@@ -111,38 +100,6 @@ KEEP_ON = ("auto", "device", "host")
 device unless the state at max_tokens would crowd it (capacity.keep_on_host)."""
 SMALL_WORK_MACS = 5e7
 """Below about this many multiply-adds (a few ms on one core), an update runs on one CPU thread."""
-
-
-@dataclass(frozen=True)
-class Update:
-    """What one call changed, and the payload that tells a view (see payload.py), encoded when first
-    asked for: the widget sends a whole snapshot instead of most deltas that are not typing's, and
-    their encoding would be thrown away."""
-
-    kind: str
-    """"full", "columns", "rows" or "cells"."""
-    rows: tuple[int, ...]
-    """Rows the payload carries cells for."""
-    col_start: int
-    """First column whose token the payload carries (0 unless kind is "columns"; n_tokens for "cells")."""
-    n_tokens: int
-    encode: Callable[[], dict[str, Any]] = field(repr=False, compare=False)
-    cell_start: int = 0
-    """First column the payload carries cells for."""
-    cell_end: int = 0
-    """One past the last column the payload carries cells for."""
-
-    @cached_property
-    def payload(self) -> dict[str, Any]:
-        return self.encode()
-
-    @property
-    def changed_columns(self) -> range:
-        return range(self.col_start, self.n_tokens)
-
-    @property
-    def cell_columns(self) -> range:
-        return range(self.cell_start, self.cell_end)
 
 
 class Memory(TypedDict):
@@ -154,10 +111,6 @@ class Memory(TypedDict):
     largest_chunk: int
     kept_on: str
     """The devices hidden states and caches are kept on ("cpu" when kept on the host)."""
-
-
-def _arrays(grid: LensGrid) -> GridArrays:
-    return GridArrays(grid.statistics, grid.top_ids, grid.top_probs)
 
 
 class LensSession:
@@ -225,7 +178,7 @@ class LensSession:
         self._text = ""
         self._tokens = Tokens(ids=[], spans=np.empty((0, 2), np.uint32), total=0)
         self._fresh = True
-        self._vocabulary: dict[str, Any] | None = None
+        self._strings: list[str] | None = None
         self._pending = np.zeros(0, bool)
         self._cpu = all(a.device.type == "cpu" for a in adapters)
         self._macs_per_token = sum(sum(p.numel() for p in m.parameters()) for m in models)
@@ -305,7 +258,7 @@ class LensSession:
         (computing any pending columns first)."""
         with self._consistent():
             self._complete()
-        arrays = self._track(model).arrays
+        arrays = self._track(model).cells
         return arrays.stats, arrays.top_ids, arrays.top_probs
 
     def diff_arrays(self) -> np.ndarray | None:
@@ -320,7 +273,7 @@ class LensSession:
         `kept_on`: the models' devices, or the host when the device was short, see `keep_on`), `cells`
         (the grids and diff, host numpy arrays), and `largest_chunk`, the most working memory one
         computation of lens work has allocated on the head's device so far."""
-        cells = sum(a.nbytes for t in self._tracks for a in (t.arrays.stats, t.arrays.top_ids, t.arrays.top_probs))
+        cells = sum(t.cells.nbytes for t in self._tracks)
         return {
             "hidden_states": sum(t.hidden.nbytes for t in self._tracks),
             "cache": sum(t.cache_bytes() for t in self._tracks),
@@ -329,11 +282,11 @@ class LensSession:
             "kept_on": ", ".join(dict.fromkeys(str(t.store) for t in self._tracks)),
         }
 
-    def vocabulary(self) -> dict[str, Any]:
-        """Every token id's text, encoded once for the view (payload.encode_vocabulary)."""
-        if self._vocabulary is None:
-            self._vocabulary = encode_vocabulary(vocabulary(self.tokenizer, self._tracks[0].adapter.vocab_size))
-        return self._vocabulary
+    def token_strings(self) -> list[str]:
+        """Every token id's text, as the view shows it (text.vocabulary), made once."""
+        if self._strings is None:
+            self._strings = vocabulary(self.tokenizer, self._tracks[0].adapter.vocab_size)
+        return self._strings
 
     # --- changes ------------------------------------------------------------------------------
 
@@ -531,7 +484,7 @@ class LensSession:
         return lens
 
     def _patch(self, track: Track, rows: list[int], keep: int, targets: torch.Tensor) -> np.ndarray:
-        """Cross-entropy and rank (payload.PATCHED order) of column keep - 1, whose next token changed."""
+        """Cross-entropy and rank (cells.PATCHED order) of column keep - 1, whose next token changed."""
         patch = np.full((len(_PATCHED), len(rows)), np.nan, np.float32)
         target = int(targets[keep - 1])
         if target == NO_TARGET:
@@ -584,22 +537,22 @@ class LensSession:
         end: int,
     ) -> None:
         """A "columns" update applied to the session's own cells, as a receiver applies it
-        (payload.splice_columns, with pad_columns for the pending columns outside [first, end)); with
+        (cells.splice_columns, with pad_columns for the pending columns outside [first, end)); with
         nothing kept it is a "full" one, which replaces them."""
         n = self._tracks[0].positions  # the new column count: the tracks have advanced
         for track, grid, patch in zip(self._tracks, grids, patches, strict=True):
             old_columns = track.columns
-            new = pad_columns(_arrays(grid), n - keep, first - keep)
+            new = pad_columns(grid, n - keep, first - keep)
             if keep > 0:
-                new = splice_columns(track.arrays, self._rows, rows, keep, new, patch, _PATCHED)
-            track.arrays = new
+                new = splice_columns(track.cells, self._rows, rows, keep, new, patch, _PATCHED)
+            track.cells = new
             if end == n and grid.last_logits is not None:
                 track.last_logits = dict(zip(rows, grid.last_logits, strict=True))
             elif end < n or keep < old_columns:
                 track.last_logits = {}  # the new last column is pending, or the text shrank: not kept
         if self._diff is not None and diff is not None:
-            new_diff = pad_columns(GridArrays.stats_only(diff), n - keep, first - keep)
-            kept = GridArrays.stats_only(self._diff)
+            new_diff = pad_columns(Cells.stats_only(diff), n - keep, first - keep)
+            kept = Cells.stats_only(self._diff)
             self._diff = (new_diff if keep == 0 else splice_columns(kept, self._rows, rows, keep, new_diff)).stats
         pending = pending_after(self._pending if self._pending.any() else None, keep, n, first, end)
         self._pending = np.zeros(n, bool) if pending is None else pending
@@ -608,16 +561,16 @@ class LensSession:
 
     def _fill(self, first: int, end: int) -> None:
         """Compute pending columns first … end - 1 of every kept row, as a receiver applies a "cells"
-        update (payload.fill_columns)."""
+        update (cells.fill_columns)."""
         targets = next_token_targets(torch.tensor(self._tokens.ids, dtype=torch.long))
         grids, diff = self._compute(self._rows, first, targets, end)
         for track, grid in zip(self._tracks, grids, strict=True):
-            track.arrays = fill_columns(track.arrays, first, _arrays(grid))
+            track.cells = fill_columns(track.cells, first, grid)
             if grid.last_logits is not None:
                 track.last_logits = dict(zip(self._rows, grid.last_logits, strict=True))
         if self._diff is not None and diff is not None:
-            kept = GridArrays.stats_only(self._diff)
-            self._diff = fill_columns(kept, first, GridArrays.stats_only(diff)).stats
+            kept = Cells.stats_only(self._diff)
+            self._diff = fill_columns(kept, first, Cells.stats_only(diff)).stats
         self._pending[first:end] = False
         self.revision += 1
 
@@ -630,18 +583,18 @@ class LensSession:
 
     def _compute_rows(self, rows: list[int]) -> None:
         """(Re)compute `rows` for every column and merge them into the cells, as a receiver merges a
-        "rows" update (payload.merge_rows)."""
+        "rows" update (cells.merge_rows)."""
         if not rows:
             return
         targets = next_token_targets(torch.tensor(self._tokens.ids, dtype=torch.long))
         grids, diff = self._compute(rows, 0, targets)
         merged = self._rows
         for track, grid in zip(self._tracks, grids, strict=True):
-            track.arrays, merged = merge_rows(track.arrays, self._rows, _arrays(grid), rows)
+            track.cells, merged = merge_rows(track.cells, self._rows, grid, rows)
             if grid.last_logits is not None:
                 track.last_logits.update(zip(rows, grid.last_logits, strict=True))
         if self._diff is not None and diff is not None:
-            kept, new = GridArrays.stats_only(self._diff), GridArrays.stats_only(diff)
+            kept, new = Cells.stats_only(self._diff), Cells.stats_only(diff)
             self._diff = merge_rows(kept, self._rows, new, rows)[0].stats
         self._rows = merged
         self.revision += 1
@@ -667,47 +620,29 @@ class LensSession:
         patches = list(patches) or [None] * len(self._tracks)
         cut = cut_notice(tokens, self.max_tokens)
         notice = " ".join(filter(None, [cut, *map(self._invalid_notice, self._tracks)]))
-        index = [self._rows.index(r) for r in rows]
-        # What the payload is made of, as it is now: the session replaces its arrays and tokens, never
-        # writes into them, so these stay what this update describes however late it is encoded.
-        blocks = [(t.name, t.arrays, p) for t, p in zip(self._tracks, patches, strict=True)]
-        diff = self._diff
-        header = {
-            "kind": kind,
-            "rows": rows,
-            "row_labels": self._labels(rows),
-            "num_layers": self.num_layers,
-            "col_start": start,
-            "n_tokens": n,
-            "total_tokens": tokens.total,
-            "top_k": self.top_k,
-            "lens": "tuned" if any(t.lens.name == "tuned" for t in self._tracks) else "logit",  # the toggle's
-            "vocab_size": self._tracks[0].adapter.vocab_size,
-            "notice": notice,
-            "layer_stride": self.layer_stride,
-            "cell_start": first,
-            "cell_end": end,
-        }
-
-        def encode() -> dict[str, Any]:
-            return encode_update(
-                **header,
-                grids=[
-                    GridBlock(
-                        name,
-                        a.stats[:, index, first:end],
-                        a.top_ids[index, first:end],
-                        a.top_probs[index, first:end],
-                        p,
-                    )
-                    for name, a, p in blocks
-                ],
-                token_ids=tokens.ids[start:],
-                token_spans=tokens.spans[start:],
-                diff=None if diff is None else diff[:, index, first:end],
-            )
-
-        return Update(kind, rows, start, n, encode, first, end)
+        return Update(
+            kind=kind,
+            rows=rows,
+            col_start=start,
+            n_tokens=n,
+            cell_start=first,
+            cell_end=end,
+            row_labels=tuple(self._labels(rows)),
+            num_layers=self.num_layers,
+            total_tokens=tokens.total,
+            top_k=self.top_k,
+            lens="tuned" if any(t.lens.name == "tuned" for t in self._tracks) else "logit",  # the toggle's
+            vocab_size=self._tracks[0].adapter.vocab_size,
+            notice=notice,
+            layer_stride=self.layer_stride,
+            names=tuple(t.name for t in self._tracks),
+            kept=tuple(t.cells for t in self._tracks),
+            index=tuple(self._rows.index(r) for r in rows),
+            token_ids=np.asarray(tokens.ids, np.int64),
+            token_spans=tokens.spans,
+            patches=tuple(patches),
+            kept_diff=self._diff,
+        )
 
     def _invalid_notice(self, track: Track) -> str:
         rows = track.invalid_rows(self._rows, self._pending)

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from .adapter import ModelAdapter, ModelForward
+from .cells import Cells
 from .grid import GridInput, aligned_layers, compute_grid
 from .lenses import Lens
-from .payload import GridArrays
 from .placement import CPU
 from .statistics import NO_TARGET, STATISTICS
 
@@ -56,14 +56,8 @@ class Track:
     def reset(self) -> None:
         adapter = self.adapter
         self.cache: Any = None
-        self.hidden = torch.empty(
-            (adapter.num_layers + 1, 0, adapter.d_model), dtype=adapter.dtype, device=self.store
-        )
-        self.arrays = GridArrays(
-            np.empty((len(STATISTICS), 0, 0), np.float32),
-            np.empty((0, 0, self.k), np.int64),
-            np.empty((0, 0, self.k), np.float32),
-        )
+        self.hidden = torch.empty((adapter.num_layers + 1, 0, adapter.d_model), dtype=adapter.dtype, device=self.store)
+        self.cells = Cells.empty(len(STATISTICS), self.k)
         self.last_logits: dict[int, torch.Tensor] = {}
         """Session row → float32 [vocab] logits of the last column, for the next append's patch."""
 
@@ -73,7 +67,7 @@ class Track:
 
     @property
     def columns(self) -> int:
-        return int(self.arrays.stats.shape[2])
+        return int(self.cells.stats.shape[2])
 
     def layers(self, rows: Sequence[int]) -> list[int]:
         """This model's layer for each of the session's rows (A's indices), by relative depth."""
@@ -145,5 +139,5 @@ class Track:
     def invalid_rows(self, rows: Sequence[int], pending: np.ndarray) -> list[int]:
         """Rows with a cell whose logits are not finite (NaN entropy, which only such a cell has, and
         the placeholders of `pending` columns, which are left out)."""
-        bad = np.isnan(self.arrays.stats[_ENTROPY][:, ~pending]).any(axis=1)
+        bad = np.isnan(self.cells.stats[_ENTROPY][:, ~pending]).any(axis=1)
         return [row for row, b in zip(rows, bad, strict=True) if b]

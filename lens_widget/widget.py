@@ -17,6 +17,7 @@ from torch import nn
 
 from .controller import WidgetController
 from .lenses import Lens, TunedLens
+from .payload import encode_vocabulary
 from .remote_session import RemoteSession
 from .session import LensSession
 from .statistics import DIFF_STATISTICS, STATISTICS
@@ -143,7 +144,7 @@ class LensWidget(anywidget.AnyWidget):
             layer_stride=layer_stride,
             lens="tuned" if has_tuned else "logit",
             lens_options=["tuned", "logit"] if has_tuned else ["logit"],
-            vocabulary=session.vocabulary(),
+            vocabulary=encode_vocabulary(session.token_strings()),
             **kwargs,
         )
         self._controller = WidgetController(self, session, tuned)

@@ -32,7 +32,7 @@ CellLogits = Callable[[int, int], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class Cells:
+class TargetCells:
     """The arrays of a grid, plus each column's next token (what its rank is the rank of)."""
 
     stats: np.ndarray
@@ -96,7 +96,7 @@ def assert_same_ranks(
         )
 
 
-def assert_same_cells(a: Cells, b: Cells, cell_logits: CellLogits, tol: float = TOL) -> None:
+def assert_same_cells(a: TargetCells, b: TargetCells, cell_logits: CellLogits, tol: float = TOL) -> None:
     """Every statistic equal within `tol`, top-k ids and ranks equal up to ties in `cell_logits`."""
     others = [i for i in range(len(STATISTICS)) if i != _RANK]
     np.testing.assert_allclose(a.stats[others], b.stats[others], rtol=tol, atol=tol)
@@ -119,10 +119,10 @@ def grid_cell_logits(adapter: ModelAdapter, lens: Lens, hidden: torch.Tensor, ro
     return logits
 
 
-def session_cells(s: LensSession, model: str = "a") -> Cells:
+def session_cells(s: LensSession, model: str = "a") -> TargetCells:
     stats, top_ids, top_probs = s.grid_arrays(model)
     targets = next_token_targets(torch.tensor(s.tokens.ids, dtype=torch.long)).numpy()
-    return Cells(stats, top_ids, top_probs, targets)
+    return TargetCells(stats, top_ids, top_probs, targets)
 
 
 def session_cell_logits(s: LensSession, model: str = "a") -> CellLogits:

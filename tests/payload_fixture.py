@@ -26,7 +26,7 @@ import torch
 from tiny_models import tiny_model, tiny_tokenizer
 
 from lens_widget.page import jsonable
-from lens_widget.payload import ViewState, apply_update
+from lens_widget.payload import ViewState, apply_update, encode_vocabulary, payload_of
 from lens_widget.session import LensSession
 
 FIXTURES = Path(__file__).resolve().parents[1] / "js" / "fixtures"
@@ -76,14 +76,14 @@ def _stream(session: LensSession, steps: list[Callable[[], Any]]) -> dict[str, A
     """Run the steps, number the updates as the widget does (seq, base), and decode them in Python."""
     updates, state = [], None
     for seq, step in enumerate(steps, start=1):
-        payload = step().payload
+        payload = payload_of(step())
         payload["header"] |= {"seq": seq, "base": -1 if payload["header"]["kind"] == "full" else seq - 1}
         updates.append(payload)
         state = apply_update(state, payload)
     assert state is not None
     return {
         "updates": jsonable(updates),
-        "vocabulary": jsonable(session.vocabulary()),
+        "vocabulary": jsonable(encode_vocabulary(session.token_strings())),
         "expected": expected_state(state),
     }
 

@@ -106,8 +106,8 @@ def test_reduced_precision_models_give_float32_statistics(family: str, dtype: to
     assert forward.hidden.dtype == dtype
     rows = list(range(adapter.num_layers + 1))
     grid = compute_grid(adapter, LogitLens(), forward, next_token_targets(IDS), rows, top_k=5)
-    assert grid.statistics.dtype.name == "float32"
-    finite = grid.statistics[[STATISTICS.index(s) for s in ("entropy", "forward_kl", "max_probability")]]
+    assert grid.stats.dtype.name == "float32"
+    finite = grid.stats[[STATISTICS.index(s) for s in ("entropy", "forward_kl", "max_probability")]]
     assert np.isfinite(finite).all()
     out = grid.rows.index(adapter.num_layers)
     assert (grid.statistic("forward_kl")[out] == 0).all()

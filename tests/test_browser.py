@@ -46,6 +46,7 @@ from browser_support import (
 
 from lens_widget import DEMO_TEXT
 from lens_widget.page import jsonable
+from lens_widget.payload import encode_vocabulary, payload_of
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -256,7 +257,7 @@ def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
     model, tokenizer = random_neox()
     session = LensSession(model, tokenizer)
     update = session.set_text("The capital of France is Paris <b>bold</b> 🙂")
-    state = trait_state(session.text, update.payload, session.vocabulary())
+    state = trait_state(session.text, payload_of(update), encode_vocabulary(session.token_strings()))
 
     for name in ("widget.js", "widget.css"):
         shutil.copy(ROOT / "lens_widget" / "static" / name, tmp_path / name)

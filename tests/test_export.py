@@ -25,7 +25,6 @@ from lens_widget.export import (
     render_png,
     visible_token,
 )
-from lens_widget.payload import decode_vocabulary
 from lens_widget.session import LensSession
 from lens_widget.statistics import DIFF_STATISTICS, STATISTICS
 
@@ -61,7 +60,7 @@ def ab() -> LensSession:
 
 
 def strings(s: LensSession) -> list[str]:
-    return decode_vocabulary(s.vocabulary())
+    return s.token_strings()
 
 
 # --- numbers ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from grid_checks import Cells, assert_same_cells, assert_same_ranks, assert_same_top_ids, grid_cell_logits
+from grid_checks import TargetCells, assert_same_cells, assert_same_ranks, assert_same_top_ids, grid_cell_logits
 from tiny_models import tiny_model
 
 from lens_widget import LogitLens, ModelAdapter, ModelForward, TunedLens, compute_grid, next_token_targets, row_labels
@@ -119,7 +119,7 @@ def test_untrained_tuned_lens_equals_logit_lens_bit_for_bit() -> None:
     targets = next_token_targets(IDS)
     tuned = compute_grid(adapter, TunedLens.from_model(adapter), forward, targets, rows)
     logit = compute_grid(adapter, LogitLens(), forward, targets, rows)
-    assert np.array_equal(tuned.statistics, logit.statistics, equal_nan=True)
+    assert np.array_equal(tuned.stats, logit.stats, equal_nan=True)
     assert np.array_equal(tuned.top_ids, logit.top_ids)
     assert np.array_equal(tuned.top_probs, logit.top_probs)
 
@@ -173,14 +173,14 @@ def test_chunking_bounds_memory_and_changes_nothing() -> None:
     # GEMM shapes differ: equal up to rounding, and ids and ranks up to ties.
     t = targets.numpy()
     assert_same_cells(
-        Cells(chunked.statistics, chunked.top_ids, chunked.top_probs, t),
-        Cells(whole.statistics, whole.top_ids, whole.top_probs, t),
+        TargetCells(chunked.stats, chunked.top_ids, chunked.top_probs, t),
+        TargetCells(whole.stats, whole.top_ids, whole.top_probs, t),
         grid_cell_logits(adapter, lens, forward.hidden, rows),
         tol=1e-5,
     )
     assert row_labels(chunked.rows, adapter.num_layers) == ["output", "0", "2"]
     single = compute_grid(adapter, lens, forward, targets, [2])
-    np.testing.assert_allclose(single.statistics[:, 0], whole.statistics[:, 2], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(single.stats[:, 0], whole.stats[:, 2], rtol=1e-5, atol=1e-5)
 
 
 def test_the_accelerator_path_without_syncs_gives_the_default_grid() -> None:
@@ -197,8 +197,8 @@ def test_the_accelerator_path_without_syncs_gives_the_default_grid() -> None:
     )
     t = targets.numpy()
     assert_same_cells(
-        Cells(free.statistics, free.top_ids, free.top_probs, t),
-        Cells(default.statistics, default.top_ids, default.top_probs, t),
+        TargetCells(free.stats, free.top_ids, free.top_probs, t),
+        TargetCells(default.stats, default.top_ids, default.top_probs, t),
         grid_cell_logits(adapter, lens, forward.hidden, rows),
         tol=1e-5,
     )
@@ -209,7 +209,7 @@ def test_the_accelerator_path_without_syncs_gives_the_default_grid() -> None:
     for column in range(len(IDS)):
         logits = torch.stack([cell(r, column) for r in range(len(rows))])
         ref = cell_statistics(logits, targets[column].expand(len(rows)), log_probs(logits[0]), 3)
-        np.testing.assert_allclose(free.statistics[:, :, column], ref.values.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(free.stats[:, :, column], ref.values.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_the_gemm_precision_is_an_option_that_leaves_the_default_alone() -> None:
@@ -218,10 +218,10 @@ def test_the_gemm_precision_is_an_option_that_leaves_the_default_alone() -> None
     forward, targets, rows = adapter.forward(IDS), next_token_targets(IDS), range(adapter.num_layers + 1)
     default = compute_grid(adapter, None, forward, targets, rows)
     same = compute_grid(adapter, None, forward, targets, rows, gemm_dtype=torch.float32)
-    assert np.array_equal(default.statistics, same.statistics, equal_nan=True)
+    assert np.array_equal(default.stats, same.stats, equal_nan=True)
     assert np.array_equal(default.top_ids, same.top_ids) and np.array_equal(default.top_probs, same.top_probs)
     half = compute_grid(adapter, None, forward, targets, rows, gemm_dtype=torch.bfloat16, sync_free=True)
-    assert half.statistics.dtype == np.float32
+    assert half.stats.dtype == np.float32
     # bfloat16 logits carry about 3 significant digits: close, not equal.
     for name in ("entropy", "max_probability"):
         np.testing.assert_allclose(half.statistic(name), default.statistic(name), rtol=0.1, atol=0.05, err_msg=name)
@@ -255,7 +255,7 @@ def test_no_lens_is_the_logit_lens() -> None:
     forward, targets, rows = adapter.forward(IDS), next_token_targets(IDS), range(adapter.num_layers + 1)
     default = compute_grid(adapter, None, forward, targets, rows)
     logit = compute_grid(adapter, LogitLens(), forward, targets, rows)
-    assert np.array_equal(default.statistics, logit.statistics, equal_nan=True)
+    assert np.array_equal(default.stats, logit.stats, equal_nan=True)
     assert np.array_equal(default.top_ids, logit.top_ids)
 
 
@@ -283,8 +283,8 @@ def test_a_pair_grid_is_both_models_grids_and_the_pair_statistics_of_their_cells
         cell_logits[side] = grid_cell_logits(source.adapter, source.lens or LogitLens(), source.forward.hidden, rows)
         assert grid.rows == tuple(rows)
         assert_same_cells(
-            Cells(grid.statistics, grid.top_ids, grid.top_probs, t),
-            Cells(alone.statistics, alone.top_ids, alone.top_probs, t),
+            TargetCells(grid.stats, grid.top_ids, grid.top_probs, t),
+            TargetCells(alone.stats, alone.top_ids, alone.top_probs, t),
             cell_logits[side],
             tol=1e-5,
         )
@@ -312,8 +312,8 @@ def test_a_pair_grid_without_syncs_gives_the_default_pair_grid() -> None:
     for side, source in (("a", a), ("b", b)):
         x, y = getattr(free, side), getattr(default, side)
         assert_same_cells(
-            Cells(x.statistics, x.top_ids, x.top_probs, t),
-            Cells(y.statistics, y.top_ids, y.top_probs, t),
+            TargetCells(x.stats, x.top_ids, x.top_probs, t),
+            TargetCells(y.stats, y.top_ids, y.top_probs, t),
             grid_cell_logits(source.adapter, source.lens or LogitLens(), source.forward.hidden, rows),
             tol=1e-5,
         )
@@ -325,7 +325,7 @@ def test_a_pair_grid_of_a_model_with_itself_is_exactly_zero() -> None:
     model = tiny_model("gpt2")
     a, b = pair_input(model), pair_input(model)
     pair = compute_pair_grid(a, b, next_token_targets(IDS), range(a.adapter.num_layers + 1))
-    assert np.array_equal(pair.a.statistics, pair.b.statistics, equal_nan=True)
+    assert np.array_equal(pair.a.stats, pair.b.stats, equal_nan=True)
     assert (pair.diff[:AGREE] == 0).all() and (pair.diff[AGREE] == 1).all()
 
 
@@ -353,9 +353,9 @@ def test_models_of_different_depth_are_paired_by_relative_depth() -> None:
     assert pair.b.rows == (0, 1, 1, 2, 2)  # 0, 0.5 → 1, 1, 1.5 → 2 (B's output), output → output
     alone = compute_grid(b.adapter, None, b.forward, targets, [0, 1, 2])
     for row, layer in enumerate(pair.b.rows):
-        np.testing.assert_allclose(pair.b.statistics[:, row], alone.statistics[:, layer], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(pair.b.stats[:, row], alone.stats[:, layer], rtol=1e-5, atol=1e-5)
     again = compute_pair_grid(a, b, targets, [1, 4], rows_b=[0, 2])  # explicit pairs override the rule
-    np.testing.assert_allclose(again.b.statistics[:, 0], alone.statistics[:, 0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(again.b.stats[:, 0], alone.stats[:, 0], rtol=1e-5, atol=1e-5)
 
 
 def test_the_relative_depth_rule_and_its_row_labels() -> None:
@@ -391,9 +391,9 @@ TIED = torch.tensor([4.0, 2.0, 2.0 + 1e-6, 1.0 + 1e-6, 1.0, -3.0])
 """Tokens 1 and 2 are tied up to 1e-6, and so are 3 and 4."""
 
 
-def one_cell(logits: torch.Tensor, target: int, k: int) -> Cells:
+def one_cell(logits: torch.Tensor, target: int, k: int) -> TargetCells:
     got = cell_statistics(logits[None, None], torch.tensor([target]), log_probs(logits)[None], k)
-    return Cells(got.values.numpy(), got.top_ids.numpy(), got.top_probs.numpy(), np.array([target]))
+    return TargetCells(got.values.numpy(), got.top_ids.numpy(), got.top_probs.numpy(), np.array([target]))
 
 
 def swap(logits: torch.Tensor, i: int, j: int) -> torch.Tensor:
@@ -415,10 +415,10 @@ def test_grid_checks_reject_a_real_difference_in_probabilities_ids_or_ranks() ->
     other = one_cell(swap(TIED, 0, 1), 1, 4)  # token 1 becomes the most likely: not a tie
     with pytest.raises(AssertionError):
         assert_same_cells(a, other, logits, tol=1e-5)
-    relabelled = Cells(a.stats, a.top_ids[..., [1, 0, 2, 3]], a.top_probs, a.targets)  # same probabilities
+    relabelled = TargetCells(a.stats, a.top_ids[..., [1, 0, 2, 3]], a.top_probs, a.targets)  # same probabilities
     with pytest.raises(AssertionError, match="not a tie"):
         assert_same_cells(a, relabelled, logits, tol=1e-5)
-    outside = Cells(a.stats, a.top_ids.copy(), a.top_probs, a.targets)
+    outside = TargetCells(a.stats, a.top_ids.copy(), a.top_probs, a.targets)
     outside.top_ids[..., 3] = 5  # token 5 is far less likely than the 4th: not a boundary tie
     with pytest.raises(AssertionError, match="not a tie"):
         assert_same_cells(a, outside, logits, tol=1e-5)
@@ -427,4 +427,4 @@ def test_grid_checks_reject_a_real_difference_in_probabilities_ids_or_ranks() ->
         stats = base.stats.copy()
         stats[_RANK] += delta
         with pytest.raises(AssertionError, match="tied with target"):
-            assert_same_cells(base, Cells(stats, base.top_ids, base.top_probs, base.targets), logits, tol=1e-5)
+            assert_same_cells(base, TargetCells(stats, base.top_ids, base.top_probs, base.targets), logits, tol=1e-5)

@@ -7,6 +7,7 @@ ipywidgets (and their submodules) fail to import, as on a machine without them.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import textwrap
@@ -59,12 +60,13 @@ def test_a_session_imports_and_runs_an_ab_update_without_the_widget_stack() -> N
         import lens_widget
         import lens_widget.session
         from lens_widget import LensSession, apply_update
+        from lens_widget.payload import payload_of
         from tiny_models import tiny_model, tiny_tokenizer
 
         a, b = tiny_model("gpt2", vocab_size=300), tiny_model("gpt2", vocab_size=300, seed=1)
         session = LensSession(a, tiny_tokenizer(300), model_b=b)
-        state = apply_update(None, session.set_text("Paris is the capital").payload)
-        state = apply_update(state, session.set_text("Paris is the capital of France").payload)
+        state = apply_update(None, payload_of(session.set_text("Paris is the capital")))
+        state = apply_update(state, payload_of(session.set_text("Paris is the capital of France")))
         print("diff", state.diff.shape)
         print("loaded", sorted(m for m in sys.modules if m.split(".")[0] in ("anywidget", "traitlets", "ipywidgets")))
         print("widget module", "lens_widget.widget" in sys.modules)
@@ -116,3 +118,27 @@ def test_every_exported_name_resolves_and_unknown_names_are_attribute_errors() -
         assert "no attribute 'NoSuchThing'" in str(exc)
     else:
         raise AssertionError("an unknown name must be an AttributeError")
+
+
+def local_imports(module: str) -> set[str]:
+    """The lens_widget modules `module` imports, directly or through others (read from the source)."""
+    package = Path(lens_widget.__file__).parent
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen or not (package / f"{name}.py").exists():
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((package / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                todo += [node.module] if node.module else [alias.name for alias in node.names]
+    return seen - {module}
+
+
+def test_the_engine_imports_no_wire_module() -> None:
+    """The session describes changes (update.Update); encoding them for a view is the widget's."""
+    for engine in ("session", "remote_session", "grid", "track"):
+        assert "payload" not in local_imports(engine), engine
+    assert {"cells", "update", "grid", "track"} <= local_imports("session")
+    assert "cells" in local_imports("payload")

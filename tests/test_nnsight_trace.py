@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from grid_checks import Cells, assert_same_cells, assert_same_grid, grid_cell_logits
+from grid_checks import TargetCells, assert_same_cells, assert_same_grid, grid_cell_logits
 
 nnsight = pytest.importorskip("nnsight")
 
@@ -37,12 +37,12 @@ def test_the_grid_computed_inside_a_trace_equals_the_sessions() -> None:
     ids = torch.tensor(session.tokens.ids)
     grid = trace_grid(lm, ids, copy.deepcopy(lens), rows=session.rows)
     stats, top_ids, top_probs = session.grid_arrays()
-    assert grid.rows == tuple(session.rows) and grid.statistics.shape == stats.shape
+    assert grid.rows == tuple(session.rows) and grid.stats.shape == stats.shape
     adapter = ModelAdapter(plain)
     targets = next_token_targets(ids).numpy()
     cell_logits = grid_cell_logits(adapter, session.lens, adapter.forward(ids).hidden, session.rows)
-    assert_same_cells(Cells(grid.statistics, grid.top_ids, grid.top_probs, targets),
-                      Cells(stats, top_ids, top_probs, targets), cell_logits)
+    assert_same_cells(TargetCells(grid.stats, grid.top_ids, grid.top_probs, targets),
+                      TargetCells(stats, top_ids, top_probs, targets), cell_logits)
 
 
 def test_an_nnsight_model_is_accepted_wherever_a_model_is(tmp_path: Path) -> None:
@@ -94,8 +94,8 @@ def test_the_trace_nnsight_would_send_to_ndif_runs_in_its_dry_run_and_equals_the
     adapter = ModelAdapter(plain)
     targets = next_token_targets(ids).numpy()
     cell_logits = grid_cell_logits(adapter, session.lens, adapter.forward(ids).hidden, session.rows)
-    assert_same_cells(Cells(grid.statistics, grid.top_ids, grid.top_probs, targets),
-                      Cells(stats, top_ids, top_probs, targets), cell_logits)
+    assert_same_cells(TargetCells(grid.stats, grid.top_ids, grid.top_probs, targets),
+                      TargetCells(stats, top_ids, top_probs, targets), cell_logits)
 
 
 def test_the_layout_of_a_model_whose_weights_are_elsewhere_is_found_without_loading_them() -> None:

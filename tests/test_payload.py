@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +14,17 @@ import pytest
 from tiny_models import tiny_model, tiny_tokenizer
 
 from lens_widget import payload as payload_module
+from lens_widget.cells import Cells
 from lens_widget.payload import (
     F16_MAX,
-    GridArrays,
-    GridBlock,
     PayloadError,
     apply_update,
     decode_update,
     decode_vocabulary,
     encode_update,
     encode_vocabulary,
-    merge_rows,
+    payload_of,
     payload_size,
-    splice_columns,
 )
 from lens_widget.session import LensSession
 from lens_widget.statistics import DIFF_STATISTICS, STATISTIC_INFO, STATISTICS
@@ -37,26 +36,34 @@ CASES = json.loads((ROOT / "js" / "fixtures" / "payload_cases.json").read_text()
 """Payloads both decoders must judge alike; js/payload.test.ts runs the same cases."""
 
 
-def block(rows: int, cols: int, k: int, vocab: int, seed: int = 0, patch: bool = False) -> GridBlock:
+@dataclass(frozen=True, kw_only=True)
+class Block(Cells):
+    """One model's cells in an update, with the patch of the column before them."""
+
+    patch: np.ndarray | None = None
+
+
+def block(rows: int, cols: int, k: int, vocab: int, seed: int = 0, patch: bool = False) -> Block:
     rng = np.random.default_rng(seed)
     stats = rng.uniform(0, 10, (S, rows, cols)).astype(np.float32)
     stats[STATISTICS.index("cross_entropy"), :, -1:] = np.nan
     top_ids = rng.integers(0, vocab, (rows, cols, k))
     top_probs = rng.dirichlet(np.ones(k), (rows, cols)).astype(np.float32)
-    return GridBlock("m", stats, top_ids, top_probs, rng.uniform(0, 5, (2, rows)).astype(np.float32) if patch else None)
+    return Block(stats, top_ids, top_probs, patch=rng.uniform(0, 5, (2, rows)).astype(np.float32) if patch else None)
 
 
 def encode(
-    grid: GridBlock,
+    grid: Block,
     vocab: int,
     *,
     kind: str = "full",
     col_start: int = 0,
     rows: list[int] | None = None,
-    grid_b: GridBlock | None = None,
+    grid_b: Block | None = None,
     diff: np.ndarray | None = None,
 ) -> dict:
     R, C, k = grid.top_ids.shape
+    grids = [grid] if grid_b is None else [grid, grid_b]
     rows = rows if rows is not None else list(range(R))
     return encode_update(
         kind=kind,
@@ -69,7 +76,9 @@ def encode(
         top_k=k,
         lens="logit",
         vocab_size=vocab,
-        grids=[grid] if grid_b is None else [grid, grid_b],
+        grids=grids,
+        names=["m"] * len(grids),
+        patches=[g.patch for g in grids],
         token_ids=np.arange(C),
         token_spans=np.stack([np.arange(C), np.arange(C) + 1], 1),
         diff=diff,
@@ -141,7 +150,7 @@ def test_ab_deltas_splice_and_merge_the_diff_as_the_statistics() -> None:
 def test_more_distinct_ids_than_uint16_fall_back_to_uint32() -> None:
     vocab = 200_000
     grid = block(1, 7000, 10, vocab)
-    grid = GridBlock("m", grid.stats, np.arange(70_000).reshape(1, 7000, 10), grid.top_probs)
+    grid = Block(grid.stats, np.arange(70_000).reshape(1, 7000, 10), grid.top_probs)
     payload = encode(grid, vocab)
     assert payload["header"]["grids"][0]["ids"] == "uint32"
     assert np.array_equal(decode_update(payload).grids[0].top_ids, grid.top_ids)
@@ -158,10 +167,10 @@ def test_a_columns_delta_on_the_previous_state_equals_the_full_state() -> None:
     tokenizer = tiny_tokenizer(400)
     model = tiny_model("llama", vocab_size=400)
     live = LensSession(model, tokenizer, layer_stride=2)
-    state = apply_update(None, live.set_text("Paris is the capital").payload)
+    state = apply_update(None, payload_of(live.set_text("Paris is the capital")))
     for text in ["Paris is the capital of France", "Paris was the capital", "Paris was", "Berlin 🙂 was"]:
-        state = apply_update(state, live.set_text(text).payload)
-        full = apply_update(None, live.full_update().payload)
+        state = apply_update(state, payload_of(live.set_text(text)))
+        full = apply_update(None, payload_of(live.full_update()))
         assert state.rows == full.rows and state.n_tokens == full.n_tokens
         np.testing.assert_array_equal(state.grids[0].stats, full.grids[0].stats)
         np.testing.assert_array_equal(state.grids[0].top_ids, full.grids[0].top_ids)
@@ -173,11 +182,11 @@ def test_a_columns_delta_on_the_previous_state_equals_the_full_state() -> None:
 def test_a_rows_update_joins_rows_in_layer_order() -> None:
     tokenizer = tiny_tokenizer(400)
     live = LensSession(tiny_model("gpt2", vocab_size=400, num_hidden_layers=4), tokenizer, layer_stride=4)
-    state = apply_update(None, live.set_text("The quick fox").payload)
+    state = apply_update(None, payload_of(live.set_text("The quick fox")))
     assert state.rows == [0, 4] and state.header["row_labels"] == ["0", "output"]
-    state = apply_update(state, live.set_layer_stride(1).payload)
+    state = apply_update(state, payload_of(live.set_layer_stride(1)))
     assert state.rows == [0, 1, 2, 3, 4] and state.header["row_labels"] == ["0", "1", "2", "3", "output"]
-    full = apply_update(None, live.full_update().payload)
+    full = apply_update(None, payload_of(live.full_update()))
     np.testing.assert_array_equal(state.grids[0].stats, full.grids[0].stats)
 
 
@@ -213,7 +222,7 @@ def test_session_vocabulary_has_the_models_size() -> None:
     tokenizer = tiny_tokenizer(400)
     model = tiny_model("gpt2", vocab_size=410)  # a head larger than the tokenizer, as in Pythia
     session = LensSession(model, tokenizer)
-    strings = decode_vocabulary(session.vocabulary())
+    strings = session.token_strings()
     assert len(strings) == 410 and strings[405] == "<405>"
     assert strings[tokenizer(" the").input_ids[0]] == " the"
 
@@ -337,24 +346,6 @@ def test_buffers_may_be_any_bytes_like_object() -> None:
     payload["token_ids"] = bytearray(payload["token_ids"])
     payload["grids"][0]["stats"] = memoryview(payload["grids"][0]["stats"])
     assert apply_update(None, payload).n_tokens == 3
-
-
-def test_splice_and_merge_are_pure() -> None:
-    """The session holds its state in these arrays too: the update logic must never write into them."""
-    a = GridArrays(
-        np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4),
-        np.zeros((3, 4, 2), np.int64),
-        np.ones((3, 4, 2), np.float32),
-    )
-    new = GridArrays(np.full((2, 3, 2), -1, np.float32), np.ones((3, 2, 2), np.int64), np.zeros((3, 2, 2), np.float32))
-    before = a.stats.copy()
-    out = splice_columns(a, [0, 1, 2], [0, 1, 2], 2, new, np.full((1, 3), 9, np.float32), [0])
-    assert out.stats.shape == (2, 3, 4) and (out.stats[0, :, 1] == 9).all()
-    merged, rows = merge_rows(
-        GridArrays.stats_only(a.stats), [0, 2, 4], GridArrays.stats_only(np.zeros((2, 1, 4), np.float32)), [3]
-    )
-    assert rows == [0, 2, 3, 4] and merged.stats.shape == (2, 4, 4) and merged.top_ids.shape == (4, 4, 0)
-    np.testing.assert_array_equal(a.stats, before)
 
 
 def _ts_constants() -> dict[str, Any]:

@@ -147,7 +147,7 @@ def test_compute_grid_and_train_lens_take_an_offloaded_model(tmp_path: Path) -> 
     for m in (plain, placed):
         adapter = ModelAdapter(m)
         grids.append(compute_grid(adapter, lens, adapter.forward(ids), next_token_targets(ids), rows))
-    np.testing.assert_allclose(grids[0].statistics, grids[1].statistics, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grids[0].stats, grids[1].stats, rtol=1e-5, atol=1e-5)
     assert np.array_equal(grids[0].top_ids, grids[1].top_ids)
     data = [TEXT, "Berlin is the capital of Germany.", "A lens shows each layer's prediction."] * 4
     settings = {"tokenizer": TOKENIZER, "steps": 3, "tokens_per_step": 64, "max_length": 32, "progress": False}
@@ -193,7 +193,7 @@ def test_a_lens_given_on_another_device_than_the_head_is_refused_with_the_fix() 
     with pytest.raises(LensDeviceError, match=r"lens is on meta .* head computes on cpu.*lens\.fit\(adapter\)"):
         compute_grid(adapter, elsewhere, adapter.forward(ids), next_token_targets(ids), [0, 1])
     grid = compute_grid(adapter, lens, adapter.forward(ids), next_token_targets(ids), [0, 1])
-    assert grid.statistics.shape[1:] == (2, len(ids))
+    assert grid.stats.shape[1:] == (2, len(ids))
 
 
 def test_a_dispatched_model_is_not_moved(tmp_path: Path) -> None:

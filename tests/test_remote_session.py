@@ -18,6 +18,7 @@ nnsight = pytest.importorskip("nnsight")
 
 from lens_widget import LensSession, LensWidget, TunedLens, load_demo  # noqa: E402
 from lens_widget.nnsight_trace import NDIF_KEY_ENV, RemoteError  # noqa: E402
+from lens_widget.payload import payload_of  # noqa: E402
 from lens_widget.remote_session import RemoteSession  # noqa: E402
 
 TEXTS = ["The built-in function len() returns", "The built-in function len() returns the number", "add 13 2 15"]
@@ -49,7 +50,7 @@ def test_each_edit_traced_whole_equals_the_incremental_sessions_grid() -> None:
     assert ours.lens.name == "logit"
     assert_same_grid(reference, ours)
     ours.set_text("")
-    assert ours.grid_arrays()[0].shape[2] == 0 and ours.full_update().payload["header"]["n_tokens"] == 0
+    assert ours.grid_arrays()[0].shape[2] == 0 and payload_of(ours.full_update())["header"]["n_tokens"] == 0
 
 
 def test_a_remote_session_is_refused_at_once_without_what_ndif_needs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ from torch import nn
 
 from lens_widget import LensMismatchError, LogitLens, TunedLens
 from lens_widget.errors import InvalidLensError
-from lens_widget.payload import apply_update
+from lens_widget.payload import apply_update, payload_of
 from lens_widget.session import LensSession
 from lens_widget.statistics import DIFF_STATISTICS, STATISTICS
 
@@ -98,7 +98,7 @@ def test_append_patches_the_previous_columns_cross_entropy_without_a_second_gemm
     # One head call covering the new columns of every row (lens rows and the output row together),
     # and none for the previous column, whose kept logits give its new CE and rank.
     assert unembeds == [(s.num_layers + 1) * len(update.changed_columns)]
-    assert update.payload["grids"][0]["patch"], "the previous column's CE and rank are sent"
+    assert payload_of(update)["grids"][0]["patch"], "the previous column's CE and rank are sent"
     assert_equals_fresh(s, session(model()))
 
 
@@ -161,7 +161,7 @@ def test_a_lens_switch_reruns_no_model() -> None:
 
 def test_the_payload_stream_rebuilds_the_sessions_state() -> None:
     s = session(model(num_hidden_layers=4), layer_stride=2)
-    state = apply_update(None, s.set_text("Hello").payload)
+    state = apply_update(None, payload_of(s.set_text("Hello")))
     for change in [
         lambda: s.set_text("Hello world"),
         lambda: s.set_layer_stride(1),
@@ -171,7 +171,7 @@ def test_the_payload_stream_rebuilds_the_sessions_state() -> None:
         lambda: s.set_text(""),
         lambda: s.set_text("Again 🙂"),
     ]:
-        state = apply_update(state, change().payload)
+        state = apply_update(state, payload_of(change()))
         assert state.rows == s.rows
         stats, ids, _probs = s.grid_arrays()
         np.testing.assert_allclose(state.grids[0].stats, stats, rtol=1e-3, atol=1e-3)
@@ -193,15 +193,15 @@ def test_text_longer_than_max_tokens_is_cut_with_a_notice() -> None:
     s = session(max_tokens=16)
     update = s.set_text(TEXT * 3)
     assert update.n_tokens == 16
-    notice = update.payload["header"]["notice"]
+    notice = payload_of(update)["header"]["notice"]
     assert "showing the first 16" in notice and str(len(TOKENIZER(TEXT * 3).input_ids)) in notice
-    assert update.payload["header"]["total_tokens"] > 16
+    assert payload_of(update)["header"]["total_tokens"] > 16
 
 
 def test_a_huge_text_is_bounded_and_fast_to_refuse_nothing() -> None:
     s = session(max_tokens=64)
     update = s.set_text("word " * 20_000)  # 100k characters
-    assert update.n_tokens == 64 and "showing the first 64" in update.payload["header"]["notice"]
+    assert update.n_tokens == 64 and "showing the first 64" in payload_of(update)["header"]["notice"]
 
 
 def test_invalid_surrogates_are_tokenized_as_replacement_characters() -> None:
@@ -442,11 +442,11 @@ def test_cells_of_a_nan_lens_row_are_nan_in_every_statistic_and_the_notice_names
     assert np.isnan(stats[:, broken]).all() and np.isnan(probs[broken]).all()
     fine = [i for i in range(len(s.rows)) if i != broken]
     assert np.isfinite(stats[:, fine, :-1]).all()
-    assert "row 2:" in update.payload["header"]["notice"]
+    assert "row 2:" in payload_of(update)["header"]["notice"]
     # A later update that carries only finite rows still names the kept invalid one.
     update = s.set_layer_stride(1)
     assert update.rows == (1, 3)
-    assert "row 2:" in update.payload["header"]["notice"]
+    assert "row 2:" in payload_of(update)["header"]["notice"]
 
 
 def test_a_nan_model_weight_makes_later_rows_and_every_forward_kl_nan_and_says_so() -> None:
@@ -461,13 +461,13 @@ def test_a_nan_model_weight_makes_later_rows_and_every_forward_kl_nan_and_says_s
     # but their forward KL compares them with the invalid output.
     assert np.isfinite(stats[entropy, :2]).all() and np.isnan(stats[:, 2:]).all() and np.isnan(probs[2:]).all()
     assert np.isnan(stats[kl]).all()
-    notice = update.payload["header"]["notice"]
+    notice = payload_of(update)["header"]["notice"]
     assert "rows 2, output:" in notice and "forward KL" in notice
 
 
 def test_a_nan_notice_comes_with_the_max_tokens_notice() -> None:
     s = session(lens=NaNLens(0), max_tokens=8)
-    notice = s.set_text(TEXT).payload["header"]["notice"]
+    notice = payload_of(s.set_text(TEXT))["header"]["notice"]
     assert "showing the first 8" in notice and "row 0:" in notice and "forward KL" not in notice
 
 
@@ -575,7 +575,7 @@ def test_a_keystroke_in_a_huge_text_tokenizes_only_what_max_tokens_needs() -> No
     assert update.n_tokens == 64 and not s.tokens.total_exact
     full = len(TOKENIZER(text[:100_000]).input_ids) * 32  # the count, tokenized here by the test
     assert abs(s.tokens.total - full) < 0.01 * full
-    assert f"about {s.tokens.total:,} tokens" in update.payload["header"]["notice"]
+    assert f"about {s.tokens.total:,} tokens" in payload_of(update)["header"]["notice"]
     assert s.tokens.ids == TOKENIZER(text[:2000]).input_ids[:64]
 
 
@@ -638,8 +638,8 @@ def test_an_ab_append_runs_each_model_on_exactly_one_new_position_and_patches_bo
     assert [c.calls for c in counters] == [[1], [1]]
     assert heads == [1, 1], "one head GEMM per model, for the one new column (the patch uses kept logits)"
     assert update.kind == "columns" and list(update.changed_columns) == [before]
-    assert all(grid["patch"] for grid in update.payload["grids"]), "both models' previous column is patched"
-    assert update.payload["diff"], "the new column's diff is sent"
+    assert all(grid["patch"] for grid in payload_of(update)["grids"]), "both models' previous column is patched"
+    assert payload_of(update)["diff"], "the new column's diff is sent"
     assert_equals_fresh(s, ab_session())
 
 
@@ -658,9 +658,9 @@ def test_an_ab_edit_in_the_middle_reruns_only_the_suffix_of_both_models() -> Non
 def test_the_ab_payload_stream_rebuilds_both_grids_and_the_diff() -> None:
     s = ab_session(model(num_hidden_layers=4), model(seed=1, num_hidden_layers=4), layer_stride=2)
     update = s.set_text("Hello")
-    state = apply_update(None, update.payload)
-    assert [g["name"] for g in update.payload["header"]["grids"]] == list(s.names)
-    assert update.payload["header"]["diff"] == list(DIFF_STATISTICS)
+    state = apply_update(None, payload_of(update))
+    assert [g["name"] for g in payload_of(update)["header"]["grids"]] == list(s.names)
+    assert payload_of(update)["header"]["diff"] == list(DIFF_STATISTICS)
     for change in [
         lambda: s.set_text("Hello world"),
         lambda: s.set_layer_stride(1),
@@ -671,7 +671,7 @@ def test_the_ab_payload_stream_rebuilds_both_grids_and_the_diff() -> None:
         lambda: s.set_text(""),
         lambda: s.set_text("Again 🙂"),
     ]:
-        state = apply_update(state, change().payload)
+        state = apply_update(state, payload_of(change()))
         assert state.rows == s.rows and state.token_ids.tolist() == s.tokens.ids
         for grid, name in zip(state.grids, s.models, strict=True):
             stats, ids, _probs = s.grid_arrays(name)
@@ -687,7 +687,7 @@ def test_models_of_different_depth_are_aligned_by_relative_depth_with_both_indic
     update = s.set_text(TEXT)
     assert s.rows == [0, 1, 2, 3, 4] and s.layers("b") == [0, 1, 1, 2, 2] and s.layers("a") == s.rows
     labels = ["0 | 0", "1 | 1", "2 | 1", "3 | output", "output"]
-    assert s.row_labels == labels and update.payload["header"]["row_labels"] == labels
+    assert s.row_labels == labels and payload_of(update)["header"]["row_labels"] == labels
     alone = session(model(seed=1, num_hidden_layers=2))
     alone.set_text(TEXT)
     stats_b, stats_alone = s.grid_arrays("b")[0], alone.grid_arrays()[0]
@@ -695,7 +695,7 @@ def test_models_of_different_depth_are_aligned_by_relative_depth_with_both_indic
         np.testing.assert_allclose(stats_b[:, row], stats_alone[:, layer], rtol=1e-4, atol=1e-4)
     s.set_layer_stride(3)
     update = s.set_text(TEXT + " More")
-    assert s.rows == [0, 3, 4] and update.payload["header"]["row_labels"] == ["0 | 0", "3 | output", "output"]
+    assert s.rows == [0, 3, 4] and payload_of(update)["header"]["row_labels"] == ["0 | 0", "3 | output", "output"]
     assert_equals_fresh(s, ab_session(model(num_hidden_layers=4), model(seed=1, num_hidden_layers=2), layer_stride=3))
     reverse = ab_session(shallow, deep)
     reverse.set_text(TEXT)
@@ -704,7 +704,7 @@ def test_models_of_different_depth_are_aligned_by_relative_depth_with_both_indic
 
 def test_models_of_the_same_depth_keep_the_plain_labels() -> None:
     s = ab_session()
-    assert s.set_text(TEXT).payload["header"]["row_labels"] == ["0", "1", "2", "output"]
+    assert payload_of(s.set_text(TEXT))["header"]["row_labels"] == ["0", "1", "2", "output"]
 
 
 def test_models_with_different_vocabularies_are_refused_naming_both_sizes() -> None:
@@ -792,7 +792,7 @@ def test_names_label_the_models_and_are_distinct() -> None:
 
 def test_a_nan_row_of_model_b_is_named_with_the_model() -> None:
     s = ab_session(lens_b=NaNLens(1))
-    notice = s.set_text(TEXT).payload["header"]["notice"]
+    notice = payload_of(s.set_text(TEXT))["header"]["notice"]
     assert "row 1 of model B (GPTNeoXForCausalLM (B)):" in notice and "model A" not in notice
     diff = s.diff_arrays()
     assert diff is not None and np.isnan(diff[:, 1]).all() and np.isfinite(diff[:, [0, 2, 3]]).all()
@@ -802,7 +802,7 @@ def test_model_names_and_arguments_are_checked() -> None:
     s = session()
     with pytest.raises(ValueError, match=r"model must be one of \('a',\), got 'b'"):
         s.grid_arrays("b")
-    assert s.diff_arrays() is None and s.full_update().payload["diff"] == b""
+    assert s.diff_arrays() is None and payload_of(s.full_update())["diff"] == b""
     with pytest.raises(ValueError, match="lens_b is model B's lens: pass model_b too"):
         LensSession(model(), TOKENIZER, lens_b=LogitLens())
     with pytest.raises(TypeError, match=r"model_b must be a transformers causal LM"):
@@ -847,24 +847,24 @@ def test_typing_with_the_visible_columns_first_equals_a_fresh_session_and_the_vi
     model_b, fresh_b = F64_B[b] if b else (None, None)
     s = LensSession(F64, TOKENIZER, model_b=model_b, layer_stride=2)
     text = start
-    state = apply_update(None, s.set_text(text).payload)
+    state = apply_update(None, payload_of(s.set_text(text)))
     for edit, visible, chunks, size in steps:
         text = apply_edit(text, edit)
         update = s.set_text(text, visible=visible)
         first, end = update.cell_start, update.cell_end
         assert update.col_start <= first <= end <= update.n_tokens
         assert end - first <= visible[1] - visible[0]
-        state = apply_update(state, update.payload)
+        state = apply_update(state, payload_of(update))
         for _ in range(chunks):
             cells = s.compute_pending(visible, max_columns=size)
             if cells is None:
                 break
             assert cells.kind == "cells" and cells.cell_end - cells.cell_start <= size
-            state = apply_update(state, cells.payload)
+            state = apply_update(state, payload_of(cells))
         flags = np.zeros(state.n_tokens, bool) if state.pending is None else state.pending
         assert s.pending == [tuple(r) for r in _runs_of(flags)]
     for cells in s.finish():
-        state = apply_update(state, cells.payload)
+        state = apply_update(state, payload_of(cells))
     assert s.pending == [] and state.pending is None
     fresh = LensSession(F64_FRESH, TOKENIZER, model_b=fresh_b, layer_stride=2)
     fresh.set_text(text)
@@ -896,7 +896,7 @@ def test_an_edit_computes_only_the_changed_columns_on_screen_and_the_rest_visibl
     assert keep <= 5 and (update.cell_start, update.cell_end) == (5, 9)
     n = len(s.tokens.ids)
     assert s.pending == ([(keep, 5), (9, n)] if keep < 5 else [(9, n)])
-    assert len(update.payload["grids"][0]["stats"]) == 2 * len(STATISTICS) * len(s.rows) * 4  # float16, 4 columns
+    assert len(payload_of(update)["grids"][0]["stats"]) == 2 * len(STATISTICS) * len(s.rows) * 4  # float16, 4 columns
     nxt = s.compute_pending(visible=(5, 9), max_columns=3)  # nothing on screen is pending: after it next
     assert nxt is not None and (nxt.cell_start, nxt.cell_end) == (9, 12)
     nxt = s.compute_pending(visible=(20, 30), max_columns=100)  # scrolled: the screen's columns first
@@ -937,7 +937,7 @@ def test_pending_placeholders_are_not_reported_as_non_finite_cells() -> None:
     s = session(model(num_hidden_layers=2))
     s.set_text(TEXT)
     update = s.set_text(TEXT + " and more", visible=(0, 0))
-    assert s.pending and "Non-finite" not in update.payload["header"]["notice"]
+    assert s.pending and "Non-finite" not in payload_of(update)["header"]["notice"]
 
 
 def test_small_updates_run_on_one_thread_and_the_thread_count_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -960,13 +960,14 @@ def test_small_updates_run_on_one_thread_and_the_thread_count_is_restored(monkey
 def test_an_update_encoded_late_still_describes_the_state_it_was_made_in() -> None:
     s = session(model(num_hidden_layers=2), layer_stride=2)
     first = s.set_text("Paris is the")
-    expected = apply_update(None, session(s._tracks[0].adapter.model, layer_stride=2).set_text("Paris is the").payload)
+    fresh = session(s._tracks[0].adapter.model, layer_stride=2)
+    expected = apply_update(None, payload_of(fresh.set_text("Paris is the")))
     s.set_text("Paris is the capital of France")
     s.set_layer_stride(1)  # later changes replace the arrays the first update refers to
-    late = apply_update(None, first.payload)
+    late = apply_update(None, payload_of(first))
     assert late.n_tokens == expected.n_tokens and late.rows == expected.rows
     np.testing.assert_allclose(late.grids[0].stats, expected.grids[0].stats, rtol=1e-3, atol=1e-3)
-    assert first.payload is first.payload, "encoded once"
+    assert "payload" not in vars(first), "the engine's update carries no wire format"
 
 
 HALF_TOLERANCE = {torch.float16: 0.01, torch.bfloat16: 0.05}

@@ -16,7 +16,7 @@ from ipywidgets.widgets.widget import _put_buffers
 from tiny_models import tiny_model, tiny_tokenizer
 
 from lens_widget import LensWidget, LogitLens, TunedLens, controller
-from lens_widget.payload import apply_update, decode_vocabulary, from_message
+from lens_widget.payload import apply_update, decode_vocabulary, from_message, payload_of
 
 VOCAB = 400
 TOKENIZER = tiny_tokenizer(VOCAB)
@@ -187,7 +187,7 @@ def test_setting_text_from_python_updates_the_trait_every_view_shows() -> None:
     edit(w, "typed", 9)
     w.text = "set from Python"
     assert w.session.text == "set from Python"
-    state = apply_update(None, w.session.full_update().payload)
+    state = apply_update(None, payload_of(w.session.full_update()))
     assert state.n_tokens == len(TOKENIZER("set from Python").input_ids)
 
 
@@ -321,7 +321,7 @@ def test_the_lens_toggle_of_an_ab_widget_switches_both_models_in_one_update() ->
     from_view(w, lens="logit")
     assert len(w.comm.payloads()) == before + 1
     assert w.session.lens_of("a").name == "logit" and w.session.lens_of("b").name == "logit"
-    state = apply_update(None, w.session.full_update().payload)
+    state = apply_update(None, payload_of(w.session.full_update()))
     assert len(state.grids) == 2 and state.diff is not None
 
 

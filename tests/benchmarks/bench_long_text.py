@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tiny_models import random_neox
 
+from lens_widget.payload import payload_of
 from lens_widget.session import LensSession
 
 WORDS = (
@@ -68,7 +69,7 @@ def measure(model: object, tokenizer: object, chars: int) -> dict[str, float | i
         "paste_s": round(paste, 4),
         "keystroke_end_s": round(statistics.median(at_end), 4),
         "keystroke_inside_s": round(statistics.median(inside), 4),
-        "notice": session.full_update().payload["header"]["notice"],
+        "notice": payload_of(session.full_update())["header"]["notice"],
     }
 
 

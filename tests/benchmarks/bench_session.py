@@ -39,7 +39,7 @@ from lens_widget import ModelAdapter
 from lens_widget.capacity import chunk_bytes_for, supports_bfloat16
 from lens_widget.controller import chunk_columns
 from lens_widget.grid import _block
-from lens_widget.payload import payload_size
+from lens_widget.payload import payload_of, payload_size
 from lens_widget.session import LensSession
 
 SHAPES: dict[str, dict[str, Any]] = {
@@ -235,8 +235,8 @@ def main() -> None:
     peer_all_s = statistics.median(peer.all_times) if peer is not None else None
     if peer is not None:
         peer.close()
-    full_bytes = payload_size(session.full_update().payload)
-    ab_full_bytes = payload_size(ab.full_update().payload) if ab is not None else 0
+    full_bytes = payload_size(payload_of(session.full_update()))
+    ab_full_bytes = payload_size(payload_of(ab.full_update())) if ab is not None else 0
 
     # Append one token, and replace the token in the middle, each from the 256-token state. The
     # append starts from a session that reached that state by typing (its last step an append too),
@@ -264,8 +264,8 @@ def main() -> None:
     append_after_shrink_s = median_time(
         lambda: session.set_text(appended), args.repeats, setup=lambda: session.set_text(base), sync=sync
     )
-    append_bytes = payload_size(append_update["a"].payload)
-    ab_append_bytes = payload_size(append_update["ab"].payload) if ab is not None else 0
+    append_bytes = payload_size(payload_of(append_update["a"]))
+    ab_append_bytes = payload_size(payload_of(append_update["ab"])) if ab is not None else 0
     middle_update: list[Any] = []
     middle_s = median_time(
         lambda: middle_update.append(session.set_text(middle)),
