@@ -1,5 +1,7 @@
 // Colour scales: one per statistic, from the statistic's own meaning and the data's range.
 
+import { INK, RAMPS } from "./constants";
+
 export interface Scale {
   /** Statistic value → [0, 1] position on the colour ramp (NaN stays NaN). */
   position(value: number): number;
@@ -8,19 +10,10 @@ export interface Scale {
   log: boolean;
 }
 
-// A perceptually ordered ramp (viridis-like control points), dark blue → yellow.
-const RAMP: [number, number, number][] = [
-  [68, 1, 84],
-  [72, 40, 120],
-  [62, 74, 137],
-  [49, 104, 142],
-  [38, 130, 142],
-  [31, 158, 137],
-  [53, 183, 121],
-  [110, 206, 88],
-  [181, 222, 43],
-  [253, 231, 37],
-];
+// Ramps (lens_widget/constants.json): sequential is perceptually ordered (viridis-like), dark blue →
+// yellow; diverging is blue → near-white → red, for differences centred at 0.
+const RAMP = RAMPS.sequential;
+const DIVERGING = RAMPS.diverging;
 
 export function rampColor(t: number): [number, number, number] {
   return interpolate(RAMP, t);
@@ -33,19 +26,8 @@ export function cssColor([r, g, b]: [number, number, number]): string {
 /** Black or white, whichever reads better on the colour. */
 export function textOn([r, g, b]: [number, number, number]): string {
   const luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b;
-  return luminance > 140 ? "#111111" : "#ffffff";
+  return luminance > INK.light_above_luminance ? INK.on_light : INK.on_dark;
 }
-
-/** Blue → near-white → red, for differences centred at 0 (negative blue, positive red). */
-const DIVERGING: [number, number, number][] = [
-  [33, 102, 172],
-  [103, 169, 207],
-  [209, 229, 240],
-  [247, 247, 247],
-  [253, 219, 199],
-  [239, 138, 98],
-  [178, 24, 43],
-];
 
 function interpolate(ramp: [number, number, number][], t: number): [number, number, number] {
   const x = Math.min(1, Math.max(0, t)) * (ramp.length - 1);

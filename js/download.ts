@@ -3,13 +3,14 @@
 // and the legend, at `scale` image pixels per CSS pixel. lens_widget/export.py draws the same picture
 // in the kernel (widget.to_png), for a cell that cannot wait for a view.
 
+import { LAYOUT } from "./constants";
 import { contentWidth, draw, drawLegend, makeLayout } from "./heatmap";
 import { legendTitle, picture, rowIndices, type Scene } from "./picture";
 import type { Palette } from "./theme";
 
 /** Browsers refuse canvases much wider than this; a longer grid is cut there (the image says so). */
 export const MAX_CANVAS_PX = 32000;
-const LEGEND_HEIGHT = 28;
+const LEGEND_HEIGHT = LAYOUT.legend_height;
 
 export interface PictureCanvas {
   canvas: HTMLCanvasElement;

@@ -2,6 +2,7 @@
 // Rows are listed top to bottom (the output row first); only columns in view are drawn, so a
 // 48 × 4096 grid costs what fits on screen.
 
+import { LAYOUT } from "./constants";
 import { cssColor, divergingColor, rampColor, type Scale, textOn } from "./colors";
 import type { Palette } from "./theme";
 import { fitText } from "./tokens";
@@ -24,15 +25,15 @@ export interface Cell {
 }
 
 export function makeLayout(rows: number, cols: number, viewportWidth: number, labels: string[] = []): Layout {
-  const longest = labels.reduce((m, s) => Math.max(m, s.length), 6);
-  const labelWidth = Math.min(96, 12 + 7 * longest);
-  const cellHeight = 22;
-  const axisHeight = 24;
+  const longest = labels.reduce((m, s) => Math.max(m, s.length), LAYOUT.label_min_chars);
+  const labelWidth = Math.min(LAYOUT.label_width_max, LAYOUT.label_padding + LAYOUT.label_char_width * longest);
+  const cellHeight = LAYOUT.cell_height;
+  const axisHeight = LAYOUT.axis_height;
   return {
     rows,
     cols,
     labelWidth,
-    cellWidth: 58,
+    cellWidth: LAYOUT.cell_width,
     cellHeight,
     axisHeight,
     width: Math.max(labelWidth + 1, Math.floor(viewportWidth)),

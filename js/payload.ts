@@ -5,16 +5,17 @@
 // mergeRows, padColumns, fillColumns), which mirror cells.py's, the functions the kernel's session
 // edits its own cells with.
 
+import { WIRE } from "./constants";
 import { type Cells, fillColumns, mergeRows, padColumns, pendingAfter, spliceColumns, statsOnly } from "./cells";
 
 /** Payload version: 2 added the A/B diff, 3 pending columns (cell_start, cell_end, "cells"). */
-export const VERSION = 3;
+export const VERSION: number = WIRE.version;
 /** The statistics a patch carries for column col_start - 1, whose next token changed. */
-export const PATCHED = ["cross_entropy", "rank"] as const;
+export const PATCHED: readonly string[] = WIRE.patched;
 /** The largest float16: a rank above it is sent as F16_MAX ("at least"). */
-export const F16_MAX = 65504;
-export const KINDS = ["full", "columns", "rows", "cells"] as const;
-export const ID_KINDS = ["uint16", "table", "uint32"] as const;
+export const F16_MAX: number = WIRE.f16_max;
+export const KINDS: readonly string[] = WIRE.kinds;
+export const ID_KINDS: readonly string[] = WIRE.id_kinds;
 
 export type Bytes = DataView | ArrayBuffer | Uint8Array;
 
@@ -189,7 +190,7 @@ function checkHeader(header: unknown): Header {
     throw new PayloadError(`payload version ${show(header.version)}, expected ${VERSION}`);
   }
   const kind = header.kind;
-  if (typeof kind !== "string" || !(KINDS as readonly string[]).includes(kind)) throw new PayloadError(`unknown update kind ${show(kind)}`);
+  if (typeof kind !== "string" || !KINDS.includes(kind)) throw new PayloadError(`unknown update kind ${show(kind)}`);
   for (const [name, least] of [["num_layers", 0], ["col_start", 0], ["n_tokens", 0], ["total_tokens", 0], ["top_k", 1], ["layer_stride", 1]] as const) {
     const value = header[name];
     if (!isWhole(value) || value < least) {
@@ -238,7 +239,7 @@ function checkHeader(header: unknown): Header {
   const grids = header.grids;
   if (!Array.isArray(grids)) throw new PayloadError(`header.grids must be a list, got ${show(grids)}`);
   grids.forEach((meta: unknown, g) => {
-    if (!(isObject(meta) && typeof meta.name === "string" && typeof meta.ids === "string" && (ID_KINDS as readonly string[]).includes(meta.ids))) {
+    if (!(isObject(meta) && typeof meta.name === "string" && typeof meta.ids === "string" && ID_KINDS.includes(meta.ids))) {
       throw new PayloadError(`header.grids[${g}] must be {"name": string, "ids": "uint16" | "table" | "uint32"}`);
     }
   });

@@ -1,52 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { makeLayout } from "./heatmap";
-import type { Cells } from "./cells";
-import type { StatisticInfo, ViewState } from "./payload";
-import { TokenStrings } from "./payload";
+import { DIFF, grid, INFOS, K, R, scene, state, STATISTICS, T } from "./testing";
 import { choices, columnsShown, legendTitle, markedCount, picture, type Scene, shown, tooltip, valueAt } from "./picture";
 import { palette } from "./theme";
-
-const STATISTICS = ["entropy", "cross_entropy", "forward_kl", "max_probability", "rank"];
-const DIFF = ["kl_ab", "kl_ba", "js", "top1_agree"];
-const INFOS: StatisticInfo[] = [
-  { name: "entropy", label: "Entropy", units: "nats", lower_is_better: true, scale: "sequential" },
-  { name: "rank", label: "Rank", units: "", lower_is_better: true, scale: "rank" },
-  { name: "js", label: "JS(A, B)", units: "nats", lower_is_better: true, scale: "divergence" },
-];
-const R = 3;
-const T = 4;
-const K = 2;
-
-/** A grid whose values depend on (stat, row, col) and a per-model `shift`; top-1 = 10 + shift at row 0. */
-function grid(shift: number): Cells {
-  const stats = new Float32Array(STATISTICS.length * R * T).map((_, i) => (i % 7) + shift);
-  const topIds = new Uint32Array(R * T * K).map((_, i) => (i % K === 0 && i < T * K ? 10 + shift : 20 + (i % K)));
-  const topProbs = new Float32Array(R * T * K).fill(0.25);
-  return { stats, topIds, topProbs };
-}
-
-function state(b: Cells): ViewState {
-  return {
-    header: {
-      version: 3, kind: "full", rows: [0, 1, 2], row_labels: ["0", "1", "output"], num_layers: 2, col_start: 0, cell_start: 0, cell_end: T,
-      n_tokens: T, total_tokens: T, top_k: K, statistics: STATISTICS, units: STATISTICS.map(() => ""),
-      lens: "logit", notice: "", layer_stride: 1, diff: DIFF, seq: 1, base: -1,
-      grids: [{ name: "base", ids: "uint16" }, { name: "tuned", ids: "uint16" }],
-    },
-    rows: [0, 1, 2],
-    rowLabels: ["0", "1", "output"],
-    nTokens: T,
-    grids: [grid(0), b],
-    tokenIds: new Uint32Array([1, 2, 3, 4]),
-    tokenSpans: new Uint32Array(2 * T),
-    diff: new Float32Array(DIFF.length * R * T).map((_, i) => i / 100),
-    pending: null,
-  };
-}
-
-function scene(s: ViewState, extra: Partial<Scene> = {}): Scene {
-  return { state: s, strings: new TokenStrings(null), infos: INFOS, mode: "diff", statistic: "entropy", diffStatistic: "js", stride: 1, first: 0, count: T, ...extra };
-}
 
 describe("the colour scale", () => {
   it("follows the statistic's scale kind when the statistics' infos arrive after the first draw", () => {

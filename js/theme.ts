@@ -1,5 +1,7 @@
 // Light or dark, as the host says. Each host marks dark mode its own way; read at draw time.
 
+import { PALETTES } from "./constants";
+
 export function isDark(el: Element): boolean {
   const doc = el.ownerDocument;
   const body = doc.body;
@@ -30,9 +32,7 @@ export interface Palette {
 }
 
 export function palette(dark: boolean): Palette {
-  return dark
-    ? { background: "#1e1e1e", text: "#e6e6e6", muted: "#9a9a9a", grid: "#2c2c2c", missing: "#3a3a3a", invalid: "#e05050", accent: "#ffb000" }
-    : { background: "#ffffff", text: "#1a1a1a", muted: "#666666", grid: "#e8e8e8", missing: "#d9d9d9", invalid: "#c0392b", accent: "#d62728" };
+  return dark ? PALETTES.dark : PALETTES.light;
 }
 
 /** Calls `onChange` when the host's theme may have changed; returns the cleanup. */

@@ -1,6 +1,6 @@
 // How token strings are shown: whitespace made visible, never interpreted as markup.
 
-const VISIBLE: Record<string, string> = { " ": "·", "\n": "↵", "\t": "→", "\r": "␍" };
+import { VISIBLE_TOKENS as VISIBLE } from "./constants";
 
 /** A token as a label: spaces, newlines and tabs become visible marks; the empty string is ∅. */
 export function visibleToken(text: string): string {

@@ -1,6 +1,7 @@
 // The cell tooltip: top-k tokens with probability bars, the input token and the real next token.
 // Every model string goes in through textContent, never as HTML.
 
+import { type Box, placeTooltip } from "./placement";
 import { formatProbability, visibleToken } from "./tokens";
 
 export interface TooltipInfo {
@@ -98,4 +99,33 @@ function topList(doc: Document, top: { text: string; probability: number }[]): H
     list.appendChild(row);
   }
   return list;
+}
+
+/** The tooltip's element, placed beside its cell inside the widget (placement.ts). */
+export class TooltipBox {
+  readonly el: HTMLDivElement;
+
+  constructor(
+    doc: Document,
+    private readonly root: HTMLElement,
+  ) {
+    this.el = div(doc, "lw-tooltip");
+    this.el.hidden = true;
+    root.appendChild(this.el);
+  }
+
+  show(info: TooltipInfo, cell: Box): void {
+    fillTooltip(this.el, info);
+    this.el.hidden = false;
+    const tip = { width: this.el.offsetWidth || 300, height: this.el.offsetHeight || 260 };
+    const place = placeTooltip(cell, tip, this.root.clientWidth || 600, this.root.clientHeight);
+    this.root.style.minHeight = `${place.minHeight}px`;
+    this.el.style.left = `${place.left}px`;
+    this.el.style.top = `${place.top}px`;
+  }
+
+  hide(): void {
+    this.el.hidden = true;
+    this.root.style.minHeight = "";
+  }
 }

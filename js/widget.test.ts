@@ -28,6 +28,7 @@ class FakeModel {
       vocabulary: revive(fixture.vocabulary) as Model["vocabulary"],
       error: "",
       remote_status: "",
+      instance: `fake-${Math.random()}`,
       ...initial,
     };
   }
@@ -87,9 +88,15 @@ function mount(initial: Partial<Model> = {}) {
   const model = new FakeModel({ snapshot: updates[0], ...initial });
   const host = document.createElement("div");
   document.body.appendChild(host);
+  const stop = widget.initialize({ model: model as never }); // what anywidget does once per model
+  const { root, cleanup: close } = view(model, host);
+  return { model, host, root, cleanup: () => (close(), stop()) };
+}
+
+/** One more view of `model` (anywidget's render), in `host`. */
+function view(model: FakeModel, host: HTMLElement = document.body.appendChild(document.createElement("div"))) {
   const cleanup = widget.render({ model: model as never, el: host, experimental: {} as never, signal: new AbortController().signal, host: {} as never });
-  const root = host.querySelector(".lens-widget") as HTMLElement;
-  return { model, host, root, cleanup: cleanup as () => void };
+  return { root: host.lastElementChild as HTMLElement, cleanup: cleanup as () => void };
 }
 
 afterEach(() => {
@@ -523,6 +530,37 @@ describe("render", () => {
     await frame();
     expect(left).toBe(0);
     expect(root.dataset.selected).toBe("0,0");
+  });
+
+  it("shares one decoded state between the views of one widget, each with its own edits", async () => {
+    vi.useFakeTimers();
+    const { model, root } = mount();
+    const second = view(model);
+    expect(model.sentMessages.filter((m) => (m as { type: string }).type === "ping").length).toBe(1);
+    model.delta(updates[1]!);
+    vi.advanceTimersByTime(50);
+    for (const r of [root, second.root]) expect(r.dataset.nTokens).toBe(String(updates[1]!.header.n_tokens));
+    type(second.root.querySelector("textarea") as HTMLTextAreaElement, "Paris is the capital");
+    const [edit] = model.edits();
+    expect(edit?.text).toBe("Paris is the capital");
+    expect(second.root.dataset.busy).toBe("true");
+    expect(root.dataset.busy).toBe("false"); // the other view has no typing of its own
+    model.message({ type: "edit_done", view: edit!.view, edit: edit!.edit });
+    expect(second.root.dataset.busy).toBe("false");
+    second.cleanup();
+    model.delta(updates[2]!); // the first view still gets the widget's updates
+    vi.advanceTimersByTime(50);
+    expect(root.dataset.nTokens).toBe(String(updates[2]!.header.n_tokens));
+  });
+
+  it("renders on a host that never calls initialize, and the last view frees the state", () => {
+    const model = new FakeModel({ snapshot: updates[0] });
+    const first = view(model);
+    const second = view(model);
+    first.cleanup();
+    expect(model.listenerCount()).toBeGreaterThan(0);
+    second.cleanup();
+    expect(model.listenerCount()).toBe(0);
   });
 
   it("cleans up every listener and its DOM", () => {

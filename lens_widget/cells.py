@@ -24,7 +24,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-PATCHED = ("cross_entropy", "rank")
+from .constants import WIRE
+
+PATCHED: tuple[str, ...] = tuple(WIRE["patched"])
 """The statistics of a column that change when its next token does: what a splice's patch replaces."""
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .checks import check_stride
+from .constants import PRESENTATION
 from .grid import stride_rows
 from .statistics import DIFF_STATISTICS, STATISTIC_INFO, STATISTICS
 
@@ -43,11 +44,12 @@ import the Jupyter widget stack.)"""
 
 MODES: tuple[str, ...] = ("a", "b", "diff")
 
+_LAYOUT = PRESENTATION["layout"]
 # The view's heatmap in CSS pixels (js/heatmap.ts makeLayout), and the PNG's own margins around it.
-CELL_WIDTH, CELL_HEIGHT = 58, 22
-LABEL_WIDTH = 96
+CELL_WIDTH, CELL_HEIGHT = _LAYOUT["cell_width"], _LAYOUT["cell_height"]
+LABEL_WIDTH = _LAYOUT["label_width_max"]
 """The view's widest row-label column: fixed here, so the image size depends on the grid only."""
-AXIS_HEIGHT = 24
+AXIS_HEIGHT = _LAYOUT["axis_height"]
 """The band of input tokens under the columns."""
 LEGEND_HEIGHT = 52
 """The band above the grid: the legend's title, its colour bar and the bar's tick labels."""
@@ -57,52 +59,17 @@ MIN_WIDTH = 320
 _MAX_PIXELS = 2**16
 """Agg draws images smaller than this in each direction."""
 
-# Colour ramps: the control points of js/colors.ts, interpolated the same way.
-RAMP: tuple[tuple[int, int, int], ...] = (
-    (68, 1, 84),
-    (72, 40, 120),
-    (62, 74, 137),
-    (49, 104, 142),
-    (38, 130, 142),
-    (31, 158, 137),
-    (53, 183, 121),
-    (110, 206, 88),
-    (181, 222, 43),
-    (253, 231, 37),
-)
+# Colour ramps, palettes and token marks: the view's (constants.json), interpolated the same way.
+RAMP: tuple[tuple[int, int, int], ...] = tuple(map(tuple, PRESENTATION["ramps"]["sequential"]))
 """Sequential, dark blue → yellow (viridis-like): every statistic of one model, and the divergences."""
-DIVERGING: tuple[tuple[int, int, int], ...] = (
-    (33, 102, 172),
-    (103, 169, 207),
-    (209, 229, 240),
-    (247, 247, 247),
-    (253, 219, 199),
-    (239, 138, 98),
-    (178, 24, 43),
-)
+DIVERGING: tuple[tuple[int, int, int], ...] = tuple(map(tuple, PRESENTATION["ramps"]["diverging"]))
 """Blue → near-white → red: differences B − A, centred at 0."""
-
 _PALETTES: dict[bool, dict[str, str]] = {
-    False: {
-        "background": "#ffffff",
-        "text": "#1a1a1a",
-        "muted": "#666666",
-        "missing": "#d9d9d9",
-        "invalid": "#c0392b",
-        "accent": "#d62728",
-    },
-    True: {
-        "background": "#1e1e1e",
-        "text": "#e6e6e6",
-        "muted": "#9a9a9a",
-        "missing": "#3a3a3a",
-        "invalid": "#e05050",
-        "accent": "#ffb000",
-    },
+    False: PRESENTATION["palettes"]["light"],
+    True: PRESENTATION["palettes"]["dark"],
 }
-"""js/theme.ts palette(dark), light and dark."""
-
-_VISIBLE = {" ": "·", "\n": "↵", "\t": "→", "\r": "␍"}
+_INK = PRESENTATION["ink"]
+_VISIBLE: dict[str, str] = PRESENTATION["visible_tokens"]
 
 
 def visible_token(text: str) -> str:
@@ -389,7 +356,7 @@ class _Look:
 def _text_on(rgb: np.ndarray) -> str:
     """Black or white, whichever reads better on the colour (js/colors.ts textOn)."""
     r, g, b = (float(c) for c in rgb)
-    return "#111111" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 else "#ffffff"
+    return _INK["on_light"] if 0.2126 * r + 0.7152 * g + 0.0722 * b > _INK["light_above_luminance"] else _INK["on_dark"]
 
 
 # --- picture ----------------------------------------------------------------------------------

@@ -85,13 +85,14 @@ from typing import Any
 import numpy as np
 
 from .cells import PATCHED, Cells, fill_columns, merge_rows, pad_columns, pending_after, splice_columns
+from .constants import WIRE
 from .statistics import DIFF_STATISTICS, STATISTICS, UNITS, statistic_info
 from .update import Update
 
-VERSION = 3
-"""Payload version (js/payload.ts has the same; tests/test_payload.py checks they agree)."""
-KINDS = ("full", "columns", "rows", "cells")
-F16_MAX = 65504.0
+VERSION: int = WIRE["version"]
+"""Payload version (constants.json, which js/payload.ts reads too)."""
+KINDS: tuple[str, ...] = tuple(WIRE["kinds"])
+F16_MAX: float = WIRE["f16_max"]
 """The largest float16: a rank above it is sent as F16_MAX ("at least")."""
 _RANK = STATISTICS.index("rank")
 
@@ -342,7 +343,7 @@ def _buffer(data: Any, dtype: str, shape: tuple[int, ...], what: str) -> np.ndar
 MAX_INTEGER = 2**53 - 1
 """The largest integer a JavaScript number holds exactly (Number.MAX_SAFE_INTEGER): the view could
 not read a larger one as sent, so neither decoder accepts it."""
-ID_KINDS = ("uint16", "table", "uint32")
+ID_KINDS: tuple[str, ...] = tuple(WIRE["id_kinds"])
 BUFFERS = ("stats", "top_ids", "top_probs", "id_table", "patch")
 _MISSING = object()
 

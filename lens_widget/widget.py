@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ import anywidget
 import traitlets
 from torch import nn
 
+from .constants import VIEW_TRAITS
 from .controller import WidgetController
 from .lenses import Lens, TunedLens
 from .payload import encode_vocabulary
@@ -31,21 +33,6 @@ DIFF_CHOICES = (*DIFF_STATISTICS, *(f"delta:{name}" for name in STATISTICS))
 """What the diff mode can show: pair statistics, and B − A of each single-model statistic."""
 
 
-VIEW_TRAITS = (
-    "text",
-    "statistic",
-    "diff_statistic",
-    "mode",
-    "token_range",
-    "layer_stride",
-    "lens",
-    "lens_options",
-    "snapshot",
-    "vocabulary",
-    "error",
-    "remote_status",
-)
-"""The traits the view reads: js/widget.ts's `Model`, one to one (tests/test_widget.py checks both)."""
 
 
 class LensWidget(anywidget.AnyWidget):
@@ -83,6 +70,12 @@ class LensWidget(anywidget.AnyWidget):
     """A readable message about the last failure, or empty."""
     remote_status = traitlets.Unicode("").tag(sync=True)
     """With remote=: "queued" or "running" while a trace of the typed text is out, else empty."""
+    instance = traitlets.Unicode().tag(sync=True)
+    """This widget's own key, by which its views find the one decoded state they share (js/store.ts)."""
+
+    @traitlets.default("instance")
+    def _new_instance(self) -> str:
+        return uuid.uuid4().hex
 
     def __init__(
         self,

@@ -1,0 +1,30 @@
+import { describe, expect, it } from "vitest";
+import { Board } from "./board";
+import { grid, scene, state } from "./testing";
+
+describe("Board", () => {
+  it("lays out the scene's shown rows, scrolls a column into view and reports the columns on screen", () => {
+    const parent = document.createElement("div");
+    document.body.appendChild(parent);
+    const board = new Board(document, parent, () => {});
+    const s = scene(state(grid(0)), { mode: "a", stride: 2 });
+    const layout = board.layout(s);
+    expect(layout.rows).toBe(2); // stride 2 of layers 0 … 2: the output and layer 0
+    expect(board.onScreen(s)).toEqual([0, 4]); // 600 px wide until the host gives a width
+    Object.defineProperty(board.scroller, "scrollLeft", { value: 0, writable: true });
+    expect(board.scrollToColumn(s, 0)).toBe(false);
+    board.dispose();
+    parent.remove();
+  });
+
+  it("keeps drawing at the last width it knew while the host reports none", () => {
+    const parent = document.createElement("div");
+    const board = new Board(document, parent, () => {});
+    Object.defineProperty(board.scroller, "clientWidth", { configurable: true, get: () => 320 });
+    board.measure();
+    Object.defineProperty(board.scroller, "clientWidth", { configurable: true, get: () => 0 });
+    board.measure();
+    expect(board.layout(scene(state(grid(0)), { mode: "a" })).width).toBe(320);
+    board.dispose();
+  });
+});

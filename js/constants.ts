@@ -1,0 +1,14 @@
+// The facts the kernel and the view share, from the one file both read (lens_widget/constants.json,
+// bundled at build time; lens_widget/constants.py reads it in Python).
+
+import constants from "../lens_widget/constants.json";
+
+export type Rgb = [number, number, number];
+
+export const WIRE = constants.wire;
+export const VIEW_TRAITS: readonly string[] = constants.view_traits;
+export const RAMPS = constants.presentation.ramps as { sequential: Rgb[]; diverging: Rgb[] };
+export const PALETTES = constants.presentation.palettes;
+export const INK = constants.presentation.ink;
+export const LAYOUT = constants.presentation.layout;
+export const VISIBLE_TOKENS: Readonly<Record<string, string>> = constants.presentation.visible_tokens;

@@ -1,0 +1,43 @@
+// The widget's model: the Python LensWidget's traits, one to one. lens_widget/constants.json lists
+// them for both languages; MODEL_KEYS holds this interface to that list (js/model.test.ts), and the
+// compiler holds MODEL_KEYS to this interface.
+
+import type { Payload, Vocabulary } from "./payload";
+import type { Mode } from "./picture";
+
+/** Mirrors the Python LensWidget's traits one to one. */
+export interface Model {
+  text: string;
+  statistic: string;
+  diff_statistic: string;
+  mode: Mode;
+  token_range: (number | null)[];
+  layer_stride: number;
+  lens: string;
+  lens_options: string[];
+  snapshot: Payload | Record<string, never>;
+  vocabulary: Vocabulary | Record<string, never>;
+  error: string;
+  remote_status: string;
+  instance: string;
+}
+
+export const MODEL_KEYS = [
+  "text",
+  "statistic",
+  "diff_statistic",
+  "mode",
+  "token_range",
+  "layer_stride",
+  "lens",
+  "lens_options",
+  "snapshot",
+  "vocabulary",
+  "error",
+  "remote_status",
+  "instance",
+] as const satisfies readonly (keyof Model)[];
+
+/** Compiles only while MODEL_KEYS names every key of Model. */
+const everyKey: Exclude<keyof Model, (typeof MODEL_KEYS)[number]> extends never ? true : never = true;
+void everyKey;
