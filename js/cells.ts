@@ -6,17 +6,20 @@
 // statistic and trail with 1, the top ids and probabilities lead with 1 and trail with top-k; so each
 // edit is written once for all of them.
 
-/** stats: [S][R][T] flattened; topIds, topProbs: [R][T][k] flattened. */
+/** stats: [S][R][T] flattened; topIds, topProbs: [R][T][k] flattened; pins: [P][R][T] flattened,
+ * each pinned item's log-probability. */
 export interface Cells {
   stats: Float32Array;
   topIds: Uint32Array;
   topProbs: Float32Array;
+  pins: Float32Array;
 }
 
 /** The sizes a flattened block does not carry (cells.py has them in its arrays' shapes). */
 export interface CellsSize {
   statistics: number;
   topK: number;
+  pins: number;
 }
 
 type Flat = Float32Array | Uint32Array;
@@ -25,10 +28,14 @@ interface Axes {
   trail: number;
 }
 type Name = keyof Cells;
-const NAMES: readonly Name[] = ["stats", "topIds", "topProbs"];
+const NAMES: readonly Name[] = ["stats", "topIds", "topProbs", "pins"];
+/** Where a missing (pending) cell has NaN rather than 0. */
+const FLOATS_MISSING: ReadonlySet<Name> = new Set(["stats", "pins"]);
 
 function axes(name: Name, size: CellsSize): Axes {
-  return name === "stats" ? { lead: size.statistics, trail: 1 } : { lead: 1, trail: size.topK };
+  if (name === "stats") return { lead: size.statistics, trail: 1 };
+  if (name === "pins") return { lead: size.pins, trail: 1 };
+  return { lead: 1, trail: size.topK };
 }
 
 function like<A extends Flat>(array: A, length: number): A {
@@ -37,12 +44,17 @@ function like<A extends Flat>(array: A, length: number): A {
 
 /** Each array of `cells` through `edit`, with its axes. */
 function map(cells: Cells, size: CellsSize, edit: <A extends Flat>(array: A, axes: Axes, name: Name) => A): Cells {
-  return { stats: edit(cells.stats, axes("stats", size), "stats"), topIds: edit(cells.topIds, axes("topIds", size), "topIds"), topProbs: edit(cells.topProbs, axes("topProbs", size), "topProbs") };
+  return {
+    stats: edit(cells.stats, axes("stats", size), "stats"),
+    topIds: edit(cells.topIds, axes("topIds", size), "topIds"),
+    topProbs: edit(cells.topProbs, axes("topProbs", size), "topProbs"),
+    pins: edit(cells.pins, axes("pins", size), "pins"),
+  };
 }
 
 /** Statistics without top-k (the A/B diff, topK 0), so that the same edits serve them. */
 export function statsOnly(stats: Float32Array): Cells {
-  return { stats, topIds: new Uint32Array(0), topProbs: new Float32Array(0) };
+  return { stats, topIds: new Uint32Array(0), topProbs: new Float32Array(0), pins: new Float32Array(0) };
 }
 
 /**
@@ -117,7 +129,7 @@ export function padColumns(cells: Cells, rows: number, columns: number, total: n
   if (start === 0 && columns === total) return cells;
   const placeholders = map(cells, size, (array, { lead, trail }, name) => {
     const into = like(array, lead * rows * total * trail);
-    if (name === "stats") into.fill(NaN);
+    if (FLOATS_MISSING.has(name)) into.fill(NaN);
     return into;
   });
   return writeColumns(placeholders, rows, total, start, cells, columns, size);

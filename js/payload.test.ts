@@ -29,8 +29,9 @@ interface Expected {
   rows: number[];
   row_labels: string[];
   n_tokens: number;
-  grids: { name: string; stats: (number | string)[]; top_ids: number[]; top_probs: (number | string)[] }[];
+  grids: { name: string; stats: (number | string)[]; top_ids: number[]; top_probs: (number | string)[]; pins: (number | string)[] }[];
   diff_names: string[];
+  pin_labels: string[];
   diff: (number | string)[] | null;
   token_ids: number[];
   token_spans: number[];
@@ -58,7 +59,9 @@ function expectState(state: ViewState, expected: Expected): void {
     expect(floats(grid.stats)).toEqual(recorded(want.stats));
     expect(Array.from(grid.topIds)).toEqual(want.top_ids);
     expect(floats(grid.topProbs)).toEqual(recorded(want.top_probs));
+    expect(floats(grid.pins)).toEqual(recorded(want.pins));
   });
+  expect(state.header.pins).toEqual(expected.pin_labels);
   expect(state.header.diff).toEqual(expected.diff_names);
   if (expected.diff === null) expect(state.diff).toBeNull();
   else expect(floats(state.diff!)).toEqual(recorded(expected.diff));
@@ -135,16 +138,16 @@ describe("applyUpdate", () => {
     const short = { ...updates[0]!, token_ids: new DataView(new ArrayBuffer(3)) };
     expect(() => applyUpdate(null, short)).toThrow(/token_ids: 3 bytes/);
     const wrongVersion = { ...updates[0]!, header: { ...updates[0]!.header, version: 1 } };
-    expect(() => applyUpdate(null, wrongVersion)).toThrow(/payload version 1, expected 3/);
+    expect(() => applyUpdate(null, wrongVersion)).toThrow(/payload version 1, expected 4/);
     expect(() => applyUpdate(null, {} as Payload)).toThrow(PayloadError);
   });
 
   it("decodes a per-update id table for vocabularies beyond uint16", () => {
-    const header = { ...updates[0]!.header, rows: [0], row_labels: ["0"], n_tokens: 1, cell_end: 1, top_k: 2, statistics: ["entropy"], units: ["nats"], grids: [{ name: "m", ids: "table" as const }] };
+    const header = { ...updates[0]!.header, rows: [0], row_labels: ["0"], n_tokens: 1, cell_end: 1, top_k: 2, statistics: ["entropy"], units: ["nats"], grids: [{ name: "m", ids: "table" as const }], pins: [] };
     const f16 = (values: number[]) => new Uint16Array(values.map(() => 0x3c00)).buffer;
     const payload: Payload = {
       header,
-      grids: [{ stats: f16([1]), top_ids: new Uint16Array([1, 0]).buffer, top_probs: f16([1, 1]), id_table: new Uint32Array([70000, 128255]).buffer, patch: new ArrayBuffer(0) }],
+      grids: [{ stats: f16([1]), top_ids: new Uint16Array([1, 0]).buffer, top_probs: f16([1, 1]), id_table: new Uint32Array([70000, 128255]).buffer, patch: new ArrayBuffer(0), pins: new ArrayBuffer(0) }],
       diff: new ArrayBuffer(0),
       token_ids: new Uint32Array([5]).buffer,
       token_spans: new Uint32Array([0, 1]).buffer,
@@ -154,8 +157,8 @@ describe("applyUpdate", () => {
 });
 
 describe("constants", () => {
-  it("are the Python module's (tests/test_payload.py reads this file's source to check the same)", () => {
-    expect(VERSION).toBe(3);
+  it("come from lens_widget/constants.json, as the Python module's do", () => {
+    expect(VERSION).toBe(4);
     expect([...PATCHED]).toEqual(["cross_entropy", "rank"]);
     expect(F16_MAX).toBe(halfToFloat(0x7bff));
     for (const update of [...updates, ...updatesAB]) expect(update.header.version).toBe(VERSION);
@@ -181,6 +184,8 @@ interface Case {
   notice?: string;
   /** The A/B diff statistics [D][R][T] flattened, NaN written "NaN". */
   diff?: (number | string)[];
+  /** Grid 0's pinned items' log-probabilities [P][R][T] flattened. */
+  pins?: number[];
 }
 const shared = casesFile as unknown as { payloads: Record<string, unknown>; cases: Case[] };
 
@@ -249,7 +254,9 @@ describe("shared payload cases (the Python decoder judges them alike)", () => {
       expect(grid.stats.length).toBe(out.header.statistics.length * R * T);
       expect(grid.topIds.length).toBe(R * T * k);
       expect(grid.topProbs.length).toBe(R * T * k);
+      expect(grid.pins.length).toBe(out.header.pins.length * R * T);
     }
+    if (c.pins) expect(Array.from(out.grids[0]!.pins)).toEqual(c.pins.map(Math.fround));
     if (c.top_ids) expect(Array.from(out.grids[0]!.topIds)).toEqual(c.top_ids);
     if (out.header.diff.length) expect(out.diff?.length).toBe(out.header.diff.length * R * T);
     else expect(out.diff).toBeNull();

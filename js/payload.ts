@@ -45,6 +45,8 @@ export interface Header {
   grids: GridMeta[];
   /** Names of the A/B diff statistics (statistics.py DIFF_STATISTICS) with two grids; [] otherwise. */
   diff: string[];
+  /** Labels of the pinned items whose log-probabilities each grid carries, in their order. */
+  pins: string[];
   /** Added by the widget: order of updates, and the update a delta applies to (-1: none). */
   seq: number;
   base: number;
@@ -56,6 +58,7 @@ export interface GridBuffers {
   top_probs: Bytes;
   id_table: Bytes;
   patch: Bytes;
+  pins: Bytes;
 }
 
 export interface Payload {
@@ -115,6 +118,13 @@ export function readF16(data: Bytes, count: number, what: string): Float32Array 
   return out;
 }
 
+export function readF32(data: Bytes, count: number, what: string): Float32Array {
+  const view = littleEndianView(data, 4, count, what);
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = view.getFloat32(4 * i, true);
+  return out;
+}
+
 export function readU16(data: Bytes, count: number, what: string): Uint32Array {
   const view = littleEndianView(data, 2, count, what);
   const out = new Uint32Array(count);
@@ -144,7 +154,7 @@ export interface DecodedUpdate {
 // a value is shown), so that the two decoders refuse exactly the same payloads:
 // js/fixtures/payload_cases.json holds both to it (js/payload.test.ts, tests/test_payload.py).
 
-const BUFFERS = ["stats", "top_ids", "top_probs", "id_table", "patch"] as const;
+const BUFFERS = ["stats", "top_ids", "top_probs", "id_table", "patch", "pins"] as const;
 
 /** A value as an error message shows it: as JSON, which is also how the Python side shows it. */
 function show(value: unknown): string {
@@ -247,6 +257,8 @@ function checkHeader(header: unknown): Header {
   if (!isStrings(diff)) throw new PayloadError(`header.diff must be a list of strings, got ${show(diff)}`);
   // The diff compares a pair of cells: with any other number of grids there is no pair to compare.
   if (diff.length && grids.length !== 2) throw new PayloadError(`header.diff needs exactly two grids, got ${grids.length}`);
+  const pins = header.pins;
+  if (!isStrings(pins) || new Set(pins).size !== pins.length) throw new PayloadError(`header.pins must be a list of distinct strings, got ${show(pins)}`);
   return h;
 }
 
@@ -320,7 +332,8 @@ export function decodeUpdate(payload: Payload): DecodedUpdate {
         throw new PayloadError(`grids[${g}].patch needs header.statistics to name cross_entropy and rank`);
       }
     }
-    grids.push({ stats, topIds, topProbs });
+    const pins = readF32(b.pins, header.pins.length * R * C, `grids[${g}].pins`);
+    grids.push({ stats, topIds, topProbs, pins });
     patches.push(patch);
   });
   for (const name of ["token_ids", "token_spans"] as const) {
@@ -354,7 +367,7 @@ export function applyUpdate(state: ViewState | null, payload: Payload): ViewStat
   if (h.kind === "full") {
     const R = h.rows.length;
     const C = h.cell_end - h.cell_start;
-    const size = { statistics: h.statistics.length, topK: h.top_k };
+    const size = { statistics: h.statistics.length, topK: h.top_k, pins: h.pins.length };
     return {
       header: h,
       rows: [...h.rows],
@@ -363,7 +376,7 @@ export function applyUpdate(state: ViewState | null, payload: Payload): ViewStat
       grids: update.grids.map((grid) => padColumns(grid, R, C, h.n_tokens, h.cell_start, size)),
       tokenIds: update.tokenIds,
       tokenSpans: update.tokenSpans,
-      diff: update.diff && padColumns(statsOnly(update.diff), R, C, h.n_tokens, h.cell_start, { statistics: h.diff.length, topK: 0 }).stats,
+      diff: update.diff && padColumns(statsOnly(update.diff), R, C, h.n_tokens, h.cell_start, { statistics: h.diff.length, topK: 0, pins: 0 }).stats,
       pending: pendingAfter(null, 0, h.n_tokens, h.cell_start, h.cell_end),
     };
   }
@@ -380,6 +393,10 @@ export function applyUpdate(state: ViewState | null, payload: Payload): ViewStat
   if (h.diff.length !== stateDiff.length || h.diff.some((name, i) => name !== stateDiff[i])) {
     throw new PayloadError("header.diff differs from the state's");
   }
+  const statePins = state.header.pins;
+  if (h.pins.length !== statePins.length || h.pins.some((label, i) => label !== statePins[i])) {
+    throw new PayloadError("header.pins differ from the state's: a change of pins comes as a full update");
+  }
   if (h.kind === "columns") return applyColumns(state, update);
   return h.kind === "cells" ? applyCells(state, update) : applyRows(state, update);
 }
@@ -393,7 +410,7 @@ function applyColumns(state: ViewState, update: DecodedUpdate): ViewState {
   if (missing.length) {
     throw new PayloadError(`header.rows [${missing.join(", ")}] are not among the state's rows, which a columns update keeps`);
   }
-  const size = { statistics: h.statistics.length, topK: h.top_k };
+  const size = { statistics: h.statistics.length, topK: h.top_k, pins: h.pins.length };
   // A patch implies both patched statistics are named (decodeUpdate checked).
   const patched = PATCHED.map((name) => h.statistics.indexOf(name)).filter((s) => s >= 0);
   const C = T - start;
@@ -405,7 +422,7 @@ function applyColumns(state: ViewState, update: DecodedUpdate): ViewState {
     return spliceColumns(old, state.rows, state.nTokens, h.rows, start, fresh, C, size, update.patches[g] ?? null, patched);
   });
   // The diff statistics do not depend on the next token, so they have no patch.
-  const diffSize = { statistics: h.diff.length, topK: 0 };
+  const diffSize = { statistics: h.diff.length, topK: 0, pins: 0 };
   const diff =
     state.diff && update.diff
       ? spliceColumns(statsOnly(state.diff), state.rows, state.nTokens, h.rows, start, padColumns(statsOnly(update.diff), R, cells, C, at, diffSize), C, diffSize).stats
@@ -431,11 +448,11 @@ function applyCells(state: ViewState, update: DecodedUpdate): ViewState {
   const R = state.rows.length;
   const T = state.nTokens;
   const C = h.cell_end - h.cell_start;
-  const size = { statistics: h.statistics.length, topK: h.top_k };
+  const size = { statistics: h.statistics.length, topK: h.top_k, pins: h.pins.length };
   const grids = state.grids.map((old, g) => fillColumns(old, R, T, h.cell_start, update.grids[g] as Cells, C, size));
   const diff =
     state.diff && update.diff
-      ? fillColumns(statsOnly(state.diff), R, T, h.cell_start, statsOnly(update.diff), C, { statistics: h.diff.length, topK: 0 }).stats
+      ? fillColumns(statsOnly(state.diff), R, T, h.cell_start, statsOnly(update.diff), C, { statistics: h.diff.length, topK: 0, pins: 0 }).stats
       : null;
   let pending: Uint8Array | null = null;
   if (state.pending) {
@@ -454,12 +471,12 @@ function applyRows(state: ViewState, update: DecodedUpdate): ViewState {
     throw new PayloadError(`header.n_tokens (${h.n_tokens}) is not the state's ${state.nTokens}: a rows update covers them all`);
   }
   const T = state.nTokens;
-  const size = { statistics: h.statistics.length, topK: h.top_k };
+  const size = { statistics: h.statistics.length, topK: h.top_k, pins: h.pins.length };
   const grids = state.grids.map((old, g) => mergeRows(old, state.rows, update.grids[g] as Cells, h.rows, T, size)[0]);
   const rows = [...new Set([...state.rows, ...h.rows])].sort((a, b) => a - b);
   const diff =
     state.diff && update.diff
-      ? mergeRows(statsOnly(state.diff), state.rows, statsOnly(update.diff), h.rows, T, { statistics: h.diff.length, topK: 0 })[0].stats
+      ? mergeRows(statsOnly(state.diff), state.rows, statsOnly(update.diff), h.rows, T, { statistics: h.diff.length, topK: 0, pins: 0 })[0].stats
       : null;
   const labels = new Map<number, string>();
   state.rows.forEach((r, i) => labels.set(r, state.rowLabels[i] ?? String(r)));

@@ -82,15 +82,17 @@ export function grid(shift: number): Cells {
   const stats = new Float32Array(STATISTICS.length * R * T).map((_, i) => (i % 7) + shift);
   const topIds = new Uint32Array(R * T * K).map((_, i) => (i % K === 0 && i < T * K ? 10 + shift : 20 + (i % K)));
   const topProbs = new Float32Array(R * T * K).fill(0.25);
-  return { stats, topIds, topProbs };
+  // One pinned item ("dog"): log-probability log(0.1 · (row + 1)) at every column, + shift / 10.
+  const pins = new Float32Array(R * T).map((_, i) => Math.log(0.1 * (Math.floor(i / T) + 1)) + shift / 10);
+  return { stats, topIds, topProbs, pins };
 }
 
 export function state(b: Cells): ViewState {
   return {
     header: {
-      version: 3, kind: "full", rows: [0, 1, 2], row_labels: ["0", "1", "output"], num_layers: 2, col_start: 0, cell_start: 0, cell_end: T,
+      version: 4, kind: "full", rows: [0, 1, 2], row_labels: ["0", "1", "output"], num_layers: 2, col_start: 0, cell_start: 0, cell_end: T,
       n_tokens: T, total_tokens: T, top_k: K, statistics: STATISTICS, units: STATISTICS.map(() => ""),
-      lens: "logit", notice: "", layer_stride: 1, diff: DIFF, seq: 1, base: -1,
+      lens: "logit", notice: "", layer_stride: 1, diff: DIFF, pins: ["dog"], seq: 1, base: -1,
       grids: [{ name: "base", ids: "uint16" }, { name: "tuned", ids: "uint16" }],
     },
     rows: [0, 1, 2],

@@ -210,6 +210,20 @@ class ModelAdapter:
             flat += bias
         return self.logit_transform.apply_(out)
 
+    def decode_ids(self, head_input: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """float32 logits [..., len(ids)] of only the tokens `ids`: a [..., d] × [d, len(ids)] product
+        (a pinned item's logits need no other row of the head). A head that is not a plain linear
+        layer is run whole and the columns taken from its output."""
+        linear = self._plain_linear()
+        if linear is None:
+            return self.decode(head_input).float().index_select(-1, ids.to(head_input.device))
+        weight, bias = linear
+        rows = weight.index_select(0, ids.to(weight.device))
+        logits = head_input.to(weight.device, weight.dtype) @ rows.T
+        if bias is not None:
+            logits = logits + bias.index_select(0, ids.to(bias.device))
+        return self.logit_transform(logits.float())
+
     @property
     def plain_head(self) -> bool:
         """Whether `decode` computes the head as one GEMM of its weight (rather than calling the module,

@@ -41,14 +41,23 @@ class Cells:
     """int64 [R, C, k]: token ids, most likely first."""
     top_probs: np.ndarray
     """float32 [R, C, k]."""
+    pins: np.ndarray | None = None
+    """float32 [P, R, C]: the log-probability of each pinned item (a token, or a set of tokens whose
+    probabilities add up) in each cell; None where pins are not kept (the A/B diff)."""
+    lse: np.ndarray | None = None
+    """float32 [R, C]: each cell's log-sum-exp of its logits, so that a newly pinned item's
+    log-probability is its logit minus this, without the whole head again. The kernel's only: None in
+    what a view receives."""
 
     @classmethod
-    def empty(cls, statistics: int, k: int, rows: int = 0) -> Cells:
+    def empty(cls, statistics: int, k: int, rows: int = 0, pins: int = 0) -> Cells:
         """`rows` rows of no columns."""
         return cls(
             np.empty((statistics, rows, 0), np.float32),
             np.empty((rows, 0, k), np.int64),
             np.empty((rows, 0, k), np.float32),
+            np.empty((pins, rows, 0), np.float32),
+            np.empty((rows, 0), np.float32),
         )
 
     @classmethod
@@ -66,8 +75,8 @@ class Cells:
         return sum(array.nbytes for array in self.arrays().values())
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Every array by field name."""
-        return {f.name: getattr(self, f.name) for f in fields(Cells)}
+        """Every array it holds, by field name."""
+        return {f.name: getattr(self, f.name) for f in fields(Cells) if getattr(self, f.name) is not None}
 
     def select(self, rows: Sequence[int] | slice = slice(None), start: int = 0, end: int | None = None) -> Cells:
         """The cells of `rows` (indices into this block's rows) at columns start … end - 1."""
@@ -75,9 +84,9 @@ class Cells:
         return _map(lambda name, a: _cols(_rows(a, name, index), name, slice(start, end)), self)
 
 
-ROW_AXIS = {"stats": 1, "top_ids": 0, "top_probs": 0}
+ROW_AXIS = {"stats": 1, "top_ids": 0, "top_probs": 0, "pins": 1, "lse": 0}
 """Each array's row axis; its column axis is the next one."""
-_MISSING = {"stats": np.nan, "top_ids": 0, "top_probs": 0}
+_MISSING = {"stats": np.nan, "top_ids": 0, "top_probs": 0, "pins": np.nan, "lse": np.nan}
 
 
 def _rows(array: np.ndarray, name: str, index: list[int] | slice) -> np.ndarray:
@@ -89,6 +98,7 @@ def _cols(array: np.ndarray, name: str, index: slice) -> np.ndarray:
 
 
 def _map(fn: Callable[[str, np.ndarray], np.ndarray], cells: Cells) -> Cells:
+    """A plain Cells of `fn` applied to each array `cells` holds (the others stay None)."""
     return Cells(**{name: fn(name, array) for name, array in cells.arrays().items()})
 
 
@@ -108,7 +118,7 @@ def splice_columns(
     kept = old.select(keep, 0, start)  # fancy indexing: a copy, which the patch may write into
     if patch is not None and start > 0 and len(patched):
         kept.stats[list(patched), :, start - 1] = patch
-    added = new.arrays()
+    added = _matching(new, kept)
     return _map(lambda name, a: np.concatenate([a, added[name]], axis=ROW_AXIS[name] + 1), kept)
 
 
@@ -116,6 +126,8 @@ def merge_rows(old: Cells, old_rows: Sequence[int], new: Cells, new_rows: Sequen
     """A "rows" update: the rows of both, sorted, `new`'s replacing `old`'s (same columns)."""
     rows = sorted(set(old_rows) | set(new_rows))
     source = [(new, list(new_rows).index(r)) if r in new_rows else (old, list(old_rows).index(r)) for r in rows]
+
+    _matching(new, old)
 
     def merged(name: str, array: np.ndarray) -> np.ndarray:
         parts = [_rows(getattr(cells, name), name, [i]) for cells, i in source]
@@ -148,9 +160,17 @@ def fill_columns(old: Cells, start: int, cells: Cells) -> Cells:
 def _write_columns(into: Cells, start: int, cells: Cells) -> Cells:
     """`cells` written over columns start … start + C - 1 of `into` (in place), which it returns."""
     window = slice(start, start + cells.columns)
-    for name, array in cells.arrays().items():
+    for name, array in _matching(cells, into).items():
         _cols(getattr(into, name), name, window)[...] = array
     return into
+
+
+def _matching(cells: Cells, like: Cells) -> dict[str, np.ndarray]:
+    """`cells`' arrays, which must be the ones `like` holds: an edit never drops or invents one."""
+    arrays = cells.arrays()
+    if arrays.keys() != like.arrays().keys():
+        raise ValueError(f"cells hold {sorted(arrays)}, where {sorted(like.arrays())} are edited")
+    return arrays
 
 
 def pending_after(

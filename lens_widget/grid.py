@@ -33,9 +33,9 @@ from .statistics import (
     NO_TARGET,
     STATISTICS,
     CellStatistics,
-    grid_statistics,
     grid_statistics_and_lse,
     pair_statistics_of,
+    pinned_log_probs,
 )
 
 SLAB_FLOATS = 2**21
@@ -176,11 +176,10 @@ class _Output:
     """A grid's arrays, written block by block in the caller's row order: numpy arrays (through
     tensors sharing their memory) on a CPU, tensors on the device elsewhere, moved to the host once."""
 
-    def __init__(self, rows: int, positions: int, k: int, device: torch.device | None = None) -> None:
+    def __init__(self, rows: int, positions: int, k: int, device: torch.device | None = None, pins: int = 0) -> None:
         shapes = {"stats": (len(STATISTICS), rows, positions), "top_ids": (rows, positions, k)}
-        shapes["top_probs"] = shapes["top_ids"]
-        types = {"stats": torch.float32, "top_ids": torch.int64}
-        types["top_probs"] = types["stats"]
+        shapes |= {"top_probs": shapes["top_ids"], "pins": (pins, rows, positions), "lse": (rows, positions)}
+        types = {name: torch.float32 for name in shapes} | {"top_ids": torch.int64}
         self.tensors = {name: self.tensor(shape, types[name], device) for name, shape in shapes.items()}
         self.last_logits: torch.Tensor | None = None
 
@@ -191,19 +190,54 @@ class _Output:
             return torch.from_numpy(np.empty(shape, {torch.float32: np.float32, torch.int64: np.int64}[dtype]))
         return torch.empty(shape, dtype=dtype, device=device)
 
-    def write_slab(self, side: _Side, cells: CellStatistics, start: int, end: int) -> None:
-        """Cells [..., positions, stacked] (`grid_statistics`, position-major), on the device."""
+    def write_slab(self, side: _Side, cells: CellStatistics, start: int, end: int, slab: _Slab) -> None:
+        """Cells [..., positions, stacked] (`grid_statistics_and_lse`, position-major), on the device,
+        with the slab's pinned items and log-sum-exps."""
         index = side.index_tensor
         self.tensors["stats"][:, :, start:end] = cells.values.index_select(2, index).transpose(1, 2)
         self.tensors["top_ids"][:, start:end] = cells.top_ids.index_select(1, index).transpose(0, 1)
         self.tensors["top_probs"][:, start:end] = cells.top_probs.index_select(1, index).transpose(0, 1)
+        self.tensors["pins"][:, :, start:end] = slab.pins.index_select(2, index).transpose(1, 2)
+        self.tensors["lse"][:, start:end] = slab.lse.index_select(1, index).transpose(0, 1)
 
     def grid(self, rows: Sequence[int], work_bytes: int = 0) -> LensGrid:
         arrays = {name: tensor.cpu().numpy() for name, tensor in self.tensors.items()}  # one copy each, off a CPU
-        stats, top_ids, top_probs = arrays["stats"], arrays["top_ids"], arrays["top_probs"]
-        return LensGrid(
-            stats, top_ids, top_probs, rows=tuple(rows), last_logits=self.last_logits, work_bytes=work_bytes
-        )
+        return LensGrid(**arrays, rows=tuple(rows), last_logits=self.last_logits, work_bytes=work_bytes)
+
+
+@dataclass(frozen=True)
+class _Slab:
+    """What a slab adds to its cells' statistics: the pinned items and each cell's log-sum-exp."""
+
+    pins: torch.Tensor
+    """[P, positions, stacked] log-probabilities."""
+    lse: torch.Tensor
+    """[positions, stacked]: of the logits themselves."""
+
+
+def _slab_statistics(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    k: int,
+    scratch: torch.Tensor,
+    sync_free: bool,
+    pins: list[torch.Tensor],
+) -> tuple[CellStatistics, torch.Tensor, torch.Tensor, _Slab]:
+    """`grid_statistics_and_lse` of a slab, then its pinned items from the centred logits it leaves
+    in place, before the next slab overwrites them."""
+    cells, lse, valid, peak = grid_statistics_and_lse(logits, targets, k, scratch=scratch, sync_free=sync_free)
+    return cells, lse, valid, _Slab(pinned_log_probs(logits, lse, valid, pins), peak + lse)
+
+
+def pin_tensors(pins: Sequence[Sequence[int]], vocab: int, device: torch.device) -> list[torch.Tensor]:
+    """Each pinned item's token ids as a tensor on `device`, checked against the vocabulary."""
+    out = []
+    for item in pins:
+        ids = [int(i) for i in item]
+        if not ids or any(not 0 <= i < vocab for i in ids):
+            raise ValueError(f"a pinned item must be token ids in 0..{vocab - 1} (at least one), got {ids}")
+        out.append(torch.tensor(sorted(set(ids)), dtype=torch.long, device=device))
+    return out
 
 
 def _check_rows(rows: Sequence[int], num_layers: int, *, distinct: bool = True) -> tuple[int, ...]:
@@ -236,8 +270,10 @@ def compute_grid(
     *,
     gemm_dtype: torch.dtype | None = None,
     sync_free: bool | None = None,
+    pins: Sequence[Sequence[int]] = (),
 ) -> LensGrid:
-    """Every statistic of `rows` at every position of `forward`.
+    """Every statistic of `rows` at every position of `forward`, and the log-probability of each
+    pinned item (token ids whose probabilities add up) in each cell.
 
     lens: None is the logit lens, as everywhere else in the package.
     targets: [positions] next-token ids (NO_TARGET where none), see `next_token_targets`.
@@ -258,8 +294,9 @@ def compute_grid(
     on_cpu = device.type == "cpu"
     sync_free = not on_cpu if sync_free is None else sync_free
     gemm_dtype = _gemm_dtype(adapter, device, gemm_dtype)
-    out = _Output(len(rows), positions, top_k, device)
+    out = _Output(len(rows), positions, top_k, device, len(pins))
     stacked, vocab = side.stacked, adapter.vocab_size
+    pin_ids = pin_tensors(pins, vocab, device)
     # Per chunk: the logits, the one chunk-sized tensor; on a CPU, slabs of it go through the
     # statistics with one reused cache-sized temporary. Without syncs
     # the slab is the chunk, and the exact form of every cell is computed too: a few more temporaries.
@@ -278,14 +315,11 @@ def compute_grid(
             for first in range(start, end, slab):
                 last = min(end, first + slab)
                 n = last - first
-                cells = grid_statistics(
-                    logits[first - start : last - start],
-                    targets[first:last],
-                    top_k,
-                    scratch=scratch[:n],
-                    sync_free=sync_free,
+                z = logits[first - start : last - start]
+                cells, _, _, slab_extra = _slab_statistics(
+                    z, targets[first:last], top_k, scratch[:n], sync_free, pin_ids
                 )
-                out.write_slab(side, cells, first, last)
+                out.write_slab(side, cells, first, last, slab_extra)
     return out.grid(rows, _nbytes(buffer, scratch))
 
 
@@ -302,14 +336,15 @@ def compute_pair_grid(
     *,
     gemm_dtype: torch.dtype | None = None,
     sync_free: bool | None = None,
+    pins: Sequence[Sequence[int]] = (),
 ) -> PairGrid:
     """Both models' grids at `rows` (A's layer indices) and the diff statistics of each pair of cells.
 
     rows_b: B's layer paired with each of `rows`; by default `aligned_layers` (the rows themselves when
     the depths agree). Per position block: A's head GEMM, B's, then slab by slab each model's
     statistics and the pair's, from log-probabilities taken once from each slab while it is in cache,
-    so the memory bound is `chunk_bytes` as in `compute_grid`. gemm_dtype, sync_free: as there (the
-    pair statistics need no sync either); the diff is computed on A's device.
+    so the memory bound is `chunk_bytes` as in `compute_grid`. gemm_dtype, sync_free, pins: as there
+    (the pair statistics need no sync either); the diff is computed on A's device.
     """
     layers_a, layers_b = a.adapter.num_layers, b.adapter.num_layers
     rows = _check_rows(rows, layers_a)
@@ -329,7 +364,7 @@ def compute_pair_grid(
     device = a.adapter.device
     on_cpu = device.type == "cpu"
     sync_free = not on_cpu if sync_free is None else sync_free
-    sides = [_PairSide(x, r, top_k, positions, gemm_dtype, sync_free) for x, r in ((a, rows), (b, rows_b))]
+    sides = [_PairSide(x, r, top_k, positions, gemm_dtype, sync_free, pins) for x, r in ((a, rows), (b, rows_b))]
     diff = _Output.tensor((len(DIFF_STATISTICS), len(rows), positions), torch.float32, device)
     # Per chunk: each model's logits; per slab, a reused temporary of each model's and the picked
     # log-probabilities and probabilities of both (the pair's); without syncs, as in compute_grid.
@@ -369,10 +404,12 @@ class _PairSide:
         positions: int,
         gemm_dtype: torch.dtype | None,
         sync_free: bool,
+        pins: Sequence[Sequence[int]],
     ) -> None:
         self.side = _Side(model, rows, top_k)
         self.device = self.side.device
-        self.out = _Output(len(rows), positions, top_k, self.device)
+        self.out = _Output(len(rows), positions, top_k, self.device, len(pins))
+        self.pins = pin_tensors(pins, model.adapter.vocab_size, self.device)
         self.gemm_dtype = _gemm_dtype(model.adapter, self.device, gemm_dtype)
         self.sync_free = sync_free
 
@@ -397,10 +434,11 @@ class _PairSide:
         order on the pair's device: log-probabilities, probabilities, validity and top-1 ids."""
         n = last - first
         z = self.logits[first - start : last - start]
-        cells, lse, valid = grid_statistics_and_lse(
-            z, targets[first:last].to(self.device), self.side.top_k, scratch=self.scratch[:n], sync_free=self.sync_free
+        targets = targets[first:last].to(self.device)
+        cells, lse, valid, extra = _slab_statistics(
+            z, targets, self.side.top_k, self.scratch[:n], self.sync_free, self.pins
         )
-        self.out.write_slab(self.side, cells, first, last)
+        self.out.write_slab(self.side, cells, first, last, extra)
         logp, p = self.logp[:n], self.p[:n]  # z is left centred in place: log p = z - lse
         picked = z[:, : self.side.n_cells] if self.side.identity else z.index_select(1, self.index)
         torch.sub(picked.to(logp.device), lse[:, self.index, None].to(logp.device), out=logp)

@@ -9,7 +9,8 @@ An update is a dict (traitlets sends its `bytes` leaves as binary frames, the re
          "top_ids": u16|u32[R, C, k],      # token ids, or indices into id_table (header grids[g].ids)
          "top_probs": f16[R, C, k],        # probabilities, most likely first
          "id_table": u32[n] | b"",         # the update's distinct token ids, when indices are used
-         "patch": f16[2, R] | b""},        # cross-entropy and rank of column col_start - 1
+         "patch": f16[2, R] | b"",         # cross-entropy and rank of column col_start - 1
+         "pins": f32[P, R, C] | b""},      # log-probability of each pinned item, header["pins"] order
       ],
       "diff": f16[D, R, C] | b"",          # A/B only: statistics of each pair of cells, header["diff"] order
       "token_ids": u32[C],                 # the input tokens of columns col_start … n_tokens - 1
@@ -25,9 +26,9 @@ col_start, cell_start and cell_end (optional: col_start and n_tokens by default)
 total_tokens (> n_tokens when the text was cut), top_k, statistics, units,
 lens ("logit" | "tuned"), notice (a message for the user, or ""), layer_stride (the session's),
 grids ([{"name", "ids"}]), diff (the names of the diff statistics, DIFF_STATISTICS, with two grids;
-[] otherwise). The widget adds seq (its updates' order), base (the seq a delta applies
-to; -1 for "full"), so a view that missed an update asks for a full one instead of drawing a wrong
-picture.
+[] otherwise), pins (the labels of the pinned items, distinct; P = their number). The widget adds
+seq (its updates' order), base (the seq a delta applies to; -1 for "full"), so a view that missed an
+update asks for a full one instead of drawing a wrong picture.
 
 Kinds, applied to the receiver's state:
 - "full": the whole state; col_start = 0.
@@ -48,6 +49,10 @@ are pending: the receiver knows their tokens but not their cells (statistics NaN
 probabilities 0, and `pending` true), until "cells" updates fill them. A "columns" update keeps the
 pending flags of the columns before col_start; a "rows" update leaves them as they are (the kernel
 sends one only when nothing is pending).
+
+Version 4 added pinned items: each cell's log-probability of each item (a token or a set of tokens,
+whose probabilities add up), float32, spliced and merged with the cells. A delta must carry the pins
+its state has, in the same order: pinning changes them, and comes as a "full" update.
 
 Version 2 added the A/B diff. Differences B − A of the single-model statistics are not sent: a
 receiver takes them from the two grids. Diff statistics have no patch (they do not depend on the next
@@ -143,6 +148,7 @@ def encode_update(
     cell_start: int | None = None,
     cell_end: int | None = None,
     patches: Sequence[np.ndarray | None] = (),
+    pins: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Pack computed cells into the wire format (pure: no session state).
 
@@ -150,6 +156,7 @@ def encode_update(
     columns col_start … n_tokens - 1.
     names: each grid's model name.
     patches: per grid, cross-entropy and rank [2, R] of column col_start - 1 (None: no patch).
+    pins: the pinned items' labels; each grid's `pins` array holds their log-probabilities [P, R, C].
     diff: float32 [len(DIFF_STATISTICS), R, C] of an A/B update (exactly two grids), else None.
     """
     if kind not in KINDS:
@@ -177,6 +184,7 @@ def encode_update(
         "layer_stride": int(layer_stride),
         "grids": [],
         "diff": [] if diff is None else list(DIFF_STATISTICS),
+        "pins": list(pins),
     }
     packed = []
     if len(names) != len(grids):
@@ -191,6 +199,7 @@ def encode_update(
                 "top_probs": _f16(grid.top_probs),
                 "id_table": table,
                 "patch": b"" if patch is None else _f16(_clamp_rank(patch, 1)),
+                "pins": _pins_bytes(grid.pins, len(pins), grid.stats.shape[1:]),
             }
         )
     return {
@@ -200,6 +209,16 @@ def encode_update(
         "token_ids": np.asarray(token_ids, dtype="<u4").tobytes(),
         "token_spans": np.ascontiguousarray(token_spans, dtype="<u4").tobytes(),
     }
+
+
+def _pins_bytes(values: np.ndarray | None, count: int, shape: tuple[int, ...]) -> bytes:
+    """A grid's pinned-item log-probabilities [count, R, C] as float32 bytes (b"" for none)."""
+    if count == 0:
+        return b""
+    if values is None or values.shape != (count, *shape):
+        got = None if values is None else values.shape
+        raise PayloadError(f"pins: expected log-probabilities of shape {(count, *shape)}, got {got}")
+    return np.ascontiguousarray(values, dtype="<f4").tobytes()
 
 
 def payload_of(update: Update) -> dict[str, Any]:
@@ -225,6 +244,7 @@ def payload_of(update: Update) -> dict[str, Any]:
         diff=update.diff_cells(),
         cell_start=update.cell_start,
         cell_end=update.cell_end,
+        pins=update.pins,
     )
 
 
@@ -233,7 +253,7 @@ def payload_size(payload: dict[str, Any]) -> int:
     total = len(json.dumps(payload["header"], separators=(",", ":")).encode())
     total += len(payload["token_ids"]) + len(payload["token_spans"]) + len(payload.get("diff", b""))
     for grid in payload["grids"]:
-        total += sum(len(grid[key]) for key in ("stats", "top_ids", "top_probs", "id_table", "patch"))
+        total += sum(len(grid[key]) for key in BUFFERS)
     return total
 
 
@@ -344,7 +364,7 @@ MAX_INTEGER = 2**53 - 1
 """The largest integer a JavaScript number holds exactly (Number.MAX_SAFE_INTEGER): the view could
 not read a larger one as sent, so neither decoder accepts it."""
 ID_KINDS: tuple[str, ...] = tuple(WIRE["id_kinds"])
-BUFFERS = ("stats", "top_ids", "top_probs", "id_table", "patch")
+BUFFERS = ("stats", "top_ids", "top_probs", "id_table", "patch", "pins")
 _MISSING = object()
 
 
@@ -475,7 +495,11 @@ def _check_header(header: Any) -> dict[str, Any]:
         raise PayloadError(f"header.diff must be a list of strings, got {_show(diff)}")
     if diff and len(grids) != 2:
         raise PayloadError(f"header.diff needs exactly two grids, got {len(grids)}")
+    pins = header.get("pins", _MISSING)
+    if not _strings(pins) or len(set(pins)) != len(pins):
+        raise PayloadError(f"header.pins must be a list of distinct strings, got {_show(pins)}")
     out |= {"row_labels": list(labels), "statistics": list(statistics), "units": list(units), "diff": list(diff)}
+    out["pins"] = list(pins)
     out["grids"] = [dict(meta) for meta in grids]
     return out
 
@@ -523,7 +547,9 @@ def decode_update(payload: dict[str, Any]) -> DecodedUpdate:
             patch = _buffer(grid["patch"], "<f2", (2, R), f"grids[{g}].patch").astype(np.float32)
             if not set(PATCHED) <= set(header["statistics"]):
                 raise PayloadError(f"grids[{g}].patch needs header.statistics to name cross_entropy and rank")
-        grids.append(Cells(stats, ids, probs))
+        P = len(header["pins"])
+        pins = _buffer(grid["pins"], "<f4", (P, R, C), f"grids[{g}].pins").astype(np.float32)
+        grids.append(Cells(stats, ids, probs, pins))
         patches.append(patch)
     for name in ("token_ids", "token_spans"):
         if not _is_bytes(payload.get(name)):
@@ -571,6 +597,8 @@ def apply_update(state: ViewState | None, payload: dict[str, Any]) -> ViewState:
         raise PayloadError(f"header.top_k is {header['top_k']}, the state's is {state.header['top_k']}")
     if header["diff"] != state.header["diff"]:
         raise PayloadError("header.diff differs from the state's")
+    if header["pins"] != state.header["pins"]:
+        raise PayloadError("header.pins differ from the state's: a change of pins comes as a full update")
     if kind == "columns":
         return _apply_columns(state, update)
     if kind == "cells":

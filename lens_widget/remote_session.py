@@ -194,6 +194,7 @@ class RemoteSession:
             notice=cut_notice(state.tokens, self.max_tokens),
             layer_stride=state.stride,
             names=(self.names[0],),
+            pins=(),
             kept=(self._cells(),),
             index=tuple(range(len(rows))),
             token_ids=np.asarray(state.tokens.ids, np.int64),

@@ -24,7 +24,7 @@ model's context, or either model's). Longer text is cut to its first `max_tokens
 update says so in `notice`; only as much of the text is tokenized as those tokens need, so a
 keystroke costs the same in a huge text as in a short one, and the tokens left out are then an
 estimate ("about N"). Kept state per model is about (L + 1) × T × d hidden values and the key/value
-cache in the model's dtype, plus (S × 4 + k × 12) bytes per displayed cell (and D × 4 for the A/B
+cache in the model's dtype, plus (S × 4 + k × 12 + 4 + 4 × pins) bytes per displayed cell (and D × 4 for the A/B
 diff); it shrinks with the text.
 
 Cells whose logits are not finite (a broken model or lens weight, an overflow) are NaN in every
@@ -54,6 +54,7 @@ import copy
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypedDict
 
 import numpy as np
@@ -88,6 +89,7 @@ from .grid import (
     stride_rows,
 )
 from .lenses import Lens, LogitLens, TunedLens
+from .pins import Pin, PinError, check_pins, make_pin
 from .placement import unwrap
 from .statistics import DIFF_STATISTICS, NO_TARGET, STATISTICS, cross_entropy, log_probs, rank
 from .text import Tokens, check_tokenizer, cut_notice, tokenize, vocabulary
@@ -174,11 +176,13 @@ class LensSession:
             track.lens = self._fit_lens(track, lens if given is None else given)  # B: A's lens unless lens_b
             self._tracks = (*self._tracks, track)
         self._rows: list[int] = []
+        self._pins: tuple[Pin, ...] = ()
         self._diff: np.ndarray | None = None
         self._text = ""
         self._tokens = Tokens(ids=[], spans=np.empty((0, 2), np.uint32), total=0)
         self._fresh = True
         self._strings: list[str] | None = None
+        self._raw: list[str] | None = None
         self._pending = np.zeros(0, bool)
         self._cpu = all(a.device.type == "cpu" for a in adapters)
         self._macs_per_token = sum(sum(p.numel() for p in m.parameters()) for m in models)
@@ -371,6 +375,43 @@ class LensSession:
             self._compute_rows(rows)
             return self._update("full", self._rows, 0) if completed else self._update("rows", rows, 0)
 
+    def make_pin(self, *items: str | int, label: str | None = None) -> Pin:
+        """A pinned item from words (each its token set, pins.word_token_ids) and token ids, all added
+        up together; labelled by its words (or tokens) unless `label` is given."""
+        if self._raw is None:
+            known = min(len(self.tokenizer), self._tracks[0].adapter.vocab_size)
+            self._raw = [str(t) for t in self.tokenizer.convert_ids_to_tokens(list(range(known)))]
+        return make_pin(items, label, self.token_strings(), self._raw, self.tokenizer)
+
+    @property
+    def pins(self) -> tuple[Pin, ...]:
+        """The pinned items, in the order of every cell's log-probabilities (Cells.pins)."""
+        return self._pins
+
+    def set_pins(self, pins: Sequence[Pin]) -> Update:
+        """Pin these items (and no others): each kept item keeps its values; each new one costs its
+        tokens' columns of the head on the kept hidden states (a [cells, d] × [d, tokens] product) and
+        no model run, nor the rest of the head."""
+        pins = check_pins(pins)
+        for pin in pins:
+            beyond = [i for i in pin.ids if not 0 <= i < self._tracks[0].adapter.vocab_size]
+            if beyond:
+                raise PinError(f"token id {beyond[0]} of {pin.label!r} is beyond the vocabulary")
+        with self._consistent():
+            self._complete()
+            old = {p.ids: i for i, p in enumerate(self._pins)}
+            new = [p for p in pins if p.ids not in old]
+            for track in self._tracks:
+                cells = track.cells
+                fresh = track.pin_log_probs(self._rows, [p.ids for p in new])
+                kept = cells.pins if cells.pins is not None else np.empty((0, *cells.stats.shape[1:]), np.float32)
+                parts = [kept[old[p.ids]] if p.ids in old else fresh[new.index(p)] for p in pins]
+                values = np.stack(parts) if parts else np.empty((0, *cells.stats.shape[1:]), np.float32)
+                track.cells = replace(cells, pins=values)
+            self._pins = pins
+            self.revision += 1
+            return self._update("full", self._rows, 0)
+
     def set_layer_stride(self, stride: int) -> Update:
         """Show every `stride`-th layer (and the output row); only rows not yet computed cost work."""
         self.layer_stride = check_stride(stride)
@@ -509,7 +550,8 @@ class LensSession:
         last = end == len(targets)
         if not self._ab:
             a = self._tracks[0].source(start, end)
-            grid = compute_grid(a.adapter, a.lens, a.forward, targets[start:end], rows, k, chunk, last)
+            pins = [p.ids for p in self._pins]
+            grid = compute_grid(a.adapter, a.lens, a.forward, targets[start:end], rows, k, chunk, last, pins=pins)
             self._largest_chunk = max(self._largest_chunk, grid.work_bytes)
             return [grid], None
         track_a, track_b = self._tracks
@@ -522,6 +564,7 @@ class LensSession:
             chunk,
             keep_last_logits=last,
             rows_b=track_b.layers(rows),
+            pins=[p.ids for p in self._pins],
         )
         self._largest_chunk = max(self._largest_chunk, pair.a.work_bytes)
         return [pair.a, pair.b], pair.diff
@@ -636,6 +679,7 @@ class LensSession:
             notice=notice,
             layer_stride=self.layer_stride,
             names=tuple(t.name for t in self._tracks),
+            pins=tuple(p.label for p in self._pins),
             kept=tuple(t.cells for t in self._tracks),
             index=tuple(self._rows.index(r) for r in rows),
             token_ids=np.asarray(tokens.ids, np.int64),

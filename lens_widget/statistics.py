@@ -22,6 +22,7 @@ that a cell paired with itself gives exactly 0 (not a rounding residue), and NaN
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -306,7 +307,7 @@ def grid_statistics_and_lse(
     *,
     scratch: torch.Tensor | None = None,
     sync_free: bool = False,
-) -> tuple[CellStatistics, torch.Tensor, torch.Tensor]:
+) -> tuple[CellStatistics, torch.Tensor, torch.Tensor, torch.Tensor]:
     """`cell_statistics` of a slab of the grid: logits [positions, rows, vocab], float32 and
     contiguous, whose last row is the model's own output (the distribution every row's KL is to).
 
@@ -328,7 +329,8 @@ def grid_statistics_and_lse(
 
     Returns values [len(STATISTICS), positions, rows], top_ids and top_probs [positions, rows, k];
     then each cell's log-sum-exp of its centred logits (the logits left in place minus it are the
-    log-probabilities, which the A/B grid takes from there) and whether it is valid, [positions, rows].
+    log-probabilities, which the A/B grid takes from there), whether it is valid, and its largest
+    logit, all [positions, rows]: largest + log-sum-exp is the log-sum-exp of the cell's logits.
     """
     positions, rows, vocab = logits.shape
     if not 1 <= k <= vocab:
@@ -369,7 +371,20 @@ def grid_statistics_and_lse(
     values = torch.stack([entropy_, cross, kl, top_probs[..., 0], rank_])
     values = torch.where(valid, values, torch.nan)
     top_probs = torch.where(valid[..., None], top_probs, torch.nan)
-    return CellStatistics(values=values, top_ids=top_ids, top_probs=top_probs), lse, valid
+    return CellStatistics(values=values, top_ids=top_ids, top_probs=top_probs), lse, valid, peak
+
+
+def pinned_log_probs(
+    z: torch.Tensor, lse: torch.Tensor, valid: torch.Tensor, pins: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """[len(pins), *cells]: each pinned item's log-probability, log Σ_{t in item} p_t, from centred
+    logits z [*cells, vocab] and their log-sum-exp [*cells] (as `grid_statistics_and_lse` leaves
+    them). An item is a tensor of token ids; NaN in an invalid cell, −inf where every token of an item
+    has probability 0."""
+    if not pins:
+        return z.new_empty((0, *z.shape[:-1]))
+    values = torch.stack([torch.logsumexp(z.index_select(-1, ids), dim=-1) for ids in pins]) - lse
+    return torch.where(valid, values, torch.nan)
 
 
 def _exact_centred(z: torch.Tensor, model_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

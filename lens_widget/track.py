@@ -136,6 +136,38 @@ class Track:
         assert grid.last_logits is not None
         return grid.last_logits[[distinct.index(layer) for layer in layers]]
 
+    @torch.inference_mode()
+    def pin_log_probs(self, rows: Sequence[int], pins: Sequence[Sequence[int]], block: int = 256) -> np.ndarray:
+        """float32 [len(pins), rows, columns]: each pinned item's log-probability in every kept cell of
+        `rows` (the session's, in the order of its cells), from the kept hidden states and each cell's
+        kept log-sum-exp: the head's columns of the items' tokens only, never the whole head. NaN in
+        invalid and pending cells, as the grid has them."""
+        adapter, cells = self.adapter, self.cells
+        columns = self.columns
+        out = np.full((len(pins), len(rows), columns), np.nan, np.float32)
+        if not pins or not columns or cells.lse is None:
+            return out
+        union = sorted({int(i) for item in pins for i in item})
+        where = {token: i for i, token in enumerate(union)}
+        members = [torch.tensor([where[int(i)] for i in dict.fromkeys(item)]) for item in pins]
+        ids = torch.tensor(union, dtype=torch.long, device=adapter.device)
+        missing = np.isnan(cells.stats[_ENTROPY])  # invalid cells and pending columns
+        with adapter.head_in_place():
+            for row, layer in enumerate(self.layers(rows)):
+                for start in range(0, columns, block):
+                    end = min(columns, start + block)
+                    hidden = self.hidden[layer, start:end].to(adapter.device)
+                    if layer == adapter.num_layers:
+                        head_in = adapter.head_input(hidden)
+                    else:
+                        head_in = adapter.final_norm(self.lens.translate(hidden[None], [layer])[0])
+                    logits = adapter.decode_ids(head_in, ids).cpu()
+                    lse = torch.from_numpy(cells.lse[row, start:end])
+                    for p, member in enumerate(members):
+                        out[p, row, start:end] = (torch.logsumexp(logits[:, member], dim=-1) - lse).numpy()
+        out[:, missing] = np.nan
+        return out
+
     def invalid_rows(self, rows: Sequence[int], pending: np.ndarray) -> list[int]:
         """Rows with a cell whose logits are not finite (NaN entropy, which only such a cell has, and
         the placeholders of `pending` columns, which are left out)."""

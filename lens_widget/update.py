@@ -47,6 +47,8 @@ class Update:
     layer_stride: int
     names: tuple[str, ...]
     """Each model's display name."""
+    pins: tuple[str, ...]
+    """The labels of the pinned items whose log-probabilities the cells carry, in their order."""
     kept: tuple[Cells, ...] = field(repr=False, compare=False)
     """Each model's cells when the update was made, of the session's rows."""
     index: tuple[int, ...] = field(repr=False, compare=False)

@@ -3,8 +3,9 @@
 Run `python tests/payload_fixture.py` to re-record both. Both decoders are tested against them: Python in
 tests/test_payload_fixture.py, TypeScript in js/payload.test.ts, so the contract is one.
 
-- payload_stream.json: one model (full, columns, rows, columns, then an edit with only the columns on
-  screen computed, a "cells" update filling some of the pending ones, and a shorter text dropping the rest).
+- payload_stream.json: one model, with two pinned items (full, columns, rows, columns, then an edit
+  with only the columns on screen computed, a "cells" update filling some of the pending ones, and a
+  shorter text dropping the rest).
 - payload_stream_ab.json: two different models in one A/B session (the same steps but the last), so
   the two grids and the diff statistics go through every kind of update, and the recorded state still
   has pending columns.
@@ -27,6 +28,7 @@ from tiny_models import tiny_model, tiny_tokenizer
 
 from lens_widget.page import jsonable
 from lens_widget.payload import ViewState, apply_update, encode_vocabulary, payload_of
+from lens_widget.pins import Pin
 from lens_widget.session import LensSession
 
 FIXTURES = Path(__file__).resolve().parents[1] / "js" / "fixtures"
@@ -61,10 +63,12 @@ def expected_state(state: ViewState) -> dict[str, Any]:
                 "stats": [_number(float(x)) for x in grid.stats.ravel()],
                 "top_ids": grid.top_ids.ravel().tolist(),
                 "top_probs": [_number(float(x)) for x in grid.top_probs.ravel()],
+                "pins": [_number(float(x)) for x in grid.pins.ravel()],
             }
             for meta, grid in zip(state.header["grids"], state.grids, strict=True)
         ],
         "diff_names": state.header["diff"],
+        "pin_labels": state.header["pins"],
         "diff": None if state.diff is None else [_number(float(x)) for x in state.diff.ravel()],
         "token_ids": state.token_ids.tolist(),
         "token_spans": state.token_spans.ravel().tolist(),
@@ -96,11 +100,16 @@ def record() -> dict[str, Any]:
     return _stream(session, [*_edits(session), lambda: session.set_text("Paris")])
 
 
+PINS = [Pin("t5", (5,)), Pin("set", (7, 9, 11))]
+"""A token and a set of tokens, pinned before the first text: their log-probabilities go through
+every kind of update."""
+
+
 def _edits(session: LensSession) -> list[Any]:
     """Full, columns (with an emoji), rows, columns, then typing answered for the columns on screen
     first and a chunk of the pending ones: every kind of update."""
     return [
-        lambda: session.set_text("Paris is the"),
+        lambda: (session.set_pins(PINS), session.set_text("Paris is the"))[1],
         lambda: session.set_text("Paris is the capital 🙂"),
         lambda: session.set_layer_stride(1),
         lambda: session.set_text("Paris was the capital"),

@@ -73,7 +73,10 @@ def test_memory_reports_each_part_as_the_formula_says() -> None:
     memory = session.memory()
     assert (memory["hidden_states"], memory["cache"]) == (hidden, cache)
     stats, ids, probs = session.grid_arrays()
-    assert memory["cells"] == stats.nbytes + ids.nbytes + probs.nbytes
+    cells = stats.shape[1] * stats.shape[2]
+    assert memory["cells"] == stats.nbytes + ids.nbytes + probs.nbytes + 4 * cells  # and each cell's log-sum-exp
+    session.set_pins([session.make_pin("the"), session.make_pin("a")])
+    assert session.memory()["cells"] == memory["cells"] + 2 * 4 * cells  # a float per pinned item
     assert memory["kept_on"] == "cpu"
     assert 0 < memory["largest_chunk"] <= 2 * CPU_CHUNK_BYTES
     session.set_text(TEXT[:20])  # the state shrinks with the text

@@ -284,6 +284,10 @@ def test_shared_payload_cases_are_judged_as_the_typescript_decoder_judges_them(c
         assert out.grids[0].top_ids.ravel().tolist() == case["top_ids"]
     if "notice" in case:
         assert out.header["notice"] == case["notice"]
+    for grid in out.grids:
+        assert grid.pins is not None and grid.pins.shape == (len(out.header["pins"]), R, T)
+    if "pins" in case:
+        np.testing.assert_array_equal(out.grids[0].pins.ravel(), np.array(case["pins"], np.float32))
     if "pending" in case:
         pending = np.zeros(T, bool) if out.pending is None else out.pending
         assert pending.astype(int).tolist() == case["pending"]
@@ -352,7 +356,7 @@ def test_the_wire_constants_are_the_shared_files() -> None:
     """Both decoders read constants.json (js/payload.ts at build time), so they cannot disagree; this
     holds the file to what the format needs."""
     assert payload_module.F16_MAX == float(np.finfo(np.float16).max)
-    assert payload_module.KINDS == ("full", "columns", "rows", "cells") and payload_module.VERSION == 3
+    assert payload_module.KINDS == ("full", "columns", "rows", "cells") and payload_module.VERSION == 4
     assert all(name in STATISTICS for name in payload_module.PATCHED)
 
 

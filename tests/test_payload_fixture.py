@@ -41,6 +41,9 @@ def _assert_state(state: ViewState, expected: dict[str, Any]) -> None:
         np.testing.assert_array_equal(grid.stats.ravel(), _floats(want["stats"]))
         assert grid.top_ids.ravel().tolist() == want["top_ids"]
         np.testing.assert_array_equal(grid.top_probs.ravel(), _floats(want["top_probs"]))
+        assert grid.pins is not None
+        np.testing.assert_array_equal(grid.pins.ravel(), _floats(want["pins"]))
+    assert state.header["pins"] == expected["pin_labels"] and len(expected["pin_labels"]) == 2
     assert state.header["diff"] == expected["diff_names"]
     if expected["diff"] is None:
         assert state.diff is None
