@@ -5,6 +5,14 @@
 import type { Payload, Vocabulary } from "./payload";
 import type { Mode } from "./picture";
 
+/** A pinned item: a token, or a set of tokens whose probabilities add up (lens_widget/pins.py). */
+export interface PinnedItem {
+  label: string;
+  ids: number[];
+  words: string[];
+  tokens: string[];
+}
+
 /** Mirrors the Python LensWidget's traits one to one. */
 export interface Model {
   text: string;
@@ -19,6 +27,7 @@ export interface Model {
   vocabulary: Vocabulary | Record<string, never>;
   error: string;
   remote_status: string;
+  pins: PinnedItem[];
   instance: string;
 }
 
@@ -35,6 +44,7 @@ export const MODEL_KEYS = [
   "vocabulary",
   "error",
   "remote_status",
+  "pins",
   "instance",
 ] as const satisfies readonly (keyof Model)[];
 

@@ -28,6 +28,7 @@ class FakeModel {
       vocabulary: revive(fixture.vocabulary) as Model["vocabulary"],
       error: "",
       remote_status: "",
+      pins: [],
       instance: `fake-${Math.random()}`,
       ...initial,
     };

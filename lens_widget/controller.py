@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from .lenses import TunedLens
 from .payload import payload_of, to_message
+from .pins import Pin, pin_of_trait
 from .remote_session import Fetched, RemoteSession
 from .session import LensSession
 from .update import Update
@@ -101,6 +102,7 @@ class WidgetController:
         widget.observe(self._on_text, names="text")
         widget.observe(self._on_stride, names="layer_stride")
         widget.observe(self._on_lens, names="lens")
+        widget.observe(self._on_pins, names="pins")
         widget.on_msg(self._on_message)
 
     @property
@@ -321,6 +323,53 @@ class WidgetController:
                 self.widget.lens = change["old"]
             finally:
                 self._reverting = False
+
+    def pin(self, items: tuple[str | int, ...], label: str | None) -> str:
+        """Pin one item (widget.pin): raises on a bad item, and the picture stays as it was."""
+        pin = self.session.make_pin(*items, label=label)
+        self.apply_pins([*self.session.pins, pin])
+        return pin.label
+
+    def unpin(self, labels: tuple[str, ...]) -> None:
+        """Unpin these items, all when none is named (widget.unpin); an unknown label raises."""
+        known = [p.label for p in self.session.pins]
+        unknown = [label for label in labels if label not in known]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not pinned; pinned: {known}")
+        self.apply_pins([p for p in self.session.pins if labels and p.label not in labels])
+
+    def apply_pins(self, pins: list[Pin]) -> None:
+        """The session's pins, the picture and the `pins` trait, changed together (or not at all)."""
+        update = self.session.set_pins(pins)
+        with self.widget.hold_sync():
+            self.publish(update)
+            self._reverting = True
+            try:
+                self.widget.pins = [p.as_trait(self.session.token_strings()) for p in self.session.pins]
+            finally:
+                self._reverting = False
+            labels = [p.label for p in self.session.pins]
+            if self.widget.statistic.removeprefix("pin:") not in labels and self.widget.statistic.startswith("pin:"):
+                self.widget.statistic = "entropy"  # its item was unpinned
+            shown = self.widget.diff_statistic.removeprefix("delta:")
+            if shown.startswith("pin:") and shown.removeprefix("pin:") not in labels:
+                self.widget.diff_statistic = "js"
+
+    def _on_pins(self, change: Any) -> None:
+        """The trait set directly (Python, or a notebook's saved state): pinned as it says, or put back."""
+        if self._reverting:
+            return
+        try:
+            pins = [pin_of_trait(entry) for entry in change["new"]]
+            self.apply_pins(pins)
+            self.widget.error = ""
+        except Exception as exc:
+            self._reverting = True
+            try:
+                self.widget.pins = change["old"]
+            finally:
+                self._reverting = False
+            self.widget.error = _message("Could not pin", exc)
 
     def _on_message(self, widget: Any, content: Any, buffers: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None

@@ -113,6 +113,17 @@ def make_pin(
     return Pin(label, tuple(ids), tuple(words))
 
 
+def pin_of_trait(entry: Any) -> Pin:
+    """A Pin from one entry of the widget's `pins` trait ({label, ids, words?})."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("label"), str) or not isinstance(entry.get("ids"), list):
+        raise PinError(f"a pinned item must be {{label: str, ids: [int, ...]}}, got {entry!r}")
+    ids = entry["ids"]
+    if not ids or any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+        raise PinError(f"a pinned item's ids must be token ids (at least one), got {ids!r}")
+    words = entry.get("words") or []
+    return Pin(entry["label"], tuple(sorted(set(ids))), tuple(str(w) for w in words))
+
+
 def check_pins(pins: Sequence[Pin]) -> tuple[Pin, ...]:
     """Pins a session can hold: at most MAX_PINS, labels distinct."""
     pins = tuple(pins)

@@ -10,7 +10,7 @@ controller calls the rest of LensSession's interface it uses, which this class m
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from .checks import check_max_tokens, check_stride, check_top_k, context_length,
 from .grid import LensGrid, row_labels, stride_rows
 from .lenses import Lens, LogitLens, TunedLens
 from .nnsight_trace import check_remote, check_remote_value, plan_of, trace_grid
+from .pins import Pin, PinError
 from .placement import is_nnsight
 from .statistics import STATISTICS
 from .text import Tokens, check_tokenizer, cut_notice, tokenize, vocabulary
@@ -166,6 +167,16 @@ class RemoteSession:
         if grid is None:
             return Cells.empty(len(STATISTICS), self.top_k, len(self.rows))
         return grid
+
+    pins: tuple[Pin, ...] = ()
+
+    def make_pin(self, *items: str | int, label: str | None = None) -> Pin:
+        raise PinError("pinned items are not available with remote= yet: NDIF traces return the cells only")
+
+    def set_pins(self, pins: Sequence[Pin]) -> Update:
+        if pins:
+            raise PinError("pinned items are not available with remote= yet: NDIF traces return the cells only")
+        return self.full_update()
 
     def diff_arrays(self) -> np.ndarray | None:
         return None

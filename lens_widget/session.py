@@ -79,6 +79,7 @@ from .checks import (
     positive_int,
     whose,
 )
+from .column import ColumnDetail, column_detail
 from .errors import LensMismatchError
 from .grid import (
     LensGrid,
@@ -382,6 +383,17 @@ class LensSession:
             known = min(len(self.tokenizer), self._tracks[0].adapter.vocab_size)
             self._raw = [str(t) for t in self.tokenizer.convert_ids_to_tokens(list(range(known)))]
         return make_pin(items, label, self.token_strings(), self._raw, self.tokenizer)
+
+    def column(self, column: int, query: str = "") -> ColumnDetail:
+        """Column `column` in full, for the trajectory panel: each pinned item (or, with none, each
+        token that is top-1 at some row) at every row, through every lens each model has been read
+        through, and a search of the vocabulary for `query` (column.py)."""
+        if isinstance(column, bool) or not isinstance(column, int) or not 0 <= column < len(self._tokens.ids):
+            raise ValueError(f"column must be a token column in 0..{len(self._tokens.ids) - 1}, got {column!r}")
+        if not isinstance(query, str) or len(query) > 100:
+            raise ValueError("query must be a string of at most 100 characters")
+        with self._small(len(self._rows) * self._macs_per_cell):
+            return column_detail(self._tracks, self._rows, column, self._pins, self.token_strings(), self.top_k, query)
 
     @property
     def pins(self) -> tuple[Pin, ...]:

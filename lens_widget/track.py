@@ -16,7 +16,7 @@ import torch
 from .adapter import ModelAdapter, ModelForward
 from .cells import Cells
 from .grid import GridInput, aligned_layers, compute_grid
-from .lenses import Lens
+from .lenses import Lens, LogitLens
 from .placement import CPU
 from .statistics import NO_TARGET, STATISTICS
 
@@ -48,6 +48,8 @@ class Track:
         brings each layer's back to the device for its step: CUDA only, every layer's)."""
         self.name = name
         self.adapter = adapter
+        self.lenses: dict[str, Lens] = {"logit": LogitLens()}
+        """Every lens this model has been read through, by name (the trajectory panel draws each)."""
         self.lens = lens
         self.reference_layers = reference_layers
         self.k = k
@@ -60,6 +62,16 @@ class Track:
         self.cells = Cells.empty(len(STATISTICS), self.k)
         self.last_logits: dict[int, torch.Tensor] = {}
         """Session row → float32 [vocab] logits of the last column, for the next append's patch."""
+
+    @property
+    def lens(self) -> Lens:
+        """The lens the cells are read through."""
+        return self._lens
+
+    @lens.setter
+    def lens(self, lens: Lens) -> None:
+        self._lens = lens
+        self.lenses[lens.name] = lens
 
     @property
     def positions(self) -> int:
@@ -126,13 +138,17 @@ class Track:
         windows = [getattr(layer, "sliding_window", None) for layer in layers if getattr(layer, "is_sliding", False)]
         return all(isinstance(window, int) and length < window for window in windows)
 
-    def column_logits(self, rows: Sequence[int], column: int, top_k: int, chunk_bytes: int | None) -> torch.Tensor:
-        """float32 [rows, vocab] logits of one column, for its patch when they were not kept."""
+    def column_logits(
+        self, rows: Sequence[int], column: int, top_k: int, chunk_bytes: int | None, lens: Lens | None = None
+    ) -> torch.Tensor:
+        """float32 [rows, vocab] logits of one column (through `lens`, the track's by default): a
+        patch whose logits were not kept, the trajectory panel's column."""
         layers = self.layers(rows)
         distinct = list(dict.fromkeys(layers))
         forward = ModelForward(self.hidden[:, column : column + 1])
         targets = torch.tensor([NO_TARGET])
-        grid = compute_grid(self.adapter, self.lens, forward, targets, distinct, top_k, chunk_bytes, True)
+        lens = self.lens if lens is None else lens
+        grid = compute_grid(self.adapter, lens, forward, targets, distinct, top_k, chunk_bytes, True)
         assert grid.last_logits is not None
         return grid.last_logits[[distinct.index(layer) for layer in layers]]
 

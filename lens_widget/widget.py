@@ -33,6 +33,16 @@ DIFF_CHOICES = (*DIFF_STATISTICS, *(f"delta:{name}" for name in STATISTICS))
 """What the diff mode can show: pair statistics, and B − A of each single-model statistic."""
 
 
+def check_shown(value: Any, pins: list[dict[str, Any]], choices: tuple[str, ...], name: str, prefix: str = "") -> str:
+    """A statistic the widget can show: one of `choices`, or "<prefix>pin:<label>" of a pinned item."""
+    labels = [str(p.get("label")) for p in pins]
+    if isinstance(value, str) and (value in choices or value.removeprefix(prefix).removeprefix("pin:") in labels):
+        if value in choices or value.removeprefix(prefix).startswith("pin:"):
+            return value
+    shown = [*choices, *(f"{prefix}pin:{label}" for label in labels)]
+    raise traitlets.TraitError(f"{name} must be one of {shown}, got {value!r}")
+
+
 
 
 class LensWidget(anywidget.AnyWidget):
@@ -48,9 +58,9 @@ class LensWidget(anywidget.AnyWidget):
 
     text = traitlets.Unicode("").tag(sync=True)
     """The text being analysed; views send typing as edit messages and show this (controller.py)."""
-    statistic = traitlets.Enum(STATISTICS, default_value="entropy").tag(sync=True)
-    """The statistic that colours the cells of one model (all are in the payload; switching is instant)."""
-    diff_statistic = traitlets.Enum(DIFF_CHOICES, default_value="js").tag(sync=True)
+    statistic = traitlets.Unicode("entropy").tag(sync=True)
+    """What colours the cells of one model: a statistic, or "pin:<label>", a pinned item's probability."""
+    diff_statistic = traitlets.Unicode("js").tag(sync=True)
     """What the A/B diff mode shows: a pair statistic (DIFF_STATISTICS) or "delta:<statistic>" (B − A)."""
     mode = traitlets.Enum(("a", "b", "diff"), default_value="a").tag(sync=True)
     """The mode a view starts in (A/B only): switching it in the view is the view's own, with no message."""
@@ -70,6 +80,8 @@ class LensWidget(anywidget.AnyWidget):
     """A readable message about the last failure, or empty."""
     remote_status = traitlets.Unicode("").tag(sync=True)
     """With remote=: "queued" or "running" while a trace of the typed text is out, else empty."""
+    pins = traitlets.List(traitlets.Dict()).tag(sync=True)
+    """The pinned items ({label, ids, words, tokens}), which the trajectory panel follows: see pin()."""
     instance = traitlets.Unicode().tag(sync=True)
     """This widget's own key, by which its views find the one decoded state they share (js/store.ts)."""
 
@@ -169,6 +181,24 @@ class LensWidget(anywidget.AnyWidget):
     def _encodable_text(self, proposal: Any) -> str:
         """A lone surrogate cannot be encoded in a message to the views (it would break the widget)."""
         return without_lone_surrogates(proposal["value"])
+
+    @traitlets.validate("statistic")
+    def _check_statistic(self, proposal: Any) -> str:
+        return check_shown(proposal["value"], self.pins, STATISTICS, "statistic")
+
+    @traitlets.validate("diff_statistic")
+    def _check_diff_statistic(self, proposal: Any) -> str:
+        return check_shown(proposal["value"], self.pins, DIFF_CHOICES, "diff_statistic", prefix="delta:")
+
+    def pin(self, *items: str | int, label: str | None = None) -> str:
+        """Follow a token, or a set of tokens whose probabilities add up, across the layers: words (each
+        its token set: every token that begins it, with and without the space) and token ids, pinned as
+        one item. Returns its label; its probability colours the heatmap as the "p(label)" statistic."""
+        return self._controller.pin(items, label)
+
+    def unpin(self, *labels: str) -> None:
+        """Stop following these pinned items (all of them when none is named)."""
+        self._controller.unpin(labels)
 
     @traitlets.validate("layer_stride")
     def _check_stride(self, proposal: Any) -> int:

@@ -147,3 +147,30 @@ def test_the_snapshot_carries_the_pins_as_the_session_holds_them() -> None:
     assert state.grids[0].pins is not None
     want = reference_pins("gpt2", model, None, s.tokens.ids, list(s.pins))[:, s.rows]
     np.testing.assert_allclose(np.exp(state.grids[0].pins), want, rtol=2e-4, atol=2e-6)
+
+
+def test_the_widget_pins_and_unpins_and_keeps_the_pins_trait_and_statistic_in_step() -> None:
+    from lens_widget import LensWidget
+
+    model = tiny_model("gpt2", vocab_size=VOCAB)
+    w = LensWidget(model, tiny_tokenizer(VOCAB), text=TEXT)
+    label = w.pin("dog")
+    assert label == "dog" and [p["label"] for p in w.pins] == ["dog"] and w.pins[0]["tokens"]
+    w.statistic = "pin:dog"
+    assert w.snapshot["header"]["pins"] == ["dog"]
+    with pytest.raises(PinError, match="distinct"):
+        w.pin("dog")
+    assert [p["label"] for p in w.pins] == ["dog"], "a refused pin changes nothing"
+    w.pins = [*w.pins, {"label": "the", "ids": [w.session.tokenizer.encode(" the")[0]]}]  # set directly
+    assert [p.label for p in w.session.pins] == ["dog", "the"] and not w.error
+    w.pins = [{"label": "bad", "ids": []}]
+    assert "Could not pin" in w.error and [p.label for p in w.session.pins] == ["dog", "the"]
+    assert [p["label"] for p in w.pins] == ["dog", "the"], "the trait is put back"
+    w.unpin("dog")
+    assert w.statistic == "entropy", "the unpinned item's statistic falls back"
+    with pytest.raises(ValueError, match="not pinned"):
+        w.unpin("cat")
+    w.unpin()
+    assert w.pins == [] and w.snapshot["header"]["pins"] == []
+    with pytest.raises(Exception, match="statistic must be one of"):
+        w.statistic = "pin:dog"
