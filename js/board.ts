@@ -4,10 +4,10 @@
 
 import { LAYOUT } from "./constants";
 import { Disposer } from "./disposer";
+import { element } from "./dom";
 import { type Cell, cellAt, cellRect, contentWidth, draw, drawLegend, type Layout, makeLayout, scrollToShow, visibleColumns } from "./heatmap";
 import type { Picture } from "./heatmap";
 import { rowIndices, type Scene } from "./picture";
-import { element } from "./toolbar";
 
 export class Board {
   readonly scroller: HTMLDivElement;
@@ -88,7 +88,9 @@ export class Board {
     sized(this.legend, p.layout.width, LAYOUT.legend_height, dpr, (ctx) => drawLegend(ctx, p.layout.width, legendTitle, p));
   }
 
-  cellAt(s: Scene, event: MouseEvent): Cell | null {
+  /** The cell under the pointer (null: none, or no scene to hit). */
+  cellAt(s: Scene | null, event: MouseEvent): Cell | null {
+    if (!s) return null;
     const box = this.canvas.getBoundingClientRect();
     return cellAt(this.layout(s), event.clientX - box.left, event.clientY - box.top, this.scrollLeft);
   }

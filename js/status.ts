@@ -1,6 +1,7 @@
 // The status line and messages, as a pure function of what the view knows: whether it waits for the
 // kernel, what the picture covers, and why it may be missing or stale.
 
+import { element } from "./dom";
 import { pendingCount } from "./payload";
 import { rowIndices, type Scene } from "./picture";
 
@@ -63,12 +64,7 @@ export class Messages {
   private readonly notice: HTMLDivElement;
 
   constructor(doc: Document, parent: HTMLElement) {
-    const box = (className: string): HTMLDivElement => {
-      const node = doc.createElement("div");
-      node.className = `lw-message ${className}`;
-      parent.appendChild(node);
-      return node;
-    };
+    const box = (className: string): HTMLDivElement => element(doc, "div", `lw-message ${className}`, parent);
     this.errors = box("lw-error");
     this.errors.setAttribute("role", "alert");
     this.snapshot = box("lw-snapshot");

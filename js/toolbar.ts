@@ -3,6 +3,7 @@
 // the user's choices to its owner; it keeps no state of its own.
 
 import { Disposer } from "./disposer";
+import { element } from "./dom";
 import { choices, effectiveMode, isAB, type Mode, modelNames, type Scene, shown } from "./picture";
 import { title as statisticTitle } from "./statistics";
 import type { Status } from "./status";
@@ -21,13 +22,6 @@ export interface ToolbarInput {
   lens: string;
   lensOptions: string[];
   snapshotMode: boolean;
-}
-
-export function element<K extends keyof HTMLElementTagNameMap>(doc: Document, tag: K, className: string, parent?: HTMLElement): HTMLElementTagNameMap[K] {
-  const node = doc.createElement(tag);
-  node.className = className;
-  parent?.appendChild(node);
-  return node;
 }
 
 export class Toolbar {

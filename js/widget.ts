@@ -11,6 +11,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { Board, rowLabels } from "./board";
 import { CaretFollower } from "./caret";
 import { Disposer } from "./disposer";
+import { element } from "./dom";
 import { downloadCanvas, pictureCanvas } from "./download";
 import { Frames } from "./frames";
 import type { Model } from "./model";
@@ -21,7 +22,7 @@ import { Messages, statusOf } from "./status";
 import { holdStore, initialize, newId, type Store } from "./store";
 import { EditSync, editDone } from "./sync";
 import { isDark, palette, watchTheme } from "./theme";
-import { element, Toolbar } from "./toolbar";
+import { Toolbar } from "./toolbar";
 import { TooltipBox } from "./tooltip";
 import type { Picture } from "./heatmap";
 import { VisibleReporter } from "./visible";
@@ -178,13 +179,12 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   d.listen(textarea, "click", () => (caret.placed(textarea.selectionStart), frames.request()));
   d.listen(textarea, "keyup", (e) => CARET_KEYS.has(e.key) && (caret.placed(textarea.selectionStart), frames.request()));
   d.listen(textarea, "blur", adoptKernelText);
-  const cellAt = (event: MouseEvent) => (scene() ? board.cellAt(scene() as Scene, event) : null);
   d.listen(board.canvas, "mousemove", (event) => {
-    const next = afterHover(ui.selection, cellAt(event));
+    const next = afterHover(ui.selection, board.cellAt(scene(), event));
     if (next !== ui.selection) select(next);
   });
   d.listen(board.canvas, "mouseleave", () => ui.selection.pinned || select(NOTHING));
-  d.listen(board.canvas, "click", (event) => select(afterClick(ui.selection, cellAt(event))));
+  d.listen(board.canvas, "click", (event) => select(afterClick(ui.selection, board.cellAt(scene(), event))));
   d.listen(board.scroller, "scroll", () => {
     const s = scene();
     const [start, stop] = s ? board.onScreen(s) : [0, 0];

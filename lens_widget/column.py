@@ -86,8 +86,9 @@ def column_detail(
     for line in lines:
         ids = torch.tensor(line.ids, dtype=torch.long)
         for key, logp in logps.items():
-            values = torch.logsumexp(logp.index_select(-1, ids), dim=-1)
-            best = logp.index_select(-1, ids).amax(-1, keepdim=True)
+            members = logp.index_select(-1, ids)
+            values = torch.logsumexp(members, dim=-1)
+            best = members.amax(-1, keepdim=True)
             ranks = 1 + (logp > best).sum(-1)
             line.logp[key] = _finite(values.numpy())
             line.rank[key] = _finite(np.where(np.isfinite(best[:, 0].numpy()), ranks.double().numpy(), np.nan))

@@ -348,11 +348,12 @@ class WidgetController:
                 self.widget.pins = [p.as_trait(self.session.token_strings()) for p in self.session.pins]
             finally:
                 self._reverting = False
-            labels = [p.label for p in self.session.pins]
-            if self.widget.statistic.removeprefix("pin:") not in labels and self.widget.statistic.startswith("pin:"):
-                self.widget.statistic = "entropy"  # its item was unpinned
+            # A statistic of an item no longer pinned falls back to the default.
+            pinned = {f"pin:{p.label}" for p in self.session.pins}
+            if self.widget.statistic.startswith("pin:") and self.widget.statistic not in pinned:
+                self.widget.statistic = "entropy"
             shown = self.widget.diff_statistic.removeprefix("delta:")
-            if shown.startswith("pin:") and shown.removeprefix("pin:") not in labels:
+            if shown.startswith("pin:") and shown not in pinned:
                 self.widget.diff_statistic = "js"
 
     def _on_pins(self, change: Any) -> None:

@@ -415,9 +415,9 @@ class LensSession:
             new = [p for p in pins if p.ids not in old]
             for track in self._tracks:
                 cells = track.cells
+                assert cells.pins is not None  # a session's cells always carry them (its grids compute them)
                 fresh = track.pin_log_probs(self._rows, [p.ids for p in new])
-                kept = cells.pins if cells.pins is not None else np.empty((0, *cells.stats.shape[1:]), np.float32)
-                parts = [kept[old[p.ids]] if p.ids in old else fresh[new.index(p)] for p in pins]
+                parts = [cells.pins[old[p.ids]] if p.ids in old else fresh[new.index(p)] for p in pins]
                 values = np.stack(parts) if parts else np.empty((0, *cells.stats.shape[1:]), np.float32)
                 track.cells = replace(cells, pins=values)
             self._pins = pins

@@ -161,8 +161,9 @@ class Track:
         adapter, cells = self.adapter, self.cells
         columns = self.columns
         out = np.full((len(pins), len(rows), columns), np.nan, np.float32)
-        if not pins or not columns or cells.lse is None:
+        if not pins or not columns:
             return out
+        assert cells.lse is not None  # a session's cells always carry it
         union = sorted({int(i) for item in pins for i in item})
         where = {token: i for i, token in enumerate(union)}
         members = [torch.tensor([where[int(i)] for i in dict.fromkeys(item)]) for item in pins]

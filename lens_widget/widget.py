@@ -35,14 +35,10 @@ DIFF_CHOICES = (*DIFF_STATISTICS, *(f"delta:{name}" for name in STATISTICS))
 
 def check_shown(value: Any, pins: list[dict[str, Any]], choices: tuple[str, ...], name: str, prefix: str = "") -> str:
     """A statistic the widget can show: one of `choices`, or "<prefix>pin:<label>" of a pinned item."""
-    labels = [str(p.get("label")) for p in pins]
-    if isinstance(value, str) and (value in choices or value.removeprefix(prefix).removeprefix("pin:") in labels):
-        if value in choices or value.removeprefix(prefix).startswith("pin:"):
-            return value
-    shown = [*choices, *(f"{prefix}pin:{label}" for label in labels)]
+    shown = [*choices, *(f"{prefix}pin:{p.get('label')}" for p in pins)]
+    if value in shown:
+        return str(value)
     raise traitlets.TraitError(f"{name} must be one of {shown}, got {value!r}")
-
-
 
 
 class LensWidget(anywidget.AnyWidget):

@@ -158,6 +158,8 @@ def test_the_widget_pins_and_unpins_and_keeps_the_pins_trait_and_statistic_in_st
     assert label == "dog" and [p["label"] for p in w.pins] == ["dog"] and w.pins[0]["tokens"]
     w.statistic = "pin:dog"
     assert w.snapshot["header"]["pins"] == ["dog"]
+    with pytest.raises(Exception, match="diff_statistic must be one of"):
+        w.diff_statistic = "pin:dog"  # the diff mode shows B − A of an item: "delta:pin:dog"
     with pytest.raises(PinError, match="distinct"):
         w.pin("dog")
     assert [p["label"] for p in w.pins] == ["dog"], "a refused pin changes nothing"
