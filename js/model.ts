@@ -13,6 +13,9 @@ export interface PinnedItem {
   tokens: string[];
 }
 
+/** "fixed": one colour scale per statistic for every lens, model and picture; "view": each picture's own range. */
+export type ScaleMode = "fixed" | "view";
+
 /** Mirrors the Python LensWidget's traits one to one. */
 export interface Model {
   text: string;
@@ -29,6 +32,7 @@ export interface Model {
   remote_status: string;
   pins: PinnedItem[];
   instance: string;
+  color_scale: ScaleMode;
 }
 
 export const MODEL_KEYS = [
@@ -46,6 +50,7 @@ export const MODEL_KEYS = [
   "remote_status",
   "pins",
   "instance",
+  "color_scale",
 ] as const satisfies readonly (keyof Model)[];
 
 /** Compiles only while MODEL_KEYS names every key of Model. */

@@ -523,6 +523,8 @@ export interface StatisticInfo {
   /** A view reverses these so that bright always means "confident / close". */
   lower_is_better: boolean;
   scale: "sequential" | "divergence" | "probability" | "rank";
+  /** The top of the statistic's fixed scale: 1, ln 2, ln V or V (V: the vocabulary's size). */
+  bound?: "one" | "ln_2" | "ln_vocab" | "vocab";
 }
 
 export interface Vocabulary {

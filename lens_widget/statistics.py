@@ -36,22 +36,56 @@ position), in nats where they have units. B − A of each single-model statistic
 take it from the two grids, so it costs no bytes and is exactly 0 for a model diffed with itself."""
 
 STATISTIC_INFO: dict[str, dict[str, str | bool]] = {
-    "entropy": {"label": "Entropy", "units": "nats", "lower_is_better": True, "scale": "sequential"},
-    "cross_entropy": {"label": "Cross-entropy", "units": "nats", "lower_is_better": True, "scale": "sequential"},
-    "forward_kl": {"label": "KL(model‖lens)", "units": "nats", "lower_is_better": True, "scale": "divergence"},
-    "max_probability": {"label": "Max probability", "units": "", "lower_is_better": False, "scale": "probability"},
-    "rank": {"label": "Rank", "units": "", "lower_is_better": True, "scale": "rank"},
-    "kl_ab": {"label": "KL(A‖B)", "units": "nats", "lower_is_better": True, "scale": "divergence"},
-    "kl_ba": {"label": "KL(B‖A)", "units": "nats", "lower_is_better": True, "scale": "divergence"},
-    "js": {"label": "JS(A, B)", "units": "nats", "lower_is_better": True, "scale": "divergence"},
-    "top1_agree": {"label": "Top-1 agrees", "units": "", "lower_is_better": False, "scale": "probability"},
+    "entropy": {
+        "label": "Entropy",
+        "units": "nats",
+        "lower_is_better": True,
+        "scale": "sequential",
+        "bound": "ln_vocab",
+    },
+    "cross_entropy": {
+        "label": "Cross-entropy",
+        "units": "nats",
+        "lower_is_better": True,
+        "scale": "sequential",
+        "bound": "ln_vocab",
+    },
+    "forward_kl": {
+        "label": "KL(model‖lens)",
+        "units": "nats",
+        "lower_is_better": True,
+        "scale": "divergence",
+        "bound": "ln_vocab",
+    },
+    "max_probability": {
+        "label": "Max probability",
+        "units": "",
+        "lower_is_better": False,
+        "scale": "probability",
+        "bound": "one",
+    },
+    "rank": {"label": "Rank", "units": "", "lower_is_better": True, "scale": "rank", "bound": "vocab"},
+    "kl_ab": {"label": "KL(A‖B)", "units": "nats", "lower_is_better": True, "scale": "divergence", "bound": "ln_vocab"},
+    "kl_ba": {"label": "KL(B‖A)", "units": "nats", "lower_is_better": True, "scale": "divergence", "bound": "ln_vocab"},
+    "js": {"label": "JS(A, B)", "units": "nats", "lower_is_better": True, "scale": "divergence", "bound": "ln_2"},
+    "top1_agree": {
+        "label": "Top-1 agrees",
+        "units": "",
+        "lower_is_better": False,
+        "scale": "probability",
+        "bound": "one",
+    },
 }
 """Everything a view needs to show a statistic, defined here once and sent to views with the
 vocabulary: its label, the units its values are read in (empty for plain numbers: a probability, a
 rank), whether lower is better (the view reverses those so bright always means "confident / close"),
-and its scale: "sequential" (0 to the largest value shown), "divergence" (the same, on a scale of its
-own), "probability" (0 to 1) or "rank" (logarithmic from 1). Differences B − A are drawn on a
-diverging scale centred at 0."""
+its scale: "sequential" (0 up), "divergence" (the same, on a scale of its own), "probability" (0 to 1)
+or "rank" (logarithmic from 1), and the top of its fixed scale ("bound"): ln V nats (a uniform guess
+over the V tokens: the entropy's maximum, and where a cross-entropy or KL says "no better than
+chance"), ln 2 (the JS divergence's maximum), 1, or V. A fixed scale is the same for every lens,
+model and picture, so pictures can be compared; with the widget's color_scale="view" a picture spans
+its own values instead. Differences B − A are drawn on a diverging scale centred at 0, fixed at ± the
+bound (ranks on a signed logarithmic one)."""
 
 UNITS: dict[str, str] = {name: str(info["units"]) for name, info in STATISTIC_INFO.items()}
 """Units of each statistic (from STATISTIC_INFO)."""

@@ -16,7 +16,7 @@ import anywidget
 import traitlets
 from torch import nn
 
-from .constants import VIEW_TRAITS
+from .constants import PRESENTATION, VIEW_TRAITS
 from .controller import WidgetController
 from .lenses import Lens, TunedLens
 from .payload import encode_vocabulary
@@ -78,6 +78,8 @@ class LensWidget(anywidget.AnyWidget):
     """With remote=: "queued" or "running" while a trace of the typed text is out, else empty."""
     pins = traitlets.List(traitlets.Dict()).tag(sync=True)
     """The pinned items ({label, ids, words, tokens}), which the trajectory panel follows: see pin()."""
+    color_scale = traitlets.Enum(tuple(PRESENTATION["scale_modes"]), default_value="fixed").tag(sync=True)
+    """"fixed": one colour scale per statistic for every lens, model and picture; "view": each picture's own range."""
     instance = traitlets.Unicode().tag(sync=True)
     """This widget's own key, by which its views find the one decoded state they share (js/store.ts)."""
 

@@ -366,7 +366,7 @@ def test_vocabulary_carries_every_statistics_display_info() -> None:
     assert [entry["name"] for entry in info] == [*STATISTICS, *DIFF_STATISTICS]
     json.dumps(info)
     for entry in info:
-        assert set(entry) == {"name", "label", "units", "lower_is_better", "scale"}
+        assert set(entry) == {"name", "label", "units", "lower_is_better", "scale", "bound"}
         assert isinstance(entry["lower_is_better"], bool)
         assert entry["scale"] in ("sequential", "divergence", "probability", "rank")
         assert entry == {"name": entry["name"], **STATISTIC_INFO[entry["name"]]}
