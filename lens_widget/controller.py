@@ -31,6 +31,28 @@ the chunks go on with whatever is left. The snapshot is refreshed once nothing i
 Python, and everything else, computes the whole grid before returning (nbconvert shuts the kernel
 down right after the last cell).
 
+Pinned items and the trajectory panel (a view's requests, each answered to the view that asked):
+- {"type": "pin", "view", "items": [word or token id, ...], "label"?} pins 1 to MAX_PIN_ITEMS words
+  (strings of at most MAX_FIELD characters) and token ids (integers >= 0) as one item (widget.pin;
+  "label" absent or null: named by its words). Answered {"type": "pin_done", "view", "label": the
+  item's label, "error": ""} after the new picture and `pins` trait; on failure {"type": "pin_done",
+  "view", "label": "", "error": why}, the picture stays as it was and `error` says why too (a success
+  clears it).
+- {"type": "unpin", "view", "labels": [label, ...]} unpins those items (every one for []), answered
+  {"type": "pin_done", "view", "label": "", "error": "" or why} the same way.
+- {"type": "column", "view", "col", "query", "seq"} asks for token column `col` in full
+  (LensSession.column: the pinned items, or the tokens top-1 at some row, through every lens each
+  model was read through, and a vocabulary search for `query`, at most MAX_FIELD characters; `seq`, an
+  integer in 0..2^53-1, is the view's own numbering, sent back so it can drop answers it no longer
+  wants). Answered {"type": "column", "view", "seq", "col", "query", "rows": layer indices,
+  "row_labels", "names": {"a": name, "b": name in A/B}, "curves": ["<model>/<lens>", ...] (model A's
+  current lens first), "lines": [{"label", "ids", "tokens", "pinned", "logp": {curve: [per row]},
+  "rank": {curve: [per row]}}], "found": [{"id", "text", "probability", "row"}], "error": ""}, null
+  where a cell is invalid. A column that cannot be read (the text changed since the view asked, a
+  remote session) is answered with empty rows, row_labels, curves, lines and found and the reason in
+  "error", never in the `error` trait: a stale request is normal while typing. The column is read
+  from the kept hidden states, so a column still pending is answered at once, without the rest.
+
 Computation runs in trait observers, message handlers and event-loop callbacks, all on the kernel's
 main thread (Colab drops widget updates sent from other threads). Every failure becomes a readable
 `error` trait; the session rolls itself back, so the next edit recovers, and the text the user typed
@@ -40,6 +62,7 @@ is kept.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -47,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 
 from .lenses import TunedLens
 from .payload import payload_of, to_message
-from .pins import Pin, pin_of_trait
+from .pins import MAX_PINS, Pin, pin_of_trait
 from .remote_session import Fetched, RemoteSession
 from .session import LensSession
 from .update import Update
@@ -67,6 +90,10 @@ middle edit on a Pythia-160m-shaped model here, the rest took 1.38 s in 0.1 s ch
 MAX_CHUNK_COLUMNS = 256
 MAX_VIEWS = 64
 """Views whose visible ranges are remembered."""
+MAX_FIELD = 100
+"""Characters in a view's name, a pinned word or a search: longer ones are not from our view."""
+MAX_PIN_ITEMS = 16
+"""Words and ids pinned as one item from a view: the panel's input takes a few, never hundreds."""
 
 
 class WidgetController:
@@ -390,6 +417,12 @@ class WidgetController:
             self._on_visible(content)
         elif kind == "request_vocabulary":
             self.widget.send_state("vocabulary")  # resent even though unchanged (a host lost it)
+        elif kind == "pin":
+            self._on_pin(content)
+        elif kind == "unpin":
+            self._on_unpin(content)
+        elif kind == "column":
+            self._on_column(content)
         else:
             self._refuse(f"unknown message type {kind!r}")
 
@@ -440,6 +473,64 @@ class WidgetController:
         while len(self._views_visible) > MAX_VIEWS:  # views come and go: keep the latest ones
             self._views_visible.pop(next(iter(self._views_visible)))
 
+    def _on_pin(self, content: dict[str, Any]) -> None:
+        view, items, label = content.get("view"), content.get("items"), content.get("label")
+        if not _is_name(view):
+            return self._refuse(f"a pin must name its view (a string of 1 to {MAX_FIELD} characters)")
+        if not isinstance(items, list) or not 0 < len(items) <= MAX_PIN_ITEMS or not all(map(_is_item, items)):
+            return self._refuse(
+                f"a pin's items must be 1 to {MAX_PIN_ITEMS} words (strings of at most {MAX_FIELD} characters) "
+                f"or token ids (integers >= 0), got {_short(items)}"
+            )
+        if label is not None and not isinstance(label, str):
+            return self._refuse(f"a pin's label must be a string, got {type(label).__name__}")
+        try:
+            pinned = self.pin(tuple(items), label)
+        except Exception as exc:  # a word no token begins, too many pins, a label taken: the picture stays
+            self.widget.error = _message("Could not pin", exc)
+            self.widget.send({"type": "pin_done", "view": view, "label": "", "error": self.widget.error})
+            return
+        self.widget.error = ""
+        self.widget.send({"type": "pin_done", "view": view, "label": pinned, "error": ""})
+
+    def _on_unpin(self, content: dict[str, Any]) -> None:
+        view, labels = content.get("view"), content.get("labels")
+        if not _is_name(view):
+            return self._refuse(f"an unpin must name its view (a string of 1 to {MAX_FIELD} characters)")
+        if (
+            not isinstance(labels, list)
+            or len(labels) > MAX_PINS
+            or not all(isinstance(x, str) and len(x) <= MAX_FIELD for x in labels)
+        ):
+            return self._refuse(f"an unpin's labels must be a list of at most {MAX_PINS} strings, got {_short(labels)}")
+        try:
+            self.unpin(tuple(labels))
+        except Exception as exc:
+            self.widget.error = _message("Could not unpin", exc)
+            self.widget.send({"type": "pin_done", "view": view, "label": "", "error": self.widget.error})
+            return
+        self.widget.error = ""
+        self.widget.send({"type": "pin_done", "view": view, "label": "", "error": ""})
+
+    def _on_column(self, content: dict[str, Any]) -> None:
+        view, col, query, seq = (content.get(key) for key in ("view", "col", "query", "seq"))
+        if not _is_name(view):
+            return self._refuse(f"a column request must name its view (a string of 1 to {MAX_FIELD} characters)")
+        if not _is_count(col):
+            return self._refuse(f"a column request's col must be an integer in 0..2^53-1, got {_short(col)}")
+        if not isinstance(query, str) or len(query) > MAX_FIELD:
+            return self._refuse(f"a column request's query must be a string of at most {MAX_FIELD} characters")
+        if not _is_count(seq):
+            return self._refuse(f"a column request's seq must be an integer in 0..2^53-1, got {_short(seq)}")
+        reply: dict[str, Any] = {"type": "column", "view": view, "seq": seq, "col": col, "query": query}
+        try:
+            reply.update(column_answer(self.session, col, query), error="")
+        except Exception as exc:  # the text changed since the view asked (normal while typing), or no column
+            names = dict(zip(self.session.models, self.session.names, strict=True))
+            empty = {"rows": [], "row_labels": [], "names": names, "curves": [], "lines": [], "found": []}
+            reply.update(empty, error=_message("Could not read the column", exc))
+        self.widget.send(reply)
+
     def _refuse(self, why: str) -> None:
         """A message no view of ours sends: ignore it, and say so where the user looks."""
         self.widget.error = f"Ignored a malformed message from the view: {why}"
@@ -465,6 +556,64 @@ def chunk_columns(seconds: float, columns: int) -> int:
     CHUNK_SECONDS' worth, so a keystroke never waits much longer behind one."""
     per_column = seconds / max(1, columns)
     return max(1, min(MAX_CHUNK_COLUMNS, int(CHUNK_SECONDS / max(per_column, 1e-6))))
+
+
+def column_answer(session: LensSession | RemoteSession, col: int, query: str) -> dict[str, Any]:
+    """The answer to a column request but its echoed fields and error, from session.column: plain
+    JSON, as the kernel's messages must be (no NaN: an invalid cell is null)."""
+    detail = session.column(col, query)
+    strings = session.token_strings()
+    labels = dict(zip(session.rows, session.row_labels, strict=True))
+    lines = [
+        {
+            "label": line.label,
+            "ids": list(line.ids),
+            "tokens": [strings[i] if i < len(strings) else f"<{i}>" for i in line.ids],
+            "pinned": line.pinned,
+            "logp": {curve: list(values) for curve, values in line.logp.items()},
+            "rank": {curve: list(values) for curve, values in line.rank.items()},
+        }
+        for line in detail.lines
+    ]
+    found = [
+        {"id": f.id, "text": f.text, "probability": _finite_or_none(f.probability), "row": f.row} for f in detail.found
+    ]
+    return {
+        "rows": list(detail.rows),
+        "row_labels": [labels[r] for r in detail.rows],
+        "names": dict(zip(session.models, session.names, strict=True)),
+        "curves": list(detail.curves),
+        "lines": lines,
+        "found": found,
+    }
+
+
+def _finite_or_none(value: float) -> float | None:
+    """A best probability over rows that include an invalid cell is NaN, which JSON cannot carry."""
+    return value if math.isfinite(value) else None
+
+
+def _is_name(value: Any) -> bool:
+    """A view's name as our views make them."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_FIELD
+
+
+def _is_count(value: Any) -> bool:
+    """An integer JavaScript holds exactly, from 0 (a bool is not one, though Python says so)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SAFE_INTEGER
+
+
+def _is_item(value: Any) -> bool:
+    """A word (at most MAX_FIELD characters) or a token id, as a view pins them."""
+    if isinstance(value, str):
+        return len(value) <= MAX_FIELD
+    return _is_count(value)
+
+
+def _short(value: Any) -> str:
+    """A value for a message about it, cut so that a huge malformed message makes no huge error."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def _message(what: str, exc: BaseException) -> str:

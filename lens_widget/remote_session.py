@@ -18,6 +18,7 @@ import numpy as np
 
 from .cells import Cells
 from .checks import check_max_tokens, check_stride, check_top_k, context_length, display_names
+from .column import ColumnDetail
 from .grid import LensGrid, row_labels, stride_rows
 from .lenses import Lens, LogitLens, TunedLens
 from .nnsight_trace import check_remote, check_remote_value, plan_of, trace_grid
@@ -177,6 +178,11 @@ class RemoteSession:
         if pins:
             raise PinError("pinned items are not available with remote= yet: NDIF traces return the cells only")
         return self.full_update()
+
+    def column(self, column: int, query: str = "") -> ColumnDetail:
+        """LensSession.column needs every layer's hidden states of the column, which a trace does not
+        bring back."""
+        raise RuntimeError("the trajectory panel is not available with remote= yet: NDIF traces return the cells only")
 
     def diff_arrays(self) -> np.ndarray | None:
         return None

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from grid_checks import assert_same_grid
-from test_widget import edit, recording_comm, view_state  # noqa: F401 (recording_comm: the fixture)
+from test_widget import answers, edit, message, recording_comm, view_state  # noqa: F401 (recording_comm: the fixture)
 
 nnsight = pytest.importorskip("nnsight")
 
@@ -139,3 +139,18 @@ def test_a_failed_trace_keeps_the_picture_and_the_text_and_the_next_edit_recover
     assert "NDIF went away" in widget.error and widget.text == TEXTS[1] and widget.snapshot is picture
     asyncio.run(typing(TEXTS[2], 2))
     assert not widget.error and session.text == TEXTS[2]
+
+
+def test_the_views_pin_and_column_requests_are_answered_with_why_a_remote_session_cannot() -> None:
+    lm, tokenizer, _lens = wrapped()
+    widget = LensWidget(lm, tokenizer, remote="local", text=TEXTS[0])
+    message(widget, {"type": "column", "view": "v", "col": 1, "query": "", "seq": 4})
+    reply = answers(widget)[-1]
+    assert reply["type"] == "column" and reply["seq"] == 4 and reply["lines"] == [] and reply["rows"] == []
+    assert reply["error"].startswith("Could not read the column: RuntimeError: the trajectory panel is not available")
+    assert widget.error == "", "the panel says so; the picture is fine"
+    message(widget, {"type": "pin", "view": "v", "items": ["len"]})
+    reply = answers(widget)[-1]
+    assert reply["type"] == "pin_done" and "not available with remote=" in reply["error"] and widget.pins == []
+    assert widget.error == reply["error"]
+    widget.close()
