@@ -5,7 +5,9 @@ takes what the view would draw for a statistic, mode, layer stride and token ran
 session's own arrays (nothing is recomputed, except rows a stride needs that were never computed);
 `render_png` draws it as the view does: the same rows (output on top), colour ramps, reversal of
 lower-is-better statistics, B − A and pair statistics of the A/B diff, hatched invalid cells and
-visible whitespace in tokens (js/picture.ts, js/heatmap.ts, js/colors.ts, js/tokens.ts).
+visible whitespace in tokens (js/picture.ts, js/heatmap.ts, js/colors.ts, js/tokens.ts), on the same
+colour scale (`scale_for`: fixed per statistic, or the picture's own range), and below it the
+trajectory panel of one column (its pinned items, or its top-1 tokens, across the rows).
 
 Values are the session's float32 numbers; the view draws them after a float16 trip over the wire,
 so an exported number can differ from what its tooltip shows in the fourth significant digit.
@@ -23,11 +25,12 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from .checks import check_stride
+from .column import Line
 from .constants import PRESENTATION
 from .grid import stride_rows
 from .statistics import DIFF_STATISTICS, STATISTIC_INFO, STATISTICS
@@ -35,6 +38,7 @@ from .statistics import DIFF_STATISTICS, STATISTIC_INFO, STATISTICS
 if TYPE_CHECKING:
     import pandas
 
+    from .remote_session import RemoteSession
     from .session import LensSession
 
 DIFF_CHOICES: tuple[str, ...] = (*DIFF_STATISTICS, *(f"delta:{name}" for name in STATISTICS))
@@ -43,6 +47,13 @@ DIFF_CHOICES: tuple[str, ...] = (*DIFF_STATISTICS, *(f"delta:{name}" for name in
 import the Jupyter widget stack.)"""
 
 MODES: tuple[str, ...] = ("a", "b", "diff")
+SCALE_MODES: tuple[str, ...] = tuple(PRESENTATION["scale_modes"])
+"""The widget's `color_scale`: "fixed" (each statistic's own scale, the same in every picture) or
+"view" (the range of the values shown)."""
+SCALE_NOTES: dict[bool, str] = {True: " · fixed scale", False: " · this picture's scale"}
+"""What the legend's title ends with, by whether its scale is fixed (the view writes the same)."""
+PANEL_Y: tuple[str, ...] = ("probability", "logprob", "rank")
+"""What the trajectory panel's y axis shows: p, log p (nats) or the rank of the item's best token."""
 
 _LAYOUT = PRESENTATION["layout"]
 # The view's heatmap in CSS pixels (js/heatmap.ts makeLayout), and the PNG's own margins around it.
@@ -58,6 +69,26 @@ MIN_WIDTH = 320
 """Room for the legend's title and colour bar, however few columns there are."""
 _MAX_PIXELS = 2**16
 """Agg draws images smaller than this in each direction."""
+# The trajectory panel under the heatmap, in CSS pixels: a title band, the plot, its x tick labels,
+# then a legend of PANEL_KEY_WIDTH-wide entries, as many to a line as the width takes.
+PANEL_TITLE = 32
+PANEL_PLOT = 160
+PANEL_AXIS = 30
+PANEL_KEY_HEIGHT = 16
+PANEL_KEY_WIDTH = 170
+LINE_COLORS: tuple[str, ...] = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+"""One colour per line (item) of the panel, in turn (matplotlib's tab10: told apart on either background)."""
 
 # Colour ramps, palettes and token marks: the view's (constants.json), interpolated the same way.
 RAMP: tuple[tuple[int, int, int], ...] = tuple(map(tuple, PRESENTATION["ramps"]["sequential"]))
@@ -84,6 +115,34 @@ def visible_token(text: str) -> str:
     return "".join(out)
 
 
+@dataclass(frozen=True)
+class Trajectory:
+    """One column across the rows, as the trajectory panel draws it: LensSession.column's lines (the
+    pinned items, or with none pinned the tokens that are top-1 at some row), each through every lens
+    each model has been read through."""
+
+    column: int
+    """The token position."""
+    token: str
+    """The input token there (raw)."""
+    rows: list[int]
+    """Layer indices (model A's; num_layers is the output), bottom-up as a layer axis reads."""
+    row_labels: list[str]
+    lines: tuple[Line, ...]
+    curves: tuple[str, ...]
+    """"<model>/<lens>" keys of every line's values (column.ColumnDetail.curves)."""
+    current: dict[str, str]
+    """Each model ("a", "b") → the curve of the lens it is read through now: drawn solid (A) or
+    dashed (B); the other lenses' curves dotted and lighter."""
+    names: dict[str, str]
+    """Each model → its display name."""
+
+    @property
+    def keys(self) -> int:
+        """Entries in the panel's legend: one per line and curve."""
+        return len(self.lines) * len(self.curves)
+
+
 @dataclass(frozen=True, eq=False)
 class GridData:
     """The numbers behind one picture of the widget: what a researcher puts in a paper or a DataFrame.
@@ -95,7 +154,8 @@ class GridData:
     """
 
     statistic: str
-    """A STATISTICS name (modes "a", "b"), a DIFF_STATISTICS name or "delta:<statistic>" (mode "diff")."""
+    """A STATISTICS name or "pin:<label>" (modes "a", "b"); a DIFF_STATISTICS name, "delta:<statistic>"
+    or "delta:pin:<label>" (mode "diff")."""
     label: str
     """The legend's title: the statistic, its units, and whose it is ("Entropy (nats) · base")."""
     units: str
@@ -118,6 +178,15 @@ class GridData:
     """object (str), same shape as top_ids."""
     top_probs: np.ndarray
     """float32, same shape as top_ids; NaN in an invalid cell."""
+    pins: dict[str, np.ndarray]
+    """Each pinned item's label → float32 [models, rows, columns]: its probability in the cells shown,
+    per model as in top_ids; NaN in an invalid cell."""
+    color_scale: str
+    """"fixed" or "view": the colour scale the picture is drawn on (`scale_for`)."""
+    vocab_size: int
+    """V, the number of token ids: the top of the fixed scales of ranks (V) and of nats (ln V)."""
+    trajectory: Trajectory | None = None
+    """The panel render_png draws under the heatmap; None: no panel."""
 
     @property
     def invalid(self) -> np.ndarray:
@@ -146,9 +215,9 @@ class GridData:
 
     def to_frame(self) -> pandas.DataFrame:
         """One row per cell, in the picture's order (row-major, top-down): row_label, layer, position,
-        token, value, invalid, and each model's top-1 token and probability (top1_token and
-        top1_probability; in the diff mode with suffixes _a and _b). The statistic, label, units,
-        mode and models are in the frame's attrs."""
+        token, value, invalid, each model's top-1 token and probability (top1_token and
+        top1_probability) and each pinned item's probability ("p(<label>)"), in the diff mode with
+        suffixes _a and _b. The statistic, label, units, mode and models are in the frame's attrs."""
         try:
             import pandas as pd
         except ImportError as exc:
@@ -166,6 +235,9 @@ class GridData:
         for m, suffix in enumerate(suffixes):
             frame[f"top1_token{suffix}"] = self.top_tokens[m, ..., 0].reshape(-1)
             frame[f"top1_probability{suffix}"] = self.top_probs[m, ..., 0].reshape(-1)
+        for label, probabilities in self.pins.items():
+            for m, suffix in enumerate(suffixes):
+                frame[f"p({label}){suffix}"] = probabilities[m].reshape(-1)
         out = pd.DataFrame(frame)
         out.attrs.update(
             statistic=self.statistic, label=self.label, units=self.units, mode=self.mode, models=self.models
@@ -177,13 +249,15 @@ class GridData:
 
 
 def grid_data(
-    session: LensSession,
+    session: LensSession | RemoteSession,
     *,
     statistic: str = "entropy",
     diff_statistic: str = "js",
     mode: str = "a",
     layer_stride: int = 1,
     token_range: Sequence[int | None] = (),
+    color_scale: str = "fixed",
+    column: int | None = None,
 ) -> GridData:
     """What the view shows for these settings (the widget's traits of the same names), as numbers.
 
@@ -192,35 +266,52 @@ def grid_data(
     own stride is set back (costing nothing: its rows are kept), so a widget on the session is not
     disturbed; those extra rows are the only work this can cause.
 
+    statistic "pin:<label>" is a pinned item's probability (the exponential of the session's
+    log-probability of it in each cell), and diff_statistic "delta:pin:<label>" B − A of it.
     token_range: [] for every column, else [start] or [start, end) with None meaning the last.
     Unlike the view, which clamps them, a range outside the tokens or backwards is refused here:
     an export should say which columns it holds.
+    column: a token position whose trajectory (session.column, through the whole head at every row)
+    render_png draws under the heatmap; None: no trajectory.
     """
     allowed_modes = MODES if session.is_ab else ("a",)
     if mode not in allowed_modes:
         hint = "" if session.is_ab else ' ("b" and "diff" need an A/B session: LensSession(..., model_b=...))'
         raise ValueError(f"mode must be one of {allowed_modes}{hint}, got {mode!r}")
-    if statistic not in STATISTICS:
-        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
-    if diff_statistic not in DIFF_CHOICES:
-        raise ValueError(f"diff_statistic must be one of {DIFF_CHOICES}, got {diff_statistic!r}")
+    labels = [p.label for p in session.pins]
+    choices = (*STATISTICS, *(f"pin:{label}" for label in labels))
+    if statistic not in choices:
+        raise ValueError(f"statistic must be one of {choices}, got {statistic!r}")
+    diff_choices = (*DIFF_CHOICES, *(f"delta:pin:{label}" for label in labels))
+    if diff_statistic not in diff_choices:
+        raise ValueError(f"diff_statistic must be one of {diff_choices}, got {diff_statistic!r}")
+    if color_scale not in SCALE_MODES:
+        raise ValueError(f"color_scale must be one of {SCALE_MODES}, got {color_scale!r}")
     stride = check_stride(layer_stride)
     start, end = _columns(token_range, len(session.tokens.ids))
 
     wanted = stride_rows(session.num_layers, stride)
     _ensure_rows(session, wanted, stride)
     index = [session.rows.index(r) for r in reversed(wanted)]  # top-down: the output row first
-    labels = session.row_labels
+    row_labels = session.row_labels
     cells = np.ix_(index, range(start, end))
+
+    def pinned(model: str, label: str) -> np.ndarray:
+        return np.exp(session.pin_arrays(model)[labels.index(label)][cells])
+
+    def single(model: str, name: str) -> np.ndarray:
+        if name.startswith("pin:"):
+            return pinned(model, name.removeprefix("pin:"))
+        return session.grid_arrays(model)[0][STATISTICS.index(name)][cells]
 
     keys = ("a", "b") if mode == "diff" else (mode,)
     shown = diff_statistic if mode == "diff" else statistic
     if mode != "diff":
-        values = session.grid_arrays(mode)[0][STATISTICS.index(statistic)][cells]
+        values = single(mode, statistic)
     elif shown.startswith("delta:"):
-        stat = STATISTICS.index(shown.removeprefix("delta:"))
+        name = shown.removeprefix("delta:")
         with np.errstate(invalid="ignore"):  # inf − inf (an infinite KL in both): NaN, as in the view
-            values = session.grid_arrays("b")[0][stat][cells] - session.grid_arrays("a")[0][stat][cells]
+            values = single("b", name) - single("a", name)
     else:
         diff = session.diff_arrays()
         assert diff is not None  # an A/B session has one
@@ -233,17 +324,39 @@ def grid_data(
     return GridData(
         statistic=shown,
         label=_title(shown, names[mode] if session.is_ab and mode != "diff" else ""),
-        units=_info(shown)[1],
+        units=_info(shown).units,
         mode=mode,
         models=tuple(names[key] for key in keys),
         rows=list(reversed(wanted)),
-        row_labels=[labels[i] for i in index],
+        row_labels=[row_labels[i] for i in index],
         columns=list(range(start, end)),
         tokens=[str(strings[i]) for i in session.tokens.ids[start:end]],
         values=values.astype(np.float32),
         top_ids=top_ids.astype(np.int64),
         top_tokens=strings[top_ids],
         top_probs=top_probs.astype(np.float32),
+        pins={label: np.stack([pinned(key, label) for key in keys]).astype(np.float32) for label in labels},
+        color_scale=color_scale,
+        vocab_size=len(strings),
+        trajectory=None if column is None else trajectory(session, column),
+    )
+
+
+def trajectory(session: LensSession | RemoteSession, column: int) -> Trajectory:
+    """Token position `column` across the rows, for the trajectory panel (LensSession.column)."""
+    detail = session.column(column)
+    labels = dict(zip(session.rows, session.row_labels, strict=True))
+    strings = session.token_strings()
+    token = session.tokens.ids[column]
+    return Trajectory(
+        column=column,
+        token=strings[token] if token < len(strings) else f"<{token}>",
+        rows=list(detail.rows),
+        row_labels=[labels[r] for r in detail.rows],
+        lines=detail.lines,
+        curves=detail.curves,
+        current={key: f"{key}/{session.lens_of(key).name}" for key in session.models},
+        names=dict(zip(session.models, session.names, strict=True)),
     )
 
 
@@ -277,21 +390,41 @@ def _ensure_rows(session: LensSession, rows: Sequence[int], stride: int) -> None
         session.set_layer_stride(previous)
 
 
-def _info(statistic: str) -> tuple[str, str, str, bool]:
-    """(label, units, scale kind, lower is better) as the view's legend and colours read them
-    (js/statistics.ts): B − A is "Δ <label>" on a diverging scale that is never reversed."""
+class _Info(NamedTuple):
+    label: str
+    units: str
+    kind: str
+    """The scale's kind: "sequential", "divergence", "probability", "rank" or "diverging" (B − A)."""
+    lower_is_better: bool
+    bound: str
+    """The top of the fixed scale (statistics.STATISTIC_INFO): "one", "ln_2", "ln_vocab" or "vocab"."""
+
+
+def _info(statistic: str) -> _Info:
+    """What the view's legend and colours read of a statistic (js/statistics.ts): a pinned item's
+    "pin:<label>" is its probability, "p(<label>)"; B − A is "Δ <label>" on a diverging scale that is
+    never reversed, fixed at ± the statistic's own bound."""
     name = statistic.removeprefix("delta:")
-    info = STATISTIC_INFO[name]
-    label, units = str(info["label"]), str(info["units"])
+    if name.startswith("pin:"):
+        info: dict[str, str | bool] = {
+            "label": f"p({name.removeprefix('pin:')})",
+            "units": "",
+            "lower_is_better": False,
+            "scale": "probability",
+            "bound": "one",
+        }
+    else:
+        info = STATISTIC_INFO[name]
+    label, units, bound = str(info["label"]), str(info["units"]), str(info["bound"])
     if statistic.startswith("delta:"):
-        return f"Δ {label}", units, "diverging", False
-    return label, units, str(info["scale"]), bool(info["lower_is_better"])
+        return _Info(f"Δ {label}", units, "diverging", False, bound)
+    return _Info(label, units, str(info["scale"]), bool(info["lower_is_better"]), bound)
 
 
 def _title(statistic: str, whose: str) -> str:
     """The legend's title (js/statistics.ts title, js/picture.ts legendTitle): "Entropy (nats)",
     "Δ Entropy (B − A, nats)", "Rank · base" in an A/B session's one-model modes."""
-    label, units, _, _ = _info(statistic)
+    label, units = _info(statistic)[:2]
     detail = ", ".join(filter(None, ["B − A" if statistic.startswith("delta:") else "", units]))
     text = f"{label} ({detail})" if detail else label
     return f"{text} · {whose}" if whose else text
@@ -301,31 +434,83 @@ def _title(statistic: str, whose: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Scale:
-    """js/colors.ts scaleFor: statistic value → position on the ramp."""
+class Scale:
+    """Statistic value → position on the colour ramp (js/colors.ts Scale)."""
 
     low: float
     high: float
-    log: bool
+    form: str
+    """"linear" from low to high, "log" (ln v / ln high, from 1) or "signed_log" (symmetric around 0)."""
+    fixed: bool
+    """The same for every lens, model and picture of the statistic, not this picture's range."""
+
+    @property
+    def log(self) -> bool:
+        return self.form != "linear"
 
     def position(self, values: np.ndarray) -> np.ndarray:
-        if self.log:
+        """Positions in [0, 1] for values within the scale; beyond it they pass the ends, and the ramp
+        clamps them (the top colour saturates). NaN stays NaN (a cell without a colour)."""
+        values = np.asarray(values, dtype=np.float64)
+        if self.form == "log":
             return np.log(np.maximum(1.0, values)) / math.log(self.high)
+        if self.form == "signed_log":
+            return 0.5 + 0.5 * np.sign(values) * np.log1p(np.abs(values)) / math.log1p(self.high)
         return (values - self.low) / (self.high - self.low)
 
 
-def _scale(kind: str, values: np.ndarray) -> _Scale:
-    """The range of the cells shown, by the statistic's kind: probabilities 0 to 1, ranks
-    logarithmic from 1, differences symmetric around 0, everything else 0 to the largest value."""
-    if kind == "probability":
-        return _Scale(0.0, 1.0, False)
+def bound_value(bound: str, vocab_size: int) -> float:
+    """The top of a fixed scale: 1, ln 2, ln V or V, with V = max(2, vocab_size) (js/colors.ts boundValue)."""
+    v = max(2, vocab_size)
+    return {"one": 1.0, "ln_2": math.log(2.0), "ln_vocab": math.log(v), "vocab": float(v)}[bound]
+
+
+def scale_for(statistic: str, values: np.ndarray, color_scale: str, vocab_size: int) -> Scale:
+    """The colour scale of a picture of `statistic` (js/colors.ts fixedScale and scaleFor, one rule).
+
+    color_scale "fixed": the same scale in every picture, whatever lens, model or text, so that two
+    pictures can be compared by colour. Its top is the statistic's bound (STATISTIC_INFO "bound"; a
+    pinned item's is "one"): top = 1 ("one"), ln 2 ("ln_2"), ln V ("ln_vocab") or V ("vocab"), where
+    V = max(2, vocab_size). A value v is placed at
+        rank:                        t = ln(max(1, v)) / ln V                       (log, 1 … V)
+        B − A of rank ("delta:rank"): t = 0.5 + 0.5 · sign(v) · ln(1 + |v|) / ln(1 + V)  (signed log)
+        any other B − A ("delta:…"): t = (v + top) / (2 · top)                     (linear, ± top)
+        everything else:             t = v / top                                   (linear, 0 … top)
+    color_scale "view": this picture's range, as before fixed scales: probabilities 0 … 1 (t = v),
+    ranks t = ln(max(1, v)) / ln(max(2, m)), differences t = (v + m) / (2m) and everything else
+    t = v / m, where m is the largest |v| of the finite values shown (1 where there is none or it is
+    0; for ranks at least 2). A probability's scale is the same either way, so it counts as fixed.
+
+    In both, t is clamped to [0, 1] when it picks a colour (values beyond the top saturate at the top
+    colour) and NaN has no colour; a lower-is-better statistic reads the ramp at 1 − t (never a
+    difference). The legend's title ends with SCALE_NOTES[fixed]: " · fixed scale" or
+    " · this picture's scale", after ", log scale" for a logarithmic one (either rank scale).
+    """
+    info = _info(statistic)
+    if color_scale not in SCALE_MODES:
+        raise ValueError(f"color_scale must be one of {SCALE_MODES}, got {color_scale!r}")
+    if color_scale == "fixed":
+        top = bound_value(info.bound, vocab_size)
+        if info.kind == "rank":
+            return Scale(1.0, top, "log", True)
+        if info.kind == "diverging":
+            return Scale(-top, top, "signed_log" if info.bound == "vocab" else "linear", True)
+        return Scale(0.0, top, "linear", True)
+    if info.kind == "probability":
+        return Scale(0.0, 1.0, "linear", True)
+    values = np.asarray(values, dtype=np.float64)
     finite = np.abs(values[np.isfinite(values)])
-    top = float(finite.max()) if finite.size else 0.0
-    if kind == "rank":
-        return _Scale(1.0, max(2.0, top), True)
-    if kind == "diverging":
-        return _Scale(-(top or 1.0), top or 1.0, False)
-    return _Scale(0.0, top if top > 0 else 1.0, False)
+    most = float(finite.max()) if finite.size else 0.0
+    if info.kind == "rank":
+        return Scale(1.0, max(2.0, most), "log", False)
+    if info.kind == "diverging":
+        return Scale(-(most or 1.0), most or 1.0, "linear", False)
+    return Scale(0.0, most if most > 0 else 1.0, "linear", False)
+
+
+def legend_title(data: GridData, scale: Scale) -> str:
+    """The legend's line: the title, ", log scale" for a logarithmic scale, and which scale it is."""
+    return data.label + (", log scale" if scale.log else "") + SCALE_NOTES[scale.fixed]
 
 
 def ramp_colors(ramp: Sequence[tuple[int, int, int]], t: np.ndarray) -> np.ndarray:
@@ -346,7 +531,7 @@ class _Look:
 
     kind: str
     reversed: bool
-    scale: _Scale
+    scale: Scale
 
     def colors(self, positions: np.ndarray) -> np.ndarray:
         t = 1 - positions if self.reversed else positions
@@ -362,23 +547,50 @@ def _text_on(rgb: np.ndarray) -> str:
 # --- picture ----------------------------------------------------------------------------------
 
 
-def image_size(rows: int, columns: int, scale: float = 2.0) -> tuple[int, int]:
+def image_size(rows: int, columns: int, scale: float = 2.0, panel_keys: int | None = None) -> tuple[int, int]:
     """(width, height) in pixels of render_png's image of a grid:
 
-        width  = round(scale × max(MIN_WIDTH, LABEL_WIDTH + CELL_WIDTH × columns + MARGIN))
-        height = round(scale × (LEGEND_HEIGHT + CELL_HEIGHT × rows + AXIS_HEIGHT + MARGIN))
+        width  = round(scale × W),  W = max(MIN_WIDTH, LABEL_WIDTH + CELL_WIDTH × columns + MARGIN)
+        height = round(scale × (LEGEND_HEIGHT + CELL_HEIGHT × rows + AXIS_HEIGHT + MARGIN + panel))
 
     in CSS pixels 320, 96 + 58 × columns + 8 and 52 + 22 × rows + 24 + 8: the view's 58 × 22 cells,
     its widest label column and its token axis, with a legend band on top. scale 2 is a HiDPI screen.
+    With a trajectory panel whose legend has `panel_keys` entries (one per line and curve),
+
+        panel = PANEL_TITLE + PANEL_PLOT + PANEL_AXIS + PANEL_KEY_HEIGHT × ceil(panel_keys / n)
+              = 32 + 160 + 30 + 16 × ceil(panel_keys / n),  n = max(1, (W − 2 × MARGIN) // PANEL_KEY_WIDTH)
+
+    (n entries of 170 to a line); without one (None) it is 0.
     """
     css_width = max(MIN_WIDTH, LABEL_WIDTH + CELL_WIDTH * columns + MARGIN)
     css_height = LEGEND_HEIGHT + CELL_HEIGHT * rows + AXIS_HEIGHT + MARGIN
+    if panel_keys is not None:
+        css_height += PANEL_TITLE + PANEL_PLOT + PANEL_AXIS + PANEL_KEY_HEIGHT * _key_lines(panel_keys, css_width)
     return round(scale * css_width), round(scale * css_height)
 
 
-def render_png(data: GridData, path: str | os.PathLike[str], *, scale: float = 2.0, dark: bool = False) -> Path:
+def _keys_per_line(css_width: float) -> int:
+    return max(1, int((css_width - 2 * MARGIN) // PANEL_KEY_WIDTH))
+
+
+def _key_lines(keys: int, css_width: float) -> int:
+    return -(-keys // _keys_per_line(css_width))
+
+
+def render_png(
+    data: GridData,
+    path: str | os.PathLike[str],
+    *,
+    scale: float = 2.0,
+    dark: bool = False,
+    color_scale: str | None = None,
+    panel_y: str = "probability",
+) -> Path:
     """Draw `data` as the widget draws it and write a PNG at `path` (its size: `image_size`).
 
+    color_scale: "fixed" or "view" (`scale_for`); None: the one `data` was made with.
+    panel_y: what the trajectory panel (drawn when `data.trajectory` is there) plots against the
+    layers: "probability", "logprob" (nats) or "rank" (of the item's best token, log scale, 1 on top).
     Drawn with matplotlib's Agg canvas on a Figure of its own (never pyplot), so nothing opens in
     a notebook and no global matplotlib state changes. dark: the view's dark palette.
     Fonts: matplotlib's DejaVu Sans Mono; a token in a script it lacks draws as boxes, silently.
@@ -392,16 +604,20 @@ def render_png(data: GridData, path: str | os.PathLike[str], *, scale: float = 2
         ) from exc
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
+    if panel_y not in PANEL_Y:
+        raise ValueError(f"panel_y must be one of {PANEL_Y}, got {panel_y!r}")
     n_rows, n_columns = data.values.shape
-    width, height = image_size(n_rows, n_columns, scale)
+    trajectory = data.trajectory
+    width, height = image_size(n_rows, n_columns, scale, None if trajectory is None else trajectory.keys)
     if max(width, height) >= _MAX_PIXELS:
         raise ValueError(
             f"a {width} × {height} pixel image is too large (under {_MAX_PIXELS} each way): "
             f"export fewer columns (token_range=, now {n_columns}) or a smaller scale (now {scale})"
         )
     palette = _PALETTES[bool(dark)]
-    _, _, kind, reversed_ = _info(data.statistic)
-    look = _Look(kind, reversed_, _scale(kind, data.values))
+    info = _info(data.statistic)
+    color_scale = data.color_scale if color_scale is None else color_scale
+    look = _Look(info.kind, info.lower_is_better, scale_for(data.statistic, data.values, color_scale, data.vocab_size))
     dpi = 96 * scale  # 1 CSS pixel = 1/96 inch = 0.75 pt, as in a browser
     # A quarter pixel over: matplotlib truncates the canvas to whole pixels after float arithmetic.
     css = ((width + 0.25) / scale, (height + 0.25) / scale)
@@ -415,6 +631,9 @@ def render_png(data: GridData, path: str | os.PathLike[str], *, scale: float = 2
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
         _draw_cells(axes, data, look, palette)
         _draw_legend(figure, axes, data, look, palette, css)
+        if trajectory is not None:
+            top = LEGEND_HEIGHT + CELL_HEIGHT * n_rows + AXIS_HEIGHT + MARGIN
+            _draw_panel(figure, axes, trajectory, panel_y, palette, top, css)
         out = Path(path)
         canvas.print_png(out, metadata={"Title": data.label, "Software": "lens-widget"})
     return out
@@ -517,17 +736,150 @@ def _draw_legend(
     """A colour bar over the cells' range (js/heatmap.ts drawLegend), titled with the legend's title;
     a rank's is logarithmic, as its colours are."""
     from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import ListedColormap, LogNorm, Normalize
+    from matplotlib.colors import FuncNorm, ListedColormap, LogNorm, Normalize
 
     scale = look.scale
     colors = look.colors(np.linspace(0.0, 1.0, 256)) / 255
-    norm = LogNorm(scale.low, scale.high) if scale.log else Normalize(scale.low, scale.high)
-    title = data.label + (", log scale" if scale.log else "")
-    _text(axes, MARGIN, 12, title, palette["text"], ha="left", family="sans-serif")
+    norm: Normalize
+    if scale.form == "signed_log":  # position 0.5 + 0.5·sign(v)·ln(1 + |v|) / ln(1 + V), as the cells'
+        norm = FuncNorm((_signed_log, _signed_exp), scale.low, scale.high)
+    elif scale.form == "log":
+        norm = LogNorm(scale.low, scale.high)
+    else:
+        norm = Normalize(scale.low, scale.high)
+    _text(axes, MARGIN, 12, legend_title(data, scale), palette["text"], ha="left", family="sans-serif")
     width, height = css
     left = 2 * MARGIN  # room for the first tick label
     bar = figure.add_axes((left / width, 1 - 32 / height, min(240, width - 2 * left) / width, 12 / height))
     colorbar = figure.colorbar(ScalarMappable(norm, ListedColormap(colors)), cax=bar, orientation="horizontal")
+    if scale.form == "signed_log":
+        ticks = _signed_log_ticks(scale.high)
+        colorbar.set_ticks([*(-t for t in reversed(ticks)), 0.0, *ticks])
+        colorbar.ax.xaxis.set_major_formatter(_tick_label)
     colorbar.outline.set_edgecolor(palette["muted"])
     colorbar.outline.set_linewidth(0.75)
     bar.tick_params(labelsize=_FONT_PT, colors=palette["text"], length=2, width=0.75, pad=1)
+
+
+def _signed_log_ticks(top: float, gap: float = 0.15) -> list[float]:
+    """Positive ticks of a signed logarithmic bar: powers of ten and the top, each at least `gap` of
+    the bar from the last one kept and from the top, so that their labels do not overlap."""
+
+    def at(v: float) -> float:
+        return 0.5 * math.log1p(v) / math.log1p(top)
+
+    ticks: list[float] = []
+    last = 0.0
+    for k in range(1, int(math.log10(top)) + 1):
+        d = 10.0**k
+        if at(d) - last >= gap and at(top) - at(d) >= gap:
+            ticks.append(d)
+            last = at(d)
+    return [*ticks, top]
+
+
+def _signed_log(values: np.ndarray) -> np.ndarray:
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
+def _signed_exp(values: np.ndarray) -> np.ndarray:
+    return np.sign(values) * np.expm1(np.abs(values))
+
+
+def _tick_label(value: float, _position: Any = None) -> str:
+    """A tick of a signed logarithmic bar: ±1e3 rather than an unreadable ±1000.0."""
+    magnitude = abs(value)
+    text = f"{magnitude:g}" if magnitude < 1e4 else f"{magnitude:.0e}".replace("e+0", "e").replace("e+", "e")
+    return ("−" if value < 0 else "") + text
+
+
+def _draw_panel(
+    figure: Any,
+    axes: Any,
+    trajectory: Trajectory,
+    panel_y: str,
+    palette: dict[str, str],
+    top: float,
+    css: tuple[float, float],
+) -> None:
+    """The trajectory panel: each line (item) in a colour of its own across the rows, so that where
+    an item rises or falls reads at a glance; model A's current lens solid, model B's dashed and every
+    other lens dotted and lighter (the heatmap shows the current lenses, the others are for comparing);
+    and a legend naming each drawn line, "p(dog) · A/logit"."""
+    width, height = css
+    t = trajectory
+    what = {"probability": "probability", "logprob": "log-probability (nats)", "rank": "rank (log scale)"}[panel_y]
+    title = f"Column {t.column} (input {visible_token(t.token)}) across the layers: {what}"
+    if len(t.names) > 1:
+        title += " · " + ", ".join(f"{key.upper()} = {name}" for key, name in t.names.items())
+    _text(axes, MARGIN, top + PANEL_TITLE / 2, _fit(title, width - 2 * MARGIN), palette["text"], ha="left")
+    left, right = LABEL_WIDTH, width - 3 * MARGIN
+    plot_top = top + PANEL_TITLE
+    plot = figure.add_axes(
+        ((left / width), 1 - (plot_top + PANEL_PLOT) / height, (right - left) / width, PANEL_PLOT / height)
+    )
+    plot.set_facecolor(palette["background"])
+    for spine in plot.spines.values():
+        spine.set_edgecolor(palette["muted"])
+        spine.set_linewidth(0.75)
+    plot.tick_params(labelsize=_FONT_PT, colors=palette["text"], length=2, width=0.75, pad=2)
+    x = np.arange(len(t.rows))
+    every = max(1, math.ceil(len(x) * 34 / max(1.0, right - left)))  # labels about 34 px apart at least
+    plot.set_xticks(x[::every], [t.row_labels[i] for i in x[::every]])
+    plot.set_xlim(-0.3, max(0.3, len(x) - 0.7))
+    plot.grid(True, color=palette["grid"], linewidth=0.6)
+    plot.set_axisbelow(True)
+    drawn: list[np.ndarray] = []
+    keys: list[tuple[str, dict[str, Any]]] = []
+    for i, line in enumerate(t.lines):
+        color = LINE_COLORS[i % len(LINE_COLORS)]
+        name = line.label if line.pinned else visible_token(line.label)
+        for curve in t.curves:
+            values = _panel_values(line, curve, panel_y)
+            style = _curve_style(curve, t.current)
+            plot.plot(x, values, color=color, marker=".", markersize=3.5, **style)
+            drawn.append(values)
+            model, lens = curve.split("/", 1)
+            keys.append((f"p({name}) · {model.upper()}/{lens}", {"color": color, **style}))
+    _panel_limits(plot, panel_y, drawn)
+    if not t.lines:
+        plot.text(0.5, 0.5, "no line to draw", transform=plot.transAxes, ha="center", color=palette["muted"])
+    per_line = _keys_per_line(width)
+    keys_top = plot_top + PANEL_PLOT + PANEL_AXIS
+    for j, (text, style) in enumerate(keys):
+        kx = MARGIN + (j % per_line) * PANEL_KEY_WIDTH
+        ky = keys_top + (j // per_line) * PANEL_KEY_HEIGHT + PANEL_KEY_HEIGHT / 2
+        axes.plot([kx, kx + 18], [ky, ky], **style)
+        _text(axes, kx + 24, ky, _fit(text, PANEL_KEY_WIDTH - 30), palette["text"], ha="left")
+
+
+def _panel_values(line: Line, curve: str, panel_y: str) -> np.ndarray:
+    """float64 per row of one curve of a line; NaN where a cell is invalid (a gap in the line)."""
+    source = line.rank if panel_y == "rank" else line.logp
+    values = np.array([np.nan if v is None else v for v in source.get(curve, [])], dtype=np.float64)
+    return np.exp(values) if panel_y == "probability" else values
+
+
+def _curve_style(curve: str, current: dict[str, str]) -> dict[str, Any]:
+    """Model A's current lens solid, model B's dashed, any other lens dotted and lighter."""
+    if curve == current.get("a"):
+        return {"linestyle": "-", "linewidth": 1.6, "alpha": 1.0}
+    if curve == current.get("b"):
+        return {"linestyle": "--", "linewidth": 1.4, "alpha": 1.0}
+    return {"linestyle": ":", "linewidth": 1.3, "alpha": 0.6}
+
+
+def _panel_limits(plot: Any, panel_y: str, drawn: list[np.ndarray]) -> None:
+    """y limits: 0 … 1 for probabilities; for log-probabilities down to the lowest drawn (a token of
+    probability 0 is far below: the bottom stops at −50 nats); ranks from the largest up to 1."""
+    values = np.concatenate(drawn) if drawn else np.empty(0)
+    finite = values[np.isfinite(values)]
+    if panel_y == "probability":
+        plot.set_ylim(-0.02, 1.02)
+    elif panel_y == "logprob":
+        low = max(-50.0, float(finite.min())) if finite.size else -10.0
+        plot.set_ylim(min(low, -1.0) * 1.05, 0.5)
+    else:
+        plot.set_yscale("log")
+        plot.yaxis.set_major_formatter(_tick_label)  # 1, 10, 100 rather than mathtext powers
+        plot.set_ylim(max(10.0, float(finite.max()) * 1.5 if finite.size else 10.0), 0.8)

@@ -179,6 +179,17 @@ class RemoteSession:
             raise PinError("pinned items are not available with remote= yet: NDIF traces return the cells only")
         return self.full_update()
 
+    def lens_of(self, model: str = "a") -> Lens:
+        """The one model's lens (LensSession.lens_of)."""
+        if model != "a":
+            raise ValueError(f"model must be one of {self.models}, got {model!r}")
+        return self.lens
+
+    def pin_arrays(self, model: str = "a") -> np.ndarray:
+        """No item is ever pinned here: none of the cells' log-probabilities."""
+        cells = self._cells()
+        return np.empty((0, *cells.stats.shape[1:]), np.float32)
+
     def column(self, column: int, query: str = "") -> ColumnDetail:
         """LensSession.column needs every layer's hidden states of the column, which a trace does not
         bring back."""

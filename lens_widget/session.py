@@ -266,6 +266,15 @@ class LensSession:
         arrays = self._track(model).cells
         return arrays.stats, arrays.top_ids, arrays.top_probs
 
+    def pin_arrays(self, model: str = "a") -> np.ndarray:
+        """float32 [len(pins), rows, T]: each pinned item's log-probability in every cell of `model`
+        (computing any pending columns first); NaN in an invalid cell."""
+        with self._consistent():
+            self._complete()
+        pins = self._track(model).cells.pins
+        assert pins is not None  # a session's cells always carry them
+        return pins
+
     def diff_arrays(self) -> np.ndarray | None:
         """float32 [len(DIFF_STATISTICS), rows, T] of an A/B session (None with one model). B − A of
         the single-model statistics is not here: subtract the two grid_arrays."""

@@ -217,9 +217,10 @@ class LensWidget(anywidget.AnyWidget):
         """The engine behind the view (for inspection; change the widget through its traits)."""
         return self._controller.session
 
-    def grid_data(self) -> GridData:
-        """The numbers behind the picture as it is set up (statistic, mode, stride, token range):
-        arrays, row labels and token strings; `.to_frame()` gives a pandas DataFrame."""
+    def grid_data(self, column: int | None = None) -> GridData:
+        """The numbers behind the picture as it is set up (statistic, mode, stride, token range,
+        colour scale): arrays, row labels, token strings and pinned items' probabilities; `.to_frame()`
+        gives a pandas DataFrame. column: a token position whose trajectory to include (`to_png`'s panel)."""
         from .export import grid_data
 
         self._controller.whole()  # pending columns computed and sent to the views; raises if it fails
@@ -230,14 +231,30 @@ class LensWidget(anywidget.AnyWidget):
             mode=self.mode,
             layer_stride=self.layer_stride,
             token_range=self.token_range,
+            color_scale=self.color_scale,
+            column=column,
         )
 
-    def to_png(self, path: str | os.PathLike[str], scale: float = 2.0) -> Path:
+    def to_png(
+        self,
+        path: str | os.PathLike[str],
+        scale: float = 2.0,
+        *,
+        column: int | None = None,
+        panel_y: str = "probability",
+    ) -> Path:
         """Write the heatmap with its labels and legend as a PNG, drawn in the kernel (matplotlib:
-        `pip install "lens-widget[export]"`), so a cell can save it without waiting for a view."""
+        `pip install "lens-widget[export]"`), so a cell can save it without waiting for a view; below
+        it the trajectory panel of token position `column` (None: the last): the pinned items, or the
+        tokens that are top-1 at some row, across the layers, y as `panel_y` ("probability",
+        "logprob" or "rank"). There is no panel without text, nor with remote=, whose traces bring back
+        no hidden states to follow a column with."""
         from .export import render_png
 
-        return render_png(self.grid_data(), path, scale=scale)
+        n = len(self.session.tokens.ids)
+        if column is None and (n == 0 or isinstance(self.session, RemoteSession)):
+            return render_png(self.grid_data(), path, scale=scale, panel_y=panel_y)
+        return render_png(self.grid_data(n - 1 if column is None else column), path, scale=scale, panel_y=panel_y)
 
     def to_html(self, path: str | os.PathLike[str]) -> Path:
         """Write one self-contained HTML page of the widget as it is now: it opens offline, from

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_grid import random_tuned_lens
+from test_pins import reference_pins
 from tiny_models import NaNLens, tiny_model, tiny_tokenizer
 from torch import nn
 
@@ -17,12 +20,17 @@ import lens_widget
 from lens_widget.export import (
     DIFF_CHOICES,
     DIVERGING,
+    LINE_COLORS,
+    PANEL_Y,
     RAMP,
     GridData,
+    Scale,
     grid_data,
     image_size,
+    legend_title,
     ramp_colors,
     render_png,
+    scale_for,
     visible_token,
 )
 from lens_widget.session import LensSession
@@ -320,26 +328,41 @@ def cell_corner(row: int, column: int) -> tuple[int, int]:
     return 96 + 58 * column + 3, 52 + 22 * row + 3
 
 
-def test_cells_have_the_views_colours_reversed_when_lower_is_better(tmp_path: Path) -> None:
+@pytest.mark.parametrize("color_scale", ["fixed", "view"])
+def test_cells_have_the_views_colours_reversed_when_lower_is_better(tmp_path: Path, color_scale: str) -> None:
     s = session()
-    probability = grid_data(s, statistic="max_probability", token_range=[0, 6])
+    probability = grid_data(s, statistic="max_probability", token_range=[0, 6], color_scale=color_scale)
     image = png(probability, tmp_path, "p.png", scale=1.0)
     for (i, j), value in np.ndenumerate(probability.values):
         np.testing.assert_array_equal(pixel(image, *cell_corner(i, j)), ramp_colors(RAMP, value))  # 0…1, bright = sure
-    entropy = grid_data(s, statistic="entropy", token_range=[0, 6])
+    entropy = grid_data(s, statistic="entropy", token_range=[0, 6], color_scale=color_scale)
     image = png(entropy, tmp_path, "e.png", scale=1.0)
-    top = np.nanmax(entropy.values)
+    top = np.log(VOCAB) if color_scale == "fixed" else np.nanmax(entropy.values)
     for (i, j), value in np.ndenumerate(entropy.values):
         np.testing.assert_array_equal(pixel(image, *cell_corner(i, j)), ramp_colors(RAMP, 1 - value / top))
 
 
-def test_a_delta_is_drawn_on_the_diverging_scale_centred_at_zero(tmp_path: Path, ab: LensSession) -> None:
-    data = grid_data(ab, mode="diff", diff_statistic="delta:entropy", token_range=[0, 5])
+@pytest.mark.parametrize("color_scale", ["fixed", "view"])
+def test_a_delta_is_drawn_on_the_diverging_scale_centred_at_zero(
+    tmp_path: Path, ab: LensSession, color_scale: str
+) -> None:
+    data = grid_data(ab, mode="diff", diff_statistic="delta:entropy", token_range=[0, 5], color_scale=color_scale)
     image = png(data, tmp_path, scale=1.0)
-    span = np.nanmax(np.abs(data.values))
+    span = np.log(VOCAB) if color_scale == "fixed" else np.nanmax(np.abs(data.values))
     for (i, j), value in np.ndenumerate(data.values):
         expected = ramp_colors(DIVERGING, (value + span) / (2 * span))
         np.testing.assert_array_equal(pixel(image, *cell_corner(i, j)), expected)
+
+
+def test_a_delta_of_ranks_on_the_fixed_scale_is_signed_logarithmic(tmp_path: Path, ab: LensSession) -> None:
+    data = grid_data(ab, mode="diff", diff_statistic="delta:rank", token_range=[0, 5])
+    assert np.abs(data.values[np.isfinite(data.values)]).max() > 1, "ranks that differ by more than one"
+    image = png(data, tmp_path, scale=1.0)
+    for (i, j), value in np.ndenumerate(data.values):
+        if np.isnan(value):
+            continue  # the last column: no next token, no rank
+        t = 0.5 + 0.5 * np.sign(value) * np.log1p(abs(value)) / np.log1p(VOCAB)
+        np.testing.assert_array_equal(pixel(image, *cell_corner(i, j)), ramp_colors(DIVERGING, t))
 
 
 def test_invalid_cells_are_hatched_and_missing_ones_grey(tmp_path: Path) -> None:
@@ -422,3 +445,237 @@ def test_the_demo_models_tuned_lens_grid_exports(tmp_path: Path) -> None:
     assert "".join(grid_data(s).tokens) == lens_widget.DEMO_TEXT
     image = png(data, tmp_path, scale=1.0)
     assert image.shape[:2][::-1] == image_size(s.num_layers + 1, 12, 1.0)
+
+
+# --- pinned items -----------------------------------------------------------------------------
+
+
+def pinned_session(family: str = "gpt2", lens: object = None, **kwargs: object) -> tuple[LensSession, nn.Module]:
+    m = tiny_model(family, vocab_size=VOCAB)
+    s = LensSession(m, TOKENIZER, lens, **kwargs)  # type: ignore[arg-type]
+    s.set_text(PIN_TEXT)
+    s.set_pins([s.make_pin("dog"), s.make_pin(THE, label="the")])
+    return s, m
+
+
+PIN_TEXT = "The dog sat on the mat. The dog"
+THE = TOKENIZER.encode(" the")[0]
+
+
+def test_a_pinned_items_probability_is_the_exp_of_the_sessions_log_probability_and_matches_float64() -> None:
+    s, m = pinned_session()
+    data = grid_data(s, statistic="pin:dog")
+    logp = s.pin_arrays()[0]
+    np.testing.assert_array_equal(data.values, np.exp(logp)[::-1].astype(np.float32))  # output row on top
+    want = reference_pins("gpt2", m, None, s.tokens.ids, list(s.pins))  # from the model's own hidden states
+    np.testing.assert_allclose(data.values, want[0][::-1], rtol=2e-4, atol=2e-6)
+    np.testing.assert_allclose(data.pins["the"][0], want[1][::-1], rtol=2e-4, atol=2e-6)
+    assert set(data.pins) == {"dog", "the"} and data.pins["dog"].shape == (1, *data.values.shape)
+    np.testing.assert_array_equal(data.pins["dog"][0], data.values)
+    detail = s.column(4)  # the trajectory panel's numbers, through the whole head: the same probabilities
+    np.testing.assert_allclose(np.exp(detail.lines[0].logp["a/logit"])[::-1], data.values[:, 4], rtol=1e-4)
+    assert (data.label, data.units) == ("p(dog)", "")
+
+
+def test_a_pinned_item_through_a_tuned_lens_matches_float64() -> None:
+    m = tiny_model("gpt2", vocab_size=VOCAB)
+    s, _ = pinned_session(lens=random_tuned_lens(m))
+    data = grid_data(s, statistic="pin:the", layer_stride=2, token_range=[2, 7])
+    want = reference_pins("gpt2", m, s.lens, s.tokens.ids, list(s.pins))[1]
+    np.testing.assert_allclose(data.values, want[np.ix_(data.rows, data.columns)], rtol=2e-4, atol=2e-6)
+
+
+def test_delta_of_a_pinned_item_is_b_minus_a_and_both_models_probabilities_are_kept() -> None:
+    a, b = tiny_model("gpt2", vocab_size=VOCAB, seed=0), tiny_model("gpt2", vocab_size=VOCAB, seed=1)
+    s = LensSession(a, TOKENIZER, model_b=b, names=("base", "other"))  # type: ignore[arg-type]
+    s.set_text(PIN_TEXT)
+    s.set_pins([s.make_pin("dog")])
+    data = grid_data(s, mode="diff", diff_statistic="delta:pin:dog")
+    pa, pb = (np.exp(s.pin_arrays(key)[0])[::-1] for key in ("a", "b"))
+    np.testing.assert_allclose(data.values, pb - pa, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(data.pins["dog"], np.stack([pa, pb]), rtol=1e-6)
+    want_b = reference_pins("gpt2", b, None, s.tokens.ids, list(s.pins))[0][::-1]
+    np.testing.assert_allclose(data.pins["dog"][1], want_b, rtol=2e-4, atol=2e-6)
+    assert data.label == "Δ p(dog) (B − A)"
+    assert grid_data(s, mode="b", statistic="pin:dog").label == "p(dog) · other"
+    frame = data.to_frame()
+    np.testing.assert_array_equal(frame["p(dog)_a"].to_numpy(), data.pins["dog"][0].reshape(-1))
+    np.testing.assert_array_equal(frame["p(dog)_b"].to_numpy(), data.pins["dog"][1].reshape(-1))
+    single = grid_data(s, mode="a").to_frame()
+    assert list(single.columns)[-1] == "p(dog)" and "p(dog)_a" not in single.columns
+
+
+def test_pinned_statistics_are_validated_against_the_items_pinned_now() -> None:
+    s, _ = pinned_session()
+    with pytest.raises(ValueError, match=r"statistic must be one of \(.*'pin:dog', 'pin:the'\), got 'pin:cat'"):
+        grid_data(s, statistic="pin:cat")
+    ab = ab_session("The dog")
+    ab.set_pins([ab.make_pin("dog")])
+    with pytest.raises(ValueError, match=r"diff_statistic must be one of \(.*'delta:pin:dog'\), got 'pin:dog'"):
+        grid_data(ab, mode="diff", diff_statistic="pin:dog")
+    ab.set_pins([])
+    with pytest.raises(ValueError, match="diff_statistic must be one of"):
+        grid_data(ab, mode="diff", diff_statistic="delta:pin:dog")
+    assert grid_data(ab, mode="diff").pins == {}
+
+
+def test_a_pinned_item_that_is_invalid_somewhere_is_nan_there() -> None:
+    s = session("The dog sat", lens=NaNLens(2))
+    s.set_pins([s.make_pin("dog")])
+    data = grid_data(s, statistic="pin:dog")
+    broken = data.rows.index(2)
+    assert np.isnan(data.values[broken]).all() and np.isfinite(np.delete(data.values, broken, axis=0)).all()
+
+
+# --- colour scales ----------------------------------------------------------------------------
+
+
+def test_the_fixed_scale_is_the_same_for_the_logit_and_the_tuned_lens_and_the_pictures_own_is_not() -> None:
+    m = tiny_model("gpt2", vocab_size=VOCAB)
+    s = LensSession(m, TOKENIZER, random_tuned_lens(m))  # type: ignore[arg-type]
+    s.set_text(PIN_TEXT)
+    s.set_pins([s.make_pin("dog")])
+    for statistic in ("entropy", "rank", "forward_kl", "pin:dog"):
+        tuned = grid_data(s, statistic=statistic)
+        s.set_lens(None)
+        logit = grid_data(s, statistic=statistic)
+        s.set_lens(tuned_lens := random_tuned_lens(m))
+        assert tuned_lens is s.lens
+        assert not np.array_equal(tuned.values, logit.values, equal_nan=True), "two different pictures"
+        fixed = [scale_for(d.statistic, d.values, "fixed", d.vocab_size) for d in (tuned, logit)]
+        assert fixed[0] == fixed[1] and fixed[0].fixed
+        view = [scale_for(d.statistic, d.values, "view", d.vocab_size) for d in (tuned, logit)]
+        if statistic == "pin:dog":
+            assert view[0] == view[1] == fixed[0], "a probability's scale is 0 … 1 either way"
+        else:
+            assert view[0] != view[1] and not view[0].fixed
+
+
+@pytest.mark.parametrize(
+    ("statistic", "values", "positions"),
+    [
+        ("entropy", [0.0, math.log(VOCAB) / 2, math.log(VOCAB), 100.0], [0.0, 0.5, 1.0, 100 / math.log(VOCAB)]),
+        ("js", [0.0, math.log(2.0)], [0.0, 1.0]),
+        ("max_probability", [0.0, 0.25, 1.0], [0.0, 0.25, 1.0]),
+        ("pin:dog", [0.0, 0.3, 1.0], [0.0, 0.3, 1.0]),
+        (
+            "rank",
+            [1.0, 20.0, VOCAB, 10 * VOCAB],
+            [0.0, math.log(20) / math.log(VOCAB), 1.0, math.log(10 * VOCAB) / math.log(VOCAB)],
+        ),
+        ("delta:entropy", [-math.log(VOCAB), 0.0, math.log(VOCAB) / 2], [0.0, 0.5, 0.75]),
+        ("delta:pin:dog", [-1.0, 0.0, 0.5], [0.0, 0.5, 0.75]),
+        (
+            "delta:rank",
+            [-VOCAB, -3.0, 0.0, 3.0, VOCAB],
+            [
+                0.0,
+                0.5 - 0.5 * math.log(4) / math.log(VOCAB + 1),
+                0.5,
+                0.5 + 0.5 * math.log(4) / math.log(VOCAB + 1),
+                1.0,
+            ],
+        ),
+    ],
+)
+def test_the_fixed_scale_follows_its_written_rule(statistic: str, values: list[float], positions: list[float]) -> None:
+    scale = scale_for(statistic, np.array([np.nan]), "fixed", VOCAB)
+    assert scale.fixed
+    got = scale.position(np.array([*values, np.nan]))
+    np.testing.assert_allclose(got[:-1], positions, rtol=1e-12, atol=1e-12)
+    assert np.isnan(got[-1]), "no colour for a missing value"
+    beyond = got[:-1][got[:-1] > 1]  # past the top: the top colour
+    np.testing.assert_array_equal(ramp_colors(RAMP, beyond), np.array([RAMP[-1]] * len(beyond)).reshape(-1, 3))
+
+
+def test_the_pictures_own_scale_spans_the_values_shown() -> None:
+    values = np.array([[0.5, 2.0], [np.nan, -3.0]])
+    assert scale_for("entropy", values, "view", VOCAB) == Scale(0.0, 3.0, "linear", False)
+    assert scale_for("rank", values, "view", VOCAB) == Scale(1.0, 3.0, "log", False)
+    assert scale_for("rank", np.array([1.0]), "view", VOCAB) == Scale(1.0, 2.0, "log", False)
+    assert scale_for("delta:rank", values, "view", VOCAB) == Scale(-3.0, 3.0, "linear", False)
+    assert scale_for("entropy", np.array([np.nan]), "view", VOCAB) == Scale(0.0, 1.0, "linear", False)
+    assert scale_for("max_probability", values, "view", VOCAB) == Scale(0.0, 1.0, "linear", True)
+    with pytest.raises(ValueError, match=r"color_scale must be one of \('fixed', 'view'\)"):
+        scale_for("entropy", values, "auto", VOCAB)
+
+
+def test_values_beyond_the_fixed_top_saturate_at_the_top_colour(tmp_path: Path) -> None:
+    data = grid_data(session("Paris is the capital"), statistic="forward_kl")
+    far = dataclasses.replace(data, values=np.full_like(data.values, 10 * math.log(VOCAB)))
+    image = png(far, tmp_path, scale=1.0)
+    np.testing.assert_array_equal(pixel(image, *cell_corner(1, 1)), RAMP[0])  # lower is better: the dark end
+
+
+def test_the_legend_says_which_scale_it_is(ab: LensSession) -> None:
+    fixed = grid_data(ab, statistic="rank")
+    view = grid_data(ab, statistic="rank", color_scale="view")
+    assert fixed.color_scale == "fixed" and view.color_scale == "view" and fixed.vocab_size == VOCAB
+    title = legend_title(fixed, scale_for(fixed.statistic, fixed.values, "fixed", VOCAB))
+    assert title == "Rank · base, log scale · fixed scale"
+    title = legend_title(view, scale_for(view.statistic, view.values, "view", VOCAB))
+    assert title == "Rank · base, log scale · this picture's scale"
+    entropy = grid_data(ab, mode="diff", diff_statistic="delta:entropy", color_scale="view")
+    title = legend_title(entropy, scale_for(entropy.statistic, entropy.values, "view", VOCAB))
+    assert title == "Δ Entropy (B − A, nats) · this picture's scale"
+    with pytest.raises(ValueError, match="color_scale must be one of"):
+        grid_data(ab, color_scale="auto")
+
+
+def test_render_png_can_draw_data_on_the_other_scale(tmp_path: Path) -> None:
+    data = grid_data(session("Paris is the capital"), statistic="entropy", color_scale="view")
+    image = png(data, tmp_path, scale=1.0, color_scale="fixed")
+    value = data.values[0, 0]
+    np.testing.assert_array_equal(pixel(image, *cell_corner(0, 0)), ramp_colors(RAMP, 1 - value / math.log(VOCAB)))
+
+
+# --- trajectory panel -------------------------------------------------------------------------
+
+
+def test_image_size_with_a_panel_follows_the_documented_formula() -> None:
+    # panel = 32 + 160 + 30 + 16 × ceil(keys / n), n = max(1, (W − 16) // 170)
+    assert image_size(3, 5, 1.0, panel_keys=0) == (394, 150 + 222)
+    assert image_size(3, 5, 1.0, panel_keys=4) == (394, 150 + 222 + 16 * 2)  # 2 keys to a line at W = 394
+    assert image_size(2, 1, 2.0, panel_keys=3) == (640, 2 * (128 + 222 + 16 * 3))  # W = 320: one key a line
+    assert image_size(3, 20, 1.0, panel_keys=13) == (1264, 150 + 222 + 16 * 2)  # 7 to a line
+
+
+def test_the_trajectory_is_the_sessions_column(ab: LensSession) -> None:
+    data = grid_data(ab, mode="diff", column=3)
+    t = data.trajectory
+    assert t is not None and t.column == 3 and t.token == strings(ab)[ab.tokens.ids[3]]
+    detail = ab.column(3)
+    assert t.lines == detail.lines and t.curves == detail.curves == ("a/logit", "b/logit")
+    assert t.rows == ab.rows and t.row_labels == ab.row_labels
+    assert t.current == {"a": "a/logit", "b": "b/logit"} and t.names == {"a": "base", "b": "tuned"}
+    assert grid_data(ab).trajectory is None
+    with pytest.raises(ValueError, match="column must be a token column"):
+        grid_data(ab, column=len(ab.tokens.ids))
+
+
+def panel_region(image: np.ndarray, data: GridData, scale: float) -> np.ndarray:
+    """The pixels under the heatmap's token axis: where the panel is drawn."""
+    top = round(scale * (52 + 22 * len(data.rows) + 24 + 8))
+    return np.round(image[top:, :, :3] * 255).astype(int)
+
+
+@pytest.mark.parametrize("panel_y", PANEL_Y)
+def test_the_png_draws_the_panel_under_the_heatmap_with_its_lines(tmp_path: Path, panel_y: str) -> None:
+    s, _ = pinned_session()
+    data = grid_data(s, statistic="pin:dog", column=5)
+    assert data.trajectory is not None and data.trajectory.keys == 2
+    image = png(data, tmp_path, scale=1.0, panel_y=panel_y)
+    assert image.shape[:2][::-1] == image_size(len(data.rows), len(data.columns), 1.0, panel_keys=2)
+    region = panel_region(image, data, 1.0)
+    assert (region != 255).any(axis=2).mean() > 0.01, "not blank"
+    for color in LINE_COLORS[:2]:  # one colour per pinned item
+        rgb = np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(region - rgb).sum(axis=2) < 40).sum() > 20, f"a line drawn in {color}"
+    without = png(grid_data(s, statistic="pin:dog"), tmp_path, "plain.png", scale=1.0)
+    assert without.shape[0] == image_size(len(data.rows), len(data.columns), 1.0)[1]
+
+
+def test_a_bad_panel_y_is_refused(tmp_path: Path) -> None:
+    data = grid_data(session("Paris"), column=0)
+    with pytest.raises(ValueError, match=r"panel_y must be one of \('probability', 'logprob', 'rank'\)"):
+        render_png(data, tmp_path / "x.png", panel_y="odds")

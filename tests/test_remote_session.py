@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import importlib.util
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,7 +143,7 @@ def test_a_failed_trace_keeps_the_picture_and_the_text_and_the_next_edit_recover
     assert not widget.error and session.text == TEXTS[2]
 
 
-def test_the_views_pin_and_column_requests_are_answered_with_why_a_remote_session_cannot() -> None:
+def test_the_views_pin_and_column_requests_are_answered_with_why_a_remote_session_cannot(tmp_path: Path) -> None:
     lm, tokenizer, _lens = wrapped()
     widget = LensWidget(lm, tokenizer, remote="local", text=TEXTS[0])
     message(widget, {"type": "column", "view": "v", "col": 1, "query": "", "seq": 4})
@@ -153,4 +155,12 @@ def test_the_views_pin_and_column_requests_are_answered_with_why_a_remote_sessio
     reply = answers(widget)[-1]
     assert reply["type"] == "pin_done" and "not available with remote=" in reply["error"] and widget.pins == []
     assert widget.error == reply["error"]
+    if importlib.util.find_spec("matplotlib") is not None:
+        from lens_widget.export import image_size
+
+        png = widget.to_png(tmp_path / "remote.png", scale=1.0).read_bytes()  # the heatmap, without a panel
+        size = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert size == image_size(len(widget.session.rows), len(widget.session.tokens.ids), 1.0)
+        with pytest.raises(RuntimeError, match="trajectory panel is not available with remote="):
+            widget.to_png(tmp_path / "panel.png", column=1)
     widget.close()

@@ -382,7 +382,52 @@ def test_exports_follow_the_widgets_statistic_stride_and_token_range(tmp_path) -
     png = path.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     size = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-    assert size == image_size(len(data.rows), 3, 1.5)
+    trajectory = w.grid_data(column=len(w.session.tokens.ids) - 1).trajectory  # the panel: the last column
+    assert trajectory is not None
+    assert size == image_size(len(data.rows), 3, 1.5, panel_keys=trajectory.keys)
+
+
+@pytest.mark.parametrize("ab", [False, True])
+@pytest.mark.parametrize("pinned", [False, True])
+def test_to_png_draws_the_trajectory_panel_with_and_without_pins(tmp_path, ab: bool, pinned: bool) -> None:
+    mpimg = pytest.importorskip("matplotlib.image")
+    from lens_widget.export import LINE_COLORS, image_size
+
+    model_b = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=1) if ab else None
+    w = make("The dog sat on the mat. The dog", model_b=model_b)
+    if pinned:
+        w.pin("dog")
+        w.pin("mat", label="m")
+    w.color_scale = "view"
+    data = w.grid_data(column=4)
+    assert data.color_scale == "view"
+    t = data.trajectory
+    assert t is not None and t.curves == (("a/logit", "b/logit") if ab else ("a/logit",))
+    assert all(line.pinned == pinned for line in t.lines) and t.lines
+    if pinned:
+        assert [line.label for line in t.lines] == ["dog", "m"]
+    else:  # the tokens that are top-1 at some row, of either model
+        tops = {int(i) for key in w.session.models for i in w.session.grid_arrays(key)[1][:, 4, 0]}
+        assert {line.ids for line in t.lines} == {(i,) for i in tops}
+    image = mpimg.imread(w.to_png(tmp_path / "lens.png", scale=1.0, column=4))
+    assert image.shape[:2][::-1] == image_size(len(data.rows), len(data.columns), 1.0, panel_keys=t.keys)
+    panel = np.round(image[52 + 22 * len(data.rows) + 32 :, :, :3] * 255).astype(int)
+    assert (panel != 255).any(axis=2).mean() > 0.01, "the panel is not blank"
+    first = np.array([int(LINE_COLORS[0][i : i + 2], 16) for i in (1, 3, 5)])
+    assert (np.abs(panel - first).sum(axis=2) < 40).sum() > 20, "the first line is drawn"
+    with pytest.raises(ValueError, match="column must be a token column"):
+        w.to_png(tmp_path / "x.png", column=99)
+
+
+def test_to_png_of_an_empty_widget_has_no_panel(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from lens_widget.export import image_size
+
+    w = make("")
+    png = w.to_png(tmp_path / "empty.png", scale=1.0).read_bytes()
+    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == image_size(
+        w.session.num_layers + 1, 0, 1.0
+    )
 
 
 def test_to_html_writes_one_page_whose_strings_cannot_become_markup(tmp_path) -> None:
