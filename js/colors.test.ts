@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { divergingColor, rampColor, scaleFor, textOn } from "./colors";
+import { boundValue, divergingColor, fixedScale, rampColor, scaleFor, textOn } from "./colors";
 
 describe("scaleFor", () => {
   it("runs probabilities over [0, 1] whatever the data", () => {
@@ -43,5 +43,26 @@ describe("colours", () => {
     expect(Math.min(r, g, b)).toBeGreaterThan(240);
     expect(divergingColor(0)[2]).toBeGreaterThan(divergingColor(0)[0]); // negative: blue
     expect(divergingColor(1)[0]).toBeGreaterThan(divergingColor(1)[2]); // positive: red
+  });
+});
+
+describe("fixedScale", () => {
+  it("runs to the statistic's bound whatever the values, and values beyond take the top colour", () => {
+    expect(boundValue("ln_vocab", 50257)).toBeCloseTo(10.8249, 3);
+    expect(boundValue("ln_2", 50257)).toBeCloseTo(Math.LN2);
+    const entropy = fixedScale("sequential", "ln_vocab", 50257);
+    expect([entropy.min, entropy.fixed, entropy.position(Math.log(50257))]).toEqual([0, true, 1]);
+    expect(rampColor(entropy.position(16.66))).toEqual(rampColor(1));
+    const rank = fixedScale("rank", "vocab", 1000);
+    expect([rank.min, rank.max, rank.log, rank.position(1), rank.position(1000)]).toEqual([1, 1000, true, 0, 1]);
+  });
+
+  it("centres differences at 0: ± the bound, and signed-logarithmic for ranks", () => {
+    const d = fixedScale("diverging", "one", 100);
+    expect([d.min, d.max, d.position(0), d.position(1)]).toEqual([-1, 1, 0.5, 1]);
+    const r = fixedScale("diverging", "vocab", 100);
+    expect(r.position(0)).toBe(0.5);
+    expect(r.position(100)).toBeCloseTo(1);
+    expect(r.position(-9)).toBeCloseTo(0.5 - (0.5 * Math.log(10)) / Math.log(101));
   });
 });

@@ -507,6 +507,12 @@ export function diffAt(state: ViewState, stat: number, row: number, col: number)
   return state.diff[(stat * state.rows.length + row) * state.nTokens + col] as number;
 }
 
+/** A pinned item's log-probability (index into header.pins) at (row, col); NaN where missing. */
+export function pinAt(state: ViewState, grid: number, pin: number, row: number, col: number): number {
+  const g = state.grids[grid] as Cells;
+  return (g.pins[(pin * state.rows.length + row) * state.nTokens + col] as number | undefined) ?? NaN;
+}
+
 export function topAt(state: ViewState, grid: number, row: number, col: number): { ids: number[]; probs: number[] } {
   const g = state.grids[grid] as Cells;
   const k = state.header.top_k;

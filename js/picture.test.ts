@@ -14,6 +14,32 @@ describe("the colour scale", () => {
   });
 });
 
+describe("a pinned item", () => {
+  it("colours cells by its probability in one model, and by B − A of it in the diff", () => {
+    const s = state(grid(1));
+    const a = scene(s, { mode: "a", statistic: "pin:dog" });
+    expect(shown(a)!.label).toBe("p(dog)");
+    expect(choices(a).map((c) => c.key)).toEqual([...STATISTICS, "pin:dog"]);
+    expect(valueAt(a, shown(a)!, 1, 2)).toBeCloseTo(0.2, 6); // grid(0)'s row 1 holds log 0.2
+    const d = scene(s, { diffStatistic: "delta:pin:dog" });
+    expect(shown(d)!.label).toBe("Δ p(dog)");
+    expect(valueAt(d, shown(d)!, 1, 2)).toBeCloseTo(0.2 * Math.exp(0.1) - 0.2, 6);
+  });
+});
+
+describe("fixed scales", () => {
+  it("are the same for every state and model, and say so in the legend", () => {
+    const layout = makeLayout(R, T, 600);
+    const one = picture(scene(state(grid(0)), { mode: "a", colorScale: "fixed" }), layout, 0, palette(false), null, false)!;
+    const other = picture(scene(state(grid(5)), { mode: "b", colorScale: "fixed" }), layout, 0, palette(false), null, false)!;
+    expect([one.scale.min, one.scale.max]).toEqual([other.scale.min, other.scale.max]);
+    expect(one.scale.fixed).toBe(true);
+    const own = picture(scene(state(grid(5)), { mode: "b" }), layout, 0, palette(false), null, false)!;
+    expect(own.scale.fixed).toBe(false);
+    expect(legendTitle(scene(state(grid(0)), { mode: "a", colorScale: "fixed" }))).toBe("Entropy (nats) · base · fixed scale");
+  });
+});
+
 describe("the A/B diff", () => {
   it("B − A of a model with itself is exactly 0, and nothing is marked", () => {
     const sc = scene(state(grid(0)), { diffStatistic: "delta:entropy" });
@@ -22,7 +48,7 @@ describe("the A/B diff", () => {
     for (let r = 0; r < R; r++) for (let c = 0; c < T; c++) expect(p.marked(r, c)).toBe(false);
     expect(markedCount(sc)).toBe(0);
     expect(p.diverging).toBe(true);
-    expect(legendTitle(sc)).toBe("Δ Entropy (B − A, nats)");
+    expect(legendTitle(sc)).toBe("Δ Entropy (B − A, nats) · this picture's scale");
   });
 
   it("B − A of two models is their difference; cells whose top-1 tokens differ are marked", () => {
@@ -51,8 +77,8 @@ describe("the A/B diff", () => {
     const sc = scene(state(grid(1)));
     expect(shown(sc)!.key).toBe("js");
     expect(valueAt(sc, shown(sc)!, 1, 2)).toBeCloseTo((2 * R * T + 1 * T + 2) / 100);
-    expect(legendTitle(sc)).toBe("JS(A, B) (nats)");
-    expect(choices(sc).map((c) => c.key)).toEqual([...DIFF, ...STATISTICS.map((n) => `delta:${n}`)]);
+    expect(legendTitle(sc)).toBe("JS(A, B) (nats) · this picture's scale");
+    expect(choices(sc).map((c) => c.key)).toEqual([...DIFF, ...[...STATISTICS, "pin:dog"].map((n) => `delta:${n}`)]);
   });
 
   it("modes A and B show each model's own statistic, named in the legend", () => {
@@ -60,7 +86,7 @@ describe("the A/B diff", () => {
     const a = scene(s, { mode: "a" });
     const b = scene(s, { mode: "b" });
     expect(valueAt(b, shown(b)!, 0, 0) - valueAt(a, shown(a)!, 0, 0)).toBe(1);
-    expect(legendTitle(b)).toBe("Entropy (nats) · tuned");
+    expect(legendTitle(b)).toBe("Entropy (nats) · tuned · this picture's scale");
   });
 
   it("the tooltip shows both models' top-k and the pair's statistics", () => {

@@ -3,10 +3,11 @@
 // shows B − A of a statistic (computed here from the two grids, so a model diffed with itself is
 // exactly 0) or a pair statistic sent by the kernel (divergences, top-1 agreement).
 
-import { type Scale, scaleFor } from "./colors";
+import { fixedScale, type Scale, scaleFor } from "./colors";
 import type { Cell, Layout, Picture } from "./heatmap";
-import { diffAt, isPending, type StatisticInfo, statAt, type TokenStrings, topAt, type ViewState } from "./payload";
-import { diffChoices, type Shown, single, title } from "./statistics";
+import type { ScaleMode } from "./model";
+import { diffAt, isPending, pinAt, type StatisticInfo, statAt, type TokenStrings, topAt, type ViewState } from "./payload";
+import { diffChoices, PIN_PREFIX, type Shown, single, singleChoices, title } from "./statistics";
 import type { Palette } from "./theme";
 import type { TooltipInfo } from "./tooltip";
 import { visibleToken } from "./tokens";
@@ -27,6 +28,8 @@ export interface Scene {
   statistic: string;
   diffStatistic: string;
   stride: number;
+  /** One colour scale per statistic for every lens, model and picture, or this picture's own range. */
+  colorScale: ScaleMode;
   /** The token columns shown: [first, first + count) of the state's (all of them by default). */
   first: number;
   count: number;
@@ -55,8 +58,8 @@ export function effectiveMode(scene: Scene): Mode {
 /** The statistics the buttons offer in this mode. */
 export function choices(scene: Scene): Shown[] {
   const s = scene.state;
-  if (effectiveMode(scene) === "diff") return diffChoices(s.header.statistics, s.header.diff ?? [], scene.infos);
-  return s.header.statistics.map((name) => single(name, scene.infos));
+  if (effectiveMode(scene) === "diff") return diffChoices(s.header.statistics, s.header.diff ?? [], scene.infos, s.header.pins);
+  return singleChoices(s.header.statistics, s.header.pins, scene.infos);
 }
 
 /** What is shown: the chosen statistic, or the mode's first when the choice is not offered here. */
@@ -72,14 +75,20 @@ export function rowIndices(scene: Scene): number[] {
   return shownRows(s.rows, s.header.num_layers, Math.max(1, scene.stride)).map((r) => s.rows.indexOf(r));
 }
 
+/** A single-model statistic, or a pinned item's probability ("pin:<label>"), of one grid's cell. */
+function singleAt(s: ViewState, grid: number, key: string, row: number, col: number): number {
+  if (key.startsWith(PIN_PREFIX)) return Math.exp(pinAt(s, grid, s.header.pins.indexOf(key.slice(PIN_PREFIX.length)), row, col));
+  return statAt(s, grid, s.header.statistics.indexOf(key), row, col);
+}
+
 /** The value a cell shows (NaN: missing). */
 export function valueAt(scene: Scene, what: Shown, row: number, col: number): number {
   const s = scene.state;
   const mode = effectiveMode(scene);
-  if (mode !== "diff") return statAt(s, mode === "b" ? 1 : 0, s.header.statistics.indexOf(what.key), row, col);
+  if (mode !== "diff") return singleAt(s, mode === "b" ? 1 : 0, what.key, row, col);
   if (what.key.startsWith("delta:")) {
-    const stat = s.header.statistics.indexOf(what.key.slice("delta:".length));
-    return statAt(s, 1, stat, row, col) - statAt(s, 0, stat, row, col);
+    const key = what.key.slice("delta:".length);
+    return singleAt(s, 1, key, row, col) - singleAt(s, 0, key, row, col);
   }
   return diffAt(s, (s.header.diff ?? []).indexOf(what.key), row, col);
 }
@@ -164,6 +173,7 @@ export function picture(
 const scales = new WeakMap<ViewState, Map<string, Scale>>();
 
 function sceneScale(scene: Scene, what: Shown, rows: number[]): Scale {
+  if (scene.colorScale !== "view") return fixedScale(what.scale, what.bound, scene.strings.size);
   const key = `${what.key}|${what.scale}|${effectiveMode(scene)}|${rows.join(",")}|${scene.first}|${scene.count}`;
   let byKey = scales.get(scene.state);
   if (!byKey) scales.set(scene.state, (byKey = new Map()));
@@ -177,14 +187,17 @@ function sceneScale(scene: Scene, what: Shown, rows: number[]): Scale {
   return scale;
 }
 
-/** The legend's title: the statistic with its units, and whose it is in an A/B view. */
+/** What the legend says of its scale (lens_widget/export.py says the same). */
+export const SCALE_NAMES: Record<ScaleMode, string> = { fixed: "fixed scale", view: "this picture's scale" };
+
+/** The legend's title: the statistic with its units, whose it is in an A/B view, and the scale's kind. */
 export function legendTitle(scene: Scene): string {
   const what = shown(scene);
   if (!what) return "";
   const text = title(what.label, what.units, what.note);
   const mode = effectiveMode(scene);
-  if (!isAB(scene.state) || mode === "diff") return text;
-  return `${text} · ${modelNames(scene.state)[mode === "b" ? 1 : 0]}`;
+  const whose = !isAB(scene.state) || mode === "diff" ? "" : ` · ${modelNames(scene.state)[mode === "b" ? 1 : 0]}`;
+  return `${text}${whose} · ${SCALE_NAMES[scene.colorScale === "view" ? "view" : "fixed"]}`;
 }
 
 function nextToken(scene: Scene, grid: number, row: number, col: number) {

@@ -30,6 +30,7 @@ class FakeModel {
       remote_status: "",
       pins: [],
       instance: `fake-${Math.random()}`,
+      color_scale: "fixed",
       ...initial,
     };
   }
@@ -126,7 +127,13 @@ describe("render", () => {
     expect(root.dataset.nTokens).toBe(String(updates[0]!.header.n_tokens));
     expect(root.dataset.rows).toBe("3");
     expect((root.querySelector("textarea") as HTMLTextAreaElement).value).toBe("Paris is the");
-    expect(root.querySelectorAll(".lw-stat").length).toBe(5);
+    // Every statistic, then each pinned item's probability.
+    const pins = updates[0]!.header.pins;
+    expect(pins.length).toBeGreaterThan(0);
+    expect(Array.from(root.querySelectorAll(".lw-stat"), (b) => b.textContent)).toEqual([
+      ...["Entropy", "Cross-entropy", "KL(model‖lens)", "Max probability", "Rank"],
+      ...pins.map((label) => `p(${label})`),
+    ]);
     expect(root.querySelector('[aria-pressed="true"]')!.textContent).toBe("Entropy");
     expect((root.querySelector(".lw-lens") as HTMLElement).hidden).toBe(true);
   });

@@ -44,7 +44,8 @@ function sceneOf(store: Store, model: AnyModel<Model>, mode: Mode): Scene | null
   const { strings, infos } = store.received;
   const stride = Math.max(1, model.get("layer_stride"));
   const columns = columnsShown(model.get("token_range"), state.nTokens);
-  return { state, strings, infos, mode, statistic: model.get("statistic"), diffStatistic: model.get("diff_statistic") ?? "", stride, ...columns };
+  const colorScale = model.get("color_scale") === "view" ? "view" : "fixed";
+  return { state, strings, infos, mode, statistic: model.get("statistic"), diffStatistic: model.get("diff_statistic") ?? "", stride, colorScale, ...columns };
 }
 
 /** Keeps a view-side choice in the model; a static page cannot save it anywhere, and need not. */
@@ -218,7 +219,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   );
   d.on(model, "change:text", adoptKernelText);
   d.on(model, "change:mode", () => ((ui.mode = model.get("mode") ?? ui.mode), refresh(), select(ui.selection)));
-  for (const name of ["error", "remote_status", "lens", "lens_options", "statistic", "diff_statistic", "layer_stride", "token_range"]) {
+  for (const name of ["error", "remote_status", "lens", "lens_options", "statistic", "diff_statistic", "layer_stride", "token_range", "color_scale", "pins"]) {
     d.on(model, `change:${name}`, () => (refresh(), select(ui.selection)));
   }
   d.add(watchTheme(root, () => frames.request()));
