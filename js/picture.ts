@@ -210,7 +210,7 @@ function nextToken(scene: Scene, grid: number, row: number, col: number) {
 
 function topList(scene: Scene, grid: number, row: number, col: number) {
   const top = topAt(scene.state, grid, row, col);
-  return top.ids.map((id, j) => ({ text: scene.strings.get(id), probability: top.probs[j] ?? 0 }));
+  return top.ids.map((id, j) => ({ text: scene.strings.get(id), probability: top.probs[j] ?? 0, id }));
 }
 
 /** The tooltip of a shown cell (row: index among the rows shown; col: among the columns shown). */

@@ -6,6 +6,7 @@ import { Disposer } from "./disposer";
 import { element } from "./dom";
 import { choices, effectiveMode, isAB, type Mode, modelNames, type Scene, shown } from "./picture";
 import { title as statisticTitle } from "./statistics";
+import type { ScaleMode } from "./model";
 import type { Status } from "./status";
 
 export interface ToolbarHandlers {
@@ -13,6 +14,8 @@ export interface ToolbarHandlers {
   statistic(key: string): void;
   stride(stride: number): void;
   lens(lens: string): void;
+  /** The colour scale: fixed per statistic, or this picture's own range. */
+  colorScale(mode: ScaleMode): void;
   png(): void;
 }
 
@@ -22,6 +25,7 @@ export interface ToolbarInput {
   lens: string;
   lensOptions: string[];
   snapshotMode: boolean;
+  colorScale: ScaleMode;
 }
 
 export class Toolbar {
@@ -34,6 +38,7 @@ export class Toolbar {
   private readonly strideValue: HTMLSpanElement;
   private readonly lensLabel: HTMLLabelElement;
   private readonly lensSelect: HTMLSelectElement;
+  private readonly scaleButton: HTMLButtonElement;
   private readonly disposer = new Disposer();
 
   constructor(
@@ -53,6 +58,10 @@ export class Toolbar {
     this.lensLabel = element(doc, "label", "lw-lens", this.root);
     this.lensLabel.append("lens");
     this.lensSelect = element(doc, "select", "lw-lens-select", this.lensLabel);
+    this.scaleButton = element(doc, "button", "lw-scale", this.root);
+    this.scaleButton.type = "button";
+    this.scaleButton.textContent = "fixed scale";
+    this.scaleButton.title = "On: one colour scale per statistic (0 to its bound, such as ln V nats) for every lens and model, so pictures compare. Off: the picture's own range.";
     const png = element(doc, "button", "lw-png", this.root);
     png.type = "button";
     png.textContent = "PNG";
@@ -60,6 +69,7 @@ export class Toolbar {
     this.status = element(doc, "span", "lw-status", this.root);
     const d = this.disposer;
     d.listen(png, "click", () => handlers.png());
+    d.listen(this.scaleButton, "click", () => handlers.colorScale(this.scaleButton.getAttribute("aria-pressed") === "true" ? "view" : "fixed"));
     d.listen(this.modes, "click", (event) => {
       const mode = (event.target as HTMLElement).closest("button")?.dataset.mode;
       if (mode) handlers.mode(mode as Mode);
@@ -90,6 +100,7 @@ export class Toolbar {
     }
     this.lensSelect.value = input.lens;
     this.lensSelect.disabled = input.snapshotMode;
+    this.scaleButton.setAttribute("aria-pressed", String(input.colorScale !== "view"));
   }
 
   showStatus(status: Status): void {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fillTooltip, type TooltipInfo } from "./tooltip";
+import { fillTooltip, TooltipBox, type TooltipInfo } from "./tooltip";
 
 const info: TooltipInfo = {
   rowLabel: "3",
@@ -53,6 +53,25 @@ describe("tooltip", () => {
     fillTooltip(el, { ...info, invalid: true });
     expect(el.textContent).toContain("invalid");
     expect(el.querySelectorAll(".lw-tip-row").length).toBe(0);
+  });
+});
+
+describe("pinning from the tooltip", () => {
+  it("a clicked cell's top tokens pin by id when clicked; a hovered cell's are not clickable", () => {
+    const root = document.createElement("div");
+    const pinned: number[] = [];
+    const box = new TooltipBox(document, root, (id) => pinned.push(id));
+    const withIds = { ...info, top: info.top.map((t, i) => ({ ...t, id: 100 + i })) };
+    const cell = { x: 0, y: 0, w: 10, h: 10 };
+    box.show(withIds, cell);
+    expect(box.el.querySelector(".lw-tip-row[data-id]")).toBeNull();
+    box.show({ ...withIds, pinned: true }, cell);
+    expect(box.el.classList.contains("lw-tip-pinned")).toBe(true);
+    (box.el.querySelectorAll<HTMLElement>(".lw-tip-row .lw-tip-token")[2] as HTMLElement).click();
+    expect(pinned).toEqual([102]);
+    box.dispose();
+    (box.el.querySelector(".lw-tip-row") as HTMLElement).click();
+    expect(pinned).toEqual([102]); // no listener once disposed
   });
 });
 

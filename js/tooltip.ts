@@ -1,6 +1,7 @@
 // The cell tooltip: top-k tokens with probability bars, the input token and the real next token.
 // Every model string goes in through textContent, never as HTML.
 
+import { Disposer } from "./disposer";
 import { type Box, placeTooltip } from "./placement";
 import { formatProbability, visibleToken } from "./tokens";
 
@@ -17,16 +18,23 @@ export interface TooltipInfo {
   input: string;
   /** The real next token, its rank and probability under this cell (null at the last column). */
   next: { text: string; rank: number; probability: number } | null;
-  top: { text: string; probability: number }[];
+  top: TopToken[];
   pinned: boolean;
   /** A/B: both models' top-k side by side (`top` and `next` above are model A's), and the pair's
    * statistics (divergences, agreement). */
   compare?: {
     names: [string, string];
-    top: { text: string; probability: number }[];
+    top: TopToken[];
     next: { text: string; rank: number; probability: number } | null;
     pair: { label: string; value: number; units: string }[];
   };
+}
+
+/** One of a cell's most likely tokens; `id` lets a click pin it. */
+export interface TopToken {
+  text: string;
+  probability: number;
+  id?: number;
 }
 
 function div(doc: Document, className: string, text = ""): HTMLDivElement {
@@ -64,7 +72,7 @@ export function fillTooltip(el: HTMLElement, info: TooltipInfo): void {
   const units = info.units ? ` ${info.units}` : "";
   el.appendChild(div(doc, "lw-tip-line", `${info.statistic}: ${formatValue(info.value)}${units}`));
   if (!info.compare) {
-    el.appendChild(topList(doc, info.top));
+    el.appendChild(topList(doc, info.top, info.pinned));
     return;
   }
   const c = info.compare;
@@ -75,7 +83,7 @@ export function fillTooltip(el: HTMLElement, info: TooltipInfo): void {
     column.appendChild(div(doc, "lw-tip-name", c.names[i] ?? ""));
     const next = i === 0 ? info.next : c.next;
     if (next) column.appendChild(div(doc, "lw-tip-line", `next: rank ${rankText(next.rank)} · p ${formatProbability(next.probability)}`));
-    column.appendChild(topList(doc, top));
+    column.appendChild(topList(doc, top, info.pinned));
     columns.appendChild(column);
   });
   el.appendChild(columns);
@@ -85,10 +93,15 @@ function rankText(rank: number): string {
   return rank >= 65504 ? "≥65504" : String(Math.round(rank));
 }
 
-function topList(doc: Document, top: { text: string; probability: number }[]): HTMLDivElement {
+/** The top tokens with their bars; in a clicked cell's tooltip each can be clicked to pin it. */
+function topList(doc: Document, top: TopToken[], pinnable: boolean): HTMLDivElement {
   const list = div(doc, "lw-tip-list");
-  for (const { text, probability } of top) {
+  for (const { text, probability, id } of top) {
     const row = div(doc, "lw-tip-row");
+    if (pinnable && id !== undefined) {
+      row.dataset.id = String(id);
+      row.title = "Click to pin this token: follow it across the layers and colour the cells by its probability";
+    }
     row.appendChild(div(doc, "lw-tip-token", visibleToken(text)));
     const bar = div(doc, "lw-tip-bar");
     const fill = div(doc, "lw-tip-fill");
@@ -104,18 +117,25 @@ function topList(doc: Document, top: { text: string; probability: number }[]): H
 /** The tooltip's element, placed beside its cell inside the widget (placement.ts). */
 export class TooltipBox {
   readonly el: HTMLDivElement;
+  private readonly disposer = new Disposer();
 
   constructor(
     doc: Document,
     private readonly root: HTMLElement,
+    pin: (id: number) => void,
   ) {
     this.el = div(doc, "lw-tooltip");
     this.el.hidden = true;
     root.appendChild(this.el);
+    this.disposer.listen(this.el, "click", (event) => {
+      const id = (event.target as HTMLElement).closest<HTMLElement>(".lw-tip-row[data-id]")?.dataset.id;
+      if (id !== undefined) pin(Number(id));
+    });
   }
 
   show(info: TooltipInfo, cell: Box): void {
     fillTooltip(this.el, info);
+    this.el.classList.toggle("lw-tip-pinned", info.pinned);
     this.el.hidden = false;
     const tip = { width: this.el.offsetWidth || 300, height: this.el.offsetHeight || 260 };
     const place = placeTooltip(cell, tip, this.root.clientWidth || 600, this.root.clientHeight);
@@ -127,5 +147,9 @@ export class TooltipBox {
   hide(): void {
     this.el.hidden = true;
     this.root.style.minHeight = "";
+  }
+
+  dispose(): void {
+    this.disposer.dispose();
   }
 }

@@ -49,7 +49,7 @@ function sceneOf(store: Store, model: AnyModel<Model>, mode: Mode): Scene | null
 }
 
 /** Keeps a view-side choice in the model; a static page cannot save it anywhere, and need not. */
-function commit(model: AnyModel<Model>, name: "statistic" | "diff_statistic" | "layer_stride" | "lens", value: string | number): void {
+function commit(model: AnyModel<Model>, name: "statistic" | "diff_statistic" | "layer_stride" | "lens" | "color_scale", value: string | number): void {
   model.set(name, value as never);
   try {
     model.save_changes();
@@ -86,6 +86,7 @@ function drawnData(s: Scene | null, p: Picture | null, selection: Selection, seq
     marked: String(markedCount(s)),
     selected: cell ? `${cell.row},${cell.col}` : "",
     pending: String(pendingCount(s.state)),
+    scale: `${p.scale.min}…${p.scale.max}${p.scale.fixed ? " fixed" : ""}`,
   };
 }
 
@@ -105,13 +106,14 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     },
     stride: (stride) => (commit(model, "layer_stride", stride), refresh(), select(NOTHING)),
     lens: (lens) => (commit(model, "lens", lens), refresh()),
+    colorScale: (mode) => (commit(model, "color_scale", mode), refresh(), frames.request()),
     png: () => ((ui.downloadError = downloadPng(doc, scene(), isDark(root))), refresh()),
   });
   const textarea = Object.assign(element(doc, "textarea", "lw-text", root), { spellcheck: false, rows: 2, placeholder: PLACEHOLDER, value: model.get("text") });
   const messages = new Messages(doc, root);
   const frames = new Frames(doc.defaultView, redraw);
   const board = new Board(doc, root, () => frames.request());
-  const tip = new TooltipBox(doc, root);
+  const tip = new TooltipBox(doc, root, (id) => store.send({ type: "pin", view: viewId, items: [id] }));
   const caret = new CaretFollower();
   const visible = new VisibleReporter(
     () => (scene() && !store.snapshotMode ? board.onScreen(scene() as Scene) : null),
@@ -152,7 +154,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   function refresh(): void {
     const s = scene();
     const snapshotMode = store.snapshotMode;
-    toolbar.update({ scene: s, stride: model.get("layer_stride"), lens: model.get("lens"), lensOptions: model.get("lens_options") ?? [], snapshotMode });
+    toolbar.update({ scene: s, stride: model.get("layer_stride"), lens: model.get("lens"), lensOptions: model.get("lens_options") ?? [], snapshotMode, colorScale: model.get("color_scale") ?? "fixed" });
     const { received } = store;
     const errors = [received.payloadError, received.vocabularyError, ui.downloadError, model.get("error") || ""];
     const status = statusOf({ scene: s, snapshotMode, typing: sync.pending, stride: model.get("layer_stride"), lens: model.get("lens"), remote: model.get("remote_status") ?? "", errors });
@@ -233,7 +235,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   select(NOTHING);
   return () => {
     d.dispose();
-    for (const part of [sync, visible, board, toolbar, frames]) part.dispose();
+    for (const part of [sync, visible, board, toolbar, frames, tip]) part.dispose();
     release();
     root.remove();
   };

@@ -199,6 +199,7 @@ def drive_jupyterlab(page: Any, url: str) -> None:
     page.wait_for_function(
         "(before) => document.querySelector('.lens-widget .lw-canvas').toDataURL() !== before", arg=picture
     )
+    check_fixed_scale_and_pins(page)
 
     rows = n_rows(page)
     page.locator(".lens-widget .lw-stride-input").first.fill("3")
@@ -295,6 +296,53 @@ def ab_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shutil.copy(ROOT / "examples" / "compare_models.ipynb", root / "compare_models.ipynb")
     with jupyter_server(root, "compare_models.ipynb", "lab") as url:
         yield url
+
+
+def check_fixed_scale_and_pins(page: Any) -> None:
+    """The KL scale holds across a lens switch; a token pinned from a clicked cell's tooltip becomes a
+    p(item) statistic that colours the heatmap, and stays through typing."""
+    widget = page.locator(".lens-widget").first
+    widget.locator("[data-statistic='forward_kl']").click()
+    page.wait_for_function("() => document.querySelector('.lens-widget').dataset.statistic === 'forward_kl'")
+    tuned_scale = widget.get_attribute("data-scale")
+    assert tuned_scale and tuned_scale.endswith(" fixed"), tuned_scale
+    seq = widget.get_attribute("data-seq")
+    widget.locator(".lw-lens-select").select_option("logit")
+    page.wait_for_function(f"() => document.querySelector('.lens-widget').dataset.seq !== '{seq}'", timeout=30_000)
+    wait_until_idle(page)
+    assert run_code(page, "print(widget.lens)").strip() == "logit"
+    assert widget.get_attribute("data-scale") == tuned_scale, "a lens switch keeps the fixed scale"
+    widget.locator(".lw-lens-select").select_option("tuned")
+    wait_until_idle(page)
+
+    hover_first_cell(page)
+    box = widget.locator(".lw-canvas").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 110, box["y"] + 8)  # the clicked cell's tooltip stays, and is clickable
+    page.wait_for_selector(".lens-widget .lw-tooltip.lw-tip-pinned .lw-tip-row[data-id]", timeout=10_000)
+    widget.locator(".lw-tooltip .lw-tip-row[data-id]").nth(1).click()
+    page.wait_for_selector(".lens-widget .lw-stat[data-statistic^='pin:']", timeout=30_000)
+    label = run_code(page, "print(widget.pins[0]['label'])").strip()
+    assert label and not run_code(page, "print(repr(widget.error))").strip().strip("'")
+    page.keyboard.press("Escape")
+    picture = page.evaluate("() => document.querySelector('.lens-widget .lw-canvas').toDataURL()")
+    widget.locator(".lw-stat[data-statistic^='pin:']").first.click()
+    page.wait_for_function(
+        "(before) => document.querySelector('.lens-widget .lw-canvas').toDataURL() !== before", arg=picture
+    )
+    assert (widget.get_attribute("data-statistic") or "").startswith("pin:")
+    assert run_code(page, "print(widget.statistic)").strip() == f"pin:{label}"
+    widget.scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-pinned.png"))
+    before = n_tokens(page)
+    type_at_end(page, " again")
+    page.wait_for_function(
+        f"() => Number(document.querySelector('.lens-widget').dataset.nTokens) > {before}", timeout=30_000
+    )
+    assert (widget.get_attribute("data-statistic") or "").startswith("pin:"), "the pinned statistic stays"
+    assert_boxes_show_the_kernels_text(page)
+    page.locator(".lens-widget [data-statistic='entropy']").first.click()
 
 
 def test_ab_diff_in_jupyterlab(browser: Any, ab_lab: str) -> None:
