@@ -12,3 +12,5 @@ export const PALETTES = constants.presentation.palettes;
 export const INK = constants.presentation.ink;
 export const LAYOUT = constants.presentation.layout;
 export const VISIBLE_TOKENS: Readonly<Record<string, string>> = constants.presentation.visible_tokens;
+/** What the legend calls each colour scale mode (the color_scale trait's values). */
+export const SCALE_MODES: Readonly<Record<"fixed" | "view", string>> = constants.presentation.scale_modes;

@@ -4,6 +4,7 @@
 // exactly 0) or a pair statistic sent by the kernel (divergences, top-1 agreement).
 
 import { fixedScale, type Scale, scaleFor } from "./colors";
+import { SCALE_MODES } from "./constants";
 import type { Cell, Layout, Picture } from "./heatmap";
 import type { ScaleMode } from "./model";
 import { diffAt, isPending, pinAt, type StatisticInfo, statAt, type TokenStrings, topAt, type ViewState } from "./payload";
@@ -187,9 +188,6 @@ function sceneScale(scene: Scene, what: Shown, rows: number[]): Scale {
   return scale;
 }
 
-/** What the legend says of its scale (lens_widget/export.py says the same). */
-export const SCALE_NAMES: Record<ScaleMode, string> = { fixed: "fixed scale", view: "this picture's scale" };
-
 /** The legend's title: the statistic with its units, whose it is in an A/B view, and the scale's kind. */
 export function legendTitle(scene: Scene): string {
   const what = shown(scene);
@@ -197,7 +195,7 @@ export function legendTitle(scene: Scene): string {
   const text = title(what.label, what.units, what.note);
   const mode = effectiveMode(scene);
   const whose = !isAB(scene.state) || mode === "diff" ? "" : ` · ${modelNames(scene.state)[mode === "b" ? 1 : 0]}`;
-  return `${text}${whose} · ${SCALE_NAMES[scene.colorScale === "view" ? "view" : "fixed"]}`;
+  return `${text}${whose} · ${SCALE_MODES[scene.colorScale === "view" ? "view" : "fixed"]}`;
 }
 
 function nextToken(scene: Scene, grid: number, row: number, col: number) {

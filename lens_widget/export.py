@@ -50,7 +50,10 @@ MODES: tuple[str, ...] = ("a", "b", "diff")
 SCALE_MODES: tuple[str, ...] = tuple(PRESENTATION["scale_modes"])
 """The widget's `color_scale`: "fixed" (each statistic's own scale, the same in every picture) or
 "view" (the range of the values shown)."""
-SCALE_NOTES: dict[bool, str] = {True: " · fixed scale", False: " · this picture's scale"}
+SCALE_NOTES: dict[bool, str] = {
+    True: f" · {PRESENTATION['scale_modes']['fixed']}",
+    False: f" · {PRESENTATION['scale_modes']['view']}",
+}
 """What the legend's title ends with, by whether its scale is fixed (the view writes the same)."""
 PANEL_Y: tuple[str, ...] = ("probability", "logprob", "rank")
 """What the trajectory panel's y axis shows: p, log p (nats) or the rank of the item's best token."""
