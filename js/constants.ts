@@ -14,3 +14,5 @@ export const LAYOUT = constants.presentation.layout;
 export const VISIBLE_TOKENS: Readonly<Record<string, string>> = constants.presentation.visible_tokens;
 /** What the legend calls each colour scale mode (the color_scale trait's values). */
 export const SCALE_MODES: Readonly<Record<"fixed" | "view", string>> = constants.presentation.scale_modes;
+/** One colour per line of the trajectory panel, in turn (matplotlib's tab10), as to_png draws them. */
+export const LINES: readonly string[] = constants.presentation.lines;

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import fixture from "./fixtures/payload_stream.json";
-import { MAX_CANVAS_PX, pictureCanvas } from "./download";
+import { MAX_CANVAS_PX, pictureCanvas, stackCanvases } from "./download";
 import { applyUpdate, type Payload, TokenStrings, type Vocabulary } from "./payload";
 import type { Scene } from "./picture";
 import { revive } from "./testing";
@@ -64,5 +64,18 @@ describe("pictureCanvas", () => {
   it("draws nothing without a 2D context", () => {
     vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockReturnValue(null);
     expect(pictureCanvas(document, scene(state.nTokens), palette(false), state.rowLabels, 2)).toBeNull();
+  });
+});
+
+describe("stackCanvases", () => {
+  it("puts the trajectory panel under the picture at the picture's scale, or leaves the picture alone", () => {
+    const { calls } = withContext();
+    const picture = Object.assign(document.createElement("canvas"), { width: 400, height: 100 });
+    const panel = Object.assign(document.createElement("canvas"), { width: 150, height: 75 }); // at dpr 1.5
+    const out = stackCanvases(document, picture, panel, 2, 1.5);
+    expect([out.width, out.height]).toEqual([400, 200]);
+    expect(calls.filter((c) => c.startsWith("drawImage")).length).toBe(2);
+    expect(stackCanvases(document, picture, null, 2, 1)).toBe(picture);
+    vi.restoreAllMocks();
   });
 });

@@ -41,6 +41,23 @@ export function pictureCanvas(doc: Document, s: Scene, palette: Palette, labels:
   return { canvas, columns: contentWidth(layout) > 0 ? columns : 0 };
 }
 
+/** The picture with another canvas (the trajectory panel) under it, drawn at the picture's scale
+ * (`scale` image pixels per CSS pixel; `under` has `underDpr` per CSS pixel). */
+export function stackCanvases(doc: Document, picture: HTMLCanvasElement, under: HTMLCanvasElement | null, scale: number, underDpr: number): HTMLCanvasElement {
+  if (!under || under.width === 0 || under.height === 0) return picture;
+  const ratio = scale / underDpr;
+  const w = Math.round(under.width * ratio);
+  const h = Math.round(under.height * ratio);
+  const out = doc.createElement("canvas");
+  out.width = Math.max(picture.width, w);
+  out.height = picture.height + h;
+  const ctx = out.getContext("2d");
+  if (!ctx) return picture;
+  ctx.drawImage(picture, 0, 0);
+  ctx.drawImage(under, 0, picture.height, w, h);
+  return out;
+}
+
 /** Offer the canvas as a file download; false where the host gives no way to (then say so). */
 export function downloadCanvas(doc: Document, canvas: HTMLCanvasElement, fileName: string): boolean {
   const url = doc.defaultView?.URL;

@@ -12,7 +12,7 @@ import { Board, rowLabels } from "./board";
 import { CaretFollower } from "./caret";
 import { Disposer } from "./disposer";
 import { element } from "./dom";
-import { downloadCanvas, pictureCanvas } from "./download";
+import { downloadCanvas, pictureCanvas, stackCanvases } from "./download";
 import { Frames } from "./frames";
 import type { Model } from "./model";
 import { pendingCount } from "./payload";
@@ -21,8 +21,10 @@ import { afterClick, afterHover, afterKey, NOTHING, type Selection, within } fro
 import { Messages, statusOf } from "./status";
 import { holdStore, initialize, newId, type Store } from "./store";
 import { EditSync, editDone } from "./sync";
-import { isDark, palette, watchTheme } from "./theme";
+import { isDark, type Palette, palette, watchTheme } from "./theme";
+import { Panel } from "./panel";
 import { Toolbar } from "./toolbar";
+import { answerFromState, type ColumnAnswer } from "./trajectory";
 import { TooltipBox } from "./tooltip";
 import type { Picture } from "./heatmap";
 import { VisibleReporter } from "./visible";
@@ -67,10 +69,12 @@ function keepControlKeys(event: KeyboardEvent): void {
   if (control && !runsCell) event.stopPropagation();
 }
 
-/** Offer the picture as a PNG download; the message to show when that cannot be done here. */
-function downloadPng(doc: Document, s: Scene | null, dark: boolean): string {
+/** Offer the picture, with the trajectory panel under it, as a PNG download; the message to show
+ * when that cannot be done here. */
+function downloadPng(doc: Document, s: Scene | null, dark: boolean, panel: Panel): string {
   const drawn = s ? pictureCanvas(doc, s, palette(dark), rowLabels(s), 2) : null;
-  return drawn !== null && downloadCanvas(doc, drawn.canvas, "lens-widget.png") ? "" : NO_DOWNLOAD;
+  const under = panel.root.hidden ? null : panel.canvas;
+  return drawn !== null && downloadCanvas(doc, stackCanvases(doc, drawn.canvas, under, 2, doc.defaultView?.devicePixelRatio || 1), "lens-widget.png") ? "" : NO_DOWNLOAD;
 }
 
 /** What the view says about its picture as data attributes (for tests and for host styling). */
@@ -90,6 +94,18 @@ function drawnData(s: Scene | null, p: Picture | null, selection: Selection, seq
   };
 }
 
+/** The panel follows the selected (or hovered) cell's column, else the last one, as typing goes on;
+ * with no kernel it reads the saved state. */
+function paintPanel(panel: Panel, s: Scene | null, selection: Selection, store: Store, width: number, colors: Palette, dpr: number): void {
+  const cell = selection.cell;
+  const col = !s || !s.count ? null : cell ? cell.col + s.first : s.first + s.count - 1;
+  if (store.snapshotMode || col === null) panel.set(s && col !== null ? answerFromState(s.state, col, s.strings) : null);
+  else panel.follow(col, store.received.seq);
+  const layer = s && cell ? s.state.rows[rowIndices(s)[cell.row] ?? -1] : undefined;
+  const marked = layer === undefined || !s ? null : s.state.rows.indexOf(layer);
+  panel.paint(width, s && col !== null ? s.strings.get(s.state.tokenIds[col] ?? 0) : "", marked, colors, dpr);
+}
+
 function render({ model, el: host }: RenderProps<Model>): () => void {
   const doc = host.ownerDocument;
   const { store, release } = holdStore(model);
@@ -107,12 +123,14 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     stride: (stride) => (commit(model, "layer_stride", stride), refresh(), select(NOTHING)),
     lens: (lens) => (commit(model, "lens", lens), refresh()),
     colorScale: (mode) => (commit(model, "color_scale", mode), refresh(), frames.request()),
-    png: () => ((ui.downloadError = downloadPng(doc, scene(), isDark(root))), refresh()),
+    png: () => ((ui.downloadError = downloadPng(doc, scene(), isDark(root), panel)), refresh()),
   });
   const textarea = Object.assign(element(doc, "textarea", "lw-text", root), { spellcheck: false, rows: 2, placeholder: PLACEHOLDER, value: model.get("text") });
   const messages = new Messages(doc, root);
   const frames = new Frames(doc.defaultView, redraw);
   const board = new Board(doc, root, () => frames.request());
+  const request = (col: number, seq: number): void => store.send({ type: "column", view: viewId, col, query: "", seq });
+  const panel = new Panel(doc, root, { request, unpin: (label) => store.send({ type: "unpin", view: viewId, labels: [label] }) }, () => frames.request());
   const tip = new TooltipBox(doc, root, (id) => store.send({ type: "pin", view: viewId, items: [id] }));
   const caret = new CaretFollower();
   const visible = new VisibleReporter(
@@ -173,6 +191,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     if (s && left !== null) board.scrollTo(s, left);
     const p = s ? picture(s, board.layout(s), board.scrollLeft, palette(dark), ui.selection.cell, ui.selection.pinned) : null;
     board.paint(p, s ? legendTitle(s) : "", doc.defaultView?.devicePixelRatio || 1);
+    paintPanel(panel, s, ui.selection, store, s ? board.layout(s).width : 0, palette(dark), doc.defaultView?.devicePixelRatio || 1);
     Object.assign(root.dataset, drawnData(s, p, ui.selection, store.received.seq));
     if (s && p) showTooltip();
     if (s && p) visible.schedule();
@@ -212,6 +231,8 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   d.add(() => doc.removeEventListener("keydown", onEscape));
   d.add(
     store.subscribe((message) => {
+      const m = message as { type?: unknown; view?: unknown } | null;
+      if (m?.type === "column" && m.view === viewId) panel.answer(message as ColumnAnswer);
       const done = editDone(message, viewId); // the answer to this view's edit, alone or riding on its delta
       if (done !== null) sync.finished(done);
       if (done !== null) adoptKernelText();
@@ -235,7 +256,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   select(NOTHING);
   return () => {
     d.dispose();
-    for (const part of [sync, visible, board, toolbar, frames, tip]) part.dispose();
+    for (const part of [sync, visible, board, toolbar, frames, tip, panel]) part.dispose();
     release();
     root.remove();
   };

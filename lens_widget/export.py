@@ -79,18 +79,7 @@ PANEL_PLOT = 160
 PANEL_AXIS = 30
 PANEL_KEY_HEIGHT = 16
 PANEL_KEY_WIDTH = 170
-LINE_COLORS: tuple[str, ...] = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-)
+LINE_COLORS: tuple[str, ...] = tuple(PRESENTATION["lines"])
 """One colour per line (item) of the panel, in turn (matplotlib's tab10: told apart on either background)."""
 
 # Colour ramps, palettes and token marks: the view's (constants.json), interpolated the same way.

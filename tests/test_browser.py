@@ -315,7 +315,17 @@ def check_fixed_scale_and_pins(page: Any) -> None:
     widget.locator(".lw-lens-select").select_option("tuned")
     wait_until_idle(page)
 
+    # The trajectory panel follows the last column, then the hovered one.
+    page.mouse.move(5, 5)
+    last = n_tokens(page) - 1
+    follows = "(c) => document.querySelector('.lens-widget .lw-panel')?.dataset.col === String(c)"
+    page.wait_for_function(follows, arg=last, timeout=15_000)
+    assert int(widget.locator(".lw-panel").get_attribute("data-lines") or 0) > 0
     hover_first_cell(page)
+    page.wait_for_function("() => document.querySelector('.lens-widget').dataset.selected")
+    hovered = int((widget.get_attribute("data-selected") or "").split(",")[1])
+    page.wait_for_function(follows, arg=hovered, timeout=15_000)
+    assert hovered != last
     box = widget.locator(".lw-canvas").bounding_box()
     assert box is not None
     page.mouse.click(box["x"] + 110, box["y"] + 8)  # the clicked cell's tooltip stays, and is clickable
@@ -335,12 +345,15 @@ def check_fixed_scale_and_pins(page: Any) -> None:
     widget.scroll_into_view_if_needed()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-pinned.png"))
+    assert "pinned items" in (widget.locator(".lw-panel-title").text_content() or "")
+    page.mouse.move(5, 5)
     before = n_tokens(page)
     type_at_end(page, " again")
     page.wait_for_function(
         f"() => Number(document.querySelector('.lens-widget').dataset.nTokens) > {before}", timeout=30_000
     )
     assert (widget.get_attribute("data-statistic") or "").startswith("pin:"), "the pinned statistic stays"
+    page.wait_for_function(follows, arg=n_tokens(page) - 1, timeout=15_000)  # the panel follows the typing
     assert_boxes_show_the_kernels_text(page)
     page.locator(".lens-widget [data-statistic='entropy']").first.click()
 

@@ -1,0 +1,43 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { COLUMN_DEBOUNCE_MS, Panel } from "./panel";
+import { palette } from "./theme";
+import type { ColumnAnswer } from "./trajectory";
+
+afterEach(() => vi.useRealTimers());
+
+function answer(col: number, seq: number): ColumnAnswer {
+  const logp = { "a/logit": [Math.log(0.1), Math.log(0.2), Math.log(0.9)] };
+  return { col, seq, rows: [0, 1, 2], row_labels: ["0", "1", "output"], names: { a: "m" }, curves: ["a/logit"], lines: [{ label: "<b>x</b>", ids: [1], tokens: ["<b>x</b>"], pinned: true, logp, rank: {} }], found: [], error: "" };
+}
+
+describe("Panel", () => {
+  it("asks for the column it follows once the selection settles, and draws only the newest answer", () => {
+    vi.useFakeTimers();
+    const parent = document.createElement("div");
+    const asked: [number, number][] = [];
+    const unpinned: string[] = [];
+    const panel = new Panel(document, parent, { request: (col, seq) => asked.push([col, seq]), unpin: (l) => unpinned.push(l) }, () => {});
+    panel.follow(3, 1);
+    panel.follow(4, 1); // the hover moved on before the first was asked
+    panel.follow(4, 1); // nothing new
+    vi.advanceTimersByTime(COLUMN_DEBOUNCE_MS);
+    expect(asked).toEqual([[4, 1]]);
+    panel.follow(4, 2); // a new state: ask again
+    vi.advanceTimersByTime(COLUMN_DEBOUNCE_MS);
+    expect(asked).toEqual([[4, 1], [4, 2]]);
+    panel.answer(answer(4, 1)); // stale: not drawn
+    panel.paint(400, "t", null, palette(false), 1);
+    expect(panel.root.hidden).toBe(true);
+    panel.answer(answer(4, 2));
+    panel.paint(400, "t", 1, palette(false), 1);
+    expect(panel.root.hidden).toBe(false);
+    expect(panel.root.dataset.col).toBe("4");
+    expect(panel.root.dataset.lines).toBe("1");
+    expect(panel.root.querySelector("b")).toBeNull(); // model strings as text
+    expect(panel.root.textContent).toContain("p(<b>x</b>)");
+    (panel.root.querySelector("button[data-unpin]") as HTMLButtonElement).click();
+    expect(unpinned).toEqual(["<b>x</b>"]);
+    panel.dispose();
+    expect(parent.querySelector(".lw-panel")).toBeNull();
+  });
+});

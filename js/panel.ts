@@ -1,0 +1,133 @@
+// The trajectory panel under the heatmap: one column's pinned items (or its top-1 tokens) across the
+// layers, a line per model and lens. It asks the kernel for the column it is told to follow (debounced,
+// and only the newest answer is drawn), or reads a saved state when there is no kernel. Model strings
+// go in as textContent or canvas text only.
+
+import { Disposer } from "./disposer";
+import { element } from "./dom";
+import type { Palette } from "./theme";
+import { type ColumnAnswer, drawPanel, type Series, seriesOf, type YKind } from "./trajectory";
+import { visibleToken } from "./tokens";
+
+/** How long the panel waits for the selection to settle before asking the kernel for a column. */
+export const COLUMN_DEBOUNCE_MS = 80;
+const HEIGHT = 150;
+
+export interface PanelHandlers {
+  /** Ask the kernel for a column; the answer comes back through `answer`. */
+  request(col: number, seq: number): void;
+  unpin(label: string): void;
+}
+
+export class Panel {
+  readonly root: HTMLDivElement;
+  private readonly heading: HTMLSpanElement;
+  private readonly ySelect: HTMLSelectElement;
+  readonly canvas: HTMLCanvasElement;
+  private readonly key: HTMLDivElement;
+  private readonly disposer = new Disposer();
+  private readonly debounce: ReturnType<Disposer["timer"]>;
+  private seq = 0;
+  private wanted = "";
+  private shown: ColumnAnswer | null = null;
+
+  constructor(
+    private readonly doc: Document,
+    parent: HTMLElement,
+    private readonly handlers: PanelHandlers,
+    private readonly redraw: () => void,
+  ) {
+    this.root = element(doc, "div", "lw-panel", parent);
+    const head = element(doc, "div", "lw-panel-head", this.root);
+    this.heading = element(doc, "span", "lw-panel-title", head);
+    const label = element(doc, "label", "lw-panel-y", head);
+    label.append("y");
+    this.ySelect = element(doc, "select", "lw-panel-y-select", label);
+    for (const [value, text] of [["probability", "probability"], ["logprob", "log-probability"], ["rank", "rank"]]) {
+      const option = element(doc, "option", "", this.ySelect);
+      option.value = value as string;
+      option.textContent = text as string;
+    }
+    this.canvas = element(doc, "canvas", "lw-panel-canvas", this.root);
+    this.key = element(doc, "div", "lw-panel-key", this.root);
+    this.debounce = this.disposer.timer();
+    this.disposer.listen(this.ySelect, "change", () => this.redraw());
+    this.disposer.listen(this.key, "click", (event) => {
+      const label = (event.target as HTMLElement).closest<HTMLElement>("button[data-unpin]")?.dataset.unpin;
+      if (label !== undefined) this.handlers.unpin(label);
+    });
+  }
+
+  get y(): YKind {
+    return this.ySelect.value as YKind;
+  }
+
+  /** Follow column `col` of the state with sequence number `stateSeq`: ask again when either changed. */
+  follow(col: number | null, stateSeq: number): void {
+    const want = col === null ? "" : `${col}|${stateSeq}`;
+    if (want === this.wanted) return;
+    this.wanted = want;
+    this.debounce.clear();
+    if (col === null) return;
+    this.debounce.set(() => this.handlers.request(col, ++this.seq), COLUMN_DEBOUNCE_MS);
+  }
+
+  /** The kernel's answer: drawn when it is the newest asked for. */
+  answer(message: ColumnAnswer): void {
+    if (message.seq !== this.seq) return;
+    this.show(message);
+  }
+
+  show(answer: ColumnAnswer | null): void {
+    this.set(answer);
+    this.redraw();
+  }
+
+  /** Show `answer` at the next paint (a saved state's panel, made while drawing). */
+  set(answer: ColumnAnswer | null): void {
+    this.shown = answer;
+    if (answer === null) this.wanted = "";
+  }
+
+  /** Draw the shown answer at `width` CSS pixels, the row `marked` (an index into its rows) marked. */
+  paint(width: number, token: string, marked: number | null, palette: Palette, dpr: number): void {
+    const a = this.shown;
+    this.root.hidden = a === null;
+    if (!a) return;
+    const series = a.error ? [] : seriesOf(a, this.y);
+    this.heading.textContent = a.error ? `position ${a.col}: ${a.error}` : `position ${a.col} (${visibleToken(token)}): ${a.lines.some((l) => l.pinned) ? "pinned items" : "tokens that are top-1 at some layer"} across the layers`;
+    this.canvas.style.width = `${width}px`;
+    this.canvas.style.height = `${HEIGHT}px`;
+    this.canvas.width = Math.round(width * dpr);
+    this.canvas.height = Math.round(HEIGHT * dpr);
+    const ctx = this.canvas.getContext("2d");
+    if (ctx) {
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      drawPanel(ctx, width, HEIGHT, a, series, this.y, marked, palette);
+    }
+    this.fillKey(a, series);
+    Object.assign(this.root.dataset, { col: String(a.col), lines: String(series.length) });
+  }
+
+  private fillKey(a: ColumnAnswer, series: Series[]): void {
+    this.key.replaceChildren();
+    for (const s of series) {
+      const item = element(this.doc, "span", "lw-panel-item", this.key);
+      const swatch = element(this.doc, "span", "lw-panel-swatch", item);
+      swatch.style.borderTop = `2px ${s.dash.length ? (s.dash[0] === 1 ? "dotted" : "dashed") : "solid"} ${s.color}`;
+      item.append(s.name);
+    }
+    for (const line of a.lines.filter((l) => l.pinned)) {
+      const button = element(this.doc, "button", "lw-panel-unpin", this.key);
+      button.type = "button";
+      button.dataset.unpin = line.label;
+      button.textContent = `unpin ${line.label}`;
+      button.title = line.tokens.length ? `tokens: ${line.tokens.map(visibleToken).join(" ")}` : "";
+    }
+  }
+
+  dispose(): void {
+    this.disposer.dispose();
+    this.root.remove();
+  }
+}
