@@ -16,7 +16,9 @@ describe("Panel", () => {
     const parent = document.createElement("div");
     const asked: [number, number][] = [];
     const unpinned: string[] = [];
-    const panel = new Panel(document, parent, { request: (col, seq) => asked.push([col, seq]), unpin: (l) => unpinned.push(l) }, () => {});
+    const pinned: (number | string)[][] = [];
+    const handlers = { request: (col: number, seq: number) => asked.push([col, seq]), pin: (items: (number | string)[]) => pinned.push(items), unpin: (l: string) => unpinned.push(l) };
+    const panel = new Panel(document, parent, handlers, () => {});
     panel.follow(3, 1);
     panel.follow(4, 1); // the hover moved on before the first was asked
     panel.follow(4, 1); // nothing new
@@ -37,6 +39,21 @@ describe("Panel", () => {
     expect(panel.root.textContent).toContain("p(<b>x</b>)");
     (panel.root.querySelector("button[data-unpin]") as HTMLButtonElement).click();
     expect(unpinned).toEqual(["<b>x</b>"]);
+    // The search: asks with its query; a found token pins by id, Enter pins the word.
+    const search = panel.root.querySelector(".lw-panel-search") as HTMLInputElement;
+    search.value = "do";
+    search.dispatchEvent(new Event("input"));
+    vi.advanceTimersByTime(COLUMN_DEBOUNCE_MS);
+    expect(asked.at(-1)).toEqual([4, 3]);
+    panel.answer({ ...answer(4, 3), found: [{ id: 7, text: " dog", probability: 0.25, row: 2 }] });
+    panel.paint(400, "t", null, palette(false), 1);
+    const hit = panel.root.querySelector(".lw-panel-hit") as HTMLButtonElement;
+    expect(hit.textContent).toBe("·dog 25.0%");
+    hit.click();
+    search.value = "chien";
+    search.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    expect(pinned).toEqual([[7], ["chien"]]);
+    expect(search.value).toBe("");
     panel.dispose();
     expect(parent.querySelector(".lw-panel")).toBeNull();
   });

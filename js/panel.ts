@@ -14,8 +14,11 @@ export const COLUMN_DEBOUNCE_MS = 80;
 const HEIGHT = 150;
 
 export interface PanelHandlers {
-  /** Ask the kernel for a column; the answer comes back through `answer`. */
-  request(col: number, seq: number): void;
+  /** Ask the kernel for a column (and the tokens whose text starts with `query`); the answer comes
+   * back through `answer`. */
+  request(col: number, seq: number, query: string): void;
+  /** Pin token ids, or a word (its token set). */
+  pin(items: (number | string)[]): void;
   unpin(label: string): void;
 }
 
@@ -25,10 +28,13 @@ export class Panel {
   private readonly ySelect: HTMLSelectElement;
   readonly canvas: HTMLCanvasElement;
   private readonly key: HTMLDivElement;
+  private readonly search: HTMLInputElement;
+  private readonly found: HTMLDivElement;
   private readonly disposer = new Disposer();
   private readonly debounce: ReturnType<Disposer["timer"]>;
   private seq = 0;
   private wanted = "";
+  private col: number | null = null;
   private shown: ColumnAnswer | null = null;
 
   constructor(
@@ -40,6 +46,9 @@ export class Panel {
     this.root = element(doc, "div", "lw-panel", parent);
     const head = element(doc, "div", "lw-panel-head", this.root);
     this.heading = element(doc, "span", "lw-panel-title", head);
+    this.search = element(doc, "input", "lw-panel-search", head);
+    Object.assign(this.search, { type: "search", placeholder: "find a token…", spellcheck: false });
+    this.search.title = "Tokens of the vocabulary that begin with this text, by their best probability at any layer of this column; click one to pin it, or press Enter to pin the word's token set";
     const label = element(doc, "label", "lw-panel-y", head);
     label.append("y");
     this.ySelect = element(doc, "select", "lw-panel-y-select", label);
@@ -49,9 +58,25 @@ export class Panel {
       option.textContent = text as string;
     }
     this.canvas = element(doc, "canvas", "lw-panel-canvas", this.root);
+    this.found = element(doc, "div", "lw-panel-found", this.root);
     this.key = element(doc, "div", "lw-panel-key", this.root);
     this.debounce = this.disposer.timer();
     this.disposer.listen(this.ySelect, "change", () => this.redraw());
+    this.disposer.listen(this.search, "input", () => this.ask());
+    this.disposer.listen(this.search, "keydown", (event) => {
+      const word = this.search.value.trim();
+      if (event.key !== "Enter" || !word) return;
+      this.handlers.pin([word]);
+      this.search.value = "";
+      this.ask();
+    });
+    this.disposer.listen(this.found, "click", (event) => {
+      const id = (event.target as HTMLElement).closest<HTMLElement>("button[data-id]")?.dataset.id;
+      if (id === undefined) return;
+      this.handlers.pin([Number(id)]);
+      this.search.value = "";
+      this.ask();
+    });
     this.disposer.listen(this.key, "click", (event) => {
       const label = (event.target as HTMLElement).closest<HTMLElement>("button[data-unpin]")?.dataset.unpin;
       if (label !== undefined) this.handlers.unpin(label);
@@ -67,9 +92,16 @@ export class Panel {
     const want = col === null ? "" : `${col}|${stateSeq}`;
     if (want === this.wanted) return;
     this.wanted = want;
+    this.col = col;
+    this.ask();
+  }
+
+  /** Ask for the followed column with the search box's query, once typing and hovering settle. */
+  private ask(): void {
     this.debounce.clear();
+    const col = this.col;
     if (col === null) return;
-    this.debounce.set(() => this.handlers.request(col, ++this.seq), COLUMN_DEBOUNCE_MS);
+    this.debounce.set(() => this.handlers.request(col, ++this.seq, this.search.value.trim()), COLUMN_DEBOUNCE_MS);
   }
 
   /** The kernel's answer: drawn when it is the newest asked for. */
@@ -106,7 +138,22 @@ export class Panel {
       drawPanel(ctx, width, HEIGHT, a, series, this.y, marked, palette);
     }
     this.fillKey(a, series);
+    this.fillFound(a);
     Object.assign(this.root.dataset, { col: String(a.col), lines: String(series.length) });
+  }
+
+  /** The search's tokens, with their best probability at any layer of the column. */
+  private fillFound(a: ColumnAnswer): void {
+    this.found.replaceChildren();
+    if (!this.search.value.trim()) return;
+    if (!a.found.length) this.found.textContent = "no token of the vocabulary begins with this";
+    for (const f of a.found) {
+      const button = element(this.doc, "button", "lw-panel-hit", this.found);
+      button.type = "button";
+      button.dataset.id = String(f.id);
+      button.textContent = `${visibleToken(f.text)} ${(100 * f.probability).toFixed(1)}%`;
+      button.title = `token ${f.id}: best at layer ${f.row}; click to pin`;
+    }
   }
 
   private fillKey(a: ColumnAnswer, series: Series[]): void {

@@ -22,7 +22,7 @@ import { Messages, statusOf } from "./status";
 import { holdStore, initialize, newId, type Store } from "./store";
 import { EditSync, editDone } from "./sync";
 import { isDark, type Palette, palette, watchTheme } from "./theme";
-import { Panel } from "./panel";
+import { Panel, type PanelHandlers } from "./panel";
 import { Toolbar } from "./toolbar";
 import { answerFromState, type ColumnAnswer } from "./trajectory";
 import { TooltipBox } from "./tooltip";
@@ -94,6 +94,15 @@ function drawnData(s: Scene | null, p: Picture | null, selection: Selection, seq
   };
 }
 
+/** What a view asks of the kernel for its panel: a column, a pin, an unpin (controller.py answers). */
+function kernelAsks(store: Store, view: string): PanelHandlers {
+  return {
+    request: (col, seq, query) => store.send({ type: "column", view, col, query, seq }),
+    pin: (items) => store.send({ type: "pin", view, items }),
+    unpin: (label) => store.send({ type: "unpin", view, labels: [label] }),
+  };
+}
+
 /** The panel follows the selected (or hovered) cell's column, else the last one, as typing goes on;
  * with no kernel it reads the saved state. */
 function paintPanel(panel: Panel, s: Scene | null, selection: Selection, store: Store, width: number, colors: Palette, dpr: number): void {
@@ -129,9 +138,9 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   const messages = new Messages(doc, root);
   const frames = new Frames(doc.defaultView, redraw);
   const board = new Board(doc, root, () => frames.request());
-  const request = (col: number, seq: number): void => store.send({ type: "column", view: viewId, col, query: "", seq });
-  const panel = new Panel(doc, root, { request, unpin: (label) => store.send({ type: "unpin", view: viewId, labels: [label] }) }, () => frames.request());
-  const tip = new TooltipBox(doc, root, (id) => store.send({ type: "pin", view: viewId, items: [id] }));
+  const asks = kernelAsks(store, viewId);
+  const panel = new Panel(doc, root, asks, () => frames.request());
+  const tip = new TooltipBox(doc, root, (id) => asks.pin([id]));
   const caret = new CaretFollower();
   const visible = new VisibleReporter(
     () => (scene() && !store.snapshotMode ? board.onScreen(scene() as Scene) : null),

@@ -346,6 +346,14 @@ def check_fixed_scale_and_pins(page: Any) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-pinned.png"))
     assert "pinned items" in (widget.locator(".lw-panel-title").text_content() or "")
+    # The search offers tokens by their best probability at any layer; Enter pins the word's set.
+    search = widget.locator(".lw-panel-search")
+    search.fill("th")
+    page.wait_for_selector(".lens-widget .lw-panel-hit", timeout=15_000)
+    search.fill("the")
+    search.press("Enter")
+    page.wait_for_selector(".lens-widget .lw-stat[data-statistic='pin:the']", timeout=30_000)
+    assert run_code(page, "print(len(widget.pins), widget.pins[1]['label'])").strip() == "2 the"
     page.mouse.move(5, 5)
     before = n_tokens(page)
     type_at_end(page, " again")
