@@ -539,7 +539,9 @@ def test_to_html_opens_offline_from_file_and_hovers(browser: Any, tmp_path: Path
         data = saved.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-        assert width == 2 * (54 + 58 * len(tokens)) and height == 2 * (3 * 22 + 24 + 28)
+        # The heatmap and legend, with the trajectory panel (150 CSS px, as wide as the view) under them.
+        panel_width = page.evaluate("() => parseFloat(document.querySelector('.lw-panel-canvas').style.width)")
+        assert width == 2 * max(54 + 58 * len(tokens), panel_width) and height == 2 * (3 * 22 + 24 + 28 + 150)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "to_html.png"))
         assert network == [], f"the page asked the network for {network}"
@@ -630,7 +632,7 @@ def test_a_notebook_saved_in_jupyterlab_reopens_on_its_last_picture(browser: Any
     settings.mkdir(parents=True)
     (settings / "plugin.jupyterlab-settings").write_text(json.dumps({"saveState": True}))
     widgets = "[...document.querySelectorAll('.lens-widget')]"
-    all_drawn = f"() => {widgets}.length >= 3 && {widgets}.every((w) => Number(w.dataset.nTokens) > 0)"
+    all_drawn = f"() => {widgets}.length >= 4 && {widgets}.every((w) => Number(w.dataset.nTokens) > 0)"
 
     with jupyter_server(tmp_path, "quickstart.ipynb", "lab") as url:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -651,7 +653,8 @@ def test_a_notebook_saved_in_jupyterlab_reopens_on_its_last_picture(browser: Any
         for m in saved["application/vnd.jupyter.widget-state+json"]["state"].values()
         if "snapshot" in m["state"]
     ]
-    assert len(headers) == 3 and all(h["kind"] == "full" for h in headers)
+    assert len(headers) == 4 and all(h["kind"] == "full" for h in headers)
+    assert [h["pins"] for h in headers].count(["j"]) == 1, "the quick start's pinned item is saved"
 
     with jupyter_server(tmp_path, "quickstart.ipynb", "lab") as url:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -664,5 +667,9 @@ def test_a_notebook_saved_in_jupyterlab_reopens_on_its_last_picture(browser: Any
             assert first.locator("textarea").input_value() == QUICKSTART_TEXT + " 9 9"
             assert int(first.get_attribute("data-n-tokens") or 0) == max(h["n_tokens"] for h in headers)
             assert all(w.get_attribute("data-busy") == "false" for w in page.locator(".lens-widget").all())
+            # The pinned widget shows p(j) and its panel from the saved state alone.
+            follow = page.locator(".lens-widget[data-statistic='pin:j']")
+            assert follow.count() == 1
+            assert int(follow.locator(".lw-panel").get_attribute("data-lines") or 0) == 1
 
         screenshot_on_failure(page, "reopen", reopen)
