@@ -2,7 +2,7 @@
 // Rows are listed top to bottom (the output row first); only columns in view are drawn, so a
 // 48 × 4096 grid costs what fits on screen.
 
-import { LAYOUT } from "./constants";
+import { LAYOUT, SCALE_MODES } from "./constants";
 import { cssColor, divergingColor, rampColor, type Scale, textOn } from "./colors";
 import type { Palette } from "./theme";
 import { fitText } from "./tokens";
@@ -216,6 +216,11 @@ function drawInvalid(ctx: CanvasRenderingContext2D, x: number, y: number, l: Lay
   ctx.restore();
 }
 
+/** The legend's words: the title, then the kind of scale (lens_widget/export.py writes the same). */
+export function legendText(title: string, scale: Pick<Scale, "log" | "fixed">): string {
+  return `${title}${scale.log ? ", log scale" : ""} · ${SCALE_MODES[scale.fixed ? "fixed" : "view"]}`;
+}
+
 /** The legend: a ramp with the statistic's title (name and units) and range. */
 export function drawLegend(ctx: CanvasRenderingContext2D, width: number, title: string, p: Pick<Picture, "scale" | "reversed" | "diverging" | "palette">): void {
   const height = 28;
@@ -234,6 +239,6 @@ export function drawLegend(ctx: CanvasRenderingContext2D, width: number, title: 
   ctx.textBaseline = "middle";
   ctx.textAlign = "left";
   const fmt = (v: number): string => (p.scale.log || Math.abs(v) >= 100 ? Math.round(v).toString() : v.toFixed(2));
-  ctx.fillText(`${fmt(p.scale.min)} … ${fmt(p.scale.max)}   ${title}${p.scale.log ? ", log scale" : ""}`, x0 + barWidth + 8, 12);
+  ctx.fillText(`${fmt(p.scale.min)} … ${fmt(p.scale.max)}   ${legendText(title, p.scale)}`, x0 + barWidth + 8, 12);
   ctx.restore();
 }

@@ -37,6 +37,7 @@ describe("Panel", () => {
     expect(panel.root.dataset.lines).toBe("1");
     expect(panel.root.querySelector("b")).toBeNull(); // model strings as text
     expect(panel.root.textContent).toContain("p(<b>x</b>)");
+    expect(panel.root.querySelector(".lw-panel-set")?.textContent).toBe("<b>x</b> = <b>x</b>"); // the set's tokens
     (panel.root.querySelector("button[data-unpin]") as HTMLButtonElement).click();
     expect(unpinned).toEqual(["<b>x</b>"]);
     // The search: asks with its query; a found token pins by id, Enter pins the word.

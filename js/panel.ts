@@ -165,6 +165,12 @@ export class Panel {
       item.append(s.name);
     }
     for (const line of a.lines.filter((l) => l.pinned)) {
+      // A token set is shown with its tokens: which entries of the vocabulary the word gathered.
+      if (line.tokens.length) {
+        const more = line.tokens.length > 12 ? ` … (${line.tokens.length} tokens)` : "";
+        const set = element(this.doc, "span", "lw-panel-set", this.key);
+        set.textContent = `${line.label} = ${line.tokens.slice(0, 12).map(visibleToken).join(" ")}${more}`;
+      }
       const button = element(this.doc, "button", "lw-panel-unpin", this.key);
       button.type = "button";
       button.dataset.unpin = line.label;

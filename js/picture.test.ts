@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { makeLayout } from "./heatmap";
+import { legendText, makeLayout } from "./heatmap";
 import { DIFF, grid, INFOS, K, R, scene, state, STATISTICS, T } from "./testing";
 import { choices, columnsShown, legendTitle, markedCount, picture, type Scene, shown, tooltip, valueAt } from "./picture";
 import { palette } from "./theme";
@@ -36,7 +36,8 @@ describe("fixed scales", () => {
     expect(one.scale.fixed).toBe(true);
     const own = picture(scene(state(grid(5)), { mode: "b" }), layout, 0, palette(false), null, false)!;
     expect(own.scale.fixed).toBe(false);
-    expect(legendTitle(scene(state(grid(0)), { mode: "a", colorScale: "fixed" }))).toBe("Entropy (nats) · base · fixed scale");
+    expect(legendText(legendTitle(scene(state(grid(0)), { mode: "a", colorScale: "fixed" })), one.scale)).toBe("Entropy (nats) · base · fixed scale");
+    expect(legendText("Rank", { log: true, fixed: false })).toBe("Rank, log scale · this picture's scale");
   });
 });
 
@@ -48,7 +49,7 @@ describe("the A/B diff", () => {
     for (let r = 0; r < R; r++) for (let c = 0; c < T; c++) expect(p.marked(r, c)).toBe(false);
     expect(markedCount(sc)).toBe(0);
     expect(p.diverging).toBe(true);
-    expect(legendTitle(sc)).toBe("Δ Entropy (B − A, nats) · this picture's scale");
+    expect(legendTitle(sc)).toBe("Δ Entropy (B − A, nats)");
   });
 
   it("B − A of two models is their difference; cells whose top-1 tokens differ are marked", () => {
@@ -77,7 +78,7 @@ describe("the A/B diff", () => {
     const sc = scene(state(grid(1)));
     expect(shown(sc)!.key).toBe("js");
     expect(valueAt(sc, shown(sc)!, 1, 2)).toBeCloseTo((2 * R * T + 1 * T + 2) / 100);
-    expect(legendTitle(sc)).toBe("JS(A, B) (nats) · this picture's scale");
+    expect(legendTitle(sc)).toBe("JS(A, B) (nats)");
     expect(choices(sc).map((c) => c.key)).toEqual([...DIFF, ...[...STATISTICS, "pin:dog"].map((n) => `delta:${n}`)]);
   });
 
@@ -86,7 +87,7 @@ describe("the A/B diff", () => {
     const a = scene(s, { mode: "a" });
     const b = scene(s, { mode: "b" });
     expect(valueAt(b, shown(b)!, 0, 0) - valueAt(a, shown(a)!, 0, 0)).toBe(1);
-    expect(legendTitle(b)).toBe("Entropy (nats) · tuned · this picture's scale");
+    expect(legendTitle(b)).toBe("Entropy (nats) · tuned");
   });
 
   it("the tooltip shows both models' top-k and the pair's statistics", () => {

@@ -4,7 +4,6 @@
 // exactly 0) or a pair statistic sent by the kernel (divergences, top-1 agreement).
 
 import { fixedScale, type Scale, scaleFor } from "./colors";
-import { SCALE_MODES } from "./constants";
 import type { Cell, Layout, Picture } from "./heatmap";
 import type { ScaleMode } from "./model";
 import { diffAt, isPending, pinAt, type StatisticInfo, statAt, type TokenStrings, topAt, type ViewState } from "./payload";
@@ -188,14 +187,15 @@ function sceneScale(scene: Scene, what: Shown, rows: number[]): Scale {
   return scale;
 }
 
-/** The legend's title: the statistic with its units, whose it is in an A/B view, and the scale's kind. */
+/** The legend's title: the statistic with its units, and whose it is in an A/B view (the legend adds
+ * the kind of scale). */
 export function legendTitle(scene: Scene): string {
   const what = shown(scene);
   if (!what) return "";
   const text = title(what.label, what.units, what.note);
   const mode = effectiveMode(scene);
   const whose = !isAB(scene.state) || mode === "diff" ? "" : ` · ${modelNames(scene.state)[mode === "b" ? 1 : 0]}`;
-  return `${text}${whose} · ${SCALE_MODES[scene.colorScale === "view" ? "view" : "fixed"]}`;
+  return `${text}${whose}`;
 }
 
 function nextToken(scene: Scene, grid: number, row: number, col: number) {
