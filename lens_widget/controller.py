@@ -64,6 +64,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -410,7 +411,7 @@ class WidgetController:
             self.widget.send_state("snapshot")
         elif kind == "ping":
             view = content.get("view")
-            if not isinstance(view, str) or not 0 < len(view) <= 100:
+            if not _is_name(view):
                 return self._refuse("a ping must name its view (a string of 1 to 100 characters)")
             self.widget.send({"type": "pong", "view": view})
         elif kind == "visible":
@@ -430,7 +431,7 @@ class WidgetController:
         text, view, edit = content.get("text"), content.get("view"), content.get("edit")
         if not isinstance(text, str):
             return self._refuse(f"an edit's text must be a string, got {type(text).__name__}")
-        if not isinstance(view, str) or not 0 < len(view) <= 100:
+        if not _is_name(view):
             return self._refuse("an edit must name its view (a string of 1 to 100 characters)")
         if isinstance(edit, bool) or not isinstance(edit, int) or not 0 < edit <= MAX_SAFE_INTEGER:
             return self._refuse(f"an edit's number must be an integer in 1..2^53-1, got {edit!r}")
@@ -460,11 +461,9 @@ class WidgetController:
 
     def _on_visible(self, content: dict[str, Any]) -> None:
         start, stop, view = content.get("start"), content.get("stop"), content.get("view")
-        if not isinstance(view, str) or not 0 < len(view) <= 100:
+        if not _is_name(view):
             return self._refuse("a visible range must name its view (a string of 1 to 100 characters)")
-        if not all(
-            isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_SAFE_INTEGER for x in (start, stop)
-        ):
+        if not all(_is_count(x) for x in (start, stop)):
             return self._refuse(f"a visible range needs integer start and stop, got {start!r}, {stop!r}")
         if start > stop:
             return self._refuse(f"a visible range must have start <= stop, got {start}, {stop}")
@@ -484,14 +483,8 @@ class WidgetController:
             )
         if label is not None and not isinstance(label, str):
             return self._refuse(f"a pin's label must be a string, got {type(label).__name__}")
-        try:
-            pinned = self.pin(tuple(items), label)
-        except Exception as exc:  # a word no token begins, too many pins, a label taken: the picture stays
-            self.widget.error = _message("Could not pin", exc)
-            self.widget.send({"type": "pin_done", "view": view, "label": "", "error": self.widget.error})
-            return
-        self.widget.error = ""
-        self.widget.send({"type": "pin_done", "view": view, "label": pinned, "error": ""})
+        # A word no token begins, too many pins, a label taken: the picture stays, and the view is told.
+        self._pin_done(view, "Could not pin", lambda: self.pin(tuple(items), label))
 
     def _on_unpin(self, content: dict[str, Any]) -> None:
         view, labels = content.get("view"), content.get("labels")
@@ -503,14 +496,19 @@ class WidgetController:
             or not all(isinstance(x, str) and len(x) <= MAX_FIELD for x in labels)
         ):
             return self._refuse(f"an unpin's labels must be a list of at most {MAX_PINS} strings, got {_short(labels)}")
+        self._pin_done(view, "Could not unpin", lambda: self.unpin(tuple(labels)))
+
+    def _pin_done(self, view: str, what: str, step: Callable[[], str | None]) -> None:
+        """Run a pin or unpin for a view and answer it with the item's label, or why it failed (also in
+        the `error` trait, which a success clears)."""
         try:
-            self.unpin(tuple(labels))
+            label = step()
         except Exception as exc:
-            self.widget.error = _message("Could not unpin", exc)
+            self.widget.error = _message(what, exc)
             self.widget.send({"type": "pin_done", "view": view, "label": "", "error": self.widget.error})
             return
         self.widget.error = ""
-        self.widget.send({"type": "pin_done", "view": view, "label": "", "error": ""})
+        self.widget.send({"type": "pin_done", "view": view, "label": label or "", "error": ""})
 
     def _on_column(self, content: dict[str, Any]) -> None:
         view, col, query, seq = (content.get(key) for key in ("view", "col", "query", "seq"))
