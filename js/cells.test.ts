@@ -23,7 +23,7 @@ describe("spliceColumns and mergeRows", () => {
 
   it("merge rows in layer order, the fresh rows replacing the old", () => {
     const fresh: Cells = { stats: Float32Array.from([-1, -2, -3, -4, -5, -6]), topIds: Uint32Array.from([7, 8, 9]), topProbs: Float32Array.from([1, 1, 1]), pins: Float32Array.from([-7, -8, -9]) };
-    const [out, rows] = mergeRows(old, [0, 2], fresh, [1], 3, size);
+    const [out, rows] = mergeRows(old, [0, 2], fresh, [1], 3, size, 2);
     expect(rows).toEqual([0, 1, 2]);
     expect(Array.from(out.stats)).toEqual([0, 1, 2, -1, -2, -3, 10, 11, 12, 100, 101, 102, -4, -5, -6, 110, 111, 112]);
     expect(Array.from(out.topIds)).toEqual([0, 1, 2, 7, 8, 9, 10, 11, 12]);
@@ -31,7 +31,7 @@ describe("spliceColumns and mergeRows", () => {
   });
 
   it("serve statistics without top-k (the A/B diff) through statsOnly", () => {
-    const [out] = mergeRows(statsOnly(old.stats), [0, 2], statsOnly(Float32Array.from([-1, -2, -3, -4, -5, -6])), [2], 3, { statistics: 2, topK: 0, pins: 0 });
+    const [out] = mergeRows(statsOnly(old.stats), [0, 2], statsOnly(Float32Array.from([-1, -2, -3, -4, -5, -6])), [2], 3, { statistics: 2, topK: 0, pins: 0 }, 2);
     expect(Array.from(out.stats)).toEqual([0, 1, 2, -1, -2, -3, 100, 101, 102, -4, -5, -6]);
     expect(out.topIds.length).toBe(0);
   });

@@ -6,6 +6,8 @@
 // statistic and trail with 1, the top ids and probabilities lead with 1 and trail with top-k; so each
 // edit is written once for all of them.
 
+import { byDepth } from "./rows";
+
 /** stats: [S][R][T] flattened; topIds, topProbs: [R][T][k] flattened; pins: [P][R][T] flattened,
  * each pinned item's log-probability. */
 export interface Cells {
@@ -100,11 +102,12 @@ export function spliceColumns(
 }
 
 /**
- * A "rows" update: the rows of both, sorted, `fresh`'s replacing `old`'s; both have `columns` columns.
+ * A "rows" update: the rows of both, from the embeddings up (rows.ts byDepth: sub-layer rows sit between
+ * the layers of a model of `numLayers`), `fresh`'s replacing `old`'s; both have `columns` columns.
  * Pure: returns new arrays and the merged rows.
  */
-export function mergeRows(old: Cells, oldRows: readonly number[], fresh: Cells, freshRows: readonly number[], columns: number, size: CellsSize): [Cells, number[]] {
-  const rows = [...new Set([...oldRows, ...freshRows])].sort((a, b) => a - b);
+export function mergeRows(old: Cells, oldRows: readonly number[], fresh: Cells, freshRows: readonly number[], columns: number, size: CellsSize, numLayers: number): [Cells, number[]] {
+  const rows = byDepth([...oldRows, ...freshRows], numLayers);
   const R = rows.length;
   const merged = map(old, size, (array, { lead, trail }, name) => {
     const into = like(array, lead * R * columns * trail);

@@ -7,6 +7,7 @@
 
 import { WIRE } from "./constants";
 import { type Cells, fillColumns, mergeRows, padColumns, pendingAfter, spliceColumns, statsOnly } from "./cells";
+import { byDepth } from "./rows";
 
 /** Payload version: 2 added the A/B diff, 3 pending columns (cell_start, cell_end, "cells"). */
 export const VERSION: number = WIRE.version;
@@ -27,6 +28,7 @@ export interface GridMeta {
 export interface Header {
   version: number;
   kind: "full" | "columns" | "rows" | "cells";
+  /** Row ids (lens_widget/rows.py): layer indices, num_layers the output, num_layers + ℓ the row "ℓ.attn". */
   rows: number[];
   row_labels: string[];
   num_layers: number;
@@ -230,8 +232,8 @@ function checkHeader(header: unknown): Header {
   const rows: unknown = header.rows;
   if (!Array.isArray(rows)) throw new PayloadError(`header.rows must be a list of layer indices, got ${show(rows)}`);
   rows.forEach((row: unknown, i) => {
-    if (!isWhole(row) || row > h.num_layers) {
-      throw new PayloadError(`header.rows[${i}] must be a layer index from 0 to num_layers (${h.num_layers}), got ${show(row)}`);
+    if (!isWhole(row) || row > 2 * h.num_layers) {
+      throw new PayloadError(`header.rows[${i}] must be a row id from 0 to 2 × num_layers (${2 * h.num_layers}), got ${show(row)}`);
     }
     if (rows.indexOf(row) < i) throw new PayloadError(`header.rows lists layer ${row} twice`);
   });
@@ -472,11 +474,12 @@ function applyRows(state: ViewState, update: DecodedUpdate): ViewState {
   }
   const T = state.nTokens;
   const size = { statistics: h.statistics.length, topK: h.top_k, pins: h.pins.length };
-  const grids = state.grids.map((old, g) => mergeRows(old, state.rows, update.grids[g] as Cells, h.rows, T, size)[0]);
-  const rows = [...new Set([...state.rows, ...h.rows])].sort((a, b) => a - b);
+  const L = state.header.num_layers; // the state's rows are ordered by its model's depth
+  const grids = state.grids.map((old, g) => mergeRows(old, state.rows, update.grids[g] as Cells, h.rows, T, size, L)[0]);
+  const rows = byDepth([...state.rows, ...h.rows], L);
   const diff =
     state.diff && update.diff
-      ? mergeRows(statsOnly(state.diff), state.rows, statsOnly(update.diff), h.rows, T, { statistics: h.diff.length, topK: 0, pins: 0 })[0].stats
+      ? mergeRows(statsOnly(state.diff), state.rows, statsOnly(update.diff), h.rows, T, { statistics: h.diff.length, topK: 0, pins: 0 }, L)[0].stats
       : null;
   const labels = new Map<number, string>();
   state.rows.forEach((r, i) => labels.set(r, state.rowLabels[i] ?? String(r)));

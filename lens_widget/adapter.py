@@ -66,7 +66,9 @@ class ModelForward:
 
     hidden: torch.Tensor
     """[num_layers + 1, positions, d_model]: hidden_states[i]; row i < L is read by the lens, row L
-    (already final-normed by transformers in every tested family) gives the model's own output."""
+    (already final-normed by transformers in every tested family) gives the model's own output.
+    A session with sub-layer rows appends L more, the residual stream after each block's attention
+    (rows.py: row L + ℓ is after block ℓ - 1's)."""
 
 
 class ModelAdapter:

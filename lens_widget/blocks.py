@@ -162,7 +162,9 @@ class _Record:
     def _child_in(self, name: str) -> Any:
         def hook(module: nn.Module, args: Any) -> None:
             given = _first_tensor(args)
-            self._open.append(_Call(name, module, None if given is None else _like(given, self.input), torch.empty(0), []))
+            self._open.append(
+                _Call(name, module, None if given is None else _like(given, self.input), torch.empty(0), [])
+            )
 
         return hook
 
@@ -176,7 +178,9 @@ class _Record:
     def _linear_out(self, module: nn.Module, args: Any, output: Any) -> None:
         tensor, given = _first_tensor(output), _first_tensor(args)
         if self._open and tensor is not None and given is not None:
-            self._open[-1].linears.append(_Call(type(module).__name__, module, given, _like(tensor.clone(), self.input), []))
+            self._open[-1].linears.append(
+                _Call(type(module).__name__, module, given, _like(tensor.clone(), self.input), [])
+            )
 
 
 def _like(tensor: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
@@ -263,6 +267,46 @@ def capture(layout: BlockLayout, what: dict[str, list[torch.Tensor | None]]) -> 
         handles.append(parts.out_proj.register_forward_hook(keep("heads", index, "args")))
     try:
         yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def after_attention(layout: BlockLayout) -> Iterator[list[torch.Tensor | None]]:
+    """Hooks that record, during one forward pass, each block's residual stream after its attention:
+    the block's input plus its attention share (the writer's output, minus the input when it adds the
+    residual itself). In a parallel block, whose MLP reads the input too, that is the input plus the
+    attention's output, a state no later part reads. The state is formed in the writer's hook, while
+    the input is as the block received it, so only one tensor per block is kept, not `capture`'s five."""
+    n = len(layout.parts)
+    states: list[torch.Tensor | None] = [None] * n
+    inputs: list[torch.Tensor | None] = [None] * n
+    handles = []
+
+    def block_in(index: int) -> Any:
+        def hook(module: nn.Module, args: Any, kwargs: Any) -> None:
+            first = _first_tensor(args)
+            inputs[index] = first if first is not None else kwargs.get("hidden_states")
+
+        return hook
+
+    def written(index: int, adds_residual: bool) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            tensor, given = _first_tensor(output), inputs[index]
+            if tensor is None or given is None:
+                states[index] = None
+                return
+            tensor = _like(tensor, given)
+            states[index] = tensor.clone() if adds_residual else given + tensor
+
+        return hook
+
+    for index, (parts, block) in enumerate(zip(layout.parts, layout.adapter._blocks, strict=True)):
+        handles.append(block.register_forward_pre_hook(block_in(index), with_kwargs=True))
+        handles.append(parts.attention_writer.register_forward_hook(written(index, parts.adds_residual)))
+    try:
+        yield states
     finally:
         for handle in handles:
             handle.remove()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .constants import WIRE
+from .rows import by_depth
 
 PATCHED: tuple[str, ...] = tuple(WIRE["patched"])
 """The statistics of a column that change when its next token does: what a splice's patch replaces."""
@@ -122,9 +123,12 @@ def splice_columns(
     return _map(lambda name, a: np.concatenate([a, added[name]], axis=ROW_AXIS[name] + 1), kept)
 
 
-def merge_rows(old: Cells, old_rows: Sequence[int], new: Cells, new_rows: Sequence[int]) -> tuple[Cells, list[int]]:
-    """A "rows" update: the rows of both, sorted, `new`'s replacing `old`'s (same columns)."""
-    rows = sorted(set(old_rows) | set(new_rows))
+def merge_rows(
+    old: Cells, old_rows: Sequence[int], new: Cells, new_rows: Sequence[int], *, num_layers: int
+) -> tuple[Cells, list[int]]:
+    """A "rows" update: the rows of both, from the embeddings up (rows.by_depth: sub-layer rows sit
+    between layers of a model of `num_layers`), `new`'s replacing `old`'s (same columns)."""
+    rows = by_depth([*old_rows, *new_rows], num_layers)
     source = [(new, list(new_rows).index(r)) if r in new_rows else (old, list(old_rows).index(r)) for r in rows]
 
     _matching(new, old)

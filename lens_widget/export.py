@@ -33,6 +33,7 @@ from .checks import check_stride
 from .column import Line
 from .constants import PRESENTATION
 from .grid import stride_rows
+from .rows import TRANSLATOR_NOTE, is_sublayer
 from .statistics import DIFF_STATISTICS, STATISTIC_INFO, STATISTICS
 
 if TYPE_CHECKING:
@@ -156,7 +157,8 @@ class GridData:
     models: tuple[str, ...]
     """Display names of the models whose top-k are included: the one shown, or A and B for the diff."""
     rows: list[int]
-    """Layer indices (model A's; num_layers is the output row), top-down: the output first."""
+    """Row ids (model A's, rows.py: layer indices, num_layers the output row, num_layers + ℓ the row
+    "ℓ.attn"), top-down: the output first, each ℓ.attn under its layer ℓ."""
     row_labels: list[str]
     columns: list[int]
     """Token positions shown, left to right."""
@@ -177,6 +179,9 @@ class GridData:
     """"fixed" or "view": the colour scale the picture is drawn on (`scale_for`)."""
     vocab_size: int
     """V, the number of token ids: the top of the fixed scales of ranks (V) and of nats (ln V)."""
+    rows_note: str = ""
+    """How the tuned lens read the "ℓ.attn" rows, which have no translators of their own (rows.py
+    TRANSLATOR_NOTE), when there are such rows and a tuned lens; else empty."""
     trajectory: Trajectory | None = None
     """The panel render_png draws under the heatmap; None: no panel."""
 
@@ -232,7 +237,12 @@ class GridData:
                 frame[f"p({label}){suffix}"] = probabilities[m].reshape(-1)
         out = pd.DataFrame(frame)
         out.attrs.update(
-            statistic=self.statistic, label=self.label, units=self.units, mode=self.mode, models=self.models
+            statistic=self.statistic,
+            label=self.label,
+            units=self.units,
+            mode=self.mode,
+            models=self.models,
+            rows_note=self.rows_note,
         )
         return out
 
@@ -250,6 +260,7 @@ def grid_data(
     token_range: Sequence[int | None] = (),
     color_scale: str = "fixed",
     column: int | None = None,
+    sublayers: bool | None = None,
 ) -> GridData:
     """What the view shows for these settings (the widget's traits of the same names), as numbers.
 
@@ -265,6 +276,8 @@ def grid_data(
     an export should say which columns it holds.
     column: a token position whose trajectory (session.column, through the whole head at every row)
     render_png draws under the heatmap; None: no trajectory.
+    sublayers: include the rows after attention ("ℓ.attn" under each layer row ℓ ≥ 1, rows.py); by
+    default when the session computes them (a session without them refuses True: turn them on there).
     """
     allowed_modes = MODES if session.is_ab else ("a",)
     if mode not in allowed_modes:
@@ -281,10 +294,13 @@ def grid_data(
         raise ValueError(f"color_scale must be one of {SCALE_MODES}, got {color_scale!r}")
     stride = check_stride(layer_stride)
     start, end = _columns(token_range, len(session.tokens.ids))
+    sublayers = session.sublayers if sublayers is None else sublayers
+    if sublayers and not session.sublayers:
+        raise ValueError("the session has no rows after attention: turn them on with session.set_sublayers(True)")
 
-    wanted = stride_rows(session.num_layers, stride)
+    wanted = stride_rows(session.num_layers, stride, sublayers)
     _ensure_rows(session, wanted, stride)
-    index = [session.rows.index(r) for r in reversed(wanted)]  # top-down: the output row first
+    index = [session.rows.index(r) for r in reversed(wanted)]  # top-down (wanted is in depth order)
     row_labels = session.row_labels
     cells = np.ix_(index, range(start, end))
 
@@ -330,6 +346,7 @@ def grid_data(
         pins={label: np.stack([pinned(key, label) for key in keys]).astype(np.float32) for label in labels},
         color_scale=color_scale,
         vocab_size=len(strings),
+        rows_note=_rows_note(session, wanted),
         trajectory=None if column is None else trajectory(session, column),
     )
 
@@ -369,6 +386,12 @@ def _columns(token_range: Sequence[int | None], n_tokens: int) -> tuple[int, int
             f"token_range must satisfy 0 <= start <= end <= {n_tokens} (the number of tokens), got {token_range!r}"
         )
     return start, end
+
+
+def _rows_note(session: LensSession | RemoteSession, rows: Sequence[int]) -> str:
+    """How the sub-layer rows among `rows` were read, when a tuned lens read them (rows.TRANSLATOR_NOTE)."""
+    tuned = any(session.lens_of(key).name == "tuned" for key in session.models)
+    return TRANSLATOR_NOTE if tuned and any(is_sublayer(r, session.num_layers) for r in rows) else ""
 
 
 def _ensure_rows(session: LensSession, rows: Sequence[int], stride: int) -> None:

@@ -1,11 +1,12 @@
 """The lens grid: statistics and top-k for every (row, position) cell, computed in bounded chunks.
 
 Rows are indices into the model's layers: 0 … L-1 are lens rows (hidden_states[i] through the lens),
-L is the model's own output. Cells are processed position-block by position-block; each block's
-cells of every row go through one unembedding GEMM into one reused float32 buffer, and every
-statistic comes from that one logits chunk, so peak memory is bounded by `chunk_bytes` rather than
-rows × positions × vocab. On a CPU the statistics then sweep the chunk slab by slab (a few positions,
-SLAB_FLOATS logits), each slab's passes running while it is in cache (statistics.grid_statistics).
+L is the model's own output, and L + 1 … 2L the sub-layer rows a forward may carry (rows.py). Cells
+are processed position-block by position-block; each block's cells of every row go through one
+unembedding GEMM into one reused float32 buffer, and every statistic comes from that one logits
+chunk, so peak memory is bounded by `chunk_bytes` rather than rows × positions × vocab. On a CPU
+the statistics then sweep the chunk slab by slab (a few positions, SLAB_FLOATS logits), each slab's
+passes running while it is in cache (statistics.grid_statistics).
 
 On an accelerator the GEMM runs in half precision (float32 logits and statistics), nothing waits for
 the device inside the chunk loop, and the whole grid's results go to the host at once at the end.
@@ -28,6 +29,7 @@ from .capacity import chunk_bytes_for, gemm_dtype
 from .cells import Cells
 from .errors import LensDeviceError
 from .lenses import Lens, LogitLens
+from .rows import aligned, label, translate, with_sublayers
 from .statistics import (
     DIFF_STATISTICS,
     NO_TARGET,
@@ -48,7 +50,8 @@ class LensGrid(Cells):
     """The cells of a set of rows over a range of positions (cells.Cells), and where they came from."""
 
     rows: tuple[int, ...]
-    """Layer index of each row; `num_layers` is the model's own output. In model B's grid of a pair
+    """Row id of each row (rows.py: a layer index, `num_layers` the model's own output, then the
+    sub-layer rows). In model B's grid of a pair
     of different depths, B's layer paired with each of A's rows (so it may repeat)."""
     last_logits: torch.Tensor | None = None
     """float32 [rows, vocab] at the last position, when asked for: an append changes that
@@ -89,26 +92,30 @@ def next_token_targets(input_ids: torch.Tensor) -> torch.Tensor:
     return targets
 
 
-def stride_rows(num_layers: int, stride: int) -> list[int]:
-    """The rows a layer stride shows: 0, s, 2s, … < L, and always the output row L."""
-    return [*range(0, num_layers, stride), num_layers]
+def stride_rows(num_layers: int, stride: int, sublayers: bool = False) -> list[int]:
+    """The rows a layer stride shows, from the embeddings up: 0, s, 2s, … < L, and always the output
+    row L; with `sublayers`, each of them but 0 with its ℓ.attn row under it (rows.py)."""
+    layers = [*range(0, num_layers, stride), num_layers]
+    return with_sublayers(layers, num_layers) if sublayers else layers
 
 
 def row_labels(rows: Sequence[int], num_layers: int) -> list[str]:
-    """tuned-lens's labels: the translator index for lens rows, "output" for the model's own."""
-    return ["output" if r == num_layers else str(r) for r in rows]
+    """tuned-lens's labels: the translator index for lens rows, "output" for the model's own, and
+    "ℓ.attn" for a sub-layer row (rows.label)."""
+    return [label(r, num_layers) for r in rows]
 
 
 def aligned_layers(rows: Sequence[int], num_layers: int, other_layers: int) -> list[int]:
-    """The layer of a model of `other_layers` layers at the relative depth of each of `rows` (of a model
-    of `num_layers`): round(r × other / num), halves rounded up, in exact integers. The output pairs
-    with the output, layer 0 (the embeddings) with layer 0; equal depths pair each row with itself."""
-    return [(2 * r * other_layers + num_layers) // (2 * num_layers) for r in rows]
+    """The row of a model of `other_layers` layers at the relative depth of each of `rows` (of a model
+    of `num_layers`): layer round(r × other / num), halves rounded up, in exact integers, and for a
+    sub-layer row ℓ.attn the .attn row of ℓ's pair (rows.aligned). The output pairs with the output,
+    layer 0 (the embeddings) with layer 0; equal depths pair each row with itself."""
+    return aligned(rows, num_layers, other_layers)
 
 
 def pair_row_labels(rows: Sequence[int], num_layers: int, other_layers: int) -> list[str]:
-    """Labels of an A/B grid: A's plain labels when the depths agree, else both layer indices of each
-    lens row ("3 | 6", "5 | output" where B's nearest layer is its output) and "output"."""
+    """Labels of an A/B grid: A's plain labels when the depths agree, else both rows of each lens row
+    ("3 | 6", "5 | output" where B's nearest layer is its output, "3.attn | 6.attn") and "output"."""
     if num_layers == other_layers:
         return row_labels(rows, num_layers)
     labels = []
@@ -116,7 +123,7 @@ def pair_row_labels(rows: Sequence[int], num_layers: int, other_layers: int) -> 
         if row == num_layers:
             labels.append("output")
         else:
-            labels.append(f"{row} | {'output' if other == other_layers else other}")
+            labels.append(f"{label(row, num_layers)} | {label(other, other_layers)}")
     return labels
 
 
@@ -133,7 +140,7 @@ class _Side:
         self.device = self.adapter.device
         check_lens_device(self.lens, self.device)
         num_layers = self.adapter.num_layers
-        self.lens_rows = list(dict.fromkeys(r for r in rows if r < num_layers))
+        self.lens_rows = list(dict.fromkeys(r for r in rows if r != num_layers))  # sub-layer rows too
         stacked = [*self.lens_rows, num_layers]
         self.n_cells = len(stacked) if num_layers in rows else len(self.lens_rows)
         self.index = [stacked.index(r) for r in rows]
@@ -159,7 +166,8 @@ class _Side:
         adapter, hidden, device = self.adapter, self.hidden, self.device
         head_in = adapter.head_input(hidden[adapter.num_layers, start:end].to(device))[None]
         if self.lens_rows:
-            translated = self.lens.translate(hidden[self.lens_rows, start:end].to(device), self.lens_rows)
+            lens_hidden = hidden[self.lens_rows, start:end].to(device)
+            translated = translate(self.lens, lens_hidden, self.lens_rows, adapter.num_layers)
             head_in = torch.cat([adapter.final_norm(translated).to(head_in.dtype), head_in])
         if adapter.plain_head:
             adapter.decode(head_in.transpose(0, 1), out=out, dtype=dtype)
@@ -240,11 +248,13 @@ def pin_tensors(pins: Sequence[Sequence[int]], vocab: int, device: torch.device)
     return out
 
 
-def _check_rows(rows: Sequence[int], num_layers: int, *, distinct: bool = True) -> tuple[int, ...]:
+def _check_rows(rows: Sequence[int], forward: ModelForward, *, distinct: bool = True) -> tuple[int, ...]:
+    """Rows the forward's hidden states hold: 0 … L, and the sub-layer rows L + 1 … 2L when it has them."""
+    last = forward.hidden.shape[0] - 1
     rows = tuple(int(r) for r in rows)
-    if not rows or (distinct and len(set(rows)) != len(rows)) or any(not 0 <= r <= num_layers for r in rows):
+    if not rows or (distinct and len(set(rows)) != len(rows)) or any(not 0 <= r <= last for r in rows):
         kind = "distinct indices" if distinct else "indices"
-        raise ValueError(f"rows must be {kind} in 0..{num_layers} (at least one), got {rows}")
+        raise ValueError(f"rows must be {kind} in 0..{last} (at least one), got {rows}")
     return rows
 
 
@@ -286,7 +296,7 @@ def compute_grid(
       result stays on the device until the whole grid is moved to the host at once. By default on
       any device but a CPU, where it is the same code (and tested as such) but slower.
     """
-    rows = _check_rows(rows, adapter.num_layers)
+    rows = _check_rows(rows, forward)
     side = _Side(GridInput(adapter, lens, forward), rows, top_k)
     positions = forward.hidden.shape[1]
     _check_targets(targets, positions)
@@ -347,9 +357,9 @@ def compute_pair_grid(
     (the pair statistics need no sync either); the diff is computed on A's device.
     """
     layers_a, layers_b = a.adapter.num_layers, b.adapter.num_layers
-    rows = _check_rows(rows, layers_a)
+    rows = _check_rows(rows, a.forward)
     rows_b = aligned_layers(rows, layers_a, layers_b) if rows_b is None else rows_b
-    rows_b = _check_rows(rows_b, layers_b, distinct=False)
+    rows_b = _check_rows(rows_b, b.forward, distinct=False)
     if len(rows_b) != len(rows):
         raise ValueError(f"rows_b must pair one layer of model B with each of the {len(rows)} rows, got {len(rows_b)}")
     vocab = a.adapter.vocab_size

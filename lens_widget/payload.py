@@ -21,7 +21,8 @@ All arrays are little-endian, C order. R = len(header["rows"]); the grids and th
 of columns cell_start … cell_end - 1 (C = cell_end - cell_start), the token arrays the tokens of
 columns col_start … n_tokens - 1 (n_tokens - col_start of them).
 
-Header: version, kind, rows (layer indices; num_layers = the model's output), row_labels, num_layers,
+Header: version, kind, rows (row ids, rows.py: layer indices, num_layers = the model's output, then
+num_layers + ℓ for the sub-layer row "ℓ.attn"), row_labels, num_layers,
 col_start, cell_start and cell_end (optional: col_start and n_tokens by default), n_tokens,
 total_tokens (> n_tokens when the text was cut), top_k, statistics, units,
 lens ("logit" | "tuned"), notice (a message for the user, or ""), layer_stride (the session's),
@@ -37,7 +38,8 @@ Kinds, applied to the receiver's state:
   col_start > 0, "patch" gives the new cross-entropy and rank of column col_start - 1, whose next
   token just changed (NaN when it became the last column).
 - "rows": rows were (re)computed for every column, e.g. a stride change or a lens switch; rows
-  listed replace or join the state's rows, which stay sorted. cell_start = 0, cell_end = n_tokens.
+  listed replace or join the state's rows, which stay in depth order (rows.depth: "ℓ.attn" between
+  ℓ - 1 and ℓ). cell_start = 0, cell_end = n_tokens.
 - "cells": cells computed later for columns cell_start … cell_end - 1 of every row of the state (rows
   lists the state's rows, in order), with the text unchanged: col_start = n_tokens (no tokens), and
   n_tokens is the state's. Its notice replaces the state's (the new cells may hold non-finite logits).
@@ -71,7 +73,7 @@ Token strings are not repeated per update: the vocabulary is sent once (`encode_
 Checking: `decode_update` refuses (PayloadError) whatever does not follow the above before sizing
 anything from it: a header or payload that is not an object; integers that are not whole numbers
 from 0 to 2**53 - 1 (bools are not; 3.0 is 3, as JSON cannot tell them apart); rows that are not
-distinct layer indices ≤ num_layers; row_labels and units not one string per row and statistic;
+distinct row ids ≤ 2 × num_layers; row_labels and units not one string per row and statistic;
 col_start > n_tokens, or ≠ 0 outside "columns"; total_tokens < n_tokens; top_k or layer_stride 0;
 grids not [{"name": str, "ids": "uint16" | "table" | "uint32"}] one per grid buffer; buffers of
 another size. `apply_update` also refuses a delta that does not fit its state (other grids,
@@ -91,6 +93,7 @@ import numpy as np
 
 from .cells import PATCHED, Cells, fill_columns, merge_rows, pad_columns, pending_after, splice_columns
 from .constants import WIRE
+from .rows import by_depth, max_row
 from .statistics import DIFF_STATISTICS, STATISTICS, UNITS, statistic_info
 from .update import Update
 
@@ -465,10 +468,9 @@ def _check_header(header: Any) -> dict[str, Any]:
     out["rows"] = []
     for i, value in enumerate(rows):
         row = _whole(value)
-        if row is None or row > out["num_layers"]:
-            raise PayloadError(
-                f"header.rows[{i}] must be a layer index from 0 to num_layers ({out['num_layers']}), got {_show(value)}"
-            )
+        if row is None or row > max_row(out["num_layers"], sublayers=True):
+            most, got = 2 * out["num_layers"], _show(value)
+            raise PayloadError(f"header.rows[{i}] must be a row id from 0 to 2 × num_layers ({most}), got {got}")
         if row in out["rows"]:
             raise PayloadError(f"header.rows lists layer {row} twice")
         out["rows"].append(row)
@@ -666,15 +668,16 @@ def _apply_rows(state: ViewState, update: DecodedUpdate) -> ViewState:
         raise PayloadError(
             f"header.n_tokens ({header['n_tokens']}) is not the state's {state.n_tokens}: a rows update covers them all"
         )
+    layers = state.header["num_layers"]  # the state's rows are ordered by its model's depth
     merged = [
-        merge_rows(old, state.rows, new, header["rows"]) for old, new in zip(state.grids, update.grids, strict=True)
+        merge_rows(old, state.rows, new, header["rows"], num_layers=layers)
+        for old, new in zip(state.grids, update.grids, strict=True)
     ]
-    rows = sorted(set(state.rows) | set(header["rows"]))
+    rows = by_depth([*state.rows, *header["rows"]], layers)
     diff = None
     if state.diff is not None and update.diff is not None:
-        diff = merge_rows(Cells.stats_only(state.diff), state.rows, Cells.stats_only(update.diff), header["rows"])[
-            0
-        ].stats
+        old_diff, new_diff = Cells.stats_only(state.diff), Cells.stats_only(update.diff)
+        diff = merge_rows(old_diff, state.rows, new_diff, header["rows"], num_layers=layers)[0].stats
     labels = {r: lab for r, lab in zip(state.rows, state.header["row_labels"], strict=True)}
     labels.update(zip(header["rows"], header["row_labels"], strict=True))
     merged_header = {**header, "row_labels": [labels[r] for r in rows], "rows": rows}

@@ -104,6 +104,21 @@ class RemoteSession:
         return self._state.lens
 
     @property
+    def sublayers(self) -> bool:
+        """Always False: a trace records the layers' hidden states only (set_sublayers says why)."""
+        return False
+
+    def set_sublayers(self, on: bool) -> Update:
+        """Refused: the rows after attention need hooks on each block during the forward pass, which a
+        remote trace of the layers' outputs does not record; off is already the case."""
+        if on:
+            raise ValueError(
+                "the rows after attention (sublayers) need a local model: a remote trace records only the "
+                "layers' outputs; use LensWidget(model, tokenizer, sublayers=True) without remote="
+            )
+        return self.full_update()
+
+    @property
     def display_rows(self) -> list[int]:
         return stride_rows(self.num_layers, self.layer_stride)
 

@@ -44,6 +44,12 @@ fill_columns, the functions a receiver applies updates with, so what the session
 view rebuilds agree by construction. It describes each change as an update.Update; the wire format
 (payload.py) is the widget's business.
 
+Sub-layer rows (`sublayers=True`, `set_sublayers`): the residual stream after each block's attention,
+row "ℓ.attn" under layer row ℓ (rows.py), recorded on the same forward passes as the hidden states
+(blocks.after_attention) and kept, cropped and extended with them (track.py). Turning them on for a
+text whose states were kept without them runs the models over the whole text again; turning them off
+frees them and drops their rows.
+
 No widget or Jupyter dependency (no anywidget, traitlets or ipywidgets): the widget is a thin shell
 around this.
 """
@@ -92,6 +98,7 @@ from .grid import (
 from .lenses import Lens, LogitLens, TunedLens
 from .pins import Pin, PinError, check_pins, make_pin
 from .placement import unwrap
+from .rows import by_depth
 from .statistics import DIFF_STATISTICS, NO_TARGET, STATISTICS, cross_entropy, log_probs, rank
 from .text import Tokens, check_tokenizer, cut_notice, tokenize, vocabulary
 from .track import Track
@@ -136,6 +143,7 @@ class LensSession:
         chunk_bytes: int | None = None,
         name: str | None = None,
         keep_on: str = "auto",
+        sublayers: bool = False,
     ) -> None:
         models = [unwrap(model)] if model_b is None else [unwrap(model), unwrap(model_b)]  # nnsight: its model
         if keep_on not in KEEP_ON:
@@ -176,6 +184,9 @@ class LensSession:
             track = Track(key, label, adapter, LogitLens(), reference, self.top_k, on_host)
             track.lens = self._fit_lens(track, lens if given is None else given)  # B: A's lens unless lens_b
             self._tracks = (*self._tracks, track)
+        self._sublayers = _check_bool(sublayers, "sublayers")
+        for track in self._tracks if self._sublayers else ():
+            track.set_sublayers(True)
         self._rows: list[int] = []
         self._pins: tuple[Pin, ...] = ()
         self._diff: np.ndarray | None = None
@@ -235,9 +246,15 @@ class LensSession:
         return self._track(model).lens
 
     @property
+    def sublayers(self) -> bool:
+        """Whether the rows after each attention ("ℓ.attn", rows.py) are computed and shown."""
+        return self._sublayers
+
+    @property
     def display_rows(self) -> list[int]:
-        """Rows the stride selects: 0, s, 2s, … < L, and always the output row L (A's indices)."""
-        return stride_rows(self.num_layers, self.layer_stride)
+        """Rows the stride selects: 0, s, 2s, … < L, and always the output row L (A's indices); with
+        sub-layers, each of them but 0 with its ℓ.attn row, in depth order (rows.by_depth)."""
+        return stride_rows(self.num_layers, self.layer_stride, self._sublayers)
 
     @property
     def rows(self) -> list[int]:
@@ -380,8 +397,8 @@ class LensSession:
             for track, lens in fitted:
                 track.lens = lens
                 own = track.adapter.num_layers
-                lens_rows |= {r for r, layer in zip(self._rows, track.layers(self._rows), strict=True) if layer < own}
-            rows = sorted(lens_rows)
+                lens_rows |= {r for r, layer in zip(self._rows, track.layers(self._rows), strict=True) if layer != own}
+            rows = by_depth(lens_rows, self.num_layers)
             self._compute_rows(rows)
             return self._update("full", self._rows, 0) if completed else self._update("rows", rows, 0)
 
@@ -438,6 +455,37 @@ class LensSession:
         self.layer_stride = check_stride(stride)
         with self._consistent():
             completed = self._complete()
+            missing = [r for r in self.display_rows if r not in self._rows]
+            self._compute_rows(missing)
+            return self._update("full", self._rows, 0) if completed else self._update("rows", missing, 0)
+
+    def set_sublayers(self, on: bool) -> Update:
+        """Show the rows after each attention (on) or not. On, for a text whose states were kept
+        without them, the models run over the whole text again to record them (the layer rows' cells
+        are kept; one forward pass, then their rows' lens work), answered as a "rows" update; off frees
+        them and drops their rows, answered as a "full" update (a view keeps rows a "rows" update
+        does not list)."""
+        on = _check_bool(on, "sublayers")
+        if on:
+            for track in self._tracks:
+                track.find_layout()  # a model whose blocks cannot be split is refused before any change
+        with self._consistent():
+            completed = self._complete()
+            self._sublayers = on
+            for track in self._tracks:
+                rerun = on and not track.sublayers and track.positions > 0
+                track.set_sublayers(on)
+                if rerun:
+                    track.advance(self._tokens.ids, 0)
+            if not on:
+                keep = [i for i, r in enumerate(self._rows) if r <= self.num_layers]
+                for track in self._tracks:
+                    track.cells = track.cells.select(keep)
+                if self._diff is not None:
+                    self._diff = self._diff[:, keep]
+                self._rows = [self._rows[i] for i in keep]
+                self.revision += 1
+                return self._update("full", self._rows, 0)
             missing = [r for r in self.display_rows if r not in self._rows]
             self._compute_rows(missing)
             return self._update("full", self._rows, 0) if completed else self._update("rows", missing, 0)
@@ -654,12 +702,12 @@ class LensSession:
         grids, diff = self._compute(rows, 0, targets)
         merged = self._rows
         for track, grid in zip(self._tracks, grids, strict=True):
-            track.cells, merged = merge_rows(track.cells, self._rows, grid, rows)
+            track.cells, merged = merge_rows(track.cells, self._rows, grid, rows, num_layers=self.num_layers)
             if grid.last_logits is not None:
                 track.last_logits.update(zip(rows, grid.last_logits, strict=True))
         if self._diff is not None and diff is not None:
             kept, new = Cells.stats_only(self._diff), Cells.stats_only(diff)
-            self._diff = merge_rows(kept, self._rows, new, rows)[0].stats
+            self._diff = merge_rows(kept, self._rows, new, rows, num_layers=self.num_layers)[0].stats
         self._rows = merged
         self.revision += 1
 
@@ -731,6 +779,13 @@ def _on_host(keep_on: str, adapters: Sequence[ModelAdapter], max_tokens: int) ->
         return keep_on == "host"
     needed = sum(sum(state_bytes(max_tokens, *kept_widths(a))) for a in adapters)
     return keep_on_host(adapters[0].device, needed)
+
+
+def _check_bool(value: object, name: str) -> bool:
+    """A flag given as a real bool (a truthy string or number is more likely a mistake than a wish)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _common_prefix(old: Tokens, new: Tokens) -> int:

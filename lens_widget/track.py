@@ -3,6 +3,10 @@
 An A/B session holds two tracks over the same tokens. A track keeps cells for the session's rows,
 which are model A's layer indices; `layers` maps them to this model's own layers by relative depth
 (grid.aligned_layers), so a model of another depth is read at the nearest layer.
+
+With `sublayers` on, the track also keeps each position's residual stream after every block's
+attention, recorded on the same forward pass (blocks.after_attention) and appended to the hidden
+states as rows L + 1 … 2L (rows.py), so they are cropped and extended with them.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import numpy as np
 import torch
 
 from .adapter import ModelAdapter, ModelForward
+from .blocks import BlockLayout, after_attention
 from .cells import Cells
 from .grid import GridInput, aligned_layers, compute_grid
 from .lenses import Lens, LogitLens
 from .placement import CPU
+from .rows import translate
 from .statistics import NO_TARGET, STATISTICS
 
 _ENTROPY = STATISTICS.index("entropy")
@@ -53,12 +59,16 @@ class Track:
         self.lens = lens
         self.reference_layers = reference_layers
         self.k = k
+        self.sublayers = False
+        """Whether the hidden states carry the sub-layer rows (set through `set_sublayers`)."""
+        self._layout: BlockLayout | None = None
         self.reset()
 
     def reset(self) -> None:
         adapter = self.adapter
         self.cache: Any = None
-        self.hidden = torch.empty((adapter.num_layers + 1, 0, adapter.d_model), dtype=adapter.dtype, device=self.store)
+        states = 2 * adapter.num_layers + 1 if self.sublayers else adapter.num_layers + 1
+        self.hidden = torch.empty((states, 0, adapter.d_model), dtype=adapter.dtype, device=self.store)
         self.cells = Cells.empty(len(STATISTICS), self.k)
         self.last_logits: dict[int, torch.Tensor] = {}
         """Session row → float32 [vocab] logits of the last column, for the next append's patch."""
@@ -72,6 +82,33 @@ class Track:
     def lens(self, lens: Lens) -> None:
         self._lens = lens
         self.lenses[lens.name] = lens
+
+    def set_sublayers(self, on: bool) -> None:
+        """Keep the sub-layer states from now on, or free them. Turning them on forgets the cache and
+        hidden states, not the cells (the next `advance` runs the whole text again, recording them);
+        turning them off keeps the layers' states. The block layout is found (a probe pass) the first
+        time only."""
+        if on == self.sublayers:
+            return
+        if on:
+            self.find_layout()
+            adapter = self.adapter
+            self.sublayers = True
+            self.cache = None
+            shape = (2 * adapter.num_layers + 1, 0, adapter.d_model)
+            self.hidden = torch.empty(shape, dtype=adapter.dtype, device=self.store)
+        else:
+            self.sublayers = False
+            self.hidden = self.hidden[: self.adapter.num_layers + 1].clone()  # clone: the states' memory goes
+            last = self.adapter.num_layers
+            self.last_logits = {r: v for r, v in self.last_logits.items() if r <= last}
+
+    def find_layout(self) -> BlockLayout:
+        """Each block's attention writer, found on a probe pass the first time (blocks.BlockLayout):
+        an AdapterError names a block that cannot be split."""
+        if self._layout is None:
+            self._layout = BlockLayout(self.adapter)
+        return self._layout
 
     @property
     def positions(self) -> int:
@@ -104,11 +141,24 @@ class Track:
         if len(ids) > keep:
             suffix = torch.tensor(ids[keep:], dtype=torch.long)
             cache = self.cache if keep else self._new_cache()
-            hidden, self.cache = self.adapter.run(suffix, cache, store=self.store)
+            hidden, self.cache = self._run(suffix, cache)
             seq_length = getattr(self.cache, "get_seq_length", None)
             if not callable(seq_length) or seq_length() != len(ids):
                 self.cache = None  # a cache that does not cover every position cannot be continued
             self.hidden = torch.cat([self.hidden[:, :keep], hidden], dim=1)
+
+    def _run(self, suffix: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        """The suffix's hidden states (and, with sub-layers, the states after each attention, from the
+        same pass) and the cache."""
+        if not self.sublayers:
+            return self.adapter.run(suffix, cache, store=self.store)
+        assert self._layout is not None  # set_sublayers found it
+        with after_attention(self._layout) as states:
+            hidden, cache = self.adapter.run(suffix, cache, store=self.store)
+        if any(s is None for s in states):
+            raise RuntimeError(f"{self.name}: a block's attention did not run on the sub-layer pass")
+        mids = torch.stack([s[0].to(self.store, hidden.dtype) for s in states if s is not None])
+        return torch.cat([hidden, mids]), cache
 
     def _new_cache(self) -> Any:
         """None (the model makes its own), or a cache kept on the host."""
@@ -177,7 +227,8 @@ class Track:
                     if layer == adapter.num_layers:
                         head_in = adapter.head_input(hidden)
                     else:
-                        head_in = adapter.final_norm(self.lens.translate(hidden[None], [layer])[0])
+                        translated = translate(self.lens, hidden[None], [layer], adapter.num_layers)[0]
+                        head_in = adapter.final_norm(translated)
                     logits = adapter.decode_ids(head_in, ids).cpu()
                     lse = torch.from_numpy(cells.lse[row, start:end])
                     for p, member in enumerate(members):

@@ -19,6 +19,7 @@ import torch
 
 from lens_widget import Lens, ModelAdapter
 from lens_widget.grid import next_token_targets
+from lens_widget.rows import translate
 from lens_widget.session import LensSession
 from lens_widget.statistics import DIFF_STATISTICS, STATISTICS
 
@@ -105,8 +106,8 @@ def assert_same_cells(a: TargetCells, b: TargetCells, cell_logits: CellLogits, t
 
 
 def grid_cell_logits(adapter: ModelAdapter, lens: Lens, hidden: torch.Tensor, rows: Sequence[int]) -> CellLogits:
-    """Cell logits as the grid computes them: hidden [L + 1, T, d] through the lens, the model's final
-    norm and head (the model's own output for row L)."""
+    """Cell logits as the grid computes them: hidden [L + 1, T, d] (with sub-layers [2L + 1, T, d]) through
+    the lens, the model's final norm and head (the model's own output for row L)."""
 
     @torch.inference_mode()
     def logits(index: int, column: int) -> torch.Tensor:
@@ -114,7 +115,7 @@ def grid_cell_logits(adapter: ModelAdapter, lens: Lens, hidden: torch.Tensor, ro
         h = hidden[:, column : column + 1]
         if row == adapter.num_layers:
             return adapter.output_logits(h[row, 0]).float()
-        return adapter.unembed(lens.translate(h[[row]], [row]))[0, 0].float()
+        return adapter.unembed(translate(lens, h[[row]], [row], adapter.num_layers))[0, 0].float()
 
     return logits
 

@@ -19,7 +19,7 @@ def test_splice_and_merge_are_pure() -> None:
     out = splice_columns(a, [0, 1, 2], [0, 1, 2], 2, new, np.full((1, 3), 9, np.float32), [0])
     assert out.stats.shape == (2, 3, 4) and (out.stats[0, :, 1] == 9).all()
     merged, rows = merge_rows(
-        Cells.stats_only(a.stats), [0, 2, 4], Cells.stats_only(np.zeros((2, 1, 4), np.float32)), [3]
+        Cells.stats_only(a.stats), [0, 2, 4], Cells.stats_only(np.zeros((2, 1, 4), np.float32)), [3], num_layers=4
     )
     assert rows == [0, 2, 3, 4] and merged.stats.shape == (2, 4, 4) and merged.top_ids.shape == (4, 4, 0)
     np.testing.assert_array_equal(a.stats, before)

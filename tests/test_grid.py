@@ -15,7 +15,8 @@ from grid_checks import TargetCells, assert_same_cells, assert_same_ranks, asser
 from tiny_models import tiny_model
 
 from lens_widget import LogitLens, ModelAdapter, ModelForward, TunedLens, compute_grid, next_token_targets, row_labels
-from lens_widget.grid import GridInput, aligned_layers, compute_pair_grid, pair_row_labels
+from lens_widget.grid import GridInput, aligned_layers, compute_pair_grid, pair_row_labels, stride_rows
+from lens_widget.rows import by_depth, translator
 from lens_widget.statistics import DIFF_STATISTICS, NO_TARGET, STATISTICS, cell_statistics, log_probs, pair_statistics
 
 IDS = torch.tensor([11, 4, 4, 60, 23, 8, 91, 4, 15, 30, 2, 77])
@@ -368,6 +369,51 @@ def test_the_relative_depth_rule_and_its_row_labels() -> None:
     assert pair_row_labels([0, 3, 6], 6, 6) == ["0", "3", "output"]
     assert pair_row_labels([0, 3, 5, 6], 6, 12) == ["0 | 0", "3 | 6", "5 | 10", "output"]
     assert pair_row_labels([3, 4], 4, 2) == ["3 | output", "output"]
+
+
+def test_sublayer_rows_sort_label_and_pair_by_the_depth_of_their_layer() -> None:
+    """Row L + ℓ is "ℓ.attn", between rows ℓ - 1 and ℓ; the stride adds one under each shown layer ≥ 1."""
+    assert stride_rows(4, 1, True) == [0, 5, 1, 6, 2, 7, 3, 8, 4]
+    assert stride_rows(4, 3, True) == [0, 7, 3, 8, 4]
+    assert stride_rows(4, 3) == [0, 3, 4]
+    assert by_depth([4, 8, 0, 5, 1], 4) == [0, 5, 1, 8, 4]
+    assert row_labels([0, 5, 1, 8, 4], 4) == ["0", "1.attn", "1", "4.attn", "output"]
+    assert [translator(r, 4) for r in (0, 3, 5, 7, 8)] == [0, 3, 1, 3, None]
+    assert aligned_layers([5, 6, 7, 8], 4, 2) == [3, 3, 4, 4]  # ℓ's pair's .attn row, never "0.attn"
+    assert aligned_layers([13], 12, 2) == [3]  # 1.attn: round(1/6) = 0, so B's 1.attn
+    assert pair_row_labels([5, 8, 4], 4, 2) == ["1.attn | 1.attn", "4.attn | 2.attn", "output"]
+
+
+def test_sublayer_rows_need_a_forward_that_holds_them() -> None:
+    model = tiny_model("gpt2")
+    adapter = ModelAdapter(model)
+    forward = adapter.forward(IDS)
+    L = adapter.num_layers
+    with pytest.raises(ValueError, match=f"0..{L}"):
+        compute_grid(adapter, None, forward, next_token_targets(IDS), [0, L + 1])
+    doubled = ModelForward(torch.cat([forward.hidden, forward.hidden[:L]]))  # row L + ℓ holds hidden[ℓ - 1]
+    lens = TunedLens.from_model(model)
+    with torch.no_grad():
+        for p in lens.parameters():
+            p.normal_(0, 0.3)
+    grid = compute_grid(adapter, lens, doubled, next_token_targets(IDS), [L + 1, 2, 2 * L])
+    # Row L + 1 reads hidden[0] through translator 1; 2L reads hidden[L - 1] through none.
+    by_hand = compute_grid(adapter, _Remapped(lens, {0: 1}), forward, next_token_targets(IDS), [0])
+    np.testing.assert_allclose(grid.stats[:, 0], by_hand.stats[:, 0], rtol=1e-5, atol=1e-5)
+    logit = compute_grid(adapter, None, forward, next_token_targets(IDS), [L - 1])
+    np.testing.assert_allclose(grid.stats[:, 2], logit.stats[:, 0], rtol=1e-5, atol=1e-5)
+
+
+class _Remapped:
+    """A lens that reads layer i through another layer's translator."""
+
+    name = "tuned"
+
+    def __init__(self, lens: TunedLens, remap: dict[int, int]) -> None:
+        self.lens, self.remap = lens, remap
+
+    def translate(self, hidden: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        return self.lens.translate(hidden, [self.remap.get(layer, layer) for layer in layers])
 
 
 def test_a_pair_grid_refuses_models_that_cannot_be_compared() -> None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from tiny_models import NaNLens, random_lens, tiny_model, tiny_tokenizer
 from torch import nn
 
-from lens_widget import LensMismatchError, LogitLens, TunedLens
+from lens_widget import LensMismatchError, LogitLens, ModelAdapter, TunedLens
 from lens_widget.errors import InvalidLensError
 from lens_widget.payload import apply_update, payload_of
 from lens_widget.session import LensSession
@@ -993,3 +993,134 @@ def test_a_half_precision_session_agrees_with_float32_within_the_stated_toleranc
     fresh = LensSession(copy.deepcopy(m).to(dtype), tokenizer, copy.deepcopy(lens))
     fresh.set_text(half.text)
     assert_same_grid(half, fresh, tol=HALF_TOLERANCE[dtype] / 10)  # incremental == fresh in half precision too
+
+
+# --- rows after attention ("ℓ.attn", sub-layer rows) -----------------------------------------------
+
+
+def _attention_by_hand(family: str, m64: nn.Module, h: torch.Tensor, index: int) -> torch.Tensor:
+    """Block `index`'s attention output for its input `h` [1, T, d], from its submodules called directly
+    with a causal mask: no hooks, no knowledge of blocks.py."""
+    T = h.shape[1]
+    mask = torch.full((T, T), float("-inf"), dtype=h.dtype).triu(1)[None, None]
+    positions = torch.arange(T)[None]
+    if family == "gpt2":
+        block = m64.transformer.h[index]
+        return block.attn(block.ln_1(h), attention_mask=mask)[0]
+    if family == "llama":
+        block = m64.model.layers[index]
+        rotary = m64.model.rotary_emb(h, positions)
+        return block.self_attn(block.input_layernorm(h), attention_mask=mask, position_embeddings=rotary)[0]
+    assert family == "gpt_neox"  # parallel: attention and MLP both read the block's input
+    block = m64.gpt_neox.layers[index]
+    rotary = m64.gpt_neox.rotary_emb(h, positions)
+    return block.attention(block.input_layernorm(h), attention_mask=mask, position_embeddings=rotary)[0]
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gpt_neox"])
+def test_rows_after_attention_are_the_input_plus_the_attention_output_decoded_by_the_lens(family: str) -> None:
+    """ℓ.attn = hidden_states[ℓ-1] + block ℓ-1's attention output, computed by hand in float64, read
+    through layer ℓ's translator (none for L.attn): the session's cells agree, ties aside."""
+    import copy
+
+    m = model(family)
+    lens = random_lens(m)
+    s = session(m, lens=lens, sublayers=True)
+    s.set_text(TEXT)
+    L = s.num_layers
+    assert s.rows == [0, L + 1, 1, L + 2, 2, L + 3, 3] and s.row_labels[1] == "1.attn"
+    m64, lens64 = copy.deepcopy(m).double(), copy.deepcopy(lens).double()
+    adapter64 = ModelAdapter(m64)
+    ids = torch.tensor([s.tokens.ids])
+    with torch.no_grad():
+        hidden = m64(ids, output_hidden_states=True).hidden_states
+        stats, top_ids, _ = s.grid_arrays()
+        entropy = STATISTICS.index("entropy")
+        for ell in range(1, L + 1):
+            h = hidden[ell - 1]
+            mid = h + _attention_by_hand(family, m64, h, ell - 1)
+            read = mid[0] + lens64.layer_translators[ell](mid[0]) if ell < L else mid[0]
+            logp = torch.log_softmax(adapter64.unembed(read), dim=-1)
+            row = s.rows.index(L + ell)
+            reference = -(logp.exp() * logp).sum(-1).numpy()
+            np.testing.assert_allclose(stats[entropy, row], reference, rtol=1e-3, atol=1e-4)
+            top2 = logp.exp().topk(2, dim=-1).values
+            clear = (top2[:, 0] - top2[:, 1] > 1e-3).numpy()  # ties may come out in either order
+            assert clear.sum() > len(clear) // 2
+            np.testing.assert_array_equal(top_ids[row, clear, 0], logp.argmax(-1).numpy()[clear])
+
+
+def test_rows_after_attention_incremental_equal_a_fresh_session() -> None:
+    """Appends, middle edits, deletions, a stride change and a lens switch keep the sub-layer states
+    and cells as a fresh session computes them."""
+    m = model(num_hidden_layers=4)
+    tuned = random_lens(m)
+    s = session(m, lens=tuned, sublayers=True)
+    s.set_text("The quick brown fox")
+    for change in [
+        lambda: s.set_text("The quick brown fox jumps"),
+        lambda: s.set_text("The slow brown fox jumps"),
+        lambda: s.set_text("The slow fox"),
+        lambda: s.set_layer_stride(3),
+        lambda: s.set_text("The slow fox and the dog"),
+        lambda: s.set_lens(None),
+        lambda: s.set_text("The slow fox and a cat"),
+        lambda: s.set_layer_stride(1),
+    ]:
+        change()
+        fresh = session(m, lens=s.lens, layer_stride=s.layer_stride, sublayers=True)
+        fresh.set_text(s.text)
+        assert s.display_rows == fresh.display_rows
+        for r in fresh.rows:
+            assert r in s.rows
+        keep = [s.rows.index(r) for r in fresh.rows]
+        ours = [a[keep] if a.ndim == 3 and a.shape[0] == len(s.rows) else a[:, keep] for a in s.grid_arrays()]
+        np.testing.assert_allclose(ours[0], fresh.grid_arrays()[0], rtol=1e-4, atol=1e-4)
+        assert torch.equal(s._tracks[0].hidden, fresh._tracks[0].hidden) or torch.allclose(
+            s._tracks[0].hidden, fresh._tracks[0].hidden, atol=1e-5
+        )
+
+
+def test_turning_rows_after_attention_on_recomputes_and_off_frees_them() -> None:
+    m = model(num_hidden_layers=4)
+    s = session(m)
+    s.set_text(TEXT)
+    plain = s.memory()["hidden_states"]
+    update = s.set_sublayers(True)
+    assert update.kind == "rows" and set(update.rows) == {5, 6, 7, 8}
+    assert s.memory()["hidden_states"] == plain * 9 // 5
+    assert_equals_fresh(s, session(m, sublayers=True))
+    s.set_text(TEXT + " More")
+    assert_equals_fresh(s, session(m, sublayers=True))
+    update = s.set_sublayers(False)
+    assert update.kind == "full" and s.rows == [0, 1, 2, 3, 4] and list(update.rows) == s.rows
+    plain_now = session(m)
+    plain_now.set_text(s.text)
+    assert s.memory()["hidden_states"] == plain_now.memory()["hidden_states"]
+    assert_equals_fresh(s, session(m))
+    with pytest.raises(TypeError, match="sublayers"):
+        s.set_sublayers("yes")  # type: ignore[arg-type]
+
+
+def test_rows_after_attention_pair_by_relative_depth_in_ab() -> None:
+    """B's ℓ.attn row pairs with A's as its layer rows do (grid.aligned_layers on ℓ); edits stay equal
+    to a fresh A/B session, and the payload stream rebuilds the state."""
+    a, b = model(num_hidden_layers=4), model(num_hidden_layers=2, seed=1)
+    s = session(a, model_b=b, sublayers=True)
+    state = apply_update(None, payload_of(s.set_text("Hello there")))
+    assert s.layers("b") == [0, 3, 1, 3, 1, 4, 2, 4, 2]  # rows 0, 1.attn, 1, …, 4.attn, output
+    assert s.row_labels[1] == "1.attn | 1.attn" and s.row_labels[-2] == "4.attn | 2.attn"
+    for change in [
+        lambda: s.set_text("Hello there world"),
+        lambda: s.set_text("Hi there world"),
+        lambda: s.set_sublayers(False),
+        lambda: s.set_sublayers(True),
+        lambda: s.set_layer_stride(2),
+        lambda: s.set_text("Hi there, world"),
+    ]:
+        state = apply_update(state, payload_of(change()))
+        assert state.rows == s.rows
+        for g, key in enumerate(s.models):
+            np.testing.assert_allclose(state.grids[g].stats, s.grid_arrays(key)[0], rtol=1e-3, atol=1e-3)
+            assert np.array_equal(state.grids[g].top_ids, s.grid_arrays(key)[1])
+    assert_equals_fresh(s, session(a, model_b=b, layer_stride=2, sublayers=True))
