@@ -101,7 +101,7 @@ def block_states(
     what: dict[str, list[Any]] = {}
     device = input_device(adapter.model)
     with capture(layout, what), torch.inference_mode():
-        adapter._body(input_ids=torch.tensor([run], device=device), past_key_values=past, use_cache=past is not None)
+        adapter._body(input_ids=torch.tensor([run], device=device), cache=past, use_cache=past is not None)
     states: dict[str, list[torch.Tensor]] = {key: [] for key in ("input", "attention", "mlp", "heads")}
     for index, parts in enumerate(layout.parts):
         given = [what[key][index] for key in ("input", "attention", "mlp", "heads")]
@@ -192,11 +192,13 @@ def attribute(
     row: int,
     token_id: int,
     cell_residual: torch.Tensor | None = None,
+    logits: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """The components of the logit of `token_id` at `row` (row_parts), from `states` (block_states).
     `cell_residual`: the session's own hidden state of that cell (what the grid decoded), from which
     the logit is computed through the real modules; None for a sublayer row, whose residual is the
-    block's input plus its attention's share, as recorded."""
+    block's input plus its attention's share, as recorded. `logits`: that cell's logits, when the
+    caller has them already (cell_logits)."""
     L = adapter.num_layers
     full, with_attention, translator_index = row_parts(row, L)
     d = adapter.d_model
@@ -264,7 +266,9 @@ def attribute(
         "embedding": float(out[0]),
         "biases": bias_total,
         "total": float(out.sum()) + bias_total,
-        "logit": cell_logit(adapter, lens, translator_index, token_id, cell_residual, output=row == L),
+        "logit": float(logits[token_id])
+        if logits is not None
+        else cell_logit(adapter, lens, translator_index, token_id, cell_residual, output=row == L),
         "frozen": tuple(frozen_names),
     }
 
@@ -358,11 +362,12 @@ def explain(
     layout = layout_of(adapter)
     states = block_states(adapter, layout, ids, position, cache)
     residual = hidden[row, position] if row <= L else None
-    if token is None:  # the cell's top-1, from its logits through the real modules
-        full, _, translator = row_parts(row, L)
-        h = residual if residual is not None else states["input"][full] + states["attention"][full]
-        token = int(cell_logits(adapter, lens, translator, h, output=row == L).argmax())
-    numbers = attribute(adapter, layout, lens, states, row, token, residual)
+    full, _, translator = row_parts(row, L)
+    h = residual if residual is not None else states["input"][full] + states["attention"][full]
+    logits = cell_logits(adapter, lens, translator, h, output=row == L)
+    if token is None:  # the cell's top-1
+        token = int(logits.argmax())
+    numbers = attribute(adapter, layout, lens, states, row, token, residual, logits)
     return Attribution(
         model=model,
         row=row,
