@@ -33,6 +33,8 @@ export interface Model {
   pins: PinnedItem[];
   instance: string;
   color_scale: ScaleMode;
+  /** Show the residual stream after each attention as a row ("3.attn") under its layer. */
+  sublayers: boolean;
 }
 
 export const MODEL_KEYS = [
@@ -51,6 +53,7 @@ export const MODEL_KEYS = [
   "pins",
   "instance",
   "color_scale",
+  "sublayers",
 ] as const satisfies readonly (keyof Model)[];
 
 /** Compiles only while MODEL_KEYS names every key of Model. */

@@ -11,13 +11,11 @@ import { diffChoices, PIN_PREFIX, type Shown, single, singleChoices, title } fro
 import type { Palette } from "./theme";
 import type { TooltipInfo } from "./tooltip";
 import { visibleToken } from "./tokens";
+import { shownRows } from "./rows";
 
 export type Mode = "a" | "b" | "diff";
 
-/** Rows of `state` the stride shows, top to bottom: the output row first. */
-export function shownRows(rows: number[], numLayers: number, stride: number): number[] {
-  return rows.filter((r) => r === numLayers || r % stride === 0).sort((a, b) => b - a);
-}
+export { shownRows } from "./rows";
 
 export interface Scene {
   state: ViewState;
@@ -28,6 +26,8 @@ export interface Scene {
   statistic: string;
   diffStatistic: string;
   stride: number;
+  /** Whether the "ℓ.attn" rows (the residual stream after each attention) are shown, under their layers. */
+  sublayers: boolean;
   /** One colour scale per statistic for every lens, model and picture, or this picture's own range. */
   colorScale: ScaleMode;
   /** The token columns shown: [first, first + count) of the state's (all of them by default). */
@@ -72,7 +72,7 @@ export function shown(scene: Scene): Shown | null {
 /** Indices into state.rows of the rows shown, top to bottom. */
 export function rowIndices(scene: Scene): number[] {
   const s = scene.state;
-  return shownRows(s.rows, s.header.num_layers, Math.max(1, scene.stride)).map((r) => s.rows.indexOf(r));
+  return shownRows(s.rows, s.header.num_layers, Math.max(1, scene.stride), scene.sublayers).map((r) => s.rows.indexOf(r));
 }
 
 /** A single-model statistic, or a pinned item's probability ("pin:<label>"), of one grid's cell. */

@@ -4,6 +4,7 @@
 import { element } from "./dom";
 import { pendingCount } from "./payload";
 import { rowIndices, type Scene } from "./picture";
+import { rowsWanted } from "./rows";
 
 export interface StatusInput {
   scene: Scene | null;
@@ -32,15 +33,12 @@ export const SNAPSHOT_NOTE =
   "Snapshot: no kernel is connected, so this is the picture as it was saved. Hover, the statistic " +
   "buttons and the rows already computed still work; run the cell to edit the text again.";
 
-/** Every row the stride asks for (the view may not have them all yet). */
-export function rowsWanted(numLayers: number, stride: number): number {
-  return Math.ceil(numLayers / Math.max(1, stride)) + 1;
-}
+export { rowsWanted } from "./rows";
 
 export function statusOf(input: StatusInput): Status {
   const s = input.scene;
   const live = !input.snapshotMode;
-  const missingRows = s !== null && rowsWanted(s.state.header.num_layers, input.stride) > rowIndices(s).length;
+  const missingRows = s !== null && rowsWanted(s.state.header.num_layers, input.stride, s.sublayers) > rowIndices(s).length;
   const otherLens = s !== null && s.state.header.lens !== input.lens;
   const remote = live ? input.remote : "";
   const busy = live && (input.typing || missingRows || otherLens || remote !== "");

@@ -107,6 +107,6 @@ export function state(b: Cells): ViewState {
 }
 
 export function scene(s: ViewState, extra: Partial<Scene> = {}): Scene {
-  return { state: s, strings: new TokenStrings(null), infos: INFOS, mode: "diff", statistic: "entropy", diffStatistic: "js", stride: 1, colorScale: "view", first: 0, count: T, ...extra };
+  return { state: s, strings: new TokenStrings(null), infos: INFOS, mode: "diff", statistic: "entropy", diffStatistic: "js", stride: 1, sublayers: false, colorScale: "view", first: 0, count: T, ...extra };
 }
 

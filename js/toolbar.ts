@@ -8,6 +8,7 @@ import { choices, effectiveMode, isAB, type Mode, modelNames, type Scene, shown 
 import { title as statisticTitle } from "./statistics";
 import type { ScaleMode } from "./model";
 import type { Status } from "./status";
+import { SUBLAYER_LENS_NOTE } from "./rows";
 
 export interface ToolbarHandlers {
   mode(mode: Mode): void;
@@ -16,6 +17,8 @@ export interface ToolbarHandlers {
   lens(lens: string): void;
   /** The colour scale: fixed per statistic, or this picture's own range. */
   colorScale(mode: ScaleMode): void;
+  /** Show the rows after each attention ("ℓ.attn") or not. */
+  sublayers(on: boolean): void;
   png(): void;
 }
 
@@ -26,6 +29,7 @@ export interface ToolbarInput {
   lensOptions: string[];
   snapshotMode: boolean;
   colorScale: ScaleMode;
+  sublayers: boolean;
 }
 
 export class Toolbar {
@@ -39,6 +43,7 @@ export class Toolbar {
   private readonly lensLabel: HTMLLabelElement;
   private readonly lensSelect: HTMLSelectElement;
   private readonly scaleButton: HTMLButtonElement;
+  private readonly sublayersButton: HTMLButtonElement;
   private readonly disposer = new Disposer();
 
   constructor(
@@ -62,6 +67,10 @@ export class Toolbar {
     this.scaleButton.type = "button";
     this.scaleButton.textContent = "fixed scale";
     this.scaleButton.title = "On: one colour scale per statistic (0 to its bound, such as ln V nats) for every lens and model, so pictures compare. Off: the picture's own range.";
+    this.sublayersButton = element(doc, "button", "lw-sublayers", this.root);
+    this.sublayersButton.type = "button";
+    this.sublayersButton.textContent = "after attention";
+    this.sublayersButton.title = `On: a row under each layer ℓ, "ℓ.attn": the residual stream after that block's attention (input + attention output), on the way to ℓ. ${SUBLAYER_LENS_NOTE}`;
     const png = element(doc, "button", "lw-png", this.root);
     png.type = "button";
     png.textContent = "PNG";
@@ -70,6 +79,7 @@ export class Toolbar {
     const d = this.disposer;
     d.listen(png, "click", () => handlers.png());
     d.listen(this.scaleButton, "click", () => handlers.colorScale(this.scaleButton.getAttribute("aria-pressed") === "true" ? "view" : "fixed"));
+    d.listen(this.sublayersButton, "click", () => handlers.sublayers(this.sublayersButton.getAttribute("aria-pressed") !== "true"));
     d.listen(this.modes, "click", (event) => {
       const mode = (event.target as HTMLElement).closest("button")?.dataset.mode;
       if (mode) handlers.mode(mode as Mode);
@@ -101,6 +111,7 @@ export class Toolbar {
     this.lensSelect.value = input.lens;
     this.lensSelect.disabled = input.snapshotMode;
     this.scaleButton.setAttribute("aria-pressed", String(input.colorScale !== "view"));
+    this.sublayersButton.setAttribute("aria-pressed", String(input.sublayers));
   }
 
   showStatus(status: Status): void {

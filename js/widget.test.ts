@@ -31,6 +31,7 @@ class FakeModel {
       pins: [],
       instance: `fake-${Math.random()}`,
       color_scale: "fixed",
+      sublayers: false,
       ...initial,
     };
   }

@@ -47,11 +47,12 @@ function sceneOf(store: Store, model: AnyModel<Model>, mode: Mode): Scene | null
   const stride = Math.max(1, model.get("layer_stride"));
   const columns = columnsShown(model.get("token_range"), state.nTokens);
   const colorScale = model.get("color_scale") === "view" ? "view" : "fixed";
-  return { state, strings, infos, mode, statistic: model.get("statistic"), diffStatistic: model.get("diff_statistic") ?? "", stride, colorScale, ...columns };
+  const sublayers = model.get("sublayers") === true;
+  return { state, strings, infos, mode, statistic: model.get("statistic"), diffStatistic: model.get("diff_statistic") ?? "", stride, sublayers, colorScale, ...columns };
 }
 
 /** Keeps a view-side choice in the model; a static page cannot save it anywhere, and need not. */
-function commit(model: AnyModel<Model>, name: "statistic" | "diff_statistic" | "layer_stride" | "lens" | "color_scale", value: string | number): void {
+function commit(model: AnyModel<Model>, name: "statistic" | "diff_statistic" | "layer_stride" | "lens" | "color_scale" | "sublayers", value: string | number | boolean): void {
   model.set(name, value as never);
   try {
     model.save_changes();
@@ -132,6 +133,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     stride: (stride) => (commit(model, "layer_stride", stride), refresh(), select(NOTHING)),
     lens: (lens) => (commit(model, "lens", lens), refresh()),
     colorScale: (mode) => (commit(model, "color_scale", mode), refresh(), frames.request()),
+    sublayers: (on) => (commit(model, "sublayers", on), refresh(), select(NOTHING)),
     png: () => ((ui.downloadError = downloadPng(doc, scene(), isDark(root), panel)), refresh()),
   });
   const textarea = Object.assign(element(doc, "textarea", "lw-text", root), { spellcheck: false, rows: 2, placeholder: PLACEHOLDER, value: model.get("text") });
@@ -181,7 +183,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   function refresh(): void {
     const s = scene();
     const snapshotMode = store.snapshotMode;
-    toolbar.update({ scene: s, stride: model.get("layer_stride"), lens: model.get("lens"), lensOptions: model.get("lens_options") ?? [], snapshotMode, colorScale: model.get("color_scale") ?? "fixed" });
+    toolbar.update({ scene: s, stride: model.get("layer_stride"), lens: model.get("lens"), lensOptions: model.get("lens_options") ?? [], snapshotMode, colorScale: model.get("color_scale") ?? "fixed", sublayers: model.get("sublayers") === true });
     const { received } = store;
     const errors = [received.payloadError, received.vocabularyError, ui.downloadError, model.get("error") || ""];
     const status = statusOf({ scene: s, snapshotMode, typing: sync.pending, stride: model.get("layer_stride"), lens: model.get("lens"), remote: model.get("remote_status") ?? "", errors });
@@ -251,7 +253,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   );
   d.on(model, "change:text", adoptKernelText);
   d.on(model, "change:mode", () => ((ui.mode = model.get("mode") ?? ui.mode), refresh(), select(ui.selection)));
-  for (const name of ["error", "remote_status", "lens", "lens_options", "statistic", "diff_statistic", "layer_stride", "token_range", "color_scale", "pins"]) {
+  for (const name of ["error", "remote_status", "lens", "lens_options", "statistic", "diff_statistic", "layer_stride", "token_range", "color_scale", "pins", "sublayers"]) {
     d.on(model, `change:${name}`, () => (refresh(), select(ui.selection)));
   }
   d.add(watchTheme(root, () => frames.request()));

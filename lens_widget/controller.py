@@ -130,6 +130,7 @@ class WidgetController:
         widget.observe(self._on_text, names="text")
         widget.observe(self._on_stride, names="layer_stride")
         widget.observe(self._on_lens, names="lens")
+        widget.observe(self._on_sublayers, names="sublayers")
         widget.observe(self._on_pins, names="pins")
         widget.on_msg(self._on_message)
 
@@ -349,6 +350,17 @@ class WidgetController:
             self._reverting = True  # the session kept its lenses (it rolls back): so does the toggle
             try:
                 self.widget.lens = change["old"]
+            finally:
+                self._reverting = False
+
+    def _on_sublayers(self, change: Any) -> None:
+        if self._reverting:
+            return
+        step = partial(self.session.set_sublayers, bool(change["new"]))
+        if not self._run("Could not change the rows after attention", step):
+            self._reverting = True  # the session kept its rows (it rolls back): so does the toggle
+            try:
+                self.widget.sublayers = change["old"]
             finally:
                 self._reverting = False
 

@@ -80,6 +80,8 @@ class LensWidget(anywidget.AnyWidget):
     """The pinned items ({label, ids, words, tokens}), which the trajectory panel follows: see pin()."""
     color_scale = traitlets.Enum(tuple(PRESENTATION["scale_modes"]), default_value="fixed").tag(sync=True)
     """"fixed": one colour scale per statistic for every lens, model and picture; "view": each picture's own range."""
+    sublayers = traitlets.Bool(False).tag(sync=True)
+    """Show the residual stream after each attention as a row ("3.attn") under its layer."""
     instance = traitlets.Unicode().tag(sync=True)
     """This widget's own key, by which its views find the one decoded state they share (js/store.ts)."""
 
@@ -105,6 +107,7 @@ class LensWidget(anywidget.AnyWidget):
         keep_on: str = "auto",
         chunk_bytes: int | None = None,
         remote: bool | str = False,
+        sublayers: bool = False,
         **kwargs: Any,
     ) -> None:
         session: LensSession | RemoteSession
@@ -113,6 +116,7 @@ class LensWidget(anywidget.AnyWidget):
             given = [name for name, value in unsupported.items() if value is not None] + (
                 ["keep_on"] if keep_on != "auto" else []
             )
+            given += ["sublayers"] if sublayers else []
             if given:
                 raise ValueError(
                     f"{', '.join(given)} cannot be used with remote=: NDIF runs one model, where it is, with no state "
@@ -135,6 +139,7 @@ class LensWidget(anywidget.AnyWidget):
                 max_tokens=max_tokens,
                 keep_on=keep_on,
                 chunk_bytes=chunk_bytes,
+                sublayers=sublayers,
             )
         tuned = {"a": lens if isinstance(lens, TunedLens) else None}
         if model_b is not None:
@@ -145,6 +150,7 @@ class LensWidget(anywidget.AnyWidget):
         super().__init__(
             statistic=statistic,
             layer_stride=layer_stride,
+            sublayers=sublayers,
             lens="tuned" if has_tuned else "logit",
             lens_options=["tuned", "logit"] if has_tuned else ["logit"],
             vocabulary=encode_vocabulary(session.token_strings()),
@@ -233,6 +239,7 @@ class LensWidget(anywidget.AnyWidget):
             token_range=self.token_range,
             color_scale=self.color_scale,
             column=column,
+            sublayers=self.sublayers,
         )
 
     def to_png(

@@ -651,3 +651,23 @@ def test_the_snapshot_never_holds_pending_columns_even_when_typing_replaces_the_
     assert after.pending is None and after.n_tokens == len(w.session.tokens.ids)
     assert w.comm.deltas()[0]["header"]["kind"] == "full", "the views got the partial full update as a delta"
     assert view_state(w).pending is None
+
+
+def test_the_sublayers_trait_adds_and_drops_the_rows_after_attention() -> None:
+    """The view's toggle (a state message) turns the ℓ.attn rows on and off; the picture, grid_data
+    and the constructor argument follow; a remote widget refuses them."""
+    w = make(layer_stride=2)
+    L = w.session.num_layers
+    assert L == 3 and w.session.rows == [0, 2, 3] and w.sublayers is False
+    from_view(w, sublayers=True)
+    assert w.session.sublayers and w.error == ""
+    assert w.session.rows == [0, L + 2, 2, L + 3, 3]
+    assert w.snapshot["header"]["rows"] == w.session.rows
+    data = w.grid_data()
+    assert data.row_labels == ["output", "3.attn", "2", "2.attn", "0"] and data.rows_note == ""
+    from_view(w, sublayers=False)
+    assert w.session.rows == [0, 2, 3] and w.grid_data().row_labels == ["output", "2", "0"]
+    built = make(sublayers=True)
+    assert built.sublayers and built.session.sublayers and "1.attn" in built.session.row_labels
+    with pytest.raises(ValueError, match="sublayers"):
+        LensWidget(tiny_model("gpt_neox", vocab_size=VOCAB), TOKENIZER, remote="local", sublayers=True)
