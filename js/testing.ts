@@ -1,5 +1,6 @@
 // Test helpers shared by the vitest suites (never bundled: only tests import this).
 
+import type { ModelAttribution } from "./attribution";
 import type { Cells } from "./cells";
 import { type StatisticInfo, TokenStrings, type ViewState } from "./payload";
 import type { Scene } from "./picture";
@@ -110,3 +111,22 @@ export function scene(s: ViewState, extra: Partial<Scene> = {}): Scene {
   return { state: s, strings: new TokenStrings(null), infos: INFOS, mode: "diff", statistic: "entropy", diffStatistic: "js", stride: 1, sublayers: false, colorScale: "view", first: 0, count: T, ...extra };
 }
 
+/** One model's attribution of a cell, as the kernel sends it: three blocks of two heads, the last after the row. */
+export function modelAttribution(over: Partial<ModelAttribution> = {}): ModelAttribution {
+  return {
+    model: "a",
+    name: "m",
+    label: "2",
+    token_id: 7,
+    token: "<b>x</b>",
+    lens: "logit",
+    heads: [[0.5, -1.5], [2, 0.25], [null, null]],
+    mlps: [1, -0.5, null],
+    embedding: 0.125,
+    biases: -0.25,
+    total: 1.625,
+    logit: 1.625,
+    frozen: ["final norm scale"],
+    ...over,
+  };
+}

@@ -26,6 +26,8 @@ import { Panel, type PanelHandlers } from "./panel";
 import { Toolbar } from "./toolbar";
 import { answerFromState, type ColumnAnswer } from "./trajectory";
 import { TooltipBox } from "./tooltip";
+import { isAttributionAnswer } from "./attribution";
+import { type Explained, Writers } from "./writers";
 import type { Picture } from "./heatmap";
 import { VisibleReporter } from "./visible";
 
@@ -116,6 +118,22 @@ function paintPanel(panel: Panel, s: Scene | null, selection: Selection, store: 
   panel.paint(width, s && col !== null ? s.strings.get(s.state.tokenIds[col] ?? 0) : "", marked, colors, dpr);
 }
 
+/** The session row and token column of a cell of the picture. */
+function explainedCell(s: Scene, cell: { row: number; col: number }): Explained | null {
+  const row = s.state.rows[rowIndices(s)[cell.row] ?? -1];
+  return row === undefined ? null : { row, col: cell.col + s.first };
+}
+
+/** The attribution panel follows the picture (asking again for its cell, or closing when the cell is
+ * gone), offers the pinned items' tokens, and draws its answer. */
+function paintWriters(writers: Writers, s: Scene | null, model: AnyModel<Model>, seq: number, width: number, colors: Palette, dpr: number): void {
+  const pins = (model.get("pins") ?? []) as { ids?: number[] }[];
+  const ids = [...new Set(pins.flatMap((p) => p.ids ?? []))].slice(0, 24);
+  writers.offer(ids.map((id) => ({ id, text: s ? s.strings.get(id) : String(id) })));
+  writers.follow(seq, (c) => !!s && c.col < s.state.nTokens && s.state.rows.includes(c.row));
+  writers.paint(width, colors, dpr);
+}
+
 function render({ model, el: host }: RenderProps<Model>): () => void {
   const doc = host.ownerDocument;
   const { store, release } = holdStore(model);
@@ -143,6 +161,13 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   const asks = kernelAsks(store, viewId);
   const panel = new Panel(doc, root, asks, () => frames.request());
   const tip = new TooltipBox(doc, root, (id) => asks.pin([id]));
+  const writers = new Writers(doc, root, { request: (row, col, token, seq) => store.send({ type: "attribution", view: viewId, row, col, token, seq }) }, () => frames.request());
+  /** Open the attribution panel on a cell (a click that pins it, or W); not without a kernel. */
+  const explain = (cell: { row: number; col: number } | null): void => {
+    const s = scene();
+    const at = s && cell && !store.snapshotMode ? explainedCell(s, cell) : null;
+    if (at) writers.explain(at, store.received.seq);
+  };
   const caret = new CaretFollower();
   const visible = new VisibleReporter(
     () => (scene() && !store.snapshotMode ? board.onScreen(scene() as Scene) : null),
@@ -203,6 +228,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const p = s ? picture(s, board.layout(s), board.scrollLeft, palette(dark), ui.selection.cell, ui.selection.pinned) : null;
     board.paint(p, s ? legendTitle(s) : "", doc.defaultView?.devicePixelRatio || 1);
     paintPanel(panel, s, ui.selection, store, s ? board.layout(s).width : 0, palette(dark), doc.defaultView?.devicePixelRatio || 1);
+    paintWriters(writers, s, model, store.received.seq, s ? board.layout(s).width : 0, palette(dark), doc.defaultView?.devicePixelRatio || 1);
     Object.assign(root.dataset, drawnData(s, p, ui.selection, store.received.seq));
     if (s && p) showTooltip();
     if (s && p) visible.schedule();
@@ -217,7 +243,10 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     if (next !== ui.selection) select(next);
   });
   d.listen(board.canvas, "mouseleave", () => ui.selection.pinned || select(NOTHING));
-  d.listen(board.canvas, "click", (event) => select(afterClick(ui.selection, board.cellAt(scene(), event))));
+  d.listen(board.canvas, "click", (event) => {
+    select(afterClick(ui.selection, board.cellAt(scene(), event)));
+    if (ui.selection.pinned) explain(ui.selection.cell);
+  });
   d.listen(board.scroller, "scroll", () => {
     const s = scene();
     const [start, stop] = s ? board.onScreen(s) : [0, 0];
@@ -229,6 +258,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   });
   d.listen(board.scroller, "keydown", (event) => {
     const s = scene();
+    if (event.key === "w" || event.key === "W") return void (event.stopPropagation(), explain(ui.selection.cell));
     const next = s ? afterKey(ui.selection, event.key, rowIndices(s).length, s.count) : null;
     if (!s || !next) return;
     event.preventDefault(); // keys the heatmap used are not also the host's (VS Code moves between cells)
@@ -244,6 +274,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     store.subscribe((message) => {
       const m = message as { type?: unknown; view?: unknown } | null;
       if (m?.type === "column" && m.view === viewId) panel.answer(message as ColumnAnswer);
+      if (isAttributionAnswer(m) && m.view === viewId) writers.answer(m);
       const done = editDone(message, viewId); // the answer to this view's edit, alone or riding on its delta
       if (done !== null) sync.finished(done);
       if (done !== null) adoptKernelText();
@@ -267,7 +298,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   select(NOTHING);
   return () => {
     d.dispose();
-    for (const part of [sync, visible, board, toolbar, frames, tip, panel]) part.dispose();
+    for (const part of [sync, visible, board, toolbar, frames, tip, panel, writers]) part.dispose();
     release();
     root.remove();
   };

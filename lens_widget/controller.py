@@ -53,6 +53,17 @@ Pinned items and the trajectory panel (a view's requests, each answered to the v
   "error", never in the `error` trait: a stale request is normal while typing. The column is read
   from the kept hidden states, so a column still pending is answered at once, without the rest.
 
+What wrote a cell (direct logit attribution, a view's request answered to that view):
+- {"type": "attribution", "view", "row", "col", "token", "seq"} asks what wrote the logit of `token`
+  (a token id, or null for the cell's top-1) in the cell of session row `row` (a layer index, the
+  output num_layers, or num_layers + ℓ for "ℓ.attn") and token column `col` (LensSession.attribution;
+  `seq` as for a column). Answered {"type": "attribution", "view", "seq", "row", "col", "models":
+  [{"model": "a" | "b", "name", "label", "token_id", "token", "lens", "heads": [[per head] per block],
+  "mlps": [per block], "embedding", "biases", "total", "logit", "frozen": [what was frozen]}], one per
+  model, "error": ""}; null where a block is after the row. A cell that cannot be attributed (the text
+  changed, a remote session, a model lens-widget cannot split) is answered with no models and the
+  reason in "error", as a column request is.
+
 Computation runs in trait observers, message handlers and event-loop callbacks, all on the kernel's
 main thread (Colab drops widget updates sent from other threads). Every failure becomes a readable
 `error` trait; the session rolls itself back, so the next edit recovers, and the text the user typed
@@ -436,6 +447,8 @@ class WidgetController:
             self._on_unpin(content)
         elif kind == "column":
             self._on_column(content)
+        elif kind == "attribution":
+            self._on_attribution(content)
         else:
             self._refuse(f"unknown message type {kind!r}")
 
@@ -541,6 +554,24 @@ class WidgetController:
             reply.update(empty, error=_message("Could not read the column", exc))
         self.widget.send(reply)
 
+    def _on_attribution(self, content: dict[str, Any]) -> None:
+        view, row, col, token, seq = (content.get(key) for key in ("view", "row", "col", "token", "seq"))
+        if not _is_name(view):
+            return self._refuse(f"an attribution request must name its view (a string of 1 to {MAX_FIELD} characters)")
+        for name, value in (("row", row), ("col", col), ("seq", seq)):
+            if not _is_count(value):
+                return self._refuse(
+                    f"an attribution request's {name} must be an integer in 0..2^53-1, got {_short(value)}"
+                )
+        if token is not None and not _is_count(token):
+            return self._refuse(f"an attribution request's token must be a token id or null, got {_short(token)}")
+        reply: dict[str, Any] = {"type": "attribution", "view": view, "seq": seq, "row": row, "col": col}
+        try:
+            reply.update(models=attribution_answer(self.session, row, col, token), error="")
+        except Exception as exc:  # the text changed since the view asked, a remote session, a model not split
+            reply.update(models=[], error=_message("Could not attribute the cell", exc))
+        self.widget.send(reply)
+
     def _refuse(self, why: str) -> None:
         """A message no view of ours sends: ignore it, and say so where the user looks."""
         self.widget.error = f"Ignored a malformed message from the view: {why}"
@@ -596,6 +627,36 @@ def column_answer(session: LensSession | RemoteSession, col: int, query: str) ->
         "lines": lines,
         "found": found,
     }
+
+
+def attribution_answer(
+    session: LensSession | RemoteSession, row: int, col: int, token: int | None
+) -> list[dict[str, Any]]:
+    """Each model's attribution of one cell, as plain JSON (NaN, a block after the row, is null)."""
+    if isinstance(session, RemoteSession):
+        raise ValueError("a remote session keeps no hidden states or cache to attribute a cell from")
+    out = []
+    for model in session.models:
+        a = session.attribution(row, col, token, model=model)
+        out.append(
+            {
+                "model": model,
+                "name": a.model,
+                "label": a.label,
+                "token_id": a.token_id,
+                "token": a.token,
+                "lens": a.lens,
+                "heads": [[_finite_or_none(float(v)) for v in block] for block in a.heads],
+                "mlps": [_finite_or_none(float(v)) for v in a.mlps],
+                "embedding": a.embedding,
+                "biases": a.biases,
+                "total": a.total,
+                "logit": a.logit,
+                "frozen": list(a.frozen),
+            }
+        )
+        token = a.token_id if token is None else token  # B explains A's token, so the two compare
+    return out
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -68,6 +68,7 @@ import torch
 from torch import nn
 
 from .adapter import ModelAdapter
+from .attribution import Attribution, AttributionError, explain, resolve_token
 from .capacity import keep_on_host, kept_widths, state_bytes
 from .cells import PATCHED, Cells, fill_columns, merge_rows, pad_columns, pending_after, splice_columns
 from .checks import (
@@ -318,6 +319,41 @@ class LensSession:
         if self._strings is None:
             self._strings = vocabulary(self.tokenizer, self._tracks[0].adapter.vocab_size)
         return self._strings
+
+    def attribution(self, row: int, position: int, token: int | str | None = None, model: str = "a") -> Attribution:
+        """What wrote one cell's logit for `token` (its top-1 by default): the embedding, each head,
+        each MLP and the biases, through the cell's lens (attribution.py). row: a layer index (the
+        output is num_layers), or num_layers + ℓ for the sublayer row "ℓ.attn". In A/B, model B is
+        read at its own layer for A's row, as its cells are."""
+        track = self._track(model)
+        strings = self.token_strings()
+        token_id = resolve_token(token, strings, self.tokenizer)
+        if isinstance(row, bool) or not isinstance(row, (int, np.integer)):
+            raise AttributionError(f"row must be a layer index, got {row!r}")
+        row, L = int(row), self.num_layers
+        if not 0 <= row <= 2 * L:
+            raise AttributionError(f"row must be from 0 to {2 * L} (layers 0 … {L}, then the ℓ.attn rows), got {row}")
+        own = track.adapter.num_layers
+        if row <= L:
+            own_row = track.layers([row])[0]
+        else:
+            own_row = own + max(1, track.layers([row - L])[0])
+        ids = list(self._tokens.ids)
+        with self._small(self._macs_per_token + self._macs_per_cell):  # one token's forward, one cell's logits
+            found = explain(
+                track.adapter,
+                track.lens,
+                ids,
+                track.hidden,
+                track.cache,
+                own_row,
+                position,
+                token_id,
+                strings,
+                track.name,
+            )
+        label = self._labels([row])[0] if row <= L else f"{row - L}.attn"
+        return replace(found, row=row, label=label)
 
     # --- changes ------------------------------------------------------------------------------
 

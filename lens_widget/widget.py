@@ -26,6 +26,7 @@ from .statistics import DIFF_STATISTICS, STATISTICS
 from .text import without_lone_surrogates
 
 if TYPE_CHECKING:
+    from .attribution import Attribution
     from .export import GridData
 
 _STATIC = Path(__file__).parent / "static"
@@ -203,6 +204,16 @@ class LensWidget(anywidget.AnyWidget):
     def unpin(self, *labels: str) -> None:
         """Stop following these pinned items (all of them when none is named)."""
         self._controller.unpin(labels)
+
+    def attribution(self, layer: int, position: int, token: int | str | None = None, model: str = "a") -> Attribution:
+        """What wrote one cell's logit for `token` (the cell's top-1 by default; an id or a token's text):
+        the embedding, each attention head, each MLP and the biases, which add up to the logit. layer:
+        a row index (num_layers is the output; num_layers + ℓ the sublayer row "ℓ.attn"); model: "b"
+        for model B, read at its own layer for A's row. `.to_frame()` gives a pandas DataFrame."""
+        if isinstance(self.session, RemoteSession):
+            raise ValueError("attribution needs the session's hidden states and cache, which remote= does not keep")
+        self._controller.whole()
+        return self.session.attribution(layer, position, token, model=model)
 
     @traitlets.validate("layer_stride")
     def _check_stride(self, proposal: Any) -> int:

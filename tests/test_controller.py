@@ -253,3 +253,66 @@ def test_a_column_still_pending_is_answered_at_once_and_equals_it_once_everythin
     cells = w.session._tracks[0].cells.pins
     assert cells is not None
     np.testing.assert_allclose(reply["lines"][0]["logp"]["a/logit"], cells[0, :, last], rtol=1e-4, atol=1e-5)
+
+
+# --- attribution ------------------------------------------------------------------------------
+
+
+def attribution(
+    widget: LensWidget, row: int, col: int, token: int | None = None, seq: int = 1, view: str = "view-1"
+) -> dict[str, Any]:
+    before = len(answers(widget))
+    content = {"type": "attribution", "view": view, "row": row, "col": col, "token": token, "seq": seq}
+    message(widget, content)
+    replies = answers(widget)[before:]
+    assert len(replies) == 1, replies
+    json.dumps(replies[0], allow_nan=False)
+    return replies[0]
+
+
+def test_an_attribution_request_is_answered_with_the_sessions_numbers() -> None:
+    w = make(TEXT)
+    reply = attribution(w, 2, 4, seq=7)
+    assert (reply["seq"], reply["row"], reply["col"], reply["error"]) == (7, 2, 4, "")
+    [model] = reply["models"]
+    a = w.attribution(2, 4)
+    assert (model["model"], model["label"], model["token_id"], model["token"]) == ("a", "2", a.token_id, a.token)
+    assert model["total"] == pytest.approx(a.total) and model["logit"] == pytest.approx(a.logit)
+    assert model["heads"][0] == pytest.approx(list(a.heads[0])) and model["heads"][2] == [None] * a.heads.shape[1]
+    assert model["mlps"][:2] == pytest.approx(list(a.mlps[:2])) and model["mlps"][2] is None
+    assert model["total"] == pytest.approx(model["logit"], rel=1e-4, abs=1e-4)
+    assert attribution(w, 2, 4, token=THE)["models"][0]["token_id"] == THE
+
+
+def test_an_ab_attribution_explains_as_token_in_both_models() -> None:
+    a = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=0)
+    b = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=1)
+    w = LensWidget(a, TOKENIZER, model_b=b, names=("base", "other"), text=TEXT)
+    reply = attribution(w, 3, 5)
+    assert [m["name"] for m in reply["models"]] == ["base", "other"]
+    assert reply["models"][0]["token_id"] == reply["models"][1]["token_id"]
+
+
+def test_a_stale_attribution_request_is_answered_with_why_and_leaves_the_error_trait_alone() -> None:
+    w = make(TEXT)
+    n = len(w.session.tokens.ids)
+    reply = attribution(w, 1, n + 3, seq=4)
+    assert reply["models"] == [] and reply["error"].startswith("Could not attribute the cell: AttributionError")
+    assert w.error == ""
+    assert attribution(w, 1, n - 1)["error"] == ""
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"type": "attribution", "view": "v", "row": -1, "col": 0, "token": None, "seq": 1},
+        {"type": "attribution", "view": "v", "row": 1, "col": "0", "token": None, "seq": 1},
+        {"type": "attribution", "view": "v", "row": 1, "col": 0, "token": "the", "seq": 1},
+        {"type": "attribution", "view": "v", "row": 1, "col": 0, "token": None},
+        {"type": "attribution", "row": 1, "col": 0, "token": None, "seq": 1},
+    ],
+)
+def test_malformed_attribution_messages_are_refused_unanswered(content: dict[str, Any]) -> None:
+    w = make(TEXT)
+    message(w, content)
+    assert w.error.startswith("Ignored a malformed message from the view: ") and answers(w) == []
