@@ -13,6 +13,10 @@ A/B: a second model of the same shape (another random seed) is compared with the
 cell (LensSession(model_b=...)): `ab_full_s` and `ab_append_s` against one model's `full_s` and
 `append_s`, timed alternately, repeat by repeat, so that a change in the machine's load between
 them cannot pass for a cost of the diff.
+
+Rows after attention: a session with `sublayers` on (2L + 1 rows, the ℓ.attn rows recorded on the same
+forward passes) against one without, timed alternately in the same way: `sublayers_full_s` and
+`sublayers_append_s`, and its kept hidden states, cells and payload beside the plain session's.
 """
 
 from __future__ import annotations
@@ -193,6 +197,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON line here")
     parser.add_argument("--skip-naive", action="store_true", help="no naive recompute (it holds rows x T x V at once)")
     parser.add_argument("--skip-ab", action="store_true", help="no A/B session (a second model of the same shape)")
+    parser.add_argument("--skip-sublayers", action="store_true", help="no session with the rows after attention")
     parser.add_argument(
         "--peer-python",
         default=None,
@@ -218,6 +223,9 @@ def main() -> None:
     if not args.skip_ab:
         model_b = build_model(args.shape, args.device, seed=1, tokens=args.tokens)
         ab = LensSession(model, tokenizer, model_b=model_b, top_k=args.top_k, max_tokens=max(2048, n + 8))
+    sub = None if args.skip_sublayers else LensSession(model, tokenizer, top_k=args.top_k, max_tokens=max(2048, n + 8))
+    if sub is not None:
+        sub.set_sublayers(True)  # the rows after attention ("ℓ.attn"): 2L + 1 rows
     rows = session.num_layers + 1
     cells = rows * n
 
@@ -226,17 +234,23 @@ def main() -> None:
     runs = [(session.reset, lambda: session.set_text(base))]
     if ab is not None:
         runs.append((ab.reset, lambda: ab.set_text(base)))
+    if sub is not None:
+        runs.append((sub.reset, lambda: sub.set_text(base)))
     peer = Peer(args.peer_python, args.shape, ids, model) if args.peer_python and args.device == "cpu" else None
     if peer is not None:
         runs.append((lambda: None, peer.full_view))
     full_s, *rest = alternate_medians(runs, args.repeats, sync)
     ab_full_s = rest[0] if ab is not None else math.nan
+    sub_full_s = rest[int(ab is not None)] if sub is not None else math.nan
     peer_full_s = statistics.median(peer.times) if peer is not None else None
     peer_all_s = statistics.median(peer.all_times) if peer is not None else None
     if peer is not None:
         peer.close()
     full_bytes = payload_size(payload_of(session.full_update()))
     ab_full_bytes = payload_size(payload_of(ab.full_update())) if ab is not None else 0
+    sub_full_bytes = payload_size(payload_of(sub.full_update())) if sub is not None else 0
+    sub_memory = sub.memory() if sub is not None else None
+    plain_memory = session.memory()  # both at the same text
 
     # Append one token, and replace the token in the middle, each from the 256-token state. The
     # append starts from a session that reached that state by typing (its last step an append too),
@@ -259,8 +273,12 @@ def main() -> None:
     appends = [(typed_to_base(session), append(session, "a"))]
     if ab is not None:
         appends.append((typed_to_base(ab), append(ab, "ab")))
+    if sub is not None:
+        appends.append((typed_to_base(sub), append(sub, "sub")))
     append_s, *rest = alternate_medians(appends, args.repeats, sync)
     ab_append_s = rest[0] if ab is not None else math.nan
+    sub_append_s = rest[int(ab is not None)] if sub is not None else math.nan
+    sub_append_bytes = payload_size(payload_of(append_update["sub"])) if sub is not None else 0
     append_after_shrink_s = median_time(
         lambda: session.set_text(appended), args.repeats, setup=lambda: session.set_text(base), sync=sync
     )
@@ -356,6 +374,14 @@ def main() -> None:
         "ab_payload_full_bytes": ab_full_bytes,
         "ab_payload_append_bytes": ab_append_bytes,
         "ab_bytes_per_cell": round(ab_full_bytes / cells, 2),
+        "sublayers_full_s": round(sub_full_s, 4),
+        "sublayers_append_s": round(sub_append_s, 4),
+        "sublayers_full_ratio": round(sub_full_s / full_s, 3),
+        "sublayers_append_ratio": round(sub_append_s / append_s, 3),
+        "sublayers_payload_full_bytes": sub_full_bytes,
+        "sublayers_payload_append_bytes": sub_append_bytes,
+        "sublayers_hidden_bytes": None if sub_memory is None else sub_memory["hidden_states"],
+        "sublayers_cells_bytes": None if sub_memory is None else sub_memory["cells"],
         "peak_rss_mb": round(session_rss, 1),
         "peak_gpu_mb": None if peak_gpu is None else round(peak_gpu, 1),
         "gpu": torch.cuda.get_device_name() if sync else None,
@@ -402,6 +428,8 @@ def main() -> None:
         "middle_edit_visible_then_rest_s",
         "ab_full_s",
         "ab_append_s",
+        "sublayers_full_s",
+        "sublayers_append_s",
     )
     for key in timings:
         print(f"{key:<32}{result[key]:>14.4f}")  # nan: skipped
@@ -412,6 +440,15 @@ def main() -> None:
     shares = ("full_over_head_gemm", "statistics_share")
     for key in (*shares, *sizes, "ab_payload_append_bytes", "ab_bytes_per_cell", "peak_rss_mb"):
         print(f"{key:<32}{result[key]:>14}")
+    if sub_memory is not None:
+        plain = plain_memory
+        print(f"{'sublayers_full_ratio':<32}{result['sublayers_full_ratio']:>14}  (2L + 1 rows against L + 1)")
+        print(f"{'sublayers_append_ratio':<32}{result['sublayers_append_ratio']:>14}")
+        for part in ("hidden_states", "cells"):
+            mine, theirs = sub_memory[part], plain[part]  # type: ignore[literal-required]
+            name = f"sublayers {part} MB"
+            print(f"{name:<32}{mine / 1e6:>14.1f}  (without: {theirs / 1e6:.1f}, {mine / theirs:.2f}x)")
+        print(f"{'sublayers_payload_full_bytes':<32}{sub_full_bytes:>14}  (without: {full_bytes})")
     print()
     measured = [t for t in targets if "nan" not in t[2]]  # a target on a skipped measure is not a miss
     for name, ok, detail in measured:
