@@ -27,7 +27,7 @@ describe("attribution", () => {
   it("finds the head or MLP under a point, and nothing in the gaps", () => {
     const l = gridLayout(3, 2, 400);
     const m = modelAttribution();
-    expect(l.cell).toBe(18);
+    expect(l.cell).toBe(24);
     expect(componentAt(l, m, l.left + 1, l.top + 1)).toEqual({ label: "L0.H0", value: 0.5 });
     expect(componentAt(l, m, l.left + l.cell + 1, l.top + l.cell + 1)).toEqual({ label: "L1.H1", value: 0.25 });
     expect(componentAt(l, m, l.left + 2 * l.cell + 1, l.top + 1)).toEqual({ label: "L2.H0", value: null });

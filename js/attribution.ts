@@ -77,7 +77,7 @@ const AXIS_H = 14;
 const GAP = 4;
 
 export function gridLayout(blocks: number, heads: number, width: number): GridLayout {
-  const cell = Math.max(4, Math.min(18, Math.floor((width - LABEL_W) / Math.max(1, blocks))));
+  const cell = Math.max(4, Math.min(24, Math.floor((width - LABEL_W) / Math.max(1, blocks))));
   return { blocks, heads, cell, left: LABEL_W, top: 2, width, height: 2 + cell * (heads + 1) + GAP + AXIS_H };
 }
 

@@ -28,10 +28,10 @@ describe("Panel", () => {
     vi.advanceTimersByTime(COLUMN_DEBOUNCE_MS);
     expect(asked).toEqual([[4, 1], [4, 2]]);
     panel.answer(answer(4, 1)); // stale: not drawn
-    panel.paint(400, "t", null, palette(false), 1);
+    panel.paint(400, () => "t", null, palette(false), 1);
     expect(panel.root.hidden).toBe(true);
     panel.answer(answer(4, 2));
-    panel.paint(400, "t", 1, palette(false), 1);
+    panel.paint(400, () => "t", 1, palette(false), 1);
     expect(panel.root.hidden).toBe(false);
     expect(panel.root.dataset.col).toBe("4");
     expect(panel.root.dataset.lines).toBe("1");
@@ -47,7 +47,7 @@ describe("Panel", () => {
     vi.advanceTimersByTime(COLUMN_DEBOUNCE_MS);
     expect(asked.at(-1)).toEqual([4, 3]);
     panel.answer({ ...answer(4, 3), found: [{ id: 7, text: " dog", probability: 0.25, row: 2 }] });
-    panel.paint(400, "t", null, palette(false), 1);
+    panel.paint(400, () => "t", null, palette(false), 1);
     const hit = panel.root.querySelector(".lw-panel-hit") as HTMLButtonElement;
     expect(hit.textContent).toBe("·dog 25.0%");
     hit.click();

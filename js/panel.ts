@@ -121,13 +121,15 @@ export class Panel {
     if (answer === null) this.wanted = "";
   }
 
-  /** Draw the shown answer at `width` CSS pixels, the row `marked` (an index into its rows) marked. */
-  paint(width: number, token: string, marked: number | null, palette: Palette, dpr: number): void {
+  /** Draw the shown answer at `width` CSS pixels, the row `marked` (an index into its rows) marked;
+   * `tokenAt` names the input token of the answer's column (which may not be the one followed now, until
+   * the newer answer comes). */
+  paint(width: number, tokenAt: (col: number) => string, marked: number | null, palette: Palette, dpr: number): void {
     const a = this.shown;
     this.root.hidden = a === null;
     if (!a) return;
     const series = a.error ? [] : seriesOf(a, this.y);
-    this.heading.textContent = a.error ? `position ${a.col}: ${a.error}` : `position ${a.col} (${visibleToken(token)}): ${a.lines.some((l) => l.pinned) ? "pinned items" : "tokens that are top-1 at some layer"} across the layers`;
+    this.heading.textContent = a.error ? `position ${a.col}: ${a.error}` : `position ${a.col} (${visibleToken(tokenAt(a.col))}): ${a.lines.some((l) => l.pinned) ? "pinned items" : "tokens that are top-1 at some layer"} across the layers`;
     this.canvas.style.width = `${width}px`;
     this.canvas.style.height = `${HEIGHT}px`;
     this.canvas.width = Math.round(width * dpr);

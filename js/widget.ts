@@ -115,7 +115,7 @@ function paintPanel(panel: Panel, s: Scene | null, selection: Selection, store: 
   else panel.follow(col, store.received.seq);
   const layer = s && cell ? s.state.rows[rowIndices(s)[cell.row] ?? -1] : undefined;
   const marked = layer === undefined || !s ? null : s.state.rows.indexOf(layer);
-  panel.paint(width, s && col !== null ? s.strings.get(s.state.tokenIds[col] ?? 0) : "", marked, colors, dpr);
+  panel.paint(width, (c) => (s && c < s.state.nTokens ? s.strings.get(s.state.tokenIds[c] ?? 0) : ""), marked, colors, dpr);
 }
 
 /** The session row and token column of a cell of the picture. */

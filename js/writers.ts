@@ -13,6 +13,8 @@ import { visibleToken } from "./tokens";
 /** How long the panel waits for typing to settle before asking again for the cell it explains. */
 export const ATTRIBUTION_DEBOUNCE_MS = 80;
 
+const KEY = "Red wrote towards the token, blue against (one scale for every picture here); hover a square for its share of the logit.";
+
 export interface Explained {
   /** The session row (a layer index, num_layers + ℓ for "ℓ.attn") and the token column. */
   row: number;
@@ -130,7 +132,7 @@ export class Writers {
     if (!(target instanceof HTMLCanvasElement) || !m || !l) return;
     const box = target.getBoundingClientRect();
     const hit = componentAt(l, m, event.clientX - box.left, event.clientY - box.top);
-    this.readout.textContent = hit ? `${m.name}, ${hit.label}: ${hit.value === null ? "after this row" : hit.value.toFixed(4)}` : "";
+    this.readout.textContent = hit ? `${m.name}, ${hit.label}: ${hit.value === null ? "after this row" : hit.value.toFixed(4)}` : KEY;
   }
 
   /** Draw the shown answer at `width` CSS pixels (the models side by side). */
@@ -143,6 +145,7 @@ export class Writers {
     this.painted = key;
     this.body.replaceChildren();
     this.layouts = [];
+    this.readout.textContent = KEY;
     if (a.error) {
       this.title.textContent = a.error;
       this.root.dataset.state = "error";
@@ -154,6 +157,7 @@ export class Writers {
     const each = Math.max(160, Math.floor(width / Math.max(1, a.models.length)) - 12);
     a.models.forEach((m, index) => {
       const box = element(this.doc, "div", "lw-writers-model", this.body);
+      box.style.width = `${each}px`; // the summary wraps under its own picture, so A and B stay side by side
       const name = element(this.doc, "div", "lw-writers-name", box);
       name.textContent = a.models.length > 1 ? `${m.model.toUpperCase()}: ${m.name}` : m.name;
       const l = gridLayout(m.heads.length, m.heads[0]?.length ?? 0, each);

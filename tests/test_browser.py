@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,6 +201,7 @@ def drive_jupyterlab(page: Any, url: str) -> None:
         "(before) => document.querySelector('.lens-widget .lw-canvas').toDataURL() !== before", arg=picture
     )
     check_fixed_scale_and_pins(page)
+    check_sublayers_and_attribution(page)
 
     rows = n_rows(page)
     page.locator(".lens-widget .lw-stride-input").first.fill("3")
@@ -366,6 +368,72 @@ def check_fixed_scale_and_pins(page: Any) -> None:
     page.locator(".lens-widget [data-statistic='entropy']").first.click()
 
 
+SUM_AND_LOGIT = re.compile(r"sum (-?[0-9.]+) · logit (-?[0-9.]+)")
+
+
+def shown_attribution(page: Any, after: str = "") -> tuple[int, int, float, float]:
+    """The attribution panel's (row, col, sum, logit) once it shows an answer other than `after`."""
+    page.wait_for_function(
+        "(after) => { const w = document.querySelector('.lens-widget .lw-writers');"
+        " return w && w.dataset.state === 'shown' && `${w.dataset.row},${w.dataset.col}` !== after; }",
+        arg=after,
+        timeout=30_000,
+    )
+    writers = page.locator(".lens-widget .lw-writers").first
+    found = SUM_AND_LOGIT.search(writers.locator(".lw-writers-summary").first.text_content() or "")
+    assert found, writers.text_content()
+    row, col = int(writers.get_attribute("data-row") or -1), int(writers.get_attribute("data-col") or -1)
+    return row, col, float(found[1]), float(found[2])
+
+
+def check_sublayers_and_attribution(page: Any) -> None:
+    """The after-attention toggle adds an ℓ.attn row under each layer row; a clicked cell's panel
+    says what wrote its top-1 token, with the sum beside the logit (the kernel's numbers), and W on
+    the selected cell explains that one."""
+    widget = page.locator(".lens-widget").first
+    rows = n_rows(page)
+    widget.locator(".lw-sublayers").click()
+    more = f"() => Number(document.querySelector('.lens-widget').dataset.rows) === {2 * rows - 1}"
+    page.wait_for_function(more, timeout=30_000)
+    wait_until_idle(page)
+    assert run_code(page, "print(widget.sublayers, widget.session.row_labels[-2:])").strip() == (
+        f"True ['{rows - 1}.attn', 'output']"
+    )
+    # A click on the second row, under the output: the last block's attention (row 2L). The panel
+    # opened by check_fixed_scale_and_pins's click is closed first.
+    if widget.locator(".lw-writers").is_visible():
+        widget.locator(".lw-writers-close").click()
+    widget.locator(".lw-canvas").scroll_into_view_if_needed()
+    box = widget.locator(".lw-canvas").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 110, box["y"] + 1.5 * box["height"] / n_rows(page))
+    row, col, total, logit = shown_attribution(page)
+    assert abs(total - logit) <= 2e-3, (total, logit)
+    kernel = run_code(page, f"a = widget.attribution({row}, {col}); print(a.label, round(a.total, 3))").split()
+    assert kernel[0] == f"{rows - 1}.attn" and abs(float(kernel[1]) - total) <= 1e-3, kernel
+    assert widget.locator(".lw-writers canvas").count() == 1
+    widget.locator(".lw-writers").scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-attribution.png"))
+    # W on the selected cell: Escape unpins, an arrow moves the selection, W explains it.
+    page.keyboard.press("Escape")
+    widget.locator(".lw-canvas").scroll_into_view_if_needed()
+    box = widget.locator(".lw-canvas").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 10, box["y"] + 8)  # the row labels: focuses the heatmap
+    for key in ["ArrowRight", "ArrowDown", "ArrowDown"]:  # the first arrow selects the top-left cell
+        page.keyboard.press(key)
+    page.wait_for_function("() => document.querySelector('.lens-widget').dataset.selected === '2,0'")
+    page.keyboard.press("w")
+    row2, _, total2, logit2 = shown_attribution(page, after=f"{row},{col}")
+    assert abs(total2 - logit2) <= 2e-3 and row2 != row
+    widget.locator(".lw-writers-close").click()
+    page.wait_for_function("() => document.querySelector('.lens-widget .lw-writers').hidden")
+    widget.locator(".lw-sublayers").click()
+    page.wait_for_function(f"() => Number(document.querySelector('.lens-widget').dataset.rows) === {rows}")
+    wait_until_idle(page)
+
+
 def test_ab_diff_in_jupyterlab(browser: Any, ab_lab: str) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     screenshot_on_failure(page, "ab", lambda: drive_ab(page, ab_lab))
@@ -402,6 +470,21 @@ def drive_ab(page: Any, url: str) -> None:
     widget.locator(".lw-mode[data-mode='diff']").click()
     page.wait_for_timeout(500)
     assert len(sent) == before, "switching modes sends nothing to the kernel"
+    # A clicked cell's attribution: both models explain the same token, side by side.
+    hover_first_cell(page)
+    box = widget.locator(".lw-canvas").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 110, box["y"] + 8)
+    shown_attribution(page)
+    assert widget.locator(".lw-writers").get_attribute("data-models") == "2"
+    names = [n.text_content() for n in widget.locator(".lw-writers-name").all()]
+    assert names == ["A: early", "B: final"], names
+    for summary in widget.locator(".lw-writers-summary").all():
+        found = SUM_AND_LOGIT.search(summary.text_content() or "")
+        assert found and abs(float(found[1]) - float(found[2])) <= 2e-3
+    page.keyboard.press("Escape")  # the tooltip; the panel stays
+    widget.locator(".lw-writers").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "ab-attribution.png"))
 
 
 REMOTE_NOTEBOOK = {

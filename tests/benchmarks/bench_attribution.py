@@ -1,6 +1,7 @@
 """Benchmark a click's attribution: what wrote one cell's logit, per head, per MLP.
 
-Usage: python tests/benchmarks/bench_attribution.py [--shape pythia-160m] [--tokens 256 1024] [--repeats 5] [--out r.json]
+Usage: python tests/benchmarks/bench_attribution.py [--shape pythia-160m] [--tokens 256 1024] [--repeats 5]
+       [--out r.json]
 
 A Pythia-shaped GPT-NeoX with random weights (bench_session.build_model) over a text of each length.
 Per length: the first click (which also finds the block layout, once per model), then clicks on the
@@ -19,6 +20,7 @@ import argparse
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from bench_session import SHAPES, build_model, emit, text_of
 from tiny_models import tiny_tokenizer
 
 from lens_widget import LensSession
+from lens_widget.attribution import _cut as cut
 from lens_widget.attribution import block_states, layout_of
 
 
@@ -40,6 +43,33 @@ def median_ms(fn: Any, repeats: int) -> float:
         fn()
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
+
+
+def measure(session: LensSession, repeats: int) -> dict[str, float]:
+    """One text's clicks, in ms: the first (which finds the block layout), then medians."""
+    n = len(session.tokens.ids)
+    L, last, middle = session.num_layers, n - 1, n // 2
+    start = time.perf_counter()
+    session.attribution(L // 2, last)
+    row = {"first": (time.perf_counter() - start) * 1000}
+    for name, (layer, position) in {
+        "last": (L // 2, last),
+        "middle": (L // 2, middle),
+        "start": (L // 2, 0),
+        "output": (L, last),
+    }.items():
+        row[name] = median_ms(partial(session.attribution, layer, position), repeats)
+    track = session._track("a")
+    adapter, layout, ids = track.adapter, layout_of(track.adapter), list(session.tokens.ids)
+    row["no_cache"] = median_ms(partial(block_states, adapter, layout, ids, last, None), max(1, repeats // 2))
+    row["step"] = median_ms(partial(one_step, adapter, ids[-1], track.cache, last), repeats)
+    return row
+
+
+def one_step(adapter: Any, token: int, cache: Any, position: int) -> None:
+    """The model's own forward of one token on the cut cache, no hooks: what a click costs at least."""
+    with torch.inference_mode():
+        adapter._body(input_ids=torch.tensor([[token]]), cache=cut(cache, position), use_cache=True)
 
 
 def main() -> None:
@@ -54,48 +84,19 @@ def main() -> None:
     model = build_model(args.shape, "cpu", tokens=max(args.tokens))
     result: dict[str, Any] = {"shape": args.shape, "threads": torch.get_num_threads(), "lengths": {}}
     print(f"{args.shape}, {torch.get_num_threads()} threads, medians of {args.repeats} (ms)")
-    header = f"{'tokens':>7} {'first':>7} {'last':>7} {'middle':>7} {'start':>7} {'output':>7} {'no cache':>9} {'step':>7}"
-    print(header)
+    names = ("first", "last", "middle", "start", "output")
+    print(f"{'tokens':>7} " + " ".join(f"{name:>7}" for name in names) + f" {'no cache':>9} {'step':>7}")
     for n in args.tokens:
         session = LensSession(model, tokenizer, max_tokens=n + 8)
-        text = text_of(tokenizer, n)
-        session.set_text(text)
+        session.set_text(text_of(tokenizer, n))
         assert len(session.tokens.ids) == n
-        L, last, middle = session.num_layers, n - 1, n // 2
-        start = time.perf_counter()
-        session.attribution(L // 2, last)
-        first = (time.perf_counter() - start) * 1000
-        row = {
-            "first": first,
-            "last": median_ms(lambda: session.attribution(L // 2, last), args.repeats),
-            "middle": median_ms(lambda: session.attribution(L // 2, middle), args.repeats),
-            "start": median_ms(lambda: session.attribution(L // 2, 0), args.repeats),
-            "output": median_ms(lambda: session.attribution(L, last), args.repeats),
-        }
-        adapter = session._track("a").adapter
-        layout = layout_of(adapter)
-        ids = list(session.tokens.ids)
-        row["no_cache"] = median_ms(lambda: block_states(adapter, layout, ids, last, None), max(1, args.repeats // 2))
-        cache = session._track("a").cache
-        step = ids[-1:]
-
-        def one_step() -> None:
-            with torch.inference_mode():
-                adapter._body(input_ids=torch.tensor([step]), cache=_cut(cache, last), use_cache=True)
-
-        row["step"] = median_ms(one_step, args.repeats)
+        row = measure(session, args.repeats)
         result["lengths"][n] = row
         print(
             f"{n:>7} {row['first']:>7.1f} {row['last']:>7.1f} {row['middle']:>7.1f} {row['start']:>7.1f} "
             f"{row['output']:>7.1f} {row['no_cache']:>9.1f} {row['step']:>7.1f}"
         )
     emit(result, args.out)
-
-
-def _cut(cache: Any, position: int) -> Any:
-    from lens_widget.attribution import _cut as cut
-
-    return cut(cache, position)
 
 
 if __name__ == "__main__":
