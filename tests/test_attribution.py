@@ -4,6 +4,7 @@ and the one-token recompute from the cache is the text's forward."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,3 +187,31 @@ def test_bad_arguments_are_refused_clearly(call: object, message: str) -> None:
     with pytest.raises((AttributionError, ValueError), match=message):
         call(session)  # type: ignore[operator]
     assert session.attribution(1, 0).total == pytest.approx(session.attribution(1, 0).logit, abs=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma2", "gpt_neox", "bloom"])
+def test_half_precision_models_add_up_within_their_precision(family: str, dtype: torch.dtype) -> None:
+    session = _session(family, dtype)
+    for row in range(2 * session.num_layers + 1):
+        a = session.attribution(row, 4)
+        assert a.total == pytest.approx(a.logit, rel=2e-2, abs=2e-2), (row, a.total, a.logit)
+
+
+@pytest.mark.parametrize("family", ["gpt_neox", "llama", "gpt2"])
+def test_a_model_placed_by_accelerate_gives_the_in_memory_numbers(family: str, tmp_path: Path) -> None:
+    """Every block, the final norm and the head offloaded (to the CPU or the disk): their weights are
+    brought in for the attribution as for the model's own forward."""
+    from test_placement import TOKENIZER, cpu_offloaded, disk_offloaded, model
+
+    m = model(family)
+    reference = LensSession(m, TOKENIZER)
+    reference.set_text(TEXT)
+    for placed in (cpu_offloaded(m), disk_offloaded(m, tmp_path)):
+        session = LensSession(placed, TOKENIZER)
+        session.set_text(TEXT)
+        for row in (1, session.num_layers, session.num_layers + 2):
+            a, b = session.attribution(row, 5), reference.attribution(row, 5)
+            assert a.token_id == b.token_id
+            np.testing.assert_allclose(a.values, b.values, rtol=1e-4, atol=1e-4)
+            assert a.total == pytest.approx(a.logit, rel=1e-4, abs=1e-4)

@@ -99,3 +99,19 @@ def test_a_model_split_between_the_gpu_and_the_cpu_equals_it_whole() -> None:
     reference = LensSession(copy.deepcopy(model).to(CUDA), tokenizer, copy.deepcopy(lens))
     edits(session, reference)
     assert_same_grid(session, reference, tol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, HALF])
+def test_attribution_on_the_gpu_adds_up_and_agrees_with_the_cpu(dtype: torch.dtype) -> None:
+    """The attribution's one-token forward from the GPU cache, its frozen norms and the unembedding row
+    on the GPU: the components add up to the cell's logit, and equal the CPU's in float32."""
+    model, tokenizer, lens = load_demo("final")
+    reference = LensSession(model, tokenizer, copy.deepcopy(lens))
+    session = LensSession(copy.deepcopy(model).to(CUDA, dtype), tokenizer, copy.deepcopy(lens))
+    edits(session, reference)
+    tol = 1e-3 if dtype == torch.float32 else 5e-2
+    for row in range(session.num_layers + 1):
+        a, b = session.attribution(row, 30), reference.attribution(row, 30)
+        assert abs(a.total - a.logit) <= tol * (1 + abs(a.logit))
+        if dtype == torch.float32:
+            assert a.token_id == b.token_id and abs(a.total - b.total) <= tol * (1 + abs(b.total))
