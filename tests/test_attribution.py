@@ -126,7 +126,7 @@ def test_a_head_share_is_what_removing_that_head_removes() -> None:
     with torch.no_grad():
         residual = model(ids, output_hidden_states=True).hidden_states[row][0, position]
     sigma = torch.sqrt(residual.var(unbiased=False) + ln.eps)
-    share = float(((o - o.mean()) / sigma * ln.weight) @ model.lm_head.weight[token])
+    share = float(((o - o.mean()) / sigma * ln.weight) @ model.lm_head.weight[token].detach())
     assert a.heads[block, head] == pytest.approx(share, rel=1e-9, abs=1e-9)
     assert a.heads[block + 1 :].size == 0 or np.isnan(a.heads[block + 1 :]).all()
 
