@@ -29,7 +29,9 @@ from .blocks import BlockLayout, BlockParts, capture
 from .errors import AdapterError
 from .frozen import freeze
 from .lenses import Lens, TunedLens
-from .placement import input_device, loaded
+from .placement import execution_device, input_device, loaded
+from .rows import is_sublayer, layer_of, translator
+from .rows import label as row_label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -156,7 +158,7 @@ def head_shares(
         )
     if parts.attention_writer is not parts.attention:  # a norm after the attention: frozen at its output
         total = (out.sum(0) + constant).to(heads.dtype)
-        frozen = freeze(parts.attention_writer, total.to(_param_device(parts.attention_writer, total)))
+        frozen = freeze(parts.attention_writer, total.to(execution_device(parts.attention_writer) or total.device))
         out = frozen.linear(out)
         constant = frozen.linear(constant[None])[0] + frozen.constant
     if not _close((out.sum(0) + constant).to(share.device, share.dtype), share):
@@ -164,23 +166,16 @@ def head_shares(
     return out, constant
 
 
-def _param_device(module: torch.nn.Module, fallback: torch.Tensor) -> torch.device:
-    for p in module.parameters():
-        return p.device
-    return fallback.device
-
-
 def row_parts(row: int, num_layers: int) -> tuple[int, bool, int | None]:
     """What a row's residual holds and how it is read: (blocks written in full, whether the next
     block's attention is added too, the translator index or None). Row ℓ ≤ L: blocks 0 … ℓ - 1 and
     translator ℓ (none for the output). Row L + ℓ, "ℓ.attn": blocks 0 … ℓ - 2 and block ℓ - 1's
     attention, read with translator ℓ (none for L.attn)."""
-    if 0 <= row <= num_layers:
-        return row, False, row if row < num_layers else None
-    if num_layers < row <= 2 * num_layers:
-        sub = row - num_layers
-        return sub - 1, True, sub if sub < num_layers else None
-    raise AttributionError(f"row must be from 0 to {2 * num_layers}, got {row}")
+    if not 0 <= row <= 2 * num_layers:
+        raise AttributionError(f"row must be from 0 to {2 * num_layers}, got {row}")
+    sub = is_sublayer(row, num_layers)
+    layer = layer_of(row, num_layers)
+    return (layer - 1 if sub else layer), sub, translator(row, num_layers)
 
 
 @torch.no_grad()
@@ -333,13 +328,6 @@ def resolve_token(token: int | str | None, strings: list[str], tokenizer: Any) -
     raise AttributionError(f"token must be a token id, a token's text or None, got {type(token).__name__}")
 
 
-def sublayer_label(row: int, num_layers: int) -> str:
-    """ "ℓ.attn" of row L + ℓ; the layer rows' own labels otherwise."""
-    if row > num_layers:
-        return f"{row - num_layers}.attn"
-    return "output" if row == num_layers else str(row)
-
-
 @torch.no_grad()
 def explain(
     adapter: ModelAdapter,
@@ -361,7 +349,7 @@ def explain(
     position = int(position)
     layout = layout_of(adapter)
     states = block_states(adapter, layout, ids, position, cache)
-    residual = hidden[row, position] if row <= L else None
+    residual = hidden[row, position] if row < hidden.shape[0] else None  # ℓ.attn states: kept when shown
     full, _, translator = row_parts(row, L)
     h = residual if residual is not None else states["input"][full] + states["attention"][full]
     logits = cell_logits(adapter, lens, translator, h, output=row == L)
@@ -371,7 +359,7 @@ def explain(
     return Attribution(
         model=model,
         row=row,
-        label=sublayer_label(row, L),
+        label=row_label(row, L),
         position=position,
         token_id=token,
         token=strings[token] if token < len(strings) else str(token),

@@ -333,11 +333,7 @@ class LensSession:
         row, L = int(row), self.num_layers
         if not 0 <= row <= 2 * L:
             raise AttributionError(f"row must be from 0 to {2 * L} (layers 0 … {L}, then the ℓ.attn rows), got {row}")
-        own = track.adapter.num_layers
-        if row <= L:
-            own_row = track.layers([row])[0]
-        else:
-            own_row = own + max(1, track.layers([row - L])[0])
+        own_row = track.layers([row])[0]
         ids = list(self._tokens.ids)
         with self._small(self._macs_per_token + self._macs_per_cell):  # one token's forward, one cell's logits
             found = explain(
@@ -352,8 +348,7 @@ class LensSession:
                 strings,
                 track.name,
             )
-        label = self._labels([row])[0] if row <= L else f"{row - L}.attn"
-        return replace(found, row=row, label=label)
+        return replace(found, row=row, label=self._labels([row])[0])
 
     # --- changes ------------------------------------------------------------------------------
 

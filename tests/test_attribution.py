@@ -125,8 +125,8 @@ def test_a_head_share_is_what_removing_that_head_removes() -> None:
     ln = model.transformer.ln_f
     with torch.no_grad():
         residual = model(ids, output_hidden_states=True).hidden_states[row][0, position]
-    sigma = torch.sqrt(residual.var(unbiased=False) + ln.eps)
-    share = float(((o - o.mean()) / sigma * ln.weight) @ model.lm_head.weight[token].detach())
+        sigma = torch.sqrt(residual.var(unbiased=False) + ln.eps)
+        share = float(((o - o.mean()) / sigma * ln.weight) @ model.lm_head.weight[token])
     assert a.heads[block, head] == pytest.approx(share, rel=1e-9, abs=1e-9)
     assert a.heads[block + 1 :].size == 0 or np.isnan(a.heads[block + 1 :]).all()
 
@@ -215,3 +215,19 @@ def test_a_model_placed_by_accelerate_gives_the_in_memory_numbers(family: str, t
             assert a.token_id == b.token_id
             np.testing.assert_allclose(a.values, b.values, rtol=1e-4, atol=1e-4)
             assert a.total == pytest.approx(a.logit, rel=1e-4, abs=1e-4)
+
+
+def test_an_attn_row_reads_the_kept_state_when_the_rows_are_shown() -> None:
+    """With sublayers on, an ℓ.attn cell's logit comes from the state the session kept for it (what
+    its grid decoded); without, from the recomputed block input plus attention share: the same."""
+    session = _session("llama")
+    L = session.num_layers
+    without = [session.attribution(L + sub, 5) for sub in range(1, L + 1)]
+    session.set_sublayers(True)
+    _, top_ids, _ = session.grid_arrays()
+    for sub, before in zip(range(1, L + 1), without, strict=True):
+        a = session.attribution(L + sub, 5)
+        assert a.label == f"{sub}.attn" and a.token_id == before.token_id
+        assert a.token_id == int(top_ids[session.rows.index(L + sub), 5, 0])
+        assert a.logit == pytest.approx(before.logit, rel=1e-4, abs=1e-4)
+        assert a.total == pytest.approx(a.logit, rel=1e-4, abs=1e-4)
