@@ -1,0 +1,58 @@
+"""Ranges of the text that say something about it (what the model wrote, whose message a part is),
+carried through an edit of the text.
+
+The ranges are [start, end) in UTF-16 code units, as the token spans the view gets (text.Tokens), so
+the view maps them to columns without converting. An edit is seen as its one changed region (the
+longest common prefix and suffix of the two texts): ranges before it stay, ranges after it move by the
+change in length, and a range the edit touches either keeps what is left of it outside the edit
+("clip": the model did not write what the person typed) or grows and shrinks with it ("stretch": a
+message edited inside stays that message).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+Span = tuple[int, int]
+
+
+def utf16_length(text: str) -> int:
+    """The text's length in UTF-16 code units (a character beyond the BMP counts two)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _units(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)
+
+
+def changed_region(old: str, new: str) -> tuple[int, int, int]:
+    """(start, old_end, new_end) in UTF-16 units: old[start:old_end] became new[start:new_end]."""
+    a, b = _units(old), _units(new)
+    n = min(len(a), len(b))
+    differs = np.flatnonzero(a[:n] != b[:n])
+    prefix = int(differs[0]) if len(differs) else n
+    room = n - prefix  # the suffix may not overlap the prefix in either text
+    tail_differs = np.flatnonzero(a[len(a) - room :][::-1] != b[len(b) - room :][::-1]) if room else np.zeros(0)
+    suffix = int(tail_differs[0]) if len(tail_differs) else room
+    return prefix, len(a) - suffix, len(b) - suffix
+
+
+def carry(spans: list[Span], old: str, new: str, inside: Literal["clip", "stretch"]) -> list[Span]:
+    """`spans` over `old`, moved onto `new` (module docstring); empty ranges are dropped."""
+    if old == new:
+        return list(spans)
+    start, old_end, new_end = changed_region(old, new)
+    shift = new_end - old_end
+    out: list[Span] = []
+    for a, b in spans:
+        if inside == "clip":
+            pieces = [(a, min(b, start)), (max(a, old_end) + shift, b + shift)]
+        else:  # the edit belongs to the range it starts in, or ends (typing at a range's end extends it)
+            ends_there = b > start or (b == start == old_end)
+            new_a = a if a <= start else (a + shift if a >= old_end else new_end)
+            new_b = (b + shift if b > old_end else new_end) if ends_there else b
+            pieces = [(new_a, new_b)]
+        out.extend((x, y) for x, y in pieces if y > x)
+    return out
