@@ -35,6 +35,10 @@ export interface Model {
   color_scale: ScaleMode;
   /** Show the residual stream after each attention as a row ("3.attn") under its layer. */
   sublayers: boolean;
+  /** [start, end) ranges of the text the model wrote, in UTF-16 units as token spans. */
+  generated: number[][];
+  /** Whether the kernel is generating now. */
+  generating: boolean;
 }
 
 export const MODEL_KEYS = [
@@ -54,6 +58,8 @@ export const MODEL_KEYS = [
   "instance",
   "color_scale",
   "sublayers",
+  "generated",
+  "generating",
 ] as const satisfies readonly (keyof Model)[];
 
 /** Compiles only while MODEL_KEYS names every key of Model. */

@@ -32,6 +32,8 @@ class FakeModel {
       instance: `fake-${Math.random()}`,
       color_scale: "fixed",
       sublayers: false,
+      generated: [],
+      generating: false,
       ...initial,
     };
   }

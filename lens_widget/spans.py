@@ -40,19 +40,36 @@ def changed_region(old: str, new: str) -> tuple[int, int, int]:
 
 
 def carry(spans: list[Span], old: str, new: str, inside: Literal["clip", "stretch"]) -> list[Span]:
-    """`spans` over `old`, moved onto `new` (module docstring); empty ranges are dropped."""
+    """`spans` (ordered, disjoint) over `old`, moved onto `new` (module docstring). What is left of a
+    range outside the edit stays with it. Clipping drops what it empties. Stretching gives the new text
+    to one range, the one the edit starts in (for a pure insertion: an empty range there first, else
+    the one that ends there, so typing at the end of a message extends it), and keeps empty ranges,
+    which can grow that way: an empty assistant message at the end of a chat takes the model's reply."""
     if old == new:
         return list(spans)
     start, old_end, new_end = changed_region(old, new)
     shift = new_end - old_end
+    taker = _taker(spans, start, old_end) if inside == "stretch" else None
     out: list[Span] = []
-    for a, b in spans:
-        if inside == "clip":
-            pieces = [(a, min(b, start)), (max(a, old_end) + shift, b + shift)]
-        else:  # the edit belongs to the range it starts in, or ends (typing at a range's end extends it)
-            ends_there = b > start or (b == start == old_end)
-            new_a = a if a <= start else (a + shift if a >= old_end else new_end)
-            new_b = (b + shift if b > old_end else new_end) if ends_there else b
-            pieces = [(new_a, new_b)]
-        out.extend((x, y) for x, y in pieces if y > x)
+    for index, (a, b) in enumerate(spans):
+        left, right = (a, min(b, start)), (max(a, old_end) + shift, b + shift)
+        if index == taker:
+            out.append((min(a, start), right[1] if b > old_end else new_end))
+        elif inside == "clip":
+            out.extend(piece for piece in (left, right) if piece[1] > piece[0])
+        elif left[1] > left[0] or right[1] > right[0]:
+            out.append(left if left[1] > left[0] else right)
+        else:  # empty, or all of it replaced: an empty range where it stood
+            at = a if a < start else (a + shift if a > old_end else new_end)
+            out.append((at, at))
     return out
+
+
+def _taker(spans: list[Span], start: int, old_end: int) -> int | None:
+    """The range that takes an edit's new text when stretching (carry)."""
+    if start == old_end:
+        for want in (lambda a, b: a == b == start, lambda a, b: b == start):
+            found = next((i for i, (a, b) in enumerate(spans) if want(a, b)), None)
+            if found is not None:
+                return found
+    return next((i for i, (a, b) in enumerate(spans) if a <= start < b), None)

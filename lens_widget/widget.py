@@ -83,6 +83,10 @@ class LensWidget(anywidget.AnyWidget):
     """"fixed": one colour scale per statistic for every lens, model and picture; "view": each picture's own range."""
     sublayers = traitlets.Bool(False).tag(sync=True)
     """Show the residual stream after each attention as a row ("3.attn") under its layer."""
+    generated = traitlets.List(traitlets.List(traitlets.Int())).tag(sync=True)
+    """[start, end) ranges of the text the model wrote (generate()), in UTF-16 units as token spans."""
+    generating = traitlets.Bool(False).tag(sync=True)
+    """Whether generate() is writing now (the view shows its stop button); only the kernel sets it."""
     instance = traitlets.Unicode().tag(sync=True)
     """This widget's own key, by which its views find the one decoded state they share (js/store.ts)."""
 

@@ -32,7 +32,8 @@ def test_stretch_gives_the_edit_to_the_range_it_falls_in() -> None:
     spans = [(3, 5), (12, 14)]  # "Hi", "Yo"
     assert carry(spans, old, "<u>Hi there</u><a>Yo</a>", "stretch") == [(3, 11), (18, 20)]  # typed at the end
     assert carry(spans, old, "<u>H</u><a>Yo</a>", "stretch") == [(3, 4), (11, 13)]
-    assert carry(spans, old, "<u></u><a>Yo</a>", "stretch") == [(10, 12)]  # emptied: gone
+    assert carry(spans, old, "<u></u><a>Yo</a>", "stretch") == [(3, 3), (10, 12)]  # emptied: kept, empty
+    assert carry([(0, 4), (4, 4)], "<a>:", "<a>:Hello", "stretch") == [(0, 4), (4, 9)]  # an empty reply grows
     adjacent = [(0, 5), (5, 10)]
     assert carry(adjacent, "aaaaabbbbb", "aaaaaXYZbbb", "stretch") == [(0, 5), (5, 11)]
 
@@ -49,5 +50,5 @@ def test_carried_ranges_stay_ordered_disjoint_and_inside_the_text(inside: str) -
         spans = carry(spans, text, new, inside)  # type: ignore[arg-type]
         text = new
         ends = [x for span in spans for x in span]
-        assert ends == sorted(ends) and all(b > a for a, b in spans)
+        assert ends == sorted(ends) and all(b > a or (inside == "stretch" and b == a) for a, b in spans)
         assert not spans or spans[-1][1] <= utf16_length(text)
