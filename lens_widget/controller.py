@@ -64,6 +64,13 @@ What wrote a cell (direct logit attribution, a view's request answered to that v
   changed, a remote session, a model lens-widget cannot split) is answered with no models and the
   reason in "error", as a column request is.
 
+Generation (a view's buttons; widget.generate from Python takes every setting):
+- {"type": "generate", "view", "max_new_tokens": 1..MAX_NEW_TOKENS, "row": a row index or null (the
+  output), "model": "a" | "b"} starts greedy generation (a running one stops first). Each token is
+  an append published as any edit is; `text` grows, `generated` gains its range and `generating` is
+  true until it ends. A failure goes to the `error` trait.
+- {"type": "stop_generation", "view"} ends it; so does any edit or text set from Python.
+
 Computation runs in trait observers, message handlers and event-loop callbacks, all on the kernel's
 main thread (Colab drops widget updates sent from other threads). Every failure becomes a readable
 `error` trait; the session rolls itself back, so the next edit recovers, and the text the user typed
@@ -80,11 +87,13 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from .generate import CONTEXT_TOKENS, Generation, Sampling, eos_ids, stop_strings
 from .lenses import TunedLens
 from .payload import payload_of, to_message
 from .pins import MAX_PINS, Pin, pin_of_trait
 from .remote_session import Fetched, RemoteSession
 from .session import LensSession
+from .spans import carry, utf16_length
 from .update import Update
 
 if TYPE_CHECKING:
@@ -104,6 +113,8 @@ MAX_VIEWS = 64
 """Views whose visible ranges are remembered."""
 MAX_FIELD = 100
 """Characters in a view's name, a pinned word or a search: longer ones are not from our view."""
+MAX_NEW_TOKENS = 1000
+"""Tokens one generate request from a view may ask for (its button asks for a few dozen)."""
 MAX_PIN_ITEMS = 16
 """Words and ids pinned as one item from a view: the panel's input takes a few, never hundreds."""
 
@@ -138,6 +149,10 @@ class WidgetController:
         self._generation = 0
         """Counts the traces started and the texts computed at once: a trace's answer is taken only if
         nothing newer was started since (text set from Python while it was in flight wins)."""
+        self._writing: Generation | None = None
+        """The generation under way (generate()), whose steps run one per event-loop callback."""
+        self._written = False
+        """Set while a generation step writes the `text` trait (the session has the text already)."""
         widget.observe(self._on_text, names="text")
         widget.observe(self._on_stride, names="layer_stride")
         widget.observe(self._on_lens, names="lens")
@@ -282,6 +297,10 @@ class WidgetController:
             self._timer = None
 
     def _on_text(self, change: Any) -> None:
+        if self._written:
+            return
+        self.stop_generation("typing" if self._typing else "stopped")  # the person's text wins
+        self._carry_generated(change["old"], change["new"])
         if isinstance(self.session, RemoteSession):
             return self._on_remote_text(change["new"])
         visible = self._typing_range() if self._typing else None  # text set from Python: the whole grid, now
@@ -345,7 +364,121 @@ class WidgetController:
         else:
             self.widget.remote_status = ""
 
+    # --- generation ---------------------------------------------------------------------------
+
+    def generate(
+        self,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float | None,
+        stop: str | list[str] | None,
+        row: int | None,
+        model: str,
+        seed: int | None,
+    ) -> None:
+        """Start writing (LensWidget.generate): settings checked first, then one token per event-loop
+        callback, or all at once where no loop runs (a script, a test)."""
+        session = self.session
+        if isinstance(session, RemoteSession):
+            raise ValueError("generation needs the session's cache and hidden states, which remote= does not keep")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        if model not in session.models:
+            raise ValueError(f"model must be one of {session.models}, got {model!r}")
+        sampling, stops = Sampling.of(temperature, top_p, seed), stop_strings(stop)
+        self.whole()  # the text analysed, its last column's hidden states kept
+        session.next_logits(model, row)  # refuses a bad row, or no text, before anything changes
+        self.stop_generation("stopped")
+        track_model = session._track(model).adapter.model
+        writing = Generation(
+            sampling,
+            stops,
+            max_new_tokens,
+            model,
+            row,
+            eos_ids(track_model, session.tokenizer),
+            session.tokenizer,
+            list(session.tokens.ids[-CONTEXT_TOKENS:]),
+        )
+        self._writing = writing
+        self.widget.generating = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            loop.call_soon(self._generation_step, writing)
+            return
+        while self._writing is writing:
+            self._generation_step(writing)
+
+    def _on_generate(self, content: dict[str, Any]) -> None:
+        count, row, model = content.get("max_new_tokens"), content.get("row"), content.get("model", "a")
+        if not _is_count(count) or not 0 < count <= MAX_NEW_TOKENS:
+            return self._refuse(f"a generate request's max_new_tokens must be 1..{MAX_NEW_TOKENS}, got {_short(count)}")
+        if row is not None and not _is_count(row):
+            return self._refuse(f"a generate request's row must be a row index or null, got {_short(row)}")
+        if model not in ("a", "b"):
+            return self._refuse(f"a generate request's model must be 'a' or 'b', got {_short(model)}")
+        try:
+            self.generate(count, 0.0, None, None, row, model, None)
+        except Exception as exc:  # no text, a bad row, a remote session: said where the user looks
+            self.widget.error = _message("Could not generate", exc)
+
+    def stop_generation(self, why: str = "stopped") -> None:
+        """End the generation under way, if any (the stop button, typing, text set from Python)."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.ended = writing.ended or why
+            self.widget.generating = False
+
+    def _generation_step(self, writing: Generation) -> None:
+        if self._writing is not writing:
+            return  # stopped since this step was scheduled
+        session = self.session
+        assert isinstance(session, LensSession)
+        start = utf16_length(session.text)
+
+        def step() -> Update:
+            token, added = writing.next(session)
+            return session.append_tokens([token], added, self.visible)
+
+        if not self._run("Could not generate the next token", step):
+            writing.ended = "error"
+            self.stop_generation("error")
+            self._recover()  # the session rolled back: the text written so far, analysed again
+            return
+        self._written = True
+        try:
+            self.widget.text = session.text
+        finally:
+            self._written = False
+        end = utf16_length(session.text)
+        if end > start:
+            row = session.num_layers if writing.row is None else writing.row
+            self.widget.generated = _joined([*self.widget.generated, [start, end, row]])
+        self._schedule_work()
+        if writing.ended:
+            self.stop_generation(writing.ended)
+            return
+        try:
+            asyncio.get_running_loop().call_soon(self._generation_step, writing)
+        except RuntimeError:
+            pass  # no loop: generate() runs the steps in its own loop
+
+    def _carry_generated(self, old: str, new: str) -> None:
+        """The ranges the model wrote, through an edit by a person (what they changed is theirs)."""
+        written = self.widget.generated
+        if not written:
+            return
+        carried = []
+        for row in sorted({r[2] for r in written}):
+            ranges = [(a, b) for a, b, r in written if r == row]
+            carried += [[a, b, row] for a, b in carry(ranges, old, new, "clip")]
+        self.widget.generated = sorted(carried)
+
     def close(self) -> None:
+        self.stop_generation("stopped")
         if self._traces is not None:
             self._traces.shutdown(wait=False, cancel_futures=True)
             self._traces = None
@@ -449,6 +582,10 @@ class WidgetController:
             self._on_column(content)
         elif kind == "attribution":
             self._on_attribution(content)
+        elif kind == "generate":
+            self._on_generate(content)
+        elif kind == "stop_generation":
+            self.stop_generation("stopped")
         else:
             self._refuse(f"unknown message type {kind!r}")
 
@@ -590,6 +727,17 @@ class WidgetController:
             if clears_error:
                 self.widget.error = ""
             return True
+
+
+def _joined(ranges: list[list[int]]) -> list[list[int]]:
+    """[start, end, row] ranges with the touching ones of one row joined: a generation makes one."""
+    out: list[list[int]] = []
+    for a, b, row in ranges:
+        if out and out[-1][1] == a and out[-1][2] == row:
+            out[-1] = [out[-1][0], b, row]
+        else:
+            out.append([a, b, row])
+    return out
 
 
 def chunk_columns(seconds: float, columns: int) -> int:

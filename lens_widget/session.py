@@ -99,7 +99,8 @@ from .grid import (
 from .lenses import Lens, LogitLens, TunedLens
 from .pins import Pin, PinError, check_pins, make_pin
 from .placement import unwrap
-from .rows import by_depth
+from .rows import by_depth, translate
+from .spans import utf16_length
 from .statistics import DIFF_STATISTICS, NO_TARGET, STATISTICS, cross_entropy, log_probs, rank
 from .text import Tokens, check_tokenizer, cut_notice, tokenize, vocabulary
 from .track import Track
@@ -350,6 +351,28 @@ class LensSession:
             )
         return replace(found, row=row, label=self._labels([row])[0])
 
+    def next_logits(self, model: str = "a", row: int | None = None) -> torch.Tensor:
+        """float32 [vocab]: the logits the next token is chosen from, at the last position: the
+        model's own (`row` None or the output), or a lens row's prediction through the model's lens
+        (what the model would say had it stopped there). Computed from the kept hidden state, through
+        the same adapter as every cell, so greedy generation is the model's own."""
+        track = self._track(model)
+        if not self._tokens.ids:
+            raise ValueError("there is no text to continue: type or set some first")
+        L = self.num_layers
+        row = L if row is None else row
+        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row <= (2 * L if self.sublayers else L):
+            raise ValueError(f"row must be a row of the grid (0 … {L}, the output {L}), got {row!r}")
+        own = track.layers([row])[0]
+        own_layers = track.adapter.num_layers
+        h = track.hidden[own, -1:]
+        with torch.inference_mode(), self._small(self._macs_per_cell):
+            if own == own_layers:
+                logits = track.adapter.output_logits(h)
+            else:
+                logits = track.adapter.unembed(translate(track.lens, h[None], [own], own_layers)[0])
+        return logits.float().reshape(-1)
+
     # --- changes ------------------------------------------------------------------------------
 
     def set_text(self, text: str, visible: tuple[int, int] | None = None) -> Update:
@@ -363,6 +386,29 @@ class LensSession:
             visible = _column_range(visible)
         tokens = tokenize(self.tokenizer, text, self.max_tokens)
         self._check_ids(tokens.ids)
+        return self._apply(text, tokens, visible)
+
+    def append_tokens(self, ids: Sequence[int], piece: str, visible: tuple[int, int] | None = None) -> Update:
+        """Append token ids (a generated token) and the text they add, `piece`: the tokens are kept as
+        given rather than re-tokenized from the text (generate.py says why), each spanning the whole
+        piece; an append, as typing at the end is. The next set_text re-tokenizes the text."""
+        if visible is not None:
+            visible = _column_range(visible)
+        ids = [int(i) for i in ids]
+        if not ids:
+            raise ValueError("append_tokens needs at least one token id")
+        self._check_ids(ids)
+        old = self._tokens
+        if old.total > len(old.ids) or len(old.ids) + len(ids) > self.max_tokens:
+            raise ValueError(f"the text has reached max_tokens = {self.max_tokens}: no token can be appended")
+        start = utf16_length(self._text)
+        span = np.tile(np.array([[start, start + utf16_length(piece)]], np.uint32), (len(ids), 1))
+        n = len(old.ids) + len(ids)
+        tokens = Tokens(ids=[*old.ids, *ids], spans=np.concatenate([old.spans, span]), total=n)
+        return self._apply(self._text + piece, tokens, visible)
+
+    def _apply(self, text: str, tokens: Tokens, visible: tuple[int, int] | None) -> Update:
+        """Bring the grid to `tokens` of `text` (set_text, append_tokens)."""
         old = self._tokens
         keep = 0 if self._fresh else _common_prefix(old, tokens)
         with self._consistent(), self._threads(keep, len(tokens.ids), visible):
