@@ -16,7 +16,7 @@ import { downloadCanvas, pictureCanvas, stackCanvases } from "./download";
 import { Frames } from "./frames";
 import type { Model } from "./model";
 import { pendingCount } from "./payload";
-import { columnsShown, effectiveMode, legendTitle, markedCount, type Mode, picture, rowIndices, type Scene, shown, tooltip } from "./picture";
+import { columnsShown, effectiveMode, isAB, legendTitle, markedCount, type Mode, modelNames, picture, rowIndices, type Scene, shown, tooltip } from "./picture";
 import { afterClick, afterHover, afterKey, NOTHING, type Selection, within } from "./selection";
 import { Messages, statusOf } from "./status";
 import { holdStore, initialize, newId, type Store } from "./store";
@@ -28,6 +28,7 @@ import { answerFromState, type ColumnAnswer } from "./trajectory";
 import { TooltipBox } from "./tooltip";
 import { isAttributionAnswer } from "./attribution";
 import { type Explained, Writers } from "./writers";
+import { GenerationBar, type GenerationInput } from "./generation";
 import type { Picture } from "./heatmap";
 import { VisibleReporter } from "./visible";
 
@@ -118,6 +119,13 @@ function paintPanel(panel: Panel, s: Scene | null, selection: Selection, store: 
   panel.paint(width, (c) => (s && c < s.state.nTokens ? s.strings.get(s.state.tokenIds[c] ?? 0) : ""), marked, colors, dpr);
 }
 
+/** What the generation bar offers: every lens row the picture has to write from, and A/B's writers. */
+function generationInput(s: Scene | null, generating: boolean, snapshotMode: boolean): GenerationInput {
+  if (!s) return { generating, rows: [], names: [], disabled: true };
+  const rows = s.state.rows.map((row, i) => ({ row, label: s.state.rowLabels[i] ?? String(row) })).filter((r) => r.row !== s.state.header.num_layers);
+  return { generating, rows, names: isAB(s.state) ? modelNames(s.state) : [], disabled: snapshotMode || s.state.nTokens === 0 };
+}
+
 /** The session row and token column of a cell of the picture. */
 function explainedCell(s: Scene, cell: { row: number; col: number }): Explained | null {
   const row = s.state.rows[rowIndices(s)[cell.row] ?? -1];
@@ -155,6 +163,10 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     png: () => ((ui.downloadError = downloadPng(doc, scene(), isDark(root), panel)), refresh()),
   });
   const textarea = Object.assign(element(doc, "textarea", "lw-text", root), { spellcheck: false, rows: 2, placeholder: PLACEHOLDER, value: model.get("text") });
+  const generation = new GenerationBar(doc, root, {
+    generate: (count, row, writer) => store.send({ type: "generate", view: viewId, max_new_tokens: count, row, model: writer }),
+    stop: () => store.send({ type: "stop_generation", view: viewId }),
+  });
   const messages = new Messages(doc, root);
   const frames = new Frames(doc.defaultView, redraw);
   const board = new Board(doc, root, () => frames.request());
@@ -209,6 +221,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const s = scene();
     const snapshotMode = store.snapshotMode;
     toolbar.update({ scene: s, stride: model.get("layer_stride"), lens: model.get("lens"), lensOptions: model.get("lens_options") ?? [], snapshotMode, colorScale: model.get("color_scale") ?? "fixed", sublayers: model.get("sublayers") === true });
+    generation.update(generationInput(s, model.get("generating") === true, snapshotMode));
     const { received } = store;
     const errors = [received.payloadError, received.vocabularyError, ui.downloadError, model.get("error") || ""];
     const status = statusOf({ scene: s, snapshotMode, typing: sync.pending, stride: model.get("layer_stride"), lens: model.get("lens"), remote: model.get("remote_status") ?? "", errors });
@@ -284,7 +297,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   );
   d.on(model, "change:text", adoptKernelText);
   d.on(model, "change:mode", () => ((ui.mode = model.get("mode") ?? ui.mode), refresh(), select(ui.selection)));
-  for (const name of ["error", "remote_status", "lens", "lens_options", "statistic", "diff_statistic", "layer_stride", "token_range", "color_scale", "pins", "sublayers"]) {
+  for (const name of ["error", "remote_status", "lens", "lens_options", "statistic", "diff_statistic", "layer_stride", "token_range", "color_scale", "pins", "sublayers", "generating"]) {
     d.on(model, `change:${name}`, () => (refresh(), select(ui.selection)));
   }
   d.add(watchTheme(root, () => frames.request()));
@@ -298,7 +311,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   select(NOTHING);
   return () => {
     d.dispose();
-    for (const part of [sync, visible, board, toolbar, frames, tip, panel, writers]) part.dispose();
+    for (const part of [sync, visible, board, toolbar, frames, tip, panel, writers, generation]) part.dispose();
     release();
     root.remove();
   };
