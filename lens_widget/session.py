@@ -363,6 +363,9 @@ class LensSession:
         row = L if row is None else row
         if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row <= (2 * L if self.sublayers else L):
             raise ValueError(f"row must be a row of the grid (0 … {L}, the output {L}), got {row!r}")
+        kept = track.last_logits.get(row)  # the last column's cells were just computed: its logits kept
+        if kept is not None:
+            return kept.float().reshape(-1)
         own = track.layers([row])[0]
         own_layers = track.adapter.num_layers
         h = track.hidden[own, -1:]

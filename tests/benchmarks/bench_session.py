@@ -14,6 +14,11 @@ cell (LensSession(model_b=...)): `ab_full_s` and `ab_append_s` against one model
 `append_s`, timed alternately, repeat by repeat, so that a change in the machine's load between
 them cannot pass for a cost of the diff.
 
+Generation: seconds per greedy token, the widget's way (the choice from the session's last position and
+an append with its column of every row) against the model's own decoding step alone (a forward with its
+cache, then argmax), `--generate-steps` tokens per repeat, in turn: `generate_per_token_s`,
+`model_step_s` and their ratio.
+
 Rows after attention: a session with `sublayers` on (2L + 1 rows, the ℓ.attn rows recorded on the same
 forward passes) against one without, timed alternately in the same way: `sublayers_full_s` and
 `sublayers_append_s`, and its kept hidden states, cells and payload beside the plain session's.
@@ -42,6 +47,7 @@ from tiny_models import tiny_tokenizer
 from lens_widget import ModelAdapter
 from lens_widget.capacity import chunk_bytes_for, supports_bfloat16
 from lens_widget.controller import chunk_columns
+from lens_widget.generate import Generation, Sampling
 from lens_widget.grid import _block
 from lens_widget.payload import payload_of, payload_size
 from lens_widget.session import LensSession
@@ -198,6 +204,7 @@ def main() -> None:
     parser.add_argument("--skip-naive", action="store_true", help="no naive recompute (it holds rows x T x V at once)")
     parser.add_argument("--skip-ab", action="store_true", help="no A/B session (a second model of the same shape)")
     parser.add_argument("--skip-sublayers", action="store_true", help="no session with the rows after attention")
+    parser.add_argument("--generate-steps", type=int, default=16, help="tokens generated per repeat (0: none)")
     parser.add_argument(
         "--peer-python",
         default=None,
@@ -342,6 +349,9 @@ def main() -> None:
             adapter.decode(x, out=buffer[: x.shape[0]])
 
     head_gemm_s = median_time(head_gemm, args.repeats, sync=sync)
+    generate_s, model_step_s = math.nan, math.nan
+    if args.generate_steps > 0:
+        generate_s, model_step_s = generation_times(model, tokenizer, base, args.generate_steps, args.repeats, sync)
 
     result = {
         "device": args.device,
@@ -382,6 +392,9 @@ def main() -> None:
         "sublayers_payload_append_bytes": sub_append_bytes,
         "sublayers_hidden_bytes": None if sub_memory is None else sub_memory["hidden_states"],
         "sublayers_cells_bytes": None if sub_memory is None else sub_memory["cells"],
+        "generate_per_token_s": round(generate_s, 4),
+        "model_step_s": round(model_step_s, 4),
+        "generate_over_model_step": round(generate_s / model_step_s, 3),
         "peak_rss_mb": round(session_rss, 1),
         "peak_gpu_mb": None if peak_gpu is None else round(peak_gpu, 1),
         "gpu": torch.cuda.get_device_name() if sync else None,
@@ -430,6 +443,8 @@ def main() -> None:
         "ab_append_s",
         "sublayers_full_s",
         "sublayers_append_s",
+        "generate_per_token_s",
+        "model_step_s",
     )
     for key in timings:
         print(f"{key:<32}{result[key]:>14.4f}")  # nan: skipped
@@ -440,6 +455,10 @@ def main() -> None:
     shares = ("full_over_head_gemm", "statistics_share")
     for key in (*shares, *sizes, "ab_payload_append_bytes", "ab_bytes_per_cell", "peak_rss_mb"):
         print(f"{key:<32}{result[key]:>14}")
+    if args.generate_steps > 0:
+        ratio = result["generate_over_model_step"]
+        note = "(a token and its column of every row, against the model's step alone)"
+        print(f"{'generate_over_model_step':<32}{ratio:>14}  {note}")
     if sub_memory is not None:
         plain = plain_memory
         print(f"{'sublayers_full_ratio':<32}{result['sublayers_full_ratio']:>14}  (2L + 1 rows against L + 1)")
@@ -455,6 +474,42 @@ def main() -> None:
         print(f"{'PASS' if ok else 'MISS'}  {name:<40}{detail}")
     result["targets_met"] = all(ok for _, ok, _ in measured)
     emit({key: None if isinstance(v, float) and math.isnan(v) else v for key, v in result.items()}, args.out)
+
+
+def generation_times(
+    model: torch.nn.Module, tokenizer: Any, base: str, steps: int, repeats: int, sync: bool
+) -> tuple[float, float]:
+    """Median seconds per generated token, greedy, from `base`: the widget's way (generate.Generation's
+    choice from the session's last position, then an append with its column of lens work on every
+    row) against the model's own decoding step alone (one forward with its cache, then argmax),
+    repeat by repeat in turn. The prompt's own forward is not timed on either side."""
+    session = LensSession(model, tokenizer, max_tokens=max(2048, len(tokenizer(base).input_ids) + steps + 8))
+    ids = tokenizer(base).input_ids
+    ours, theirs = [], []
+    for _ in range(repeats):
+        session.set_text(base)
+        writing = Generation(Sampling.of(0.0, None), (), steps, "a", None, frozenset(), tokenizer, ids[-8:])
+        start = time.perf_counter()
+        for _ in range(steps):
+            token, added = writing.next(session)
+            session.append_tokens([token], added)
+        if sync:
+            torch.cuda.synchronize()
+        ours.append((time.perf_counter() - start) / steps)
+        with torch.inference_mode():
+            device = next(model.parameters()).device
+            out = model(input_ids=torch.tensor([ids], device=device), use_cache=True)
+            cache = getattr(out, "cache", None) or out.past_key_values
+            token = int(out.logits[0, -1].argmax())
+            start = time.perf_counter()
+            for _ in range(steps):
+                out = model(input_ids=torch.tensor([[token]], device=device), cache=cache, use_cache=True)
+                cache = getattr(out, "cache", None) or out.past_key_values
+                token = int(out.logits[0, -1].argmax())
+            if sync:
+                torch.cuda.synchronize()
+            theirs.append((time.perf_counter() - start) / steps)
+    return statistics.median(ours), statistics.median(theirs)
 
 
 GPU_TARGETS = {("pythia-1.4b", 1024): (0.030, 0.010), ("llama-3.1-8b", 1024): (0.120, 0.015)}
