@@ -16,6 +16,8 @@ import anywidget
 import traitlets
 from torch import nn
 
+from . import chat
+from .chat_sync import ChatSync
 from .constants import PRESENTATION, VIEW_TRAITS
 from .controller import WidgetController
 from .lenses import Lens, TunedLens
@@ -87,6 +89,10 @@ class LensWidget(anywidget.AnyWidget):
     """[start, end) ranges of the text the model wrote (generate()), in UTF-16 units as token spans."""
     generating = traitlets.Bool(False).tag(sync=True)
     """Whether generate() is writing now (the view shows its stop button); only the kernel sets it."""
+    messages = traitlets.List(traitlets.Dict()).tag(sync=True)
+    """The conversation ({"role", "content"}): set it to render the chat template into `text`; typing follows."""
+    roles = traitlets.List(traitlets.Dict()).tag(sync=True)
+    """Whose each part of `text` is ({role, start, end, special, message}, UTF-16 units); only the kernel sets it."""
     instance = traitlets.Unicode().tag(sync=True)
     """This widget's own key, by which its views find the one decoded state they share (js/store.ts)."""
 
@@ -113,8 +119,12 @@ class LensWidget(anywidget.AnyWidget):
         chunk_bytes: int | None = None,
         remote: bool | str = False,
         sublayers: bool = False,
+        messages: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
         **kwargs: Any,
     ) -> None:
+        transcript = self._chat_text(tokenizer, messages, text, add_generation_prompt)
+        text = transcript.text if transcript else text
         session: LensSession | RemoteSession
         if remote is not False:  # one nnsight trace per edit, on NDIF (True) or in nnsight's dry run ("local")
             unsupported = {"model_b": model_b, "lens_b": lens_b, "device": device, "chunk_bytes": chunk_bytes}
@@ -162,9 +172,43 @@ class LensWidget(anywidget.AnyWidget):
             **kwargs,
         )
         self._controller = WidgetController(self, session, tuned)
+        self.chat_sync = ChatSync(self, tokenizer, add_generation_prompt)
+        """Keeps `messages`, `text` and `roles` in step (chat_sync.py)."""
+        if transcript is not None:
+            self.chat_sync.show(chat.check_messages(messages), transcript)
         self.text = text
         if not text:
             self._controller.publish_full()
+
+    @classmethod
+    def chat(
+        cls,
+        model: nn.Module,
+        tokenizer: Any,
+        messages: list[dict[str, Any]],
+        *,
+        add_generation_prompt: bool = True,
+        **kwargs: Any,
+    ) -> LensWidget:
+        """A conversation rendered with the tokenizer's own chat template (a NoChatTemplateError, a
+        ValueError naming the tokenizer, when it has none), each token's role in a band under the
+        input row. Edit it by setting `messages` (the template is rendered again, only the changed
+        columns recomputed) or by typing (`messages` follows); the generation prompt leaves the
+        assistant's turn open, so that what generate() writes is the assistant's message. Other
+        arguments as LensWidget's."""
+        chat.check_template(tokenizer)
+        return cls(model, tokenizer, messages=messages, add_generation_prompt=add_generation_prompt, **kwargs)
+
+    @staticmethod
+    def _chat_text(
+        tokenizer: Any, messages: list[dict[str, Any]] | None, text: str, add_generation_prompt: bool
+    ) -> chat.Transcript | None:
+        """The conversation given to the constructor as text, checked before any model work is done."""
+        if messages is None:
+            return None
+        if text:
+            raise ValueError("give text or messages, not both: the text of a conversation is its template's rendering")
+        return chat.render(tokenizer, messages, add_generation_prompt=add_generation_prompt)
 
     def get_state(self, key: str | list[str] | None = None, drop_defaults: bool = False) -> dict[str, Any]:
         """ipywidgets' state, but `drop_defaults` (embed_minimal_html's default) keeps what the page
