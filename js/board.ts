@@ -7,7 +7,7 @@ import { Disposer } from "./disposer";
 import { element } from "./dom";
 import { type Cell, cellAt, cellRect, contentWidth, draw, drawLegend, type Layout, makeLayout, scrollToShow, visibleColumns } from "./heatmap";
 import type { Picture } from "./heatmap";
-import { rowIndices, type Scene } from "./picture";
+import { rowIndices, type Scene, sceneMarks } from "./picture";
 
 export class Board {
   readonly scroller: HTMLDivElement;
@@ -62,7 +62,7 @@ export class Board {
   /** The one layout that drawing, hit-testing, the tooltip and the keyboard all use. */
   layout(s: Scene): Layout {
     const labels = rowLabels(s);
-    return makeLayout(labels.length, s.count, this.knownWidth || 600, labels);
+    return makeLayout(labels.length, s.count, this.knownWidth || 600, labels, sceneMarks(s) !== null);
   }
 
   /** Take the scroller's width; with none right now (a host restyling its theme, a hidden tab), keep

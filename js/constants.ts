@@ -16,3 +16,5 @@ export const VISIBLE_TOKENS: Readonly<Record<string, string>> = constants.presen
 export const SCALE_MODES: Readonly<Record<"fixed" | "view", string>> = constants.presentation.scale_modes;
 /** One colour per line of the trajectory panel, in turn (matplotlib's tab10), as to_png draws them. */
 export const LINES: readonly string[] = constants.presentation.lines;
+/** Each chat role's colour in the roles band ("other": a role not listed; the template's text is grey). */
+export const ROLE_COLORS: Readonly<Record<string, string> & { other: string }> = constants.presentation.roles;

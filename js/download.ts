@@ -5,7 +5,7 @@
 
 import { LAYOUT } from "./constants";
 import { contentWidth, draw, drawLegend, makeLayout } from "./heatmap";
-import { legendTitle, picture, rowIndices, type Scene } from "./picture";
+import { legendTitle, picture, rowIndices, type Scene, sceneMarks } from "./picture";
 import type { Palette } from "./theme";
 
 /** Browsers refuse canvases much wider than this; a longer grid is cut there (the image says so). */
@@ -21,10 +21,11 @@ export interface PictureCanvas {
 /** The scene on a new canvas, or null when there is nothing to draw or no 2D context. */
 export function pictureCanvas(doc: Document, s: Scene, palette: Palette, labels: string[], scale = 2): PictureCanvas | null {
   const rows = rowIndices(s).length;
-  const full = makeLayout(rows, s.count, 1, labels);
+  const band = sceneMarks(s) !== null;
+  const full = makeLayout(rows, s.count, 1, labels, band);
   const fit = Math.floor((MAX_CANVAS_PX / scale - full.labelWidth) / full.cellWidth);
   const columns = Math.max(0, Math.min(s.count, fit));
-  const layout = makeLayout(rows, s.count, full.labelWidth + columns * full.cellWidth, labels);
+  const layout = makeLayout(rows, s.count, full.labelWidth + columns * full.cellWidth, labels, band);
   const p = picture(s, layout, 0, palette, null, false);
   if (!p || columns === 0) return null;
   const canvas = doc.createElement("canvas");

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { scaleFor } from "./colors";
-import { cellAt, contentWidth, draw, makeLayout, type Picture, scrollToShow, visibleColumns } from "./heatmap";
+import { BAND_HEIGHT, cellAt, contentWidth, draw, makeLayout, type Picture, type PictureMarks, roleColor, scrollToShow, visibleColumns } from "./heatmap";
 import { palette } from "./theme";
 
 describe("layout", () => {
@@ -121,5 +121,51 @@ describe("draw", () => {
     const text = calls.find((c) => c.op === "fillText")!.args[0] as string;
     expect(text.endsWith("…")).toBe(true);
     expect(text.length * 7).toBeLessThanOrEqual(p.layout.cellWidth);
+  });
+});
+
+describe("the roles band", () => {
+  /** A context recording each fillRect and fillText with the fill style and font they were drawn in. */
+  function styledContext() {
+    const calls: { op: string; args: unknown[]; fillStyle: string; font: string }[] = [];
+    const ctx: Record<string, unknown> = { fillStyle: "", font: "", measureText: (s: string) => ({ width: s.length * 7 }) };
+    for (const op of ["save", "restore", "fillRect", "fillText", "strokeRect", "beginPath", "rect", "clip", "moveTo", "lineTo", "stroke", "fill", "closePath"]) {
+      ctx[op] = (...args: unknown[]) => calls.push({ op, args, fillStyle: String(ctx.fillStyle), font: String(ctx.font) });
+    }
+    return { ctx: ctx as unknown as CanvasRenderingContext2D, calls };
+  }
+  const roles = [
+    { role: "template", start: 0, end: 1, special: true },
+    { role: "user", start: 1, end: 2, special: false },
+    { role: "assistant", start: 2, end: 3, special: false },
+  ];
+  const marks: PictureMarks = {
+    role: (c) => roles[c] ?? null,
+    written: (c) => c === 2,
+    key: ["user", "assistant", "template"],
+    anySpecial: true,
+    anyWritten: true,
+  };
+
+  it("adds a band under the input row only when asked", () => {
+    const plain = makeLayout(2, 3, 600);
+    const banded = makeLayout(2, 3, 600, [], true);
+    expect(plain.bandHeight).toBe(0);
+    expect(banded.height - plain.height).toBe(BAND_HEIGHT);
+  });
+
+  it("colours each column's strip by its role, marks special tokens, keys the roles and writes the model's tokens in italics", () => {
+    const { ctx, calls } = styledContext();
+    const p = { ...picture(2, 4), layout: makeLayout(2, 4, 600, [], true), marks };
+    draw(ctx, p);
+    const l = p.layout;
+    const stripY = l.rows * l.cellHeight + l.axisHeight;
+    const strips = calls.filter((c) => c.op === "fillRect" && c.args[1] === stripY);
+    expect(strips.map((c) => c.fillStyle)).toEqual([p.palette.muted, roleColor("user", p.palette), roleColor("assistant", p.palette)]);
+    expect(roleColor("template", p.palette)).toBe(p.palette.missing);
+    expect(roleColor("narrator", p.palette)).toBe(roleColor("other", p.palette));
+    const texts = calls.filter((c) => c.op === "fillText");
+    for (const word of ["role", "user", "assistant", "template", "special token", "written by the model"]) expect(texts.map((c) => c.args[0])).toContain(word);
+    expect(texts.filter((c) => c.font.startsWith("italic")).map((c) => c.args[0])).toEqual(["in2"]);
   });
 });

@@ -2,10 +2,16 @@
 // Rows are listed top to bottom (the output row first); only columns in view are drawn, so a
 // 48 × 4096 grid costs what fits on screen.
 
-import { LAYOUT, SCALE_MODES } from "./constants";
+import { LAYOUT, ROLE_COLORS, SCALE_MODES } from "./constants";
 import { cssColor, divergingColor, rampColor, type Scale, textOn } from "./colors";
+import { type RoleRange, TEMPLATE } from "./roles";
 import type { Palette } from "./theme";
 import { fitText } from "./tokens";
+
+/** The roles band under the input row: a strip coloured by each column's role, then its key. */
+const BAND_STRIP = 8;
+const BAND_KEY = 18;
+export const BAND_HEIGHT = BAND_STRIP + BAND_KEY + 2;
 
 export interface Layout {
   rows: number;
@@ -14,6 +20,8 @@ export interface Layout {
   cellWidth: number;
   cellHeight: number;
   axisHeight: number;
+  /** The roles band's height under the input row (0: none, a widget with no roles or written text). */
+  bandHeight: number;
   /** CSS pixels of the visible canvas. */
   width: number;
   height: number;
@@ -24,11 +32,12 @@ export interface Cell {
   col: number;
 }
 
-export function makeLayout(rows: number, cols: number, viewportWidth: number, labels: string[] = []): Layout {
+export function makeLayout(rows: number, cols: number, viewportWidth: number, labels: string[] = [], band = false): Layout {
   const longest = labels.reduce((m, s) => Math.max(m, s.length), LAYOUT.label_min_chars);
   const labelWidth = Math.min(LAYOUT.label_width_max, LAYOUT.label_padding + LAYOUT.label_char_width * longest);
   const cellHeight = LAYOUT.cell_height;
   const axisHeight = LAYOUT.axis_height;
+  const bandHeight = band ? BAND_HEIGHT : 0;
   return {
     rows,
     cols,
@@ -36,8 +45,9 @@ export function makeLayout(rows: number, cols: number, viewportWidth: number, la
     cellWidth: LAYOUT.cell_width,
     cellHeight,
     axisHeight,
+    bandHeight,
     width: Math.max(labelWidth + 1, Math.floor(viewportWidth)),
-    height: rows * cellHeight + axisHeight,
+    height: rows * cellHeight + axisHeight + bandHeight,
   };
 }
 
@@ -97,6 +107,24 @@ export interface Picture {
   palette: Palette;
   selected: Cell | null;
   pinned: boolean;
+  /** Whose each column is and whether the model wrote it (a chat widget, generation); absent: neither. */
+  marks?: PictureMarks;
+}
+
+/** A picture's column marks (roles.ts), by displayed column. */
+export interface PictureMarks {
+  role(col: number): RoleRange | null;
+  written(col: number): boolean;
+  /** The roles present, for the key. */
+  key: string[];
+  anySpecial: boolean;
+  anyWritten: boolean;
+}
+
+/** A role's colour in the band: the template's text is the palette's neutral grey. */
+export function roleColor(role: string, palette: Palette): string {
+  if (role === TEMPLATE) return palette.missing;
+  return (ROLE_COLORS as Record<string, string>)[role] ?? ROLE_COLORS.other;
 }
 
 export function colorOf(p: Picture, value: number): [number, number, number] | null {
@@ -146,8 +174,8 @@ export function draw(ctx: CanvasRenderingContext2D, p: Picture): void {
       ctx.fillText(fitText(p.top1(row, col), room, measure), x + (marked ? l.cellWidth / 2 - 3 : l.cellWidth / 2), y + l.cellHeight / 2);
       if (marked) drawMark(ctx, x + l.cellWidth - 1, y, p.palette);
     }
-    ctx.fillStyle = p.palette.text;
-    ctx.fillText(fitText(p.inputToken(col), l.cellWidth - 6, measure), x + l.cellWidth / 2, l.rows * l.cellHeight + l.axisHeight / 2);
+    drawInput(ctx, p, col, x, measure);
+    if (p.marks && l.bandHeight > 0) drawRoleStrip(ctx, p.marks.role(col), x, l, p.palette);
   }
   if (p.selected) {
     const r = cellRect(l, p.selected, p.scrollLeft);
@@ -166,7 +194,63 @@ export function draw(ctx: CanvasRenderingContext2D, p: Picture): void {
   ctx.fillStyle = p.palette.muted;
   p.rowLabels.forEach((label, row) => ctx.fillText(label, l.labelWidth - 8, row * l.cellHeight + l.cellHeight / 2));
   ctx.fillText("input", l.labelWidth - 8, l.rows * l.cellHeight + l.axisHeight / 2);
+  if (p.marks && l.bandHeight > 0) {
+    ctx.fillText("role", l.labelWidth - 8, l.rows * l.cellHeight + l.axisHeight + BAND_STRIP / 2);
+    drawRoleKey(ctx, p.marks, l, p.palette);
+  }
   ctx.restore();
+}
+
+/** The input token under a column; one the model wrote in italics over an accent line. */
+function drawInput(ctx: CanvasRenderingContext2D, p: Picture, col: number, x: number, measure: (s: string) => number): void {
+  const l = p.layout;
+  const y = l.rows * l.cellHeight + l.axisHeight / 2;
+  const written = p.marks?.written(col) === true;
+  ctx.fillStyle = p.palette.text;
+  if (!written) return void ctx.fillText(fitText(p.inputToken(col), l.cellWidth - 6, measure), x + l.cellWidth / 2, y);
+  const font = ctx.font;
+  ctx.font = `italic ${font}`;
+  ctx.fillText(fitText(p.inputToken(col), l.cellWidth - 6, measure), x + l.cellWidth / 2, y);
+  ctx.font = font;
+  ctx.fillStyle = p.palette.accent;
+  ctx.fillRect(x + 4, l.rows * l.cellHeight + l.axisHeight - 4, l.cellWidth - 9, 2);
+}
+
+/** A column's part of the roles band: its role's colour; a special token darker, with a diamond. */
+function drawRoleStrip(ctx: CanvasRenderingContext2D, role: RoleRange | null, x: number, l: Layout, palette: Palette): void {
+  if (!role) return;
+  const y = l.rows * l.cellHeight + l.axisHeight;
+  ctx.fillStyle = role.special ? palette.muted : roleColor(role.role, palette);
+  ctx.fillRect(x, y, l.cellWidth - 1, BAND_STRIP);
+  if (role.special) diamond(ctx, x + l.cellWidth / 2, y + BAND_STRIP / 2, palette.background);
+}
+
+function diamond(ctx: CanvasRenderingContext2D, cx: number, cy: number, color: string): void {
+  ctx.beginPath();
+  ctx.moveTo(cx, cy - 3.5);
+  ctx.lineTo(cx + 3.5, cy);
+  ctx.lineTo(cx, cy + 3.5);
+  ctx.lineTo(cx - 3.5, cy);
+  ctx.closePath();
+  ctx.fillStyle = color;
+  ctx.fill();
+}
+
+/** The band's key, fixed under it: a swatch and the name of each role present, the special tokens'
+ * mark and the written tokens' line. Role names are the messages' own strings: canvas text only. */
+function drawRoleKey(ctx: CanvasRenderingContext2D, marks: PictureMarks, l: Layout, palette: Palette): void {
+  const y = l.rows * l.cellHeight + l.axisHeight + BAND_STRIP + 2 + BAND_KEY / 2;
+  let x = l.labelWidth;
+  ctx.textAlign = "left";
+  const item = (swatch: () => void, name: string): void => {
+    swatch();
+    ctx.fillStyle = palette.muted;
+    ctx.fillText(name, x + 14, y);
+    x += 14 + ctx.measureText(name).width + 12;
+  };
+  for (const role of marks.key) item(() => ((ctx.fillStyle = roleColor(role, palette)), ctx.fillRect(x, y - 4, 10, 8)), role);
+  if (marks.anySpecial) item(() => ((ctx.fillStyle = palette.muted), ctx.fillRect(x, y - 4, 10, 8), diamond(ctx, x + 5, y, palette.background)), "special token");
+  if (marks.anyWritten) item(() => ((ctx.fillStyle = palette.accent), ctx.fillRect(x, y + 3, 10, 2)), "written by the model");
 }
 
 /** The top-1-differs mark: a triangle in the cell's top-right corner, outlined so that it reads on

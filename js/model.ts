@@ -4,6 +4,7 @@
 
 import type { Payload, Vocabulary } from "./payload";
 import type { Mode } from "./picture";
+import type { RoleRange } from "./roles";
 
 /** A pinned item: a token, or a set of tokens whose probabilities add up (lens_widget/pins.py). */
 export interface PinnedItem {
@@ -11,6 +12,12 @@ export interface PinnedItem {
   ids: number[];
   words: string[];
   tokens: string[];
+}
+
+/** A message of a chat widget's conversation (lens_widget/chat.py). */
+export interface ChatMessage {
+  role: string;
+  content: string;
 }
 
 /** "fixed": one colour scale per statistic for every lens, model and picture; "view": each picture's own range. */
@@ -39,6 +46,10 @@ export interface Model {
   generated: number[][];
   /** Whether the kernel is generating now. */
   generating: boolean;
+  /** The conversation rendered into `text` (chat widgets; the view does not read it). */
+  messages: ChatMessage[];
+  /** Whose each part of `text` is, ordered and disjoint, in UTF-16 units as token spans. */
+  roles: RoleRange[];
 }
 
 export const MODEL_KEYS = [
@@ -60,6 +71,8 @@ export const MODEL_KEYS = [
   "sublayers",
   "generated",
   "generating",
+  "messages",
+  "roles",
 ] as const satisfies readonly (keyof Model)[];
 
 /** Compiles only while MODEL_KEYS names every key of Model. */

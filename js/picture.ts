@@ -4,7 +4,7 @@
 // exactly 0) or a pair statistic sent by the kernel (divergences, top-1 agreement).
 
 import { fixedScale, type Scale, scaleFor } from "./colors";
-import type { Cell, Layout, Picture } from "./heatmap";
+import type { Cell, Layout, Picture, PictureMarks } from "./heatmap";
 import type { ScaleMode } from "./model";
 import { diffAt, isPending, pinAt, type StatisticInfo, statAt, type TokenStrings, topAt, type ViewState } from "./payload";
 import { diffChoices, PIN_PREFIX, type Shown, single, singleChoices, title } from "./statistics";
@@ -12,6 +12,7 @@ import type { Palette } from "./theme";
 import type { TooltipInfo } from "./tooltip";
 import { visibleToken } from "./tokens";
 import { shownRows } from "./rows";
+import { columnMarks, type RoleRange } from "./roles";
 
 export type Mode = "a" | "b" | "diff";
 
@@ -33,6 +34,22 @@ export interface Scene {
   /** The token columns shown: [first, first + count) of the state's (all of them by default). */
   first: number;
   count: number;
+  /** A chat widget's roles (the `roles` trait): whose each part of the text is. */
+  roles?: RoleRange[];
+  /** The `generated` trait: [start, end, row] ranges of the text the model wrote. */
+  generated?: number[][];
+}
+
+/** The band under the input row and the marks on the input tokens, by displayed column; null when
+ * there is nothing to mark (no roles, nothing written), so that no band is drawn. */
+export function sceneMarks(scene: Scene): PictureMarks | null {
+  const roles = scene.roles ?? [];
+  const generated = scene.generated ?? [];
+  if (!roles.length && !generated.length) return null;
+  const m = columnMarks(scene.state, roles, generated);
+  if (!m.any && !m.anyWritten) return null;
+  const first = scene.first;
+  return { role: (col) => m.role(col + first), written: (col) => m.written(col + first), key: m.key, anySpecial: m.anySpecial, anyWritten: m.anyWritten };
 }
 
 /** The columns shown for a token_range trait ([start, end], end null: to the last; []: all). */
@@ -163,6 +180,7 @@ export function picture(
     palette,
     selected,
     pinned,
+    marks: sceneMarks(scene) ?? undefined,
   };
 }
 

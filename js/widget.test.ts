@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import fixture from "./fixtures/payload_stream.json";
 import type { Payload } from "./payload";
 import { DEBOUNCE_MS } from "./sync";
+import { BAND_HEIGHT } from "./heatmap";
 import { revive, toMessage } from "./testing";
 import widget, { type Model, PING_TIMEOUT_MS, shownRows, statisticTitle, VISIBLE_DEBOUNCE_MS } from "./widget";
 
@@ -34,6 +35,8 @@ class FakeModel {
       sublayers: false,
       generated: [],
       generating: false,
+      messages: [],
+      roles: [],
       ...initial,
     };
   }
@@ -186,6 +189,17 @@ describe("render", () => {
     vi.advanceTimersByTime(300);
     expect(root.dataset.nTokens).toBe(String(updates[0]!.header.n_tokens)); // the older picture stays
     expect(model.sentMessages).toContainEqual({ type: "request_full" });
+  });
+
+  it("draws the roles band from the saved traits, as a page or a reopened notebook does, and drops it with them", async () => {
+    const roles = [{ role: "user", start: 0, end: 12, special: false, message: 0 }];
+    const { model, root } = mount({ roles, messages: [{ role: "user", content: "Paris is the" }] });
+    await frame();
+    const canvas = root.querySelector(".lw-canvas") as HTMLCanvasElement;
+    const banded = parseFloat(canvas.style.height);
+    model.kernel("roles", []);
+    await frame();
+    expect(banded - parseFloat(canvas.style.height)).toBe(BAND_HEIGHT);
   });
 
   it("pings the kernel; without an answer it says it shows a snapshot, with no spinner and a read-only box", () => {

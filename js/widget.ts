@@ -51,7 +51,8 @@ function sceneOf(store: Store, model: AnyModel<Model>, mode: Mode): Scene | null
   const columns = columnsShown(model.get("token_range"), state.nTokens);
   const colorScale = model.get("color_scale") === "view" ? "view" : "fixed";
   const sublayers = model.get("sublayers") === true;
-  return { state, strings, infos, mode, statistic: model.get("statistic"), diffStatistic: model.get("diff_statistic") ?? "", stride, sublayers, colorScale, ...columns };
+  const marked = { roles: model.get("roles") ?? [], generated: model.get("generated") ?? [] };
+  return { state, strings, infos, mode, statistic: model.get("statistic"), diffStatistic: model.get("diff_statistic") ?? "", stride, sublayers, colorScale, ...columns, ...marked };
 }
 
 /** Keeps a view-side choice in the model; a static page cannot save it anywhere, and need not. */
@@ -297,7 +298,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   );
   d.on(model, "change:text", adoptKernelText);
   d.on(model, "change:mode", () => ((ui.mode = model.get("mode") ?? ui.mode), refresh(), select(ui.selection)));
-  for (const name of ["error", "remote_status", "lens", "lens_options", "statistic", "diff_statistic", "layer_stride", "token_range", "color_scale", "pins", "sublayers", "generating"]) {
+  for (const name of ["error", "remote_status", "lens", "lens_options", "statistic", "diff_statistic", "layer_stride", "token_range", "color_scale", "pins", "sublayers", "generating", "roles", "generated"]) {
     d.on(model, `change:${name}`, () => (refresh(), select(ui.selection)));
   }
   d.add(watchTheme(root, () => frames.request()));
