@@ -223,3 +223,33 @@ def test_the_open_assistant_turn_takes_what_is_appended_at_the_end() -> None:
     assert widget.text == transcript.text and widget.roles == transcript.roles
     widget.text = widget.text + " Berlin too."
     assert widget.messages == [*closed[:2], {"role": "assistant", "content": "The capital 🙂 of France. Berlin too."}]
+
+
+def test_roles_carried_through_random_edits_stay_ordered_and_cover_the_text() -> None:
+    """Pure: carry_roles and following on random edits (deletions across messages and the template,
+    insertions with emoji), with no model: each message reads what its range holds."""
+    rng = np.random.default_rng(0)
+    transcript = chat.render(TOKENIZER, MESSAGES, add_generation_prompt=True)
+    text, roles, messages = transcript.text, transcript.roles, [dict(m) for m in MESSAGES]
+    specials = chat.special_tokens(TOKENIZER)
+    for _ in range(200):
+        a, b = sorted(rng.integers(0, len(text) + 1, size=2).tolist())
+        b = min(b, a + int(rng.integers(0, 6)))
+        new = text[:a] + "".join(rng.choice(list("ab 🙂🚀\n"), size=int(rng.integers(0, 4)))) + text[b:]
+        roles = chat.carry_roles(roles, text, new, specials)
+        messages = chat.following(messages, roles, new)
+        text = new
+        check_roles(text, roles)
+        for r in roles:
+            if r["message"] is not None and r["message"] < len(messages):
+                assert piece(text, r["start"], r["end"]) == messages[r["message"]]["content"]
+    assert sorted(r["message"] for r in roles if r["message"] is not None) == list(range(len(MESSAGES) + 1))
+
+
+def test_typing_at_the_end_of_a_message_extends_it() -> None:
+    transcript = chat.render(TOKENIZER, MESSAGES)
+    user = next(r for r in transcript.roles if r["message"] == 5)
+    text = transcript.text
+    new = piece(text, 0, user["end"]) + " Now!" + piece(text, user["end"], utf16_length(text))
+    roles = chat.carry_roles(transcript.roles, text, new, chat.special_tokens(TOKENIZER))
+    assert chat.following(MESSAGES, roles, new)[5]["content"] == "Naïve café: more? Now!"
