@@ -42,7 +42,7 @@ export interface Model {
   color_scale: ScaleMode;
   /** Show the residual stream after each attention as a row ("3.attn") under its layer. */
   sublayers: boolean;
-  /** [start, end) ranges of the text the model wrote, in UTF-16 units as token spans. */
+  /** [start, end, row]: text the model wrote, in UTF-16 units as token spans, from that row's prediction (num_layers: the output). */
   generated: number[][];
   /** Whether the kernel is generating now. */
   generating: boolean;

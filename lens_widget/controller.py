@@ -286,10 +286,11 @@ class WidgetController:
         except RuntimeError:
             loop = None
         self._cancel_timer()
-        if loop is None:
+        if loop is None and self._writing is None:
             self.refresh_snapshot()
-        else:
+        elif loop is not None:
             self._timer = loop.call_later(SNAPSHOT_DELAY, self.refresh_snapshot)
+        # else: a generation without a loop refreshes it once, when it ends (generate())
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -411,6 +412,7 @@ class WidgetController:
             return
         while self._writing is writing:
             self._generation_step(writing)
+        self.refresh_snapshot()
 
     def _on_generate(self, content: dict[str, Any]) -> None:
         count, row, model = content.get("max_new_tokens"), content.get("row"), content.get("model", "a")
@@ -439,11 +441,11 @@ class WidgetController:
         assert isinstance(session, LensSession)
         start = utf16_length(session.text)
 
-        def step() -> Update:
+        def step() -> None:
             token, added = writing.next(session)
-            return session.append_tokens([token], added, self.visible)
+            self.publish(session.append_tokens([token], added, self.visible), delta=True)  # as typing's
 
-        if not self._run("Could not generate the next token", step):
+        if not self._run("Could not generate the next token", step, publish=False):
             writing.ended = "error"
             self.stop_generation("error")
             self._recover()  # the session rolled back: the text written so far, analysed again

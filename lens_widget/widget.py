@@ -86,7 +86,7 @@ class LensWidget(anywidget.AnyWidget):
     sublayers = traitlets.Bool(False).tag(sync=True)
     """Show the residual stream after each attention as a row ("3.attn") under its layer."""
     generated = traitlets.List(traitlets.List(traitlets.Int())).tag(sync=True)
-    """[start, end) ranges of the text the model wrote (generate()), in UTF-16 units as token spans."""
+    """[start, end, row]: text the model wrote (generate()), UTF-16 units as token spans, from `row`'s prediction."""
     generating = traitlets.Bool(False).tag(sync=True)
     """Whether generate() is writing now (the view shows its stop button); only the kernel sets it."""
     messages = traitlets.List(traitlets.Dict()).tag(sync=True)
@@ -252,6 +252,31 @@ class LensWidget(anywidget.AnyWidget):
     def unpin(self, *labels: str) -> None:
         """Stop following these pinned items (all of them when none is named)."""
         self._controller.unpin(labels)
+
+    def generate(
+        self,
+        max_new_tokens: int = 20,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        stop: str | list[str] | None = None,
+        *,
+        layer: int | None = None,
+        model: str = "a",
+        seed: int | None = None,
+    ) -> None:
+        """Let the model continue the text, a token at a time, each an append through the incremental
+        path (a new column per token). Greedy at temperature 0, as model.generate(do_sample=False);
+        else sampled (top_p: the nucleus; seed: repeatable). Ends at max_new_tokens, the model's EOS, a
+        `stop` string, or max_tokens; typing, setting `text` or stop_generation() end it sooner. In a
+        notebook it runs on the kernel's event loop (the cell returns at once; `generating` says when it
+        ends); without one (a script) it returns when done. layer: follow that row's lens prediction
+        instead of the output (what the model would have said had it stopped there); model: "b" lets
+        model B write in A/B, A being read on its tokens."""
+        self._controller.generate(max_new_tokens, temperature, top_p, stop, layer, model, seed)
+
+    def stop_generation(self) -> None:
+        """End generate() now; what it wrote stays."""
+        self._controller.stop_generation("stopped")
 
     def attribution(self, layer: int, position: int, token: int | str | None = None, model: str = "a") -> Attribution:
         """What wrote one cell's logit for `token` (the cell's top-1 by default; an id or a token's text):

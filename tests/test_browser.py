@@ -202,6 +202,7 @@ def drive_jupyterlab(page: Any, url: str) -> None:
     )
     check_fixed_scale_and_pins(page)
     check_sublayers_and_attribution(page)
+    check_generation(page)
 
     rows = n_rows(page)
     page.locator(".lens-widget .lw-stride-input").first.fill("3")
@@ -432,6 +433,44 @@ def check_sublayers_and_attribution(page: Any) -> None:
     widget.locator(".lw-sublayers").click()
     page.wait_for_function(f"() => Number(document.querySelector('.lens-widget').dataset.rows) === {rows}")
     wait_until_idle(page)
+
+
+WATCH_COLUMNS = """() => {
+    const w = document.querySelector('.lens-widget');
+    window.seenColumns = [];
+    new MutationObserver(() => window.seenColumns.push(Number(w.dataset.nTokens)))
+        .observe(w, {attributes: true, attributeFilter: ['data-n-tokens']});
+}"""
+
+
+def check_generation(page: Any) -> None:
+    """The generate button writes token after token, each a new column as it comes; stop ends it, and
+    the kernel, the text boxes and the picture agree on what was written."""
+    widget = page.locator(".lens-widget").first
+    before = n_tokens(page)
+    page.evaluate(WATCH_COLUMNS)
+    widget.locator(".lw-generate-count").fill("400")
+    widget.locator(".lw-generate-go").click()
+    page.wait_for_function(f"() => window.seenColumns.filter((n) => n > {before}).length >= 6", timeout=30_000)
+    widget.locator(".lw-generate-stop").click()
+    page.wait_for_function("() => document.querySelector('.lens-widget .lw-generate').dataset.generating === 'false'")
+    wait_until_idle(page)
+    stopped = n_tokens(page)
+    page.wait_for_timeout(1000)
+    assert n_tokens(page) == stopped, "nothing is written after stop"
+    grew = sorted({n for n in page.evaluate("() => window.seenColumns") if n > before})
+    # The picture grows as the tokens come, not at the end (the kernel sends one update per token,
+    # tests/test_generate.py; a frame draws every update that arrived since the last one).
+    assert len(grew) >= 6, grew
+    assert stopped < before + 400, "stopped before it was done"
+    state = (
+        "print(widget.generating, len(widget.session.tokens.ids),"
+        " widget.generated[-1][1] == len(widget.text.encode('utf-16-le')) // 2)"
+    )
+    assert run_code(page, state).split() == ["False", str(stopped), "True"]
+    assert_boxes_show_the_kernels_text(page)
+    widget.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-generated.png"))
 
 
 def test_ab_diff_in_jupyterlab(browser: Any, ab_lab: str) -> None:

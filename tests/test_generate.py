@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from test_widget import answers, edit, message, recording_comm  # noqa: F401
+from test_widget import answers, edit, message, recording_comm, visible  # noqa: F401
 from tiny_models import tiny_model, tiny_tokenizer
 
 from lens_widget import LensSession, LensWidget
@@ -164,6 +164,7 @@ def run_steps(scenario: Any) -> Any:
 def test_on_the_event_loop_it_writes_a_token_per_callback_and_the_stop_message_ends_it() -> None:
     async def scenario() -> tuple[LensWidget, list[int], int]:
         w = LensWidget(model("gpt2", seed=1), TOKENIZER, text=PROMPT)
+        visible(w, 0, 400)  # a view: updates go to it as deltas, as typing's do
         n = len(w.session.tokens.ids)
         w.generate(max_new_tokens=200)
         assert w.generating and len(w.session.tokens.ids) == n, "generate() returns before the first token"
@@ -178,6 +179,11 @@ def test_on_the_event_loop_it_writes_a_token_per_callback_and_the_stop_message_e
 
     w, counts, stopped = run_steps(scenario)
     assert counts == sorted(counts) and counts[-1] > counts[0], counts
+    updates = [m["data"]["content"] for m in w.comm.sent if (m["data"] or {}).get("method") == "custom"]
+    headers = [u["payload"]["header"] for u in updates if u.get("type") == "update"]
+    columns = [h["n_tokens"] for h in headers]
+    assert columns == list(range(columns[0], stopped + 1)), "one update per token, each one column more"
+    assert {h["kind"] for h in headers} == {"columns"}, "each an append's delta, not a whole picture"
     assert len(w.session.tokens.ids) == stopped and not w.generating
     assert_same_grid(w.session, fresh_grid(w.session))
 
