@@ -146,6 +146,7 @@ class LensSession:
         name: str | None = None,
         keep_on: str = "auto",
         sublayers: bool = False,
+        add_special_tokens: bool = True,
     ) -> None:
         models = [unwrap(model)] if model_b is None else [unwrap(model), unwrap(model_b)]  # nnsight: its model
         if keep_on not in KEEP_ON:
@@ -168,6 +169,9 @@ class LensSession:
             adapters.append(ModelAdapter(m))
         check_same_vocabulary(adapters, display)
         self.tokenizer = tokenizer
+        self.add_special_tokens = bool(add_special_tokens)
+        """Whether the tokenizer adds its special tokens (a BOS) to the text: off for a chat template's
+        rendering, which has its own (a second BOS would change every prediction)."""
         self._input_vocab = min(
             check_vocabulary(tokenizer, m, a, whose(key, display, len(models)))
             for key, m, a in zip(MODELS, models, adapters, strict=False)
@@ -387,7 +391,7 @@ class LensSession:
         """
         if visible is not None:
             visible = _column_range(visible)
-        tokens = tokenize(self.tokenizer, text, self.max_tokens)
+        tokens = tokenize(self.tokenizer, text, self.max_tokens, self.add_special_tokens)
         self._check_ids(tokens.ids)
         return self._apply(text, tokens, visible)
 

@@ -73,9 +73,12 @@ def check_tokenizer(tokenizer: Any) -> None:
         )
 
 
-def tokenize(tokenizer: Any, text: str, max_tokens: int) -> Tokens:
+def tokenize(tokenizer: Any, text: str, max_tokens: int, add_special_tokens: bool = True) -> Tokens:
     """The first `max_tokens` tokens as the model would see the text (special tokens included), with
     spans, tokenizing only a prefix when that is enough (see the module's docstring).
+
+    add_special_tokens: the tokenizer's own (a BOS, say); off for a chat template's rendering, which
+    holds its own, as apply_chat_template tokenizes it.
 
     Lone surrogates (which a browser can send, and which Rust tokenizers refuse) are tokenized as
     U+FFFD; the text itself is untouched and spans still index it.
@@ -87,7 +90,7 @@ def tokenize(tokenizer: Any, text: str, max_tokens: int) -> Tokens:
     end = _cut(text, max(_MIN_PREFIX, _CHARS_PER_TOKEN * wanted))
     while True:
         prefix = without_lone_surrogates(text[:end])
-        encoded = tokenizer(prefix, return_offsets_mapping=True, add_special_tokens=True, verbose=False)
+        encoded = tokenizer(prefix, return_offsets_mapping=True, add_special_tokens=add_special_tokens, verbose=False)
         ids = list(encoded["input_ids"])
         if end == len(text) or len(ids) >= wanted:
             break

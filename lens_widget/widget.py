@@ -155,6 +155,7 @@ class LensWidget(anywidget.AnyWidget):
                 keep_on=keep_on,
                 chunk_bytes=chunk_bytes,
                 sublayers=sublayers,
+                add_special_tokens=transcript is None,  # a chat template's rendering holds its own BOS
             )
         tuned = {"a": lens if isinstance(lens, TunedLens) else None}
         if model_b is not None:
@@ -272,6 +273,8 @@ class LensWidget(anywidget.AnyWidget):
         ends); without one (a script) it returns when done. layer: follow that row's lens prediction
         instead of the output (what the model would have said had it stopped there); model: "b" lets
         model B write in A/B, A being read on its tokens."""
+        if self.messages:  # a conversation: what the model writes is the assistant's message
+            self.chat_sync.open_assistant_turn()
         self._controller.generate(max_new_tokens, temperature, top_p, stop, layer, model, seed)
 
     def stop_generation(self) -> None:

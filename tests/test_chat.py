@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from test_widget import edit, recording_comm  # noqa: F401
 from tiny_models import tiny_model, tiny_tokenizer
 
@@ -253,3 +254,36 @@ def test_typing_at_the_end_of_a_message_extends_it() -> None:
     new = piece(text, 0, user["end"]) + " Now!" + piece(text, user["end"], utf16_length(text))
     roles = chat.carry_roles(transcript.roles, text, new, chat.special_tokens(TOKENIZER))
     assert chat.following(MESSAGES, roles, new)[5]["content"] == "Naïve café: more? Now!"
+
+
+def test_generating_in_a_chat_writes_the_assistants_message_as_model_generate_would() -> None:
+    widget = LensWidget.chat(MODEL, TOKENIZER, MESSAGES)
+    ids = TOKENIZER.apply_chat_template(MESSAGES, add_generation_prompt=True)["input_ids"]
+    widget.generate(max_new_tokens=12)
+    mask = torch.ones(1, len(ids), dtype=torch.long)
+    out = MODEL.generate(torch.tensor([ids]), attention_mask=mask, max_new_tokens=12, do_sample=False)
+    expected = out[0, len(ids) :].tolist()
+    assert widget.session.tokens.ids[len(ids) :] == expected
+    written = TOKENIZER.decode(expected, clean_up_tokenization_spaces=False)
+    assert widget.messages == [*MESSAGES, {"role": "assistant", "content": written}]
+    assert widget.roles[-1]["role"] == "assistant" and widget.roles[-1]["end"] == utf16_length(widget.text)
+    # A conversation that ends with the assistant's closed message is opened first: the reply continues it.
+    closed = LensWidget.chat(MODEL, TOKENIZER, MESSAGES[:3], add_generation_prompt=False)
+    closed.generate(max_new_tokens=3)
+    assert closed.messages[-1]["content"].startswith(MESSAGES[2]["content"]) and len(closed.messages) == 3
+
+
+def test_a_chat_is_tokenized_as_apply_chat_template_does_with_no_second_bos() -> None:
+    from tokenizers import processors
+
+    tokenizer = chat_tokenizer()
+    tokenizer.add_special_tokens({"bos_token": "<s>"})
+    bos = tokenizer.convert_tokens_to_ids("<s>")
+    tokenizer._tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    tokenizer.chat_template = "{{ bos_token }}" + CHATML
+    model = tiny_model("llama", vocab_size=len(tokenizer), max_position_embeddings=256)
+    widget = LensWidget.chat(model, tokenizer, MESSAGES)
+    ids = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True)["input_ids"]
+    assert widget.session.tokens.ids == ids and ids.count(bos) == 1
+    plain = LensWidget(model, tokenizer, text="Paris")
+    assert plain.session.tokens.ids[0] == bos, "plain text still gets the tokenizer's BOS"
