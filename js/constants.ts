@@ -7,6 +7,8 @@ export type Rgb = [number, number, number];
 
 export const WIRE = constants.wire;
 export const VIEW_TRAITS: readonly string[] = constants.view_traits;
+/** What one generate request from a view may ask for, and what its count starts at. */
+export const GENERATION = constants.generation;
 export const RAMPS = constants.presentation.ramps as { sequential: Rgb[]; diverging: Rgb[] };
 export const PALETTES = constants.presentation.palettes;
 export const INK = constants.presentation.ink;

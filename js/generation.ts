@@ -2,11 +2,12 @@
 // each a new column), from its own output or from a chosen row's lens prediction, and stop it. The
 // kernel does the writing (controller.py); this only asks, and shows whether it is writing.
 
+import { GENERATION } from "./constants";
 import { Disposer } from "./disposer";
 import { element } from "./dom";
 
-export const DEFAULT_NEW_TOKENS = 20;
-export const MAX_NEW_TOKENS = 1000;
+export const DEFAULT_NEW_TOKENS = GENERATION.default_new_tokens;
+export const MAX_NEW_TOKENS = GENERATION.max_new_tokens;
 
 export interface GenerationHandlers {
   /** Write up to `count` tokens, following row `row`'s prediction (null: the model's own output). */

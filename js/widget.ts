@@ -239,6 +239,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const s = scene();
     const left = s ? caret.scrollTo(s, board.layout(s), board.scrollLeft) : null;
     if (s && left !== null) board.scrollTo(s, left);
+    if (s && s.count && model.get("generating") === true && !ui.selection.pinned) board.scrollToColumn(s, s.count - 1); // follow the writing
     const p = s ? picture(s, board.layout(s), board.scrollLeft, palette(dark), ui.selection.cell, ui.selection.pinned) : null;
     board.paint(p, s ? legendTitle(s) : "", doc.defaultView?.devicePixelRatio || 1);
     paintPanel(panel, s, ui.selection, store, s ? board.layout(s).width : 0, palette(dark), doc.defaultView?.devicePixelRatio || 1);

@@ -15,4 +15,5 @@ CONSTANTS: dict[str, Any] = json.loads(resources.files(__package__).joinpath("co
 WIRE: dict[str, Any] = CONSTANTS["wire"]
 PRESENTATION: dict[str, Any] = CONSTANTS["presentation"]
 VIEW_TRAITS: tuple[str, ...] = tuple(CONSTANTS["view_traits"])
+GENERATION: dict[str, int] = CONSTANTS["generation"]
 """The traits the view reads: js/widget.ts's `Model`, one to one."""

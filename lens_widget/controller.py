@@ -87,6 +87,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from .constants import GENERATION
 from .generate import CONTEXT_TOKENS, Generation, Sampling, eos_ids, stop_strings
 from .lenses import TunedLens
 from .payload import payload_of, to_message
@@ -113,8 +114,8 @@ MAX_VIEWS = 64
 """Views whose visible ranges are remembered."""
 MAX_FIELD = 100
 """Characters in a view's name, a pinned word or a search: longer ones are not from our view."""
-MAX_NEW_TOKENS = 1000
-"""Tokens one generate request from a view may ask for (its button asks for a few dozen)."""
+MAX_NEW_TOKENS = GENERATION["max_new_tokens"]
+"""Tokens one generate request from a view may ask for (constants.json, which the view reads too)."""
 MAX_PIN_ITEMS = 16
 """Words and ids pinned as one item from a view: the panel's input takes a few, never hundreds."""
 

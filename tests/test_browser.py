@@ -463,6 +463,8 @@ def check_generation(page: Any) -> None:
     # tests/test_generate.py; a frame draws every update that arrived since the last one).
     assert len(grew) >= 6, grew
     assert stopped < before + 400, "stopped before it was done"
+    scrolled = page.evaluate("() => document.querySelector('.lens-widget .lw-scroll').scrollLeft")
+    assert scrolled > 0, "the heatmap follows the writing"
     state = (
         "print(widget.generating, len(widget.session.tokens.ids),"
         " widget.generated[-1][1] == len(widget.text.encode('utf-16-le')) // 2)"
