@@ -122,6 +122,7 @@ function paintPanel(panel: Panel, s: Scene | null, selection: Selection, store: 
 
 /** What the generation bar offers: every lens row the picture has to write from, and A/B's writers. */
 function generationInput(s: Scene | null, generating: boolean, snapshotMode: boolean): GenerationInput {
+  generating &&= !snapshotMode; // a page saved while the kernel wrote has no kernel to stop
   if (!s) return { generating, rows: [], names: [], disabled: true };
   const rows = s.state.rows.map((row, i) => ({ row, label: s.state.rowLabels[i] ?? String(row) })).filter((r) => r.row !== s.state.header.num_layers);
   return { generating, rows, names: isAB(s.state) ? modelNames(s.state) : [], disabled: snapshotMode || s.state.nTokens === 0 };
