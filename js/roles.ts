@@ -19,24 +19,31 @@ export interface RoleRange {
 /** The role "template": the chat template's own text between the messages. */
 export const TEMPLATE = "template";
 
-/** For each of the first `n` token spans ([start, end) pairs), the index of the range that covers most
- * of it (the first of equals), or -1: no range, or an empty span (an added BOS). `ranges` are ordered
- * and disjoint; lens_widget/chat.py's token_roles is the same rule, which the tests hold to the
- * tokenizer's own assistant mask. */
-export function coveringRange(ranges: readonly { start: number; end: number }[], spans: ArrayLike<number>, n: number): Int32Array {
-  const out = new Int32Array(n).fill(-1);
+/** Calls `visit(column, range, overlap)` for each overlap of the first `n` token spans ([start, end)
+ * pairs) with the ordered, disjoint `ranges`, in one pass over both. */
+function eachOverlap(ranges: readonly { start: number; end: number }[], spans: ArrayLike<number>, n: number, visit: (column: number, range: number, overlap: number) => void): void {
   let first = 0;
   for (let c = 0; c < n; c++) {
     const start = spans[2 * c] ?? 0;
     const end = spans[2 * c + 1] ?? 0;
     while (first < ranges.length && (ranges[first] as { end: number }).end <= start) first++;
-    let most = 0;
     for (let k = first; k < ranges.length && (ranges[k] as { start: number }).start < end; k++) {
       const r = ranges[k] as { start: number; end: number };
-      const overlap = Math.min(end, r.end) - Math.max(start, r.start);
-      if (overlap > most) (most = overlap), (out[c] = k);
+      visit(c, k, Math.min(end, r.end) - Math.max(start, r.start));
     }
   }
+}
+
+/** For each of the first `n` token spans, the index of the range that covers most of it (the first of
+ * equals), or -1: no range, or an empty span (an added BOS). `ranges` are ordered and disjoint;
+ * lens_widget/chat.py's token_roles is the same rule, which the tests hold to the tokenizer's own
+ * assistant mask. */
+export function coveringRange(ranges: readonly { start: number; end: number }[], spans: ArrayLike<number>, n: number): Int32Array {
+  const out = new Int32Array(n).fill(-1);
+  const most = new Float64Array(n);
+  eachOverlap(ranges, spans, n, (c, k, overlap) => {
+    if (overlap > (most[c] as number)) (most[c] = overlap), (out[c] = k);
+  });
   return out;
 }
 
@@ -47,18 +54,12 @@ export function writtenColumns(generated: readonly (readonly number[])[], spans:
     .map(([start = 0, end = 0]) => ({ start, end }))
     .filter((r) => r.end > r.start)
     .sort((a, b) => a.start - b.start);
+  const covered = new Float64Array(n);
+  eachOverlap(ranges, spans, n, (c, _, overlap) => void (covered[c] = (covered[c] as number) + Math.max(0, overlap)));
   const out = new Uint8Array(n);
-  let first = 0;
   for (let c = 0; c < n; c++) {
-    const start = spans[2 * c] ?? 0;
-    const end = spans[2 * c + 1] ?? 0;
-    while (first < ranges.length && (ranges[first] as { end: number }).end <= start) first++;
-    let covered = 0;
-    for (let k = first; k < ranges.length && (ranges[k] as { start: number }).start < end; k++) {
-      const r = ranges[k] as { start: number; end: number };
-      covered += Math.max(0, Math.min(end, r.end) - Math.max(start, r.start));
-    }
-    out[c] = end > start && 2 * covered >= end - start ? 1 : 0;
+    const width = (spans[2 * c + 1] ?? 0) - (spans[2 * c] ?? 0);
+    out[c] = width > 0 && 2 * (covered[c] as number) >= width ? 1 : 0;
   }
   return out;
 }
