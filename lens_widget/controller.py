@@ -391,14 +391,13 @@ class WidgetController:
         self.whole()  # the text analysed, its last column's hidden states kept
         session.next_logits(model, row)  # refuses a bad row, or no text, before anything changes
         self.stop_generation("stopped")
-        track_model = session._track(model).adapter.model
         writing = Generation(
             sampling,
             stops,
             max_new_tokens,
             model,
             row,
-            eos_ids(track_model, session.tokenizer),
+            eos_ids(session.model_of(model), session.tokenizer),
             session.tokenizer,
             list(session.tokens.ids[-CONTEXT_TOKENS:]),
         )

@@ -247,6 +247,10 @@ class LensSession:
         """Model A's lens (`lens_of` for either model)."""
         return self._tracks[0].lens
 
+    def model_of(self, model: str = "a") -> nn.Module:
+        """The transformers model behind `model` ("a" or "b")."""
+        return self._track(model).adapter.model
+
     def lens_of(self, model: str = "a") -> Lens:
         """The lens `model` ("a" or "b") is read through."""
         return self._track(model).lens
