@@ -6,11 +6,18 @@ import { grid, scene, state } from "./testing";
 const role = (r: string, start: number, end: number, special = false): RoleRange => ({ role: r, start, end, special, message: r === "template" ? null : 0 });
 
 describe("coveringRange", () => {
-  it("gives each token the range covering most of it, the first of equals, and -1 to empty spans or none", () => {
+  it("gives each token the range covering most of it, the first of equals, and -1 to none", () => {
     const ranges = [role("template", 0, 4, true), role("user", 4, 10), role("template", 10, 12), role("assistant", 12, 12)];
-    // tokens: [0,4) special; [4,7) user; [3,9) mostly user; [9,11) a tie → user; [0,0) BOS; [12,15) past every range
-    const spans = Uint32Array.from([0, 4, 4, 7, 3, 9, 9, 11, 0, 0, 12, 15]);
-    expect(Array.from(coveringRange(ranges, spans, 6))).toEqual([0, 1, 1, 1, -1, -1]);
+    // tokens: [0,4) special; [4,7) user; [3,9) mostly user; [9,11) a tie → user; [12,15) past every range
+    const spans = Uint32Array.from([0, 4, 4, 7, 3, 9, 9, 11, 12, 15]);
+    expect(Array.from(coveringRange(ranges, spans, 5))).toEqual([0, 1, 1, 1, -1]);
+  });
+
+  it("gives a token with no text of its own the range it stands in", () => {
+    const ranges = [role("template", 0, 4), role("assistant", 4, 9)];
+    // [0,0) an added BOS; [4,4) half a character the model wrote first; [6,6) inside; [9,9) at the text's end
+    expect(Array.from(coveringRange(ranges, Uint32Array.from([0, 0, 4, 4, 6, 6, 9, 9]), 4))).toEqual([0, 1, 1, 1]);
+    expect(Array.from(coveringRange([role("user", 0, 4), role("template", 4, 6)], Uint32Array.from([4, 4, 7, 7]), 2))).toEqual([1, -1]);
   });
 
   it("reads only the first n spans (the state's columns)", () => {
@@ -23,6 +30,11 @@ describe("writtenColumns", () => {
     const generated = [[10, 14, 3], [4, 6, 3]];
     const spans = Uint32Array.from([0, 4, 4, 6, 6, 10, 9, 11, 12, 20, 0, 0]);
     expect(Array.from(writtenColumns(generated, spans, 6))).toEqual([0, 1, 0, 1, 0, 0]);
+  });
+
+  it("marks a token with no text of its own (half a character) that stands in what the model wrote", () => {
+    const spans = Uint32Array.from([5, 5, 14, 14, 15, 15, 2, 2]);
+    expect(Array.from(writtenColumns([[4, 6, 3], [10, 14, 3]], spans, 4))).toEqual([1, 1, 0, 0]);
   });
 });
 

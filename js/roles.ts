@@ -35,15 +35,24 @@ function eachOverlap(ranges: readonly { start: number; end: number }[], spans: A
 }
 
 /** For each of the first `n` token spans, the index of the range that covers most of it (the first of
- * equals), or -1: no range, or an empty span (an added BOS). `ranges` are ordered and disjoint;
- * lens_widget/chat.py's token_roles is the same rule, which the tests hold to the tokenizer's own
- * assistant mask. */
+ * equals), or -1: no range. A token with no text of its own (an added BOS, the first half of a
+ * character the model wrote) takes the range it stands in: the last that starts at or before it, if it
+ * has not ended there (or ends the text). `ranges` are ordered and disjoint; lens_widget/chat.py's
+ * token_roles is the same rule, which the tests hold to the tokenizer's own assistant mask. */
 export function coveringRange(ranges: readonly { start: number; end: number }[], spans: ArrayLike<number>, n: number): Int32Array {
   const out = new Int32Array(n).fill(-1);
   const most = new Float64Array(n);
   eachOverlap(ranges, spans, n, (c, k, overlap) => {
     if (overlap > (most[c] as number)) (most[c] = overlap), (out[c] = k);
   });
+  for (let c = 0; c < n; c++) {
+    const at = spans[2 * c] ?? 0;
+    if ((spans[2 * c + 1] ?? 0) !== at) continue;
+    let i = -1;
+    while (i + 1 < ranges.length && (ranges[i + 1] as { start: number }).start <= at) i++;
+    const r = ranges[i];
+    out[c] = r && (at < r.end || (at === r.end && i === ranges.length - 1)) ? i : -1;
+  }
   return out;
 }
 
@@ -58,8 +67,11 @@ export function writtenColumns(generated: readonly (readonly number[])[], spans:
   eachOverlap(ranges, spans, n, (c, _, overlap) => void (covered[c] = (covered[c] as number) + Math.max(0, overlap)));
   const out = new Uint8Array(n);
   for (let c = 0; c < n; c++) {
-    const width = (spans[2 * c + 1] ?? 0) - (spans[2 * c] ?? 0);
-    out[c] = width > 0 && 2 * (covered[c] as number) >= width ? 1 : 0;
+    const at = spans[2 * c] ?? 0;
+    const width = (spans[2 * c + 1] ?? 0) - at;
+    // A token with no text of its own (half a character) is written when it stands in what was written.
+    const inside = width === 0 && ranges.some((r) => r.start <= at && at <= r.end);
+    out[c] = inside || (width > 0 && 2 * (covered[c] as number) >= width) ? 1 : 0;
   }
   return out;
 }

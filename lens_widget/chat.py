@@ -27,6 +27,7 @@ so text appended to the end of the rendering falls in that message's range when 
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -182,11 +183,18 @@ def following(messages: list[dict[str, Any]], roles: list[dict[str, Any]], text:
 
 def token_roles(roles: Sequence[dict[str, Any]], spans: np.ndarray) -> list[int]:
     """For each token span [start, end) (UTF-16 units), the index of the role range that covers most
-    of it (the first of equals), or -1 (no range, or an empty span such as an added BOS). js/roles.ts
-    draws the band by the same rule."""
+    of it (the first of equals), or -1 (no range). A token with no text of its own (an added BOS, the
+    first half of a character the model wrote) takes the range it stands in: the last that starts at or
+    before it, if it has not ended there (or ends the text). js/roles.ts draws the band by the same rule."""
     out: list[int] = []
     first = 0
+    starts = [r["start"] for r in roles]
     for start, end in np.asarray(spans, dtype=np.int64).reshape(-1, 2).tolist():
+        if end == start:
+            i = bisect.bisect_right(starts, start) - 1
+            inside = i >= 0 and (start < roles[i]["end"] or (start == roles[i]["end"] and i == len(roles) - 1))
+            out.append(i if inside else -1)
+            continue
         while first < len(roles) and roles[first]["end"] <= start:
             first += 1
         best, most = -1, 0

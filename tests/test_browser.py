@@ -797,3 +797,64 @@ def test_a_notebook_saved_in_jupyterlab_reopens_on_its_last_picture(browser: Any
             assert int(follow.locator(".lw-panel").get_attribute("data-lines") or 0) == 1
 
         screenshot_on_failure(page, "reopen", reopen)
+
+
+CHAT_NOTEBOOK_SOURCE = [
+    "import sys\n",
+    f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n",
+    "from test_chat import MESSAGES, chat_tokenizer\n",
+    "from tiny_models import tiny_model\n",
+    "from lens_widget import LensWidget\n",
+    "tokenizer = chat_tokenizer()\n",
+    "model = tiny_model('llama', vocab_size=len(tokenizer), max_position_embeddings=512)\n",
+    "widget = LensWidget.chat(model, tokenizer, MESSAGES)\n",
+    "widget",
+]
+
+
+@pytest.fixture(scope="module")
+def chat_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("chat")
+    notebook = {**REMOTE_NOTEBOOK, "cells": [{**REMOTE_NOTEBOOK["cells"][0], "source": CHAT_NOTEBOOK_SOURCE}]}
+    (root / "chat.ipynb").write_text(json.dumps(notebook))
+    with jupyter_server(root, "chat.ipynb", "lab") as url:
+        yield url
+
+
+def test_a_chat_in_jupyterlab(browser: Any, chat_lab: str) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    screenshot_on_failure(page, "chat", lambda: drive_chat(page, chat_lab))
+
+
+def drive_chat(page: Any, url: str) -> None:
+    """A conversation drawn with its roles band; generate writes the assistant's reply, which joins the
+    messages in Python; typing in a user's message edits that message."""
+    run_all_until_drawn(page, url)
+    widget = page.locator(".lens-widget").first
+    assert run_code(page, "print(len(widget.messages), widget.roles[-1]['role'])").split() == ["6", "assistant"]
+    before = n_tokens(page)
+    widget.locator(".lw-generate-count").fill("8")
+    widget.locator(".lw-generate-go").click()
+    page.wait_for_function(f"() => Number(document.querySelector('.lens-widget').dataset.nTokens) === {before + 8}")
+    page.wait_for_function("() => document.querySelector('.lens-widget .lw-generate').dataset.generating === 'false'")
+    wait_until_idle(page)
+    reply = run_code(page, "print(widget.messages[-1]['role'], len(widget.messages), widget.generated[-1][1])").split()
+    assert reply[:2] == ["assistant", "7"], reply
+    assert_boxes_show_the_kernels_text(page)
+    widget.scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat.png"))
+    # Typing at the end of the system message ("Be brief.") edits that message.
+    box = widget.locator("textarea")
+    box.click()
+    text = box.input_value()
+    assert "<|im_start|>system" in text
+    at = text.index("Be brief.") + len("Be brief.")
+    page.evaluate("(at) => document.querySelector('.lens-widget textarea').setSelectionRange(at, at)", at)
+    page.keyboard.type(" Really", delay=30)
+    page.wait_for_function(
+        "() => document.querySelector('.lens-widget textarea').value.includes('Be brief. Really')", timeout=10_000
+    )
+    wait_until_idle(page)
+    page.wait_for_timeout(500)
+    assert run_code(page, "print(widget.messages[0]['content'])").strip() == "Be brief. Really"

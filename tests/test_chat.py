@@ -287,3 +287,13 @@ def test_a_chat_is_tokenized_as_apply_chat_template_does_with_no_second_bos() ->
     assert widget.session.tokens.ids == ids and ids.count(bos) == 1
     plain = LensWidget(model, tokenizer, text="Paris")
     assert plain.session.tokens.ids[0] == bos, "plain text still gets the tokenizer's BOS"
+
+
+def test_a_token_with_no_text_of_its_own_takes_the_range_it_stands_in() -> None:
+    """An added BOS, or the first half of a character the model wrote (its span is empty): the role of
+    the range it stands in, as js/roles.ts draws it."""
+    roles = [chat._role("template", 0, 4, False, None), chat._role("assistant", 4, 9, False, 1)]
+    spans = np.array([[0, 0], [4, 4], [6, 6], [9, 9], [0, 4], [5, 9]])
+    assert chat.token_roles(roles, spans) == [0, 1, 1, 1, 0, 1]
+    closed = [chat._role("user", 0, 4, False, 0), chat._role("template", 4, 6, False, None)]
+    assert chat.token_roles(closed, np.array([[4, 4], [7, 7]])) == [1, -1]
