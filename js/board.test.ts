@@ -17,6 +17,21 @@ describe("Board", () => {
     parent.remove();
   });
 
+  it("widens the spacer before scrolling to a column it does not hold yet (one just typed or written)", () => {
+    const parent = document.createElement("div");
+    const board = new Board(document, parent, () => {});
+    Object.defineProperty(board.scroller, "clientWidth", { configurable: true, get: () => 200 });
+    board.measure();
+    Object.defineProperty(board.scroller, "scrollLeft", { value: 0, writable: true });
+    const s = scene(state(grid(0)), { mode: "a" });
+    const spacer = parent.querySelector(".lw-spacer") as HTMLElement;
+    expect(spacer.style.width).toBe("");
+    expect(board.scrollToColumn(s, s.count - 1)).toBe(true);
+    const layout = board.layout(s);
+    expect(spacer.style.width).toBe(`${layout.labelWidth + layout.cols * layout.cellWidth}px`);
+    board.dispose();
+  });
+
   it("keeps drawing at the last width it knew while the host reports none", () => {
     const parent = document.createElement("div");
     const board = new Board(document, parent, () => {});

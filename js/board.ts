@@ -55,7 +55,7 @@ export class Board {
   scrollToColumn(s: Scene, col: number): boolean {
     const left = scrollToShow(this.layout(s), col, this.scrollLeft);
     if (Math.abs(left - this.scrollLeft) < 0.5) return false;
-    this.scroller.scrollLeft = left;
+    this.scrollTo(s, left); // the spacer first: a column just added is not in it until the paint
     return true;
   }
 

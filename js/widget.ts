@@ -149,7 +149,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   const { store, release } = holdStore(model);
   const viewId = newId();
   const d = new Disposer();
-  const ui = { selection: NOTHING as Selection, mode: (model.get("mode") ?? "a") as Mode, downloadError: "", keysScrolled: false };
+  const ui = { selection: NOTHING as Selection, mode: (model.get("mode") ?? "a") as Mode, downloadError: "", keysScrolled: false, followWriting: false };
   const root = element(doc, "div", "lens-widget", host);
   const toolbar = new Toolbar(doc, root, {
     mode: (mode) => ((ui.mode = mode), refresh(), select(ui.selection)), // the view's own: no kernel message
@@ -240,7 +240,8 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const s = scene();
     const left = s ? caret.scrollTo(s, board.layout(s), board.scrollLeft) : null;
     if (s && left !== null) board.scrollTo(s, left);
-    if (s && s.count && model.get("generating") === true && !ui.selection.pinned) board.scrollToColumn(s, s.count - 1); // follow the writing
+    if (s && s.count && ui.followWriting && !ui.selection.pinned) board.scrollToColumn(s, s.count - 1); // the writing, to its last column
+    ui.followWriting &&= model.get("generating") === true;
     const p = s ? picture(s, board.layout(s), board.scrollLeft, palette(dark), ui.selection.cell, ui.selection.pinned) : null;
     board.paint(p, s ? legendTitle(s) : "", doc.defaultView?.devicePixelRatio || 1);
     paintPanel(panel, s, ui.selection, store, s ? board.layout(s).width : 0, palette(dark), doc.defaultView?.devicePixelRatio || 1);
@@ -299,6 +300,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     }),
   );
   d.on(model, "change:text", adoptKernelText);
+  d.on(model, "change:generating", () => void (ui.followWriting ||= model.get("generating") === true)); // however soon it ends
   d.on(model, "change:mode", () => ((ui.mode = model.get("mode") ?? ui.mode), refresh(), select(ui.selection)));
   for (const name of ["error", "remote_status", "lens", "lens_options", "statistic", "diff_statistic", "layer_stride", "token_range", "color_scale", "pins", "sublayers", "generating", "roles", "generated"]) {
     d.on(model, `change:${name}`, () => (refresh(), select(ui.selection)));

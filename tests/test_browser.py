@@ -840,6 +840,8 @@ def drive_chat(page: Any, url: str) -> None:
     wait_until_idle(page)
     reply = run_code(page, "print(widget.messages[-1]['role'], len(widget.messages), widget.generated[-1][1])").split()
     assert reply[:2] == ["assistant", "7"], reply
+    at_end = "(s) => s.scrollLeft + s.clientWidth >= s.scrollWidth - 2"
+    assert widget.locator(".lw-scroll").evaluate(at_end), "the heatmap followed the reply to its last column"
     assert_boxes_show_the_kernels_text(page)
     widget.scroll_into_view_if_needed()
     ARTIFACTS.mkdir(exist_ok=True)
