@@ -615,7 +615,9 @@ def render_png(
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError(
-            'render_png needs matplotlib: `pip install "lens-widget[export]"` (or `pip install matplotlib`)'
+            # lens-widget is not on PyPI, so "lens-widget[export]" names nothing pip can fetch.
+            "render_png needs matplotlib: `pip install matplotlib` "
+            '(or, in a clone of lens-widget, `pip install ".[export]"`)'
         ) from exc
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
