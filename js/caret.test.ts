@@ -21,6 +21,14 @@ describe("CaretFollower", () => {
     expect(caret.scrollTo(s, layout, 0)).toBeNull(); // no move since
   });
 
+  it("keeps the move while the picture is older than the typing, and follows it again once caught up", () => {
+    const caret = new CaretFollower();
+    caret.typed(8); // Enter at the end: its new column comes with the kernel's answer
+    expect(caret.scrollTo(spanned(), layout, 0, false)).toBe(2 * 58); // the last column there is now
+    expect(caret.scrollTo(spanned(), layout, 0, true)).toBe(2 * 58); // the answer came: followed again
+    expect(caret.scrollTo(spanned(), layout, 0, true)).toBeNull(); // and only once
+  });
+
   it("stops following once the user scrolls the column away, and follows again when the cursor moves", () => {
     const caret = new CaretFollower();
     const s = spanned();

@@ -33,10 +33,12 @@ export class CaretFollower {
     return this.caret === null ? null : caretColumn(s.state.tokenSpans, s.state.nTokens, this.caret);
   }
 
-  /** Where to scroll so that the cursor's column shows (once per move), or null to stay. */
-  scrollTo(s: Scene, layout: Layout, scrollLeft: number): number | null {
+  /** Where to scroll so that the cursor's column shows (once per move), or null to stay. While the
+   * picture is older than the typing (`caughtUp` false: the kernel has not answered the edit yet), the
+   * move stays to be followed again once it is: Enter's new column comes with the kernel's answer. */
+  scrollTo(s: Scene, layout: Layout, scrollLeft: number, caughtUp = true): number | null {
     if (!this.moved) return null;
-    this.moved = false;
+    this.moved = !caughtUp;
     const col = this.following ? this.column(s) : null;
     if (col === null || col < s.first || col >= s.first + s.count) return null;
     const next = scrollToShow(layout, col - s.first, scrollLeft);

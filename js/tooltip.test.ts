@@ -69,6 +69,12 @@ describe("pinning from the tooltip", () => {
     expect(box.el.classList.contains("lw-tip-pinned")).toBe(true);
     (box.el.querySelectorAll<HTMLElement>(".lw-tip-row .lw-tip-token")[2] as HTMLElement).click();
     expect(pinned).toEqual([102]);
+    // Shown again unchanged (every redraw does): the same rows, so a click across a redraw still lands.
+    const row = box.el.querySelector(".lw-tip-row");
+    box.show({ ...withIds, pinned: true }, cell);
+    expect(box.el.querySelector(".lw-tip-row")).toBe(row);
+    box.show({ ...withIds, pinned: true, top: withIds.top.slice(1) }, cell);
+    expect(box.el.querySelector(".lw-tip-row")).not.toBe(row); // something new: rebuilt
     box.dispose();
     (box.el.querySelector(".lw-tip-row") as HTMLElement).click();
     expect(pinned).toEqual([102]); // no listener once disposed

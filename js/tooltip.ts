@@ -118,6 +118,7 @@ function topList(doc: Document, top: TopToken[], pinnable: boolean): HTMLDivElem
 export class TooltipBox {
   readonly el: HTMLDivElement;
   private readonly disposer = new Disposer();
+  private shown = "";
 
   constructor(
     doc: Document,
@@ -134,7 +135,11 @@ export class TooltipBox {
   }
 
   show(info: TooltipInfo, cell: Box): void {
-    fillTooltip(this.el, info);
+    // Rebuilt only when it says something new: every redraw (a panel's answer, a frame) shows it
+    // again, and a row replaced between a click's press and release would lose the click.
+    const key = JSON.stringify(info);
+    if (key !== this.shown || this.el.hidden) fillTooltip(this.el, info);
+    this.shown = key;
     this.el.classList.toggle("lw-tip-pinned", info.pinned);
     this.el.hidden = false;
     const tip = { width: this.el.offsetWidth || 300, height: this.el.offsetHeight || 260 };

@@ -238,7 +238,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     root.classList.toggle("lw-dark", dark);
     board.measure();
     const s = scene();
-    const left = s ? caret.scrollTo(s, board.layout(s), board.scrollLeft) : null;
+    const left = s ? caret.scrollTo(s, board.layout(s), board.scrollLeft, !sync.pending) : null;
     if (s && left !== null) board.scrollTo(s, left);
     if (s && s.count && ui.followWriting && !ui.selection.pinned) board.scrollToColumn(s, s.count - 1); // the writing, to its last column
     ui.followWriting &&= model.get("generating") === true;

@@ -219,6 +219,15 @@ def drive_jupyterlab(page: Any, url: str) -> None:
     assert canvas == scroller and legend == scroller, f"heatmap {canvas} px, legend {legend} px, widget {scroller} px"
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-dark.png"))
 
+    # Enter at the end: the heatmap scrolls to the new ↵ column, which comes with the kernel's answer.
+    before = n_tokens(page)
+    type_at_end(page, "\n")
+    page.wait_for_function(f"() => Number(document.querySelector('.lens-widget').dataset.nTokens) > {before}")
+    wait_until_idle(page)
+    page.wait_for_timeout(300)
+    at_end = "(s) => s.scrollLeft + s.clientWidth >= s.scrollWidth - 2"
+    assert page.locator(".lens-widget .lw-scroll").first.evaluate(at_end), "the new last column is in view"
+
 
 def test_widget_in_notebook7(browser: Any, notebook7: str) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -334,7 +343,8 @@ def check_fixed_scale_and_pins(page: Any) -> None:
     page.mouse.click(box["x"] + 110, box["y"] + 8)  # the clicked cell's tooltip stays, and is clickable
     page.wait_for_selector(".lens-widget .lw-tooltip.lw-tip-pinned .lw-tip-row[data-id]", timeout=10_000)
     widget.locator(".lw-tooltip .lw-tip-row[data-id]").nth(1).click()
-    page.wait_for_selector(".lens-widget .lw-stat[data-statistic^='pin:']", timeout=30_000)
+    # This widget's own p(item) button (the quick start's `follow` widget has one of its own).
+    widget.locator(".lw-stat[data-statistic^='pin:']").first.wait_for(timeout=30_000)
     label = run_code(page, "print(widget.pins[0]['label'])").strip()
     assert label and not run_code(page, "print(repr(widget.error))").strip().strip("'")
     page.keyboard.press("Escape")
