@@ -430,14 +430,45 @@ describe("render", () => {
     host.addEventListener("keydown", (e) => seen.push(e.key));
     grid.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true }));
     grid.dispatchEvent(new KeyboardEvent("keydown", { key: "a", bubbles: true }));
-    expect(seen).toEqual(["a"]);
+    expect(seen).toEqual([]);
     await frame();
     expect(root.dataset.selected).toBe("0,0");
     const box = root.querySelector("textarea") as HTMLTextAreaElement;
     box.dispatchEvent(new KeyboardEvent("keydown", { key: "Delete", bubbles: true }));
     box.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowUp", bubbles: true }));
     box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", shiftKey: true, bubbles: true }));
-    expect(seen).toEqual(["a", "Enter"]); // only Shift+Enter (run the cell) reaches the host
+    expect(seen).toEqual(["Enter"]); // only Shift+Enter (run the cell) reaches the host
+  });
+
+  it("keeps the keys VS Code's notebook bindings would act on from the document, not a cell's run", async () => {
+    // VS Code hands every keydown that reaches the webview's window to its keybindings: a listener on
+    // the document stands for them here.
+    const { root } = mount();
+    await frame();
+    const seen: string[] = [];
+    const notebook = (e: KeyboardEvent): void => void seen.push(`${e.shiftKey ? "Shift+" : ""}${e.ctrlKey ? "Ctrl+" : ""}${e.metaKey ? "Cmd+" : ""}${e.key}`);
+    document.addEventListener("keydown", notebook);
+    try {
+      const grid = root.querySelector(".lw-scroll") as HTMLElement;
+      grid.focus();
+      const press = (target: HTMLElement, key: string, mods: KeyboardEventInit = {}): boolean =>
+        target.dispatchEvent(new KeyboardEvent("keydown", { key, bubbles: true, cancelable: true, ...mods }));
+      // Delete deletes the cell; with the Jupyter keymap j, k move and d d deletes; a, b add cells.
+      for (const key of ["Delete", "Backspace", "j", "k", "d", "d", "a", "b", "J", "1", " ", "Enter", "Escape", "w", "ArrowDown"]) press(grid, key);
+      await frame();
+      expect(root.dataset.selected).toBe("0,0"); // the heatmap still answered its own keys
+      const tooltip = root.querySelector(".lw-tooltip") as HTMLElement;
+      for (const key of ["d", "Delete"]) press(tooltip, key); // any part of the widget, not only the heatmap
+      expect(seen).toEqual([]);
+      press(grid, "Enter", { shiftKey: true });
+      press(grid, "Enter", { ctrlKey: true });
+      press(grid, "Enter", { metaKey: true });
+      press(grid, "s", { ctrlKey: true }); // the host's own shortcuts (save) still work
+      press(root.querySelector("textarea") as HTMLElement, "Enter", { shiftKey: true });
+      expect(seen).toEqual(["Shift+Enter", "Ctrl+Enter", "Cmd+Enter", "Ctrl+s", "Shift+Enter"]);
+    } finally {
+      document.removeEventListener("keydown", notebook);
+    }
   });
 
   it("keeps its width when the host briefly reports none (a theme switch)", async () => {

@@ -65,13 +65,32 @@ function commit(model: AnyModel<Model>, name: "statistic" | "diff_statistic" | "
   }
 }
 
-/** Typing in the text box, the slider or the selector is the widget's, not the notebook's: VS Code
- * would otherwise run its own commands on it (Delete removes the cell, arrows move between cells).
- * Modifier+Enter still reaches the host, so a cell can be run from the text box. */
-function keepControlKeys(event: KeyboardEvent): void {
-  const control = (event.target as HTMLElement | null)?.closest("textarea, input, select, button");
-  const runsCell = event.key === "Enter" && (event.shiftKey || event.ctrlKey || event.metaKey);
-  if (control && !runsCell) event.stopPropagation();
+/** Keys the heatmap answers (selection.ts's afterKey), and the ones that edit or delete. */
+const WIDGET_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Enter", "Escape", "Delete", "Backspace"]);
+
+/** Whether a keydown inside the widget is the widget's, not the notebook's. VS Code hands every
+ * keydown that reaches the webview's window to its keybindings (Delete deletes the cell; with the
+ * Jupyter keymap j and k move between cells and d d deletes one), and only stopPropagation keeps a key
+ * from it. In the text box, a slider or a selector every key is the control's. Elsewhere (the heatmap,
+ * which has focus after a click) its own keys, Delete, Backspace and plain printable keys (letters,
+ * digits, space) are kept too, even where the widget does nothing with them: a stray one must not act
+ * on the notebook. Modifier+Enter always reaches the host, so a cell still runs from inside the widget,
+ * and so do the host's Ctrl/Cmd/Alt shortcuts outside the controls (save, copy, the command palette). */
+export function keptFromHost(event: KeyboardEvent): boolean {
+  if (runsCell(event)) return false;
+  if ((event.target as HTMLElement | null)?.closest?.("textarea, input, select, button")) return true;
+  if (WIDGET_KEYS.has(event.key)) return true;
+  const printable = [...event.key].length === 1; // key names (Tab, F5, Shift) are longer
+  return printable && !event.ctrlKey && !event.metaKey && !event.altKey;
+}
+
+/** Shift/Ctrl/Cmd+Enter: the host's "run the cell", never the widget's (plain Enter pins a cell). */
+function runsCell(event: KeyboardEvent): boolean {
+  return event.key === "Enter" && (event.shiftKey || event.ctrlKey || event.metaKey);
+}
+
+function keepWidgetKeys(event: KeyboardEvent): void {
+  if (keptFromHost(event)) event.stopPropagation();
 }
 
 /** Offer the picture, with the trajectory panel under it, as a PNG download; the message to show
@@ -275,6 +294,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   });
   d.listen(board.scroller, "keydown", (event) => {
     const s = scene();
+    if (runsCell(event)) return;
     if (event.key === "w" || event.key === "W") return void (event.stopPropagation(), explain(ui.selection.cell));
     const next = s ? afterKey(ui.selection, event.key, rowIndices(s).length, s.count) : null;
     if (!s || !next) return;
@@ -283,7 +303,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     if (next.cell && board.scrollToColumn(s, next.cell.col)) ui.keysScrolled = true; // its scroll event comes later
     select(next);
   });
-  d.listen(root, "keydown", keepControlKeys);
+  d.listen(root, "keydown", keepWidgetKeys);
   const onEscape = (event: KeyboardEvent): void => void (event.key === "Escape" && ui.selection.pinned && select(NOTHING));
   doc.addEventListener("keydown", onEscape);
   d.add(() => doc.removeEventListener("keydown", onEscape));

@@ -374,8 +374,8 @@ def check_fixed_scale_and_pins(page: Any) -> None:
         f"() => Number(document.querySelector('.lens-widget').dataset.nTokens) > {before}", timeout=30_000
     )
     assert (widget.get_attribute("data-statistic") or "").startswith("pin:"), "the pinned statistic stays"
+    assert_boxes_show_the_kernels_text(page)  # the typing done: its last column is the one to follow
     page.wait_for_function(follows, arg=n_tokens(page) - 1, timeout=15_000)  # the panel follows the typing
-    assert_boxes_show_the_kernels_text(page)
     page.locator(".lens-widget [data-statistic='entropy']").first.click()
 
 
