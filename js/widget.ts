@@ -183,7 +183,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     sublayers: (on) => (commit(model, "sublayers", on), refresh(), select(NOTHING)),
     png: () => ((ui.downloadError = downloadPng(doc, scene(), isDark(root), panel)), refresh()),
   });
-  const textarea = Object.assign(element(doc, "textarea", "lw-text", root), { spellcheck: false, rows: 2, placeholder: PLACEHOLDER, value: model.get("text") });
+  const textarea = Object.assign(element(doc, "textarea", "lw-text", root), { spellcheck: false, rows: 3, placeholder: PLACEHOLDER, value: model.get("text") });
   const generation = new GenerationBar(doc, root, {
     generate: (count, row, writer) => store.send({ type: "generate", view: viewId, max_new_tokens: count, row, model: writer }),
     stop: () => store.send({ type: "stop_generation", view: viewId }),

@@ -261,6 +261,14 @@ def drive_notebook7(page: Any, url: str) -> None:
     page.screenshot(path=str(ARTIFACTS / "notebook7.png"))
 
 
+TEXT_BOX_LINES = """() => {
+  const box = document.querySelector('.lens-widget textarea');
+  return box.clientHeight / parseFloat(getComputedStyle(box).lineHeight);
+}"""
+"""How many lines of text the text box's visible area (its padding box, where a line shows) holds: a
+whole number, or a line is cut."""
+
+
 def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
     """What VS Code and Colab give a widget: an ES module and a model object, nothing from Jupyter."""
     from tiny_models import random_neox
@@ -289,6 +297,8 @@ def test_bare_host_page_with_a_fake_model(browser: Any, tmp_path: Path) -> None:
         page.wait_for_selector(".lens-widget .lw-tooltip:not([hidden])")
         assert page.locator(".lw-tip-row").count() == 10
         assert page.locator(".lens-widget b").count() == 0, "model strings never become HTML"
+        lines = page.evaluate(TEXT_BOX_LINES)
+        assert lines >= 3 and abs(lines - round(lines)) < 0.05, f"the text box shows {lines:.2f} lines"
         page.locator(".lens-widget textarea").click()
         page.keyboard.press("Control+End")
         page.keyboard.type("!", delay=20)
@@ -506,6 +516,9 @@ def drive_ab(page: Any, url: str) -> None:
     assert widget.locator(".lw-tooltip .lw-tip-column").count() == 2
     assert widget.locator(".lw-tooltip .lw-tip-row").count() == 20, "both models' top-10, side by side"
     assert "JS(A, B)" in (widget.locator(".lw-tooltip").text_content() or "")
+    bars = "(t) => [...t.querySelectorAll('.lw-tip-bar')].map((b) => b.getBoundingClientRect().width)"
+    widths = widget.locator(".lw-tooltip").evaluate(bars)
+    assert min(widths) >= 60, f"the probability bars are {min(widths):.0f} px wide, too narrow to read"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ab.png"))
 
