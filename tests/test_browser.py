@@ -157,7 +157,7 @@ def assert_boxes_show_the_kernels_text(page: Any, expected: str | None = None) -
     assert text_boxes(page)[0] == text
 
 
-QUICKSTART_TEXT = DEMO_TEXT + "add 47 8 "
+QUICKSTART_TEXT = DEMO_TEXT + "add 47 8 55\n"
 """The first widget's text after Run All: the demo's tasks, then what the last cell appends."""
 WIDTHS = """() => {
   const w = document.querySelector('.lens-widget');
