@@ -15,7 +15,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 python3 -m venv .venv
-.venv/bin/pip install -q torch==2.13.0
+# PyTorch's CPU build: PyPI's torch for Linux is the CUDA one, several GB of NVIDIA libraries (README).
+.venv/bin/pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 npm ci --no-audit --no-fund
 .venv/bin/pip install -q --upgrade -e ".[test]"
 # What a fresh install got: the newest releases the version ranges allow, so CI tests what users get.

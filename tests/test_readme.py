@@ -34,3 +34,15 @@ def test_the_main_command_opens_the_quickstart_notebook_at_the_printed_url() -> 
     notebook = Path(opened.group(1))
     assert (ROOT / notebook).is_file()
     assert f"--LabApp.default_url=/lab/tree/{notebook.name}" in main
+
+
+CPU_INDEX = "--index-url https://download.pytorch.org/whl/cpu"
+
+
+def test_torch_is_installed_from_the_cpu_index() -> None:
+    """PyPI's torch for Linux x86_64 is the CUDA build (527 MB plus nvidia-* requirements, several GB):
+    both quick-start commands install PyTorch's CPU build, which is all the demo and the tests need."""
+    script = (ROOT / "scripts" / "test.sh").read_text(encoding="utf-8")
+    installs = re.findall(r"pip install[^&\n]*\btorch==[^&\n]*", quick_start_commands()[0] + "\n" + script)
+    assert len(installs) == 2, installs
+    assert all(CPU_INDEX in line for line in installs), installs
