@@ -14,8 +14,8 @@ head replayed on the last block's output must give the model's logits, or the gr
 remote="local" is nnsight's dry run of the remote path (the request serialised, lens-widget hidden,
 deserialised and run here): the tests run it.
 
-nnsight is optional (`pip install "lens-widget[nnsight]"`): nothing here imports it unless a model is
-one of its own.
+nnsight is optional (`pip install nnsight`, or `pip install ".[nnsight]"` in a clone): nothing here
+imports it unless a model is one of its own.
 """
 
 from __future__ import annotations

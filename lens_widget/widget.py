@@ -338,7 +338,7 @@ class LensWidget(anywidget.AnyWidget):
         panel_y: str = "probability",
     ) -> Path:
         """Write the heatmap with its labels and legend as a PNG, drawn in the kernel (matplotlib:
-        `pip install "lens-widget[export]"`), so a cell can save it without waiting for a view; below
+        `pip install matplotlib`), so a cell can save it without waiting for a view; below
         it the trajectory panel of token position `column` (None: the last): the pinned items, or the
         tokens that are top-1 at some row, across the layers, y as `panel_y` ("probability",
         "logprob" or "rank"). There is no panel without text, nor with remote=, whose traces bring back
