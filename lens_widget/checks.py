@@ -28,7 +28,26 @@ def check_model(model: Any, what: str = "model") -> None:
         )
         got = type(model).__name__
         raise TypeError(f"{what} must be a transformers causal LM (a torch.nn.Module), got {got}{hint}")
+    missing = _causal_lm_gap(model)
+    if missing:
+        raise TypeError(
+            f"{what} must be a transformers causal LM, e.g. loaded with AutoModelForCausalLM.from_pretrained "
+            f"(or an nnsight LanguageModel wrapping one), but {missing}: the lens reads the model's config, "
+            "hidden states and unembedding"
+        )
     check_loaded(model, what)
+
+
+def _causal_lm_gap(model: nn.Module) -> str | None:
+    """What a module lacks of a transformers causal LM, found before anything reads it (a bare
+    nn.Module otherwise fails with an AttributeError deep in the session)."""
+    name = type(model).__name__
+    for attr in ("config", "get_input_embeddings", "get_output_embeddings"):
+        if not hasattr(model, attr):
+            return f"{name} has no `{attr}`"
+    if model.get_output_embeddings() is None:
+        return f"{name} has no output embedding (a base model without its language-model head)"
+    return None
 
 
 def check_movable(model: nn.Module, what: str, device: torch.device) -> None:

@@ -533,6 +533,19 @@ def test_something_that_is_not_a_model_is_a_type_error(bad: object) -> None:
         LensSession(bad, TOKENIZER)  # type: ignore[arg-type]
 
 
+def test_a_torch_module_that_is_not_a_causal_lm_says_what_a_model_must_be() -> None:
+    """An nn.Module without transformers' config and embeddings fails on its first attribute, deep in the
+    session; the refusal says what is accepted and how to load it."""
+    from transformers import AutoModel
+
+    base = AutoModel.from_config(model().config)  # no LM head
+    for bad, why in ((nn.Linear(4, 4), "Linear has no `config`"), (base, "has no output embedding")):
+        with pytest.raises(TypeError, match=rf"model must be a transformers causal LM.*AutoModelForCausalLM.*{why}"):
+            LensSession(bad, TOKENIZER)
+    with pytest.raises(TypeError, match=r"model_b must be a transformers causal LM.*nnsight LanguageModel"):
+        LensSession(model(), TOKENIZER, model_b=nn.Linear(4, 4))
+
+
 def test_an_unavailable_device_is_named() -> None:
     m = model()
     devices = ["cuda:99"] + ([] if torch.cuda.is_available() else ["cuda"])
