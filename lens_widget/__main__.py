@@ -23,8 +23,17 @@ TEXTS_HELP = (
 
 
 def read_documents(path: Path) -> list[str]:
-    """The non-empty documents of a texts file: blocks of lines between blank lines."""
-    text = path.read_text(encoding="utf-8")
+    """The non-empty documents of a texts file: blocks of lines between blank lines.
+
+    Raises ValueError naming the first byte that is not UTF-8, which is all a user needs to find it."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} cannot be decoded; "
+            "convert it first, e.g. iconv -f latin1 -t utf-8"
+        ) from None
     return [doc.strip("\n") for doc in re.split(r"\n(?:[ \t\r\f\v]*\n)+", text.replace("\r\n", "\n")) if doc.strip()]
 
 
@@ -97,7 +106,11 @@ def train_command(args: argparse.Namespace) -> int:
     if not args.texts.is_file():
         print(f"error: --texts {args.texts} is not a file", file=sys.stderr)
         return 1
-    documents = read_documents(args.texts)
+    try:
+        documents = read_documents(args.texts)
+    except (OSError, ValueError) as exc:
+        print(f"error: --texts {exc}" if isinstance(exc, ValueError) else f"error: --texts: {exc}", file=sys.stderr)
+        return 1
     if not documents:
         print(f"error: --texts {args.texts} holds no text", file=sys.stderr)
         return 1
@@ -107,8 +120,15 @@ def train_command(args: argparse.Namespace) -> int:
 
     from .distributed import close, init_from_environment, world
     from .errors import LensWidgetError
-    from .training import train_lens
+    from .training import check_writable_folder, train_lens
 
+    try:  # before the model loads: the paths are first written after the last step
+        for what, folder in (("out", args.out), ("checkpoint", args.checkpoint)):
+            if folder is not None and os.environ.get("RANK", "0") == "0":  # only rank 0 writes
+                check_writable_folder(folder, what)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.device is not None and args.device_map is not None:
         print("error: give --device or --device-map, not both", file=sys.stderr)
         return 2
@@ -150,6 +170,9 @@ def train_command(args: argparse.Namespace) -> int:
         )
     except (ValueError, LensWidgetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the disk filled, or a folder was taken away during training
+        print(f"error: could not write the lens or checkpoint: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         again = " (rerun the same command to resume from the last checkpoint)" if args.checkpoint else ""

@@ -100,7 +100,8 @@ def train_lens(
         and moved back afterwards.
     chunk_bytes: rough bound on the float32 vocabulary-sized memory per chunk.
 
-    Raises ValueError on bad arguments or data, TrainingError on a NaN or infinite loss (then nothing
+    Raises ValueError on bad arguments or data (an `out` or `checkpoint` that names a file or an
+    unwritable place is refused before training), TrainingError on a NaN or infinite loss (then nothing
     is saved from that step: no `out` folder, no checkpoint; the lens keeps the previous step's values).
 
     Inside an initialised torch.distributed process group (torchrun), each process trains on its share
@@ -121,6 +122,10 @@ def train_lens(
     )
     if isinstance(data, (str, bytes)):
         raise ValueError("data must be an iterable of texts or token batches, not a single string: pass [text]")
+    if world()[0] == 0:  # only rank 0 writes
+        for what, folder in (("out", out), ("checkpoint", checkpoint)):
+            if folder is not None:
+                check_writable_folder(folder, what)
     adapter = model if isinstance(model, ModelAdapter) else ModelAdapter(model)
     net = adapter.model
     home = adapter.device
@@ -176,6 +181,23 @@ def train_lens(
             net.train(was_training)
             if target != home:
                 net.to(home)
+
+
+def check_writable_folder(path: str | os.PathLike[str], what: str) -> None:
+    """Refuse a folder that could not be written, before training: the paths are first written after
+    the last step, so a file in the way would otherwise lose the whole run. Nothing is created here
+    (a refused or failed run leaves no folder behind)."""
+    folder = Path(path)
+    shown = f"{what} {str(folder)!r}"
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{shown} is a file, not a folder: give a folder's path")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{shown} cannot be created: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{shown} cannot be written: {str(existing)!r} is not writable by this user")
 
 
 def _fingerprint(weight: torch.Tensor) -> str:

@@ -341,3 +341,61 @@ def test_the_command_line_trains_and_saves_a_lens_folder(tmp_path, tokenizer, te
     assert missing.returncode == 1 and "is not a file" in missing.stderr
     usage = cli("train", "--model", "m")
     assert usage.returncode == 2 and "--texts" in usage.stderr
+
+
+@pytest.mark.parametrize("which", ["out", "checkpoint"])
+@pytest.mark.parametrize("place", ["a file", "under a file"])
+def test_an_out_or_checkpoint_that_cannot_be_a_folder_is_refused_before_training(tmp_path, which, place) -> None:
+    """The paths were first touched after the last step: a file there lost the whole run."""
+    blocker = tmp_path / "taken.txt"
+    blocker.write_text("not a folder", encoding="utf-8")
+    path = blocker if place == "a file" else blocker / "lens"
+    read = []
+
+    def data():
+        read.append(True)
+        yield from [[1, 2, 3, 4]] * 8
+
+    with pytest.raises(ValueError) as refused:
+        train_lens(tiny_model("gpt2", vocab_size=VOCAB), data(), steps=1, **SMALL, **{which: path})
+    assert str(refused.value).startswith(f"{which} {str(path)!r}")
+    assert f"{str(blocker)!r} is a file, not a folder" in str(refused.value)
+    assert not read, "training started"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_out_folder_is_refused_before_training(tmp_path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(ValueError, match="cannot be written"):
+            train_lens(tiny_model("gpt2", vocab_size=VOCAB), [[1, 2, 3]], steps=1, **SMALL, out=locked / "lens")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_the_command_line_says_in_one_line_what_is_wrong_with_its_paths(tmp_path, tokenizer) -> None:
+    model = tiny_model("gpt2", vocab_size=VOCAB)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    corpus = tmp_path / "texts.txt"
+    corpus.write_text("a first document\n\nand a second", encoding="utf-8")
+    taken = tmp_path / "taken.txt"
+    taken.write_text("x", encoding="utf-8")
+    common = ["train", "--model", str(tmp_path / "model"), "--steps", "1", "--no-progress"]
+    for flag in ("--out", "--checkpoint"):
+        paths = {"--out": str(tmp_path / "lens"), flag: str(taken)}
+        done = cli(*common, "--texts", str(corpus), *(x for item in paths.items() for x in item))
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"error: {flag.lstrip('-')} {str(taken)!r} is a file, not a folder: give a folder's path"
+        ]
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes(b"caf" + "é au lait".encode("latin-1"))
+    done = cli(*common, "--texts", str(latin), "--out", str(tmp_path / "lens"))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: --texts {latin} is not UTF-8 text: byte 0xe9 at offset 3 cannot be decoded; "
+        "convert it first, e.g. iconv -f latin1 -t utf-8"
+    ]
