@@ -24,6 +24,12 @@ CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.pt"
 SAFETENSORS_FILE = "params.safetensors"
 LENS_TYPE = "linear_tuned_lens"
+CHECKSUM_SUFFIX = ".sha256"
+"""A side file `params.pt.sha256` (sha256sum's format) that tuned-lens ignores: torch.load does not
+check the zip's CRC, so a flipped bit would otherwise load as a silently wrong weight."""
+PLAUSIBLE_MAGNITUDE = 1e6
+"""No translator weight or bias comes near this (hidden states of the largest models reach ~1e4); a
+flipped exponent bit in a file without a checksum lands far above it (0.5 → 1.7e38)."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,7 @@ def read_lens_params(folder: str | Path, config: LensConfig) -> dict[str, torch.
 def _read_params(folder: Path) -> dict[str, torch.Tensor]:
     pt, st = folder / PARAMS_FILE, folder / SAFETENSORS_FILE
     if pt.is_file():
+        check_checksum(pt)
         try:
             loaded = torch.load(pt, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle, zip and EOF errors all mean the same to the user
@@ -143,11 +150,39 @@ def _read_params(folder: Path) -> dict[str, torch.Tensor]:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        check_checksum(st)
         try:
             return _as_tensor_dict(load_file(st, device="cpu"), str(st))
         except (SafetensorError, OSError, ValueError) as exc:
             raise LensFileError(f"{st} is not a valid safetensors file: {_first_line(exc)}") from exc
     raise LensFileError(f"{folder} has neither {PARAMS_FILE} nor {SAFETENSORS_FILE}")
+
+
+def file_sha256(path: Path) -> str:
+    """Read in pieces: a lens of a 70B model is tens of GB, which must not be held twice."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_checksum(path: Path) -> None:
+    """Refuse a parameters file whose side checksum (written by `write_lens_folder`) differs. Files
+    without one (tuned-lens's own, or copied without it) are checked only for plausible values."""
+    side = path.with_name(path.name + CHECKSUM_SUFFIX)
+    if not side.is_file():
+        return
+    try:
+        expected = side.read_text(encoding="ascii").split()[0].lower()
+    except (OSError, UnicodeDecodeError, IndexError) as exc:
+        raise LensFileError(f"{side} is not a sha256 checksum file ({type(exc).__name__})") from exc
+    if file_sha256(path) != expected:
+        raise LensFileError(
+            f"{path} does not match its checksum in {side.name}: the file changed after it was saved (a "
+            "truncated or corrupted copy, or a bad disk); copy it again. If it was rewritten on purpose by "
+            f"another tool, delete {side.name}"
+        )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -187,6 +222,12 @@ def check_params(config: LensConfig, params: dict[str, torch.Tensor], source: st
             raise LensFileError(f"{source}: {key} has dtype {tensor.dtype}, expected a float dtype")
         if not bool(torch.isfinite(tensor).all()):
             raise LensFileError(f"{source}: {key} holds NaN or infinite values")
+        largest = float(tensor.detach().abs().amax()) if tensor.numel() else 0.0
+        if largest > PLAUSIBLE_MAGNITUDE:
+            raise LensFileError(
+                f"{source}: {key} holds values up to {largest:.2g}, far beyond any trained translator's "
+                f"({PLAUSIBLE_MAGNITUDE:.0e}): the file is probably corrupt"
+            )
 
 
 def _is_expected_key(config: LensConfig, key: str) -> bool:
@@ -213,11 +254,15 @@ def _key_order(key: str) -> tuple[int, str]:
 
 
 def write_lens_folder(folder: str | Path, config: LensConfig, params: dict[str, torch.Tensor]) -> Path:
-    """Write `config.json` (the seven keys) and `params.pt` (no key prefix, CPU tensors)."""
+    """Write `config.json` (the seven keys), `params.pt` (no key prefix, CPU tensors) and its checksum."""
     check_params(config, params, source="lens to save")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cpu = {k: v.detach().to("cpu").contiguous().clone() for k, v in params.items()}
-    torch.save(cpu, folder / PARAMS_FILE)
+    params_path = folder / PARAMS_FILE
+    side = params_path.with_name(PARAMS_FILE + CHECKSUM_SUFFIX)
+    side.unlink(missing_ok=True)  # a stale checksum must not outlive the file it described
+    torch.save(cpu, params_path)
+    side.write_text(f"{file_sha256(params_path)}  {PARAMS_FILE}\n", encoding="ascii")
     (folder / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
     return folder

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import struct
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -197,6 +198,44 @@ def test_truncated_params_are_a_clear_error(tmp_path: Path) -> None:
     data = (folder / "params.pt").read_bytes()
     (folder / "params.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(LensFileError, match="truncated or corrupt"):
+        TunedLens.load(folder)
+
+
+def _flip_bit(path: Path, value: float, bit: int) -> None:
+    """Flip one bit of the first stored float32 equal to `value`: what a bad disk or copy does, and
+    what torch.load never notices (it does not check the zip's CRC)."""
+    data = bytearray(path.read_bytes())
+    at = bytes(data).index(struct.pack("<f", value))
+    word = struct.unpack("<I", data[at : at + 4])[0] ^ (1 << bit)
+    data[at : at + 4] = struct.pack("<I", word)
+    path.write_bytes(bytes(data))
+
+
+def test_a_saved_lens_keeps_a_checksum_that_catches_a_flipped_bit(tmp_path: Path) -> None:
+    lens = TunedLens.from_model(tiny_model("gpt_neox"))
+    with torch.no_grad():
+        lens.layer_translators[1].weight[3, 5] = 0.3125
+    folder = lens.save(tmp_path / "lens")
+    assert set(json.loads((folder / "config.json").read_text())) == SPEC_CONFIG_KEYS  # tuned-lens's keys only
+    TunedLens.load(folder)
+    _flip_bit(folder / "params.pt", 0.3125, 3)  # a mantissa bit: 0.3125 → 0.31250048, plausible but wrong
+    with pytest.raises(LensFileError, match=r"params\.pt does not match its checksum in params\.pt\.sha256"):
+        TunedLens.load(folder)
+
+
+def test_a_saved_lens_without_its_checksum_still_loads(tmp_path: Path) -> None:
+    """Lenses copied without the side file, or written by tuned-lens, have none."""
+    folder = TunedLens.from_model(tiny_model("gpt_neox")).save(tmp_path / "lens")
+    (folder / "params.pt.sha256").unlink()
+    TunedLens.load(folder)
+
+
+def test_an_implausible_magnitude_in_a_file_without_checksum_is_refused(tmp_path: Path) -> None:
+    params = {k: torch.zeros(s) for k, s in spec_params(HIDDEN, LAYERS).items()}
+    params["2.weight"][1, 1] = 0.5
+    folder = write_tuned_lens_folder(tmp_path / "lens", spec_config(), params)
+    _flip_bit(folder / "params.pt", 0.5, 30)  # an exponent bit: 0.5 → 1.7e38, finite
+    with pytest.raises(LensFileError, match=r"2\.weight holds values up to 1\.7e\+38.*corrupt"):
         TunedLens.load(folder)
 
 

@@ -109,7 +109,7 @@ def test_a_half_precision_model_trains_a_float32_lens(tokenizer, texts) -> None:
 def test_the_saved_folder_loads_and_equals_the_returned_lens(tmp_path, tokenizer, texts) -> None:
     model = tiny_model("gpt_neox", vocab_size=VOCAB)
     lens = train_lens(model, texts, tokenizer=tokenizer, steps=3, out=tmp_path / "lens", **SMALL)
-    assert sorted(p.name for p in (tmp_path / "lens").iterdir()) == ["config.json", "params.pt"]
+    assert sorted(p.name for p in (tmp_path / "lens").iterdir()) == ["config.json", "params.pt", "params.pt.sha256"]
     loaded = TunedLens.load(tmp_path / "lens", model)
     assert loaded.config == lens.config
     assert_identical(loaded, lens)
