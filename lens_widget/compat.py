@@ -107,28 +107,48 @@ def _token_range(start_pos: int, end_pos: int | None) -> list[int | None]:
     return [start_pos, end_pos]
 
 
-def _ids(input_ids: torch.Tensor | Sequence[int]) -> list[int]:
-    """Token ids from a [1, T] or [T] tensor, or a list."""
+def _ids(input_ids: torch.Tensor | Sequence[int], vocab: int) -> list[int]:
+    """Token ids from a [1, T] or [T] tensor, array or list, each an integer in 0..vocab-1.
+
+    Anything else is refused, naming the bad ids: int() would truncate a float, a bool would read as
+    0 or 1, -1 overflows the tokenizer, and an id past the vocabulary decodes to nothing."""
     if isinstance(input_ids, torch.Tensor):
-        if input_ids.ndim == 2 and input_ids.shape[0] == 1:
-            input_ids = input_ids[0]
-        if input_ids.ndim != 1:
-            raise ValueError(f"input_ids must be [T] or [1, T], got shape {tuple(input_ids.shape)}")
-        return [int(i) for i in input_ids.tolist()]
-    array = np.asarray(input_ids, dtype=object if not len(input_ids) else None)  # lists, numpy, nested
-    if array.ndim == 2 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim != 1:
-        raise ValueError(f"input_ids must be [T] or [1, T], got shape {array.shape}")
-    if not all(isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)) for i in array.tolist()):
-        raise ValueError("input_ids must be integers")
-    return [int(i) for i in array.tolist()]
+        values = input_ids.detach().cpu()
+        if values.ndim == 2 and values.shape[0] == 1:
+            values = values[0]
+        if values.ndim != 1:
+            raise ValueError(f"input_ids must be [T] or [1, T], got shape {tuple(values.shape)}")
+        items = values.tolist()
+    else:
+        array = np.asarray(input_ids, dtype=object)  # lists, numpy, nested; object: a 6.5 leaves 5 an int
+        if array.ndim == 2 and array.shape[0] == 1:
+            array = array[0]
+        if array.ndim != 1:
+            raise ValueError(f"input_ids must be [T] or [1, T], got shape {array.shape}")
+        items = array.tolist()
+    bad = [(i, v) for i, v in enumerate(items) if not _is_token_id(v, vocab)]
+    if bad:
+        shown = ", ".join(f"{_shown(v)} at position {i}" for i, v in bad[:5]) + (
+            f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        )
+        raise ValueError(f"input_ids must be integer token ids 0..{vocab - 1}; got {shown}")
+    return [int(i) for i in items]
+
+
+def _shown(value: Any) -> str:
+    """A float32 6.7 reads 6.699999809265137 once in Python; the user typed 6.7."""
+    return repr(round(value, 6)) if isinstance(value, float) else repr(value)
+
+
+def _is_token_id(value: Any, vocab: int) -> bool:
+    integer = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    return integer and 0 <= int(value) < vocab
 
 
 def _text_of(tokenizer: Any, input_ids: torch.Tensor | Sequence[int] | None) -> str:
     if input_ids is None:
         return ""
-    ids = _ids(input_ids)
+    ids = _ids(input_ids, len(tokenizer))
     text = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     again = tokenize(tokenizer, text, max(1, len(ids) + 8)).ids
     if again != ids:

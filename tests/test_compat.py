@@ -108,6 +108,30 @@ def test_bad_arguments_are_clear_errors(call: Any, message: str) -> None:
         call(models()[0])
 
 
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        (torch.tensor([[5.0, 6.7, 7.0]]), r"5\.0 at position 0, 6\.7 at position 1, 7\.0 at position 2"),  # 6.7 was 6
+        ([5, 6.5, 7], r"6\.5 at position 1"),
+        (np.array([5.0, 6.0]), r"5\.0 at position 0, 6\.0 at position 1"),  # floats, even whole ones
+        (torch.tensor([True, False]), r"True at position 0, False at position 1"),  # bools are not ids
+        ([5, -1, 7], r"-1 at position 1"),  # was an OverflowError
+        (torch.tensor([5, len(tokenizer), 10**6]), rf"{len(tokenizer)} at position 1, 1000000 at position 2"),
+    ],
+)
+@pytest.mark.parametrize("drop_in", ["plot_lens", "compare_models"])
+def test_ids_that_are_not_token_ids_are_refused_naming_them(given: Any, named: str, drop_in: str) -> None:
+    """Floats were truncated, bools read as 0/1, ids past the vocabulary dropped with only a warning."""
+    a, b = models()
+    call = {
+        "plot_lens": lambda: plot_lens(a, tokenizer, None, input_ids=given),
+        "compare_models": lambda: compare_models(a, b, tokenizer, input_ids=given),
+    }[drop_in]
+    limit = len(tokenizer) - 1
+    with pytest.raises(ValueError, match=rf"input_ids must be integer token ids 0\.\.{limit}; got {named}"):
+        call()
+
+
 def test_a_shared_lens_that_does_not_fit_b_says_how_to_give_b_its_own() -> None:
     a = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=0)
     shallow = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256, seed=1, num_hidden_layers=2)
