@@ -26,6 +26,7 @@ from .remote_session import RemoteSession
 from .session import LensSession
 from .statistics import DIFF_STATISTICS, STATISTICS
 from .text import without_lone_surrogates
+from .widget_guards import check_options, ignored_message, lens_argument, split_view_state
 
 if TYPE_CHECKING:
     from .attribution import Attribution
@@ -104,10 +105,10 @@ class LensWidget(anywidget.AnyWidget):
         self,
         model: nn.Module,
         tokenizer: Any,
-        lens: Lens | None = None,
+        lens: Lens | str | None = None,
         *,
         model_b: nn.Module | None = None,
-        lens_b: Lens | None = None,
+        lens_b: Lens | str | None = None,
         names: tuple[str, str] | None = None,
         text: str = "",
         statistic: str = "entropy",
@@ -123,6 +124,8 @@ class LensWidget(anywidget.AnyWidget):
         add_generation_prompt: bool = True,
         **kwargs: Any,
     ) -> None:
+        check_options(type(self), kwargs)
+        lens, lens_b = lens_argument(lens, "lens"), lens_argument(lens_b, "lens_b")
         transcript = self._chat_text(tokenizer, messages, text, add_generation_prompt)
         text = transcript.text if transcript else text
         session: LensSession | RemoteSession
@@ -223,6 +226,16 @@ class LensWidget(anywidget.AnyWidget):
             kept = ("_anywidget_id", "_esm", "_css", *classes, "_view_name", *VIEW_TRAITS)
             state.update({k: v for k, v in super().get_state(drop_defaults=False).items() if k in kept})
         return state
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """A view's update, less the traits only the kernel writes (widget_guards.KERNEL_ONLY): those
+        go back to the views as they are and the change is reported in `error`, not silently taken."""
+        accepted, ignored = split_view_state(sync_data)
+        if accepted:
+            super().set_state(accepted)
+        if ignored:
+            self.send_state(ignored)
+            self.error = ignored_message(ignored)
 
     def close(self) -> None:
         """Closed with its views; a trace still out (remote=) is no longer waited for."""

@@ -671,3 +671,71 @@ def test_the_sublayers_trait_adds_and_drops_the_rows_after_attention() -> None:
     assert built.sublayers and built.session.sublayers and "1.attn" in built.session.row_labels
     with pytest.raises(ValueError, match="sublayers"):
         LensWidget(tiny_model("gpt_neox", vocab_size=VOCAB), TOKENIZER, remote="local", sublayers=True)
+
+
+KERNEL_ONLY_WRITES = {
+    "snapshot": {"seq": 999, "bogus": True},
+    "vocabulary": {"count": 1},
+    "lens_options": ["tuned", "logit"],
+    "roles": [{"role": "user", "start": 0, "end": 3, "special": False, "message": 0}],
+    "generated": [[0, 3, 0]],
+    "generating": True,
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERNEL_ONLY_WRITES))
+def test_a_views_write_to_a_trait_only_the_kernel_sets_is_undone_and_reported(name: str) -> None:
+    widget = make()
+    before = copy.deepcopy(getattr(widget, name))
+    widget.comm.sent.clear()
+    from_view(widget, **{name: KERNEL_ONLY_WRITES[name]}, statistic="max_probability")
+    assert getattr(widget, name) == before
+    assert widget.statistic == "max_probability", "the rest of the same update applies"
+    assert widget.error == f"Ignored a view's change to {name}: only the kernel sets it"
+    restored = [m["data"]["state"] for m in widget.comm.sent if (m["data"] or {}).get("method") == "update"]
+    assert any(name in state for state in restored), "the views are sent the kernel's value back"
+    echoed = [m["data"]["state"] for m in widget.comm.sent if (m["data"] or {}).get("method") == "echo_update"]
+    assert not any(name in state for state in echoed), "no view is told the ignored value"
+
+
+def test_the_kernel_still_sets_its_own_traits_from_python() -> None:
+    widget = make()
+    widget.generated = [[0, 2, 0]]
+    widget.lens_options = ["logit"]
+    assert widget.generated == [[0, 2, 0]] and widget.lens_options == ["logit"] and widget.error == ""
+
+
+def test_a_misspelt_option_is_a_type_error_naming_the_nearest_one() -> None:
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'sublayer'; did you mean 'sublayers'\?"):
+        make(sublayer=True)
+    with pytest.raises(TypeError, match=r"'colour_scale'; did you mean 'color_scale'\?"):
+        make(colour_scale="view")
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'zzz'$"):
+        make(zzz=1)
+
+
+def test_ipywidgets_and_trait_options_pass_through_the_constructor() -> None:
+    import ipywidgets
+
+    widget = make(
+        layout=ipywidgets.Layout(width="500px"),
+        color_scale="view",
+        token_range=[1, None],
+        diff_statistic="kl_ab",
+        tooltip="a lens",
+    )
+    assert widget.layout.width == "500px" and widget.color_scale == "view" and widget.token_range == [1, None]
+    assert widget.diff_statistic == "kl_ab" and widget.tooltip == "a lens"
+
+
+def test_the_constructor_takes_the_lens_names_the_trait_takes() -> None:
+    widget = make(lens="logit")
+    assert widget.lens == "logit" and widget.lens_options == ["logit"]
+    assert widget.session.lens_of("a").name == "logit"
+    model = tiny_model("gpt_neox", vocab_size=VOCAB, max_position_embeddings=256)
+    with pytest.raises(ValueError, match=r"lens='tuned' needs a tuned lens.*TunedLens\.from_pretrained.*train_lens"):
+        LensWidget(model, TOKENIZER, lens="tuned")
+    with pytest.raises(ValueError, match=r"a LogitLens, None, 'logit' or 'tuned', got 'tunned'"):
+        LensWidget(model, TOKENIZER, lens="tunned")
+    ab = LensWidget(model, TOKENIZER, TunedLens.from_model(model), model_b=model, lens_b="logit")
+    assert ab.session.lens_of("b").name == "logit" and ab.session.lens_of("a").name == "tuned"
