@@ -343,14 +343,13 @@ def explain(
 ) -> Attribution:
     """One cell's attribution from one model's kept state (`hidden` [L + 1, T, d], `cache`)."""
     L = adapter.num_layers
-    row_parts(row, L)  # checks the row
+    full, _, translator = row_parts(row, L)  # refuses a row the model has not
     if isinstance(position, bool) or not isinstance(position, (int, np.integer)) or not 0 <= position < len(ids):
         raise AttributionError(f"position must be a token index from 0 to {len(ids) - 1}, got {position!r}")
     position = int(position)
     layout = layout_of(adapter)
     states = block_states(adapter, layout, ids, position, cache)
     residual = hidden[row, position] if row < hidden.shape[0] else None  # ℓ.attn states: kept when shown
-    full, _, translator = row_parts(row, L)
     h = residual if residual is not None else states["input"][full] + states["attention"][full]
     logits = cell_logits(adapter, lens, translator, h, output=row == L)
     if token is None:  # the cell's top-1

@@ -20,9 +20,11 @@ from torch import nn
 from .adapter import _first_tensor
 from .errors import AdapterError
 
-TOLERANCE = {torch.float64: 1e-4, torch.float32: 1e-4}
-"""Relative error at which a probed map is taken to reproduce the module (else bfloat16/float16's 2e-2);
-float32 even for float64 models, whose RMSNorms mostly compute in float32."""
+
+def tolerance(dtype: torch.dtype) -> float:
+    """Relative error at which a probed map is taken to reproduce the module: float32's even for
+    float64 models (whose RMSNorms mostly compute in float32), else half precision's."""
+    return 1e-4 if dtype in (torch.float32, torch.float64) else 2e-2
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def freeze(module: nn.Module, point: torch.Tensor) -> Frozen:
     there; AdapterError when it is neither a norm nor affine."""
     dtype, device = point.dtype, point.device
     d = point.shape[-1]
-    tol = TOLERANCE.get(dtype, 2e-2)
+    tol = tolerance(dtype)
 
     def call(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

@@ -90,19 +90,24 @@ def eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     return frozenset(int(i) for i in (found if isinstance(found, (list, tuple)) else [found]))
 
 
-def piece(tokenizer: Any, context: Sequence[int], new: Sequence[int], *, whole: bool = False) -> str | None:
-    """The text `new` adds after `context` (its last CONTEXT_TOKENS ids), or None while it ends in an
-    incomplete character (a byte-level token that is half an emoji): the caller waits for the rest.
-    whole: the text even so, U+FFFD for the half character (the generation ends there)."""
+def decoded(tokenizer: Any, context: Sequence[int], new: Sequence[int]) -> tuple[str, bool]:
+    """The text `new` adds after `context` (its last CONTEXT_TOKENS ids), U+FFFD for a character it
+    holds only half of, and whether it ends in such a half (a byte-level token that is half an emoji)."""
     window = list(context[-CONTEXT_TOKENS:])
     kwargs = {"skip_special_tokens": False, "clean_up_tokenization_spaces": False}
     before = tokenizer.decode(window, **kwargs) if window else ""
     after = tokenizer.decode(window + list(new), **kwargs)
-    if not whole and after.endswith("\ufffd") and not before.endswith("\ufffd"):
-        return None
+    half = after.endswith("\ufffd") and not before.endswith("\ufffd")
     if not after.startswith(before):  # a decoder that rewrites the context (rare): the new tokens alone
-        return tokenizer.decode(list(new), **kwargs)
-    return after[len(before) :]
+        return tokenizer.decode(list(new), **kwargs), half
+    return after[len(before) :], half
+
+
+def piece(tokenizer: Any, context: Sequence[int], new: Sequence[int]) -> str | None:
+    """The text `new` adds after `context`, or None while it ends in half a character: the caller
+    waits for the rest."""
+    text, half = decoded(tokenizer, context, new)
+    return None if half else text
 
 
 @dataclass
@@ -130,7 +135,7 @@ class Generation:
         a token that is half a character: its other half brings the character)."""
         token = self.sampling.choose(session.next_logits(self.model, self.row))
         self.ids.append(token)
-        whole = piece(self.tokenizer, self.context, self.ids, whole=True) or ""
+        whole, half = decoded(self.tokenizer, self.context, self.ids)
         self.remaining -= 1
         if token in self.eos:
             self.ended = "eos"
@@ -141,10 +146,8 @@ class Generation:
         elif len(session.tokens.ids) + 1 >= session.max_tokens:
             self.ended = "max_tokens"
         # Half a character waits for its other half, unless this is the last token.
-        decoded = whole if self.ended else piece(self.tokenizer, self.context, self.ids)
-        if decoded is None:
-            decoded = self.text
-        added = decoded[len(self.text) :] if decoded.startswith(self.text) else decoded[_common(decoded, self.text) :]
+        text = self.text if half and not self.ended else whole
+        added = text[len(self.text) :] if text.startswith(self.text) else text[_common(text, self.text) :]
         self.text += added
         return token, added
 
