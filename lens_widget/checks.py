@@ -5,6 +5,7 @@ Kept apart from the session so that session.py reads as the incremental algorith
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -127,6 +128,38 @@ def check_vocabulary(tokenizer: Any, model: nn.Module, adapter: ModelAdapter, wh
             "(its input embedding's rows): use the tokenizer the model was trained with"
         )
     return rows
+
+
+def check_tokenizer_matches(tokenizer: Any, model: nn.Module, whose: str = "the model's") -> None:
+    """Warn of a tokenizer that seems to belong to another model: one whose vocabulary fits is
+    otherwise accepted, and its ids then mean other tokens, so every cell is silently wrong.
+
+    Two signs together, as either alone is common and harmless: the names differ (a hub id against a
+    local folder of the same model, say) and a special token's id differs from the model's config.
+    """
+    token_name = str(getattr(tokenizer, "name_or_path", "") or "")
+    model_name_ = str(getattr(model.config, "name_or_path", "") or "")
+    if not token_name or not model_name_ or token_name == model_name_:
+        return
+    config = model.config.get_text_config()
+    differing = []
+    for role in ("bos", "eos", "pad"):
+        token_id = getattr(tokenizer, f"{role}_token_id", None)
+        expected = getattr(config, f"{role}_token_id", None)
+        if not isinstance(token_id, int) or expected is None:
+            continue
+        allowed = set(expected) if isinstance(expected, (list, tuple)) else {expected}
+        if token_id not in allowed:
+            shown = sorted(allowed) if len(allowed) > 1 else next(iter(allowed))
+            differing.append(f"{role} {token_id} (config: {shown})")
+    if differing:
+        warnings.warn(
+            f"the tokenizer ({token_name!r}) may not be {whose} ({model_name_!r}): its special token ids differ "
+            f"from the model config's: {', '.join(differing)}. A tokenizer of another model gives ids that mean "
+            "other tokens; load the tokenizer with the model's own name or folder.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def context_length(models: Sequence[nn.Module]) -> int | None:

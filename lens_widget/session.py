@@ -79,6 +79,7 @@ from .checks import (
     check_movable,
     check_same_vocabulary,
     check_stride,
+    check_tokenizer_matches,
     check_top_k,
     check_vocabulary,
     context_length,
@@ -176,6 +177,8 @@ class LensSession:
             check_vocabulary(tokenizer, m, a, whose(key, display, len(models)))
             for key, m, a in zip(MODELS, models, adapters, strict=False)
         )
+        for key, m in zip(MODELS, models, strict=False):
+            check_tokenizer_matches(tokenizer, m, whose(key, display, len(models)))
         self.top_k = check_top_k(top_k, adapters[0].vocab_size)
         self.max_tokens = check_max_tokens(max_tokens, context_length(models))
         self.chunk_bytes = None if chunk_bytes is None else positive_int(chunk_bytes, "chunk_bytes")

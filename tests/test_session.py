@@ -520,6 +520,33 @@ def test_an_id_beyond_the_models_vocabulary_is_refused_by_set_text_and_the_sessi
     assert s.text == TEXT and s.set_text(TEXT + "<new-a>").kind == "columns"
 
 
+def test_a_tokenizer_of_another_model_is_warned_of_naming_both_and_the_ids_that_differ() -> None:
+    """Its vocabulary fits, so nothing else catches it: the warning needs names that disagree and a
+    special token whose id the model's config does not have."""
+    other = model()
+    other.config._name_or_path = "org/model-a"
+    tok = tiny_tokenizer(VOCAB)  # eos 0, where the tiny config says 2
+    tok.name_or_path = "org/model-b"
+    with pytest.warns(UserWarning, match=r"'org/model-b'.*the model's \('org/model-a'\).*eos 0 \(config: 2\)"):
+        LensSession(other, tok)
+
+
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_a_tokenizer_is_not_warned_of_when_its_name_is_another_spelling_or_its_ids_agree() -> None:
+    from lens_widget.bundled import load_demo
+
+    demo, demo_tok, _ = load_demo()  # named by a folder while the model is lens-widget-demo/final
+    assert demo_tok.name_or_path != demo.config.name_or_path
+    LensSession(demo, demo_tok)
+    unnamed = tiny_tokenizer(VOCAB)  # no name_or_path: nothing to compare
+    LensSession(model(), unnamed)
+    listed = model()
+    listed.config._name_or_path = "org/model-a"
+    listed.config.eos_token_id = [2, 0]  # a list of end tokens, as Llama 3 has
+    unnamed.name_or_path = "org/model-b"
+    LensSession(listed, unnamed)
+
+
 def test_a_slow_tokenizer_is_refused_at_construction_saying_how_to_load_a_fast_one() -> None:
     from transformers import ByT5Tokenizer
 
