@@ -1,4 +1,4 @@
-"""The demo model shipped inside the package: a small GPT-NeoX that really copies, counts and adds.
+"""The demo model shipped inside the package: a small GPT-NeoX that really copies, counts and adds a digit.
 
 It was trained by `scripts/train_demo.py` (seeded, offline, about 20 CPU-minutes) on the Python
 documentation's topics and on three generated tasks, with a tuned lens for it and for an early

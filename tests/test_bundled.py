@@ -182,6 +182,24 @@ def test_the_final_model_copies_where_the_early_one_does_not(final, early) -> No
     assert hits["final"] == 1.0 and hits["early"] < 0.5, hits
 
 
+def test_the_demo_adds_a_single_digit_and_no_more_as_the_readme_and_notebook_say(final) -> None:
+    """The README's words are a claim about the model: right where the second number is a digit,
+    and (training never showing more) wrong where it has two, so "it adds" alone would overstate it."""
+    model, tokenizer, _ = final
+    rng = random.Random(7)
+    accuracy = {}
+    for name, (low, high) in {"digit": (0, 9), "two digits": (10, 99)}.items():
+        pairs = [(rng.randint(0, 99), rng.randint(low, high)) for _ in range(100)]
+        got = train_demo.greedy_batch(model, tokenizer, [f"add {a} {b} " for a, b in pairs], 6)
+        accuracy[name] = sum(g == str(a + b) for g, (a, b) in zip(got, pairs, strict=True)) / len(pairs)
+    assert accuracy["digit"] >= 0.9 and accuracy["two digits"] <= 0.1, accuracy
+    readme = (ROOT / "README.md").read_text()
+    notebook = (ROOT / "examples" / "quickstart.ipynb").read_text()
+    said = "adds a single digit to a number below 100"
+    assert said in " ".join(readme.split()) and "add a single digit to a number below 100" in notebook
+    assert f"`add_b_max = {train_demo.Settings().add_b_max}`" in readme
+
+
 def test_a_bad_checkpoint_name_is_refused() -> None:
     with pytest.raises(ValueError, match="checkpoint must be one of"):
         load_demo("middle")  # type: ignore[arg-type]
