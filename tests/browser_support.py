@@ -267,3 +267,90 @@ def serve_cdn_locally(page: Any) -> list[str]:
 
     page.route("**/*", answer)
     return refused
+
+
+VSCODE_HOST = Path(__file__).resolve().parent / "vscode_host"
+"""The stand-in for VS Code's notebook webview (host.ts says what it reproduces)."""
+
+
+def build_vscode_host(out: Path) -> Path:
+    """Bundle tests/vscode_host/host.ts (VS Code's ipywidgets8 renderer and @jupyterlab/services) into
+    `out`, beside its page and requirejs. define.amd is hidden from the bundle, as in the widget's own
+    build, so that no UMD module in it registers with requirejs."""
+    out.mkdir(parents=True, exist_ok=True)
+    command = [str(NODE_MODULES / ".bin" / "esbuild"), str(VSCODE_HOST / "host.ts"), "--bundle", "--format=esm"]
+    command += ["--target=es2020", "--define:define.amd=false", f"--outfile={out / 'host.js'}", "--log-level=warning"]
+    subprocess.run(command, check=True)
+    shutil.copy(VSCODE_HOST / "index.html", out / "index.html")
+    shutil.copy(NODE_MODULES / "requirejs" / "require.js", out / "require.js")
+    return out
+
+
+@contextlib.contextmanager
+def bare_jupyter_server(root: Path, static: Path) -> Iterator[tuple[str, str]]:
+    """A Jupyter server without a front end on 127.0.0.1, serving `static` under /static/ for a page
+    of our own that starts kernels through its REST API (a page from the server itself: chromium
+    refuses a page from elsewhere a websocket to 127.0.0.1); yields (base URL, token). As root it
+    needs --allow-root."""
+    import json
+
+    port, token = free_port(), "lens-widget-test"
+    command = [sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root", "--ip=127.0.0.1"]
+    command += [f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+    command += [f"--ServerApp.extra_static_paths={json.dumps([str(static)])}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "JUPYTER_CONFIG_DIR": str(root / ".jupyter")}
+    with (root / "server.log").open("w") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/api/status?token={token}")
+            yield f"http://127.0.0.1:{port}", token
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def host_run(page: Any, code: str) -> str:
+    """Run `code` as a new cell of the VS Code host page's kernel; its printed output."""
+    result = page.evaluate("(code) => window.host.execute(code)", code)
+    if result["error"]:
+        raise AssertionError(f"the kernel raised {result['error']} running:\n{code}")
+    return str(result["output"])
+
+
+def open_vscode_host(page: Any, server: tuple[str, str], hop: bool = True) -> list[str]:
+    """Open the host page (built by build_vscode_host, served by bare_jupyter_server) and wait for its
+    kernel. Widget modules are then served from the kernel environment's share/jupyter/nbextensions,
+    found from the kernel's sys.prefix, as VS Code does offline. Every request that would leave the
+    machine (a CDN) is refused: returns the list of refused URLs."""
+    import json
+    from urllib.parse import urlsplit
+
+    base, token = server
+    refused: list[str] = []
+    nbextensions: list[Path] = []
+
+    def refuse(route: Any) -> None:
+        refused.append(route.request.url)
+        route.abort()
+
+    def serve(route: Any) -> None:
+        path = urlsplit(route.request.url).path.removeprefix("/static/nbextensions/")
+        file = nbextensions[0] / path if nbextensions else None
+        if file is not None and file.is_file():
+            route.fulfill(path=str(file))
+        else:
+            route.fulfill(status=404, body="not found")
+
+    local = ("data:", "blob:", base + "/")
+    page.route(lambda url: not url.startswith(local), refuse)
+    page.route(f"{base}/static/nbextensions/**", serve)
+    page.goto(f"{base}/static/index.html?token={token}&hop={int(hop)}")
+    page.wait_for_function("() => window.host?.ready || window.host?.failed", timeout=120_000)
+    failed = page.evaluate("() => window.host.failed")
+    assert not failed, f"the host page could not start: {failed}"
+    prefix = json.loads(host_run(page, "import json, sys; print(json.dumps(sys.prefix))"))
+    nbextensions.append(Path(prefix) / "share" / "jupyter" / "nbextensions")
+    return refused
