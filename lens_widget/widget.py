@@ -166,6 +166,7 @@ class LensWidget(anywidget.AnyWidget):
             tuned["b"] = lens_b if isinstance(lens_b, TunedLens) else tuned["a"] if lens_b is None else None
         has_tuned = any(t is not None for t in tuned.values())
         kwargs.setdefault("mode", "diff" if model_b is not None else "a")
+        self._open_later = True  # the comm opens with the first picture (open())
         super().__init__(
             statistic=statistic,
             layer_stride=layer_stride,
@@ -183,6 +184,8 @@ class LensWidget(anywidget.AnyWidget):
         self.text = text
         if not text:
             self._controller.publish_full()
+        self._open_later = False
+        self.open()
 
     @classmethod
     def chat(
@@ -213,6 +216,14 @@ class LensWidget(anywidget.AnyWidget):
         if text:
             raise ValueError("give text or messages, not both: the text of a conversation is its template's rendering")
         return chat.render(tokenizer, messages, add_generation_prompt=add_generation_prompt)
+
+    def open(self) -> None:
+        """Open the comm once the first picture is in the snapshot, so that it travels once, with the
+        widget's creation: opened empty, it followed as an update, and the view, finding none yet,
+        asked for it again (a second whole picture; a host that drops buffers sent at creation, as
+        Colab's can, still gets one by asking)."""
+        if not getattr(self, "_open_later", False):
+            super().open()
 
     def get_state(self, key: str | list[str] | None = None, drop_defaults: bool = False) -> dict[str, Any]:
         """ipywidgets' state, but `drop_defaults` (embed_minimal_html's default) keeps what the page

@@ -33,11 +33,13 @@ class RecordingComm(comm.base_comm.BaseComm):
         self.sent.append({"type": msg_type, "data": data, "buffers": buffers or []})
 
     def payloads(self) -> list[tuple[str, dict[str, Any]]]:
-        """("snapshot" | "delta", payload): every picture the views received, in order, buffers in place."""
+        """("snapshot" | "delta", payload): every picture the views received, in order, buffers in place
+        (the first came with the comm's opening)."""
         out: list[tuple[str, dict[str, Any]]] = []
         for m in self.sent:
             data = m["data"] or {}
-            if data.get("method") == "update" and "snapshot" in data.get("state", {}):
+            opens_or_updates = m["type"] == "comm_open" or data.get("method") == "update"
+            if opens_or_updates and "snapshot" in data.get("state", {}):
                 state = copy.deepcopy(data["state"])
                 _put_buffers(state, data.get("buffer_paths", []), m["buffers"])
                 out.append(("snapshot", state["snapshot"]))
@@ -105,6 +107,23 @@ def test_construction_sends_a_full_grid_and_the_vocabulary() -> None:
     assert header["kind"] == "full" and header["seq"] == 1 and header["base"] == -1
     assert header["n_tokens"] == len(TOKENIZER("Paris is the capital").input_ids)
     assert len(decode_vocabulary(w.vocabulary)) == VOCAB
+
+
+@pytest.mark.parametrize("text", ["Paris is the capital", ""])
+def test_the_first_picture_crosses_once_with_the_comm_that_opens_the_widget(text: str) -> None:
+    """A widget whose comm opened empty sent its first picture as an update after it, and the view,
+    finding none at creation, asked for it again: two whole pictures where one was due (2 x 680 kB
+    at 1,024 tokens, 3 x that as VS Code's JSON number arrays)."""
+    w = make(text=text)
+    opened, *later = w.comm.sent
+    assert opened["type"] == "comm_open"
+    state = copy.deepcopy(opened["data"]["state"])
+    _put_buffers(state, opened["data"]["buffer_paths"], opened["buffers"])
+    header = state["snapshot"]["header"]
+    assert header["kind"] == "full" and header["n_tokens"] == len(TOKENIZER(text).input_ids)
+    assert state["text"] == text and len(decode_vocabulary(state["vocabulary"])) == VOCAB
+    assert apply_update(None, state["snapshot"]).n_tokens == header["n_tokens"]
+    assert not [m for m in later if "snapshot" in (m["data"] or {}).get("state", {})], "sent again after the open"
 
 
 def test_an_edit_from_the_view_produces_one_delta_message_then_its_answer() -> None:
