@@ -175,6 +175,44 @@ def test_the_snapshot_waits_for_typing_to_pause_then_catches_up_once(monkeypatch
     assert apply_update(None, w.snapshot).n_tokens == len(w.session.tokens.ids)
 
 
+def test_where_no_front_end_saves_widget_state_typing_leaves_the_snapshot_until_one_asks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """VS Code neither saves nor replays widget state, so the whole picture resent after each pause
+    crossed its JSON hop for nothing; a front end that saves it, or any that asks, brings it back."""
+    monkeypatch.setattr(controller, "SNAPSHOT_DELAY", 0.05)
+
+    async def typing() -> tuple[LensWidget, int, int]:
+        w = make()
+        message(w, {"type": "ping", "view": "vscode", "saves_state": False})
+        for number, text in enumerate(["Paris is the capital", "Paris is the capital of"], 1):
+            edit(w, text, number, view="vscode")
+        before = sum(kind == "snapshot" for kind, _ in w.comm.payloads())
+        await asyncio.sleep(0.2)
+        after_pause = sum(kind == "snapshot" for kind, _ in w.comm.payloads())
+        message(w, {"type": "ping", "view": "lab", "saves_state": True})  # JupyterLab opens the notebook too
+        return w, after_pause - before, sum(kind == "snapshot" for kind, _ in w.comm.payloads()) - after_pause
+
+    w, on_pause, on_ping = asyncio.run(typing())
+    assert on_pause == 0, "nobody saves it: not resent after the pause"
+    assert on_ping == 1 and w.snapshot["header"]["seq"] == w.comm.deltas()[-1]["header"]["seq"]
+    assert apply_update(None, w.snapshot).n_tokens == len(w.session.tokens.ids)
+
+
+def test_a_stale_snapshot_is_brought_up_to_date_for_the_exports_and_a_front_end_that_pings() -> None:
+    w = make()
+    message(w, {"type": "ping", "view": "vscode", "saves_state": False})
+    edit(w, "Paris is the capital of France", 1, view="vscode")  # no event loop: at once, but for nobody
+    assert w.snapshot["header"]["n_tokens"] < len(w.session.tokens.ids), "left behind"
+    assert len(w.grid_data().tokens) == len(w.session.tokens.ids)
+    assert w.snapshot["header"]["n_tokens"] == len(w.session.tokens.ids), "whole() caught it up"
+    edit(w, "Paris is the capital of Italy", 2, view="vscode")
+    message(w, {"type": "ping", "view": "vscode-2", "saves_state": False})  # a new VS Code window reads it
+    assert apply_update(None, w.snapshot).n_tokens == len(w.session.tokens.ids)
+    message(w, {"type": "ping", "view": "x", "saves_state": "no"})
+    assert "saves_state must be true or false, got 'no'" in w.error
+
+
 def test_changes_that_are_not_typing_make_a_whole_snapshot_at_once() -> None:
     w = make(layer_stride=2)
     before = len(w.comm.deltas())
