@@ -118,6 +118,13 @@ MAX_NEW_TOKENS = GENERATION["max_new_tokens"]
 """Tokens one generate request from a view may ask for (constants.json, which the view reads too)."""
 MAX_PIN_ITEMS = 16
 """Words and ids pinned as one item from a view: the panel's input takes a few, never hundreds."""
+HOSTS = ("", "vscode")
+"""What a view's ping may say of its host: "" for any that needs nothing special."""
+UNSAVED_HOSTS = frozenset({"vscode"})
+"""Hosts that neither save nor replay widget state (vscode-jupyter #4404, #11117)."""
+TEXT_BUFFER_HOSTS = frozenset({"vscode"})
+"""Hosts that carry a message's binary buffers as JSON arrays of numbers (VS Code's extension host:
+about 3.3 characters a byte), to whom typing's deltas go base64-encoded in the JSON (1.33)."""
 
 
 class WidgetController:
@@ -130,9 +137,8 @@ class WidgetController:
         """Each model's tuned lens ("a", and "b" in A/B), for the lens toggle."""
         self.seq = 0
         self._views_visible: dict[str, tuple[int, int]] = {}
-        self._front_ends: dict[str, bool] = {}
-        """Each front end that pinged, and whether it saves widget state with the notebook (VS Code
-        neither saves nor replays it: vscode-jupyter #4404, #11117)."""
+        self._front_ends: dict[str, str] = {}
+        """Each front end that pinged, and the host it runs in ("vscode", else "")."""
         """Each view's last reported range: a keystroke is answered with its own view's columns."""
         self._editing: str | None = None
         self._reverting = False
@@ -179,7 +185,9 @@ class WidgetController:
         if typing and (update.kind != "full" or self.session.pending):
             base = -1 if update.kind == "full" else self.seq - 1
             payload = payload_of(update)
-            content, buffers = to_message({**payload, "header": {**payload["header"], "seq": self.seq, "base": base}})
+            header = {**payload["header"], "seq": self.seq, "base": base}
+            text = any(host in TEXT_BUFFER_HOSTS for host in self._front_ends.values())
+            content, buffers = to_message({**payload, "header": header}, text=text)
             message: dict[str, Any] = {"type": "update", "payload": content}
             if self._answer is not None:
                 message["done"], self._answer = self._answer, None
@@ -292,7 +300,7 @@ class WidgetController:
         except RuntimeError:
             loop = None
         self._cancel_timer()
-        if self._front_ends and not any(self._front_ends.values()):
+        if self._front_ends and not any(host not in UNSAVED_HOSTS for host in self._front_ends.values()):
             return  # nobody saves it: it catches up when asked (a new front end, request_full, whole())
         if loop is None and self._writing is None:
             self.refresh_snapshot()
@@ -576,13 +584,13 @@ class WidgetController:
             self.widget.send_state("snapshot")
         elif kind == "ping":
             view = content.get("view")
-            saves = content.get("saves_state", True)
+            host = content.get("host", "")
             if not _is_name(view):
                 return self._refuse("a ping must name its view (a string of 1 to 100 characters)")
-            if not isinstance(saves, bool):
-                return self._refuse(f"a ping's saves_state must be true or false, got {_short(saves)}")
+            if host not in HOSTS:
+                return self._refuse(f"a ping's host must be one of {', '.join(map(repr, HOSTS))}, got {_short(host)}")
             self._front_ends.pop(view, None)  # re-inserted last, as the visible ranges are
-            self._front_ends[view] = saves
+            self._front_ends[view] = host
             while len(self._front_ends) > MAX_VIEWS:
                 self._front_ends.pop(next(iter(self._front_ends)))
             if self._stale:  # a new front end read the snapshot when it connected: bring it up to date

@@ -385,3 +385,18 @@ def test_a_payload_sent_as_a_message_comes_back_whole_with_its_buffers_beside_it
         from_message(content, buffers[:-1])
     with pytest.raises(PayloadError, match="names buffer"):
         from_message({"a": {"$buffer": True}}, buffers)
+
+
+def test_a_payload_sent_as_text_carries_its_bytes_as_base64_in_the_json_and_comes_back_whole() -> None:
+    """For VS Code, whose extension host carries binary buffers as JSON arrays of numbers."""
+    from lens_widget.payload import from_message, to_message
+
+    payload = encode(block(3, 40, 2, 50, patch=True), 50, kind="columns", col_start=1)
+    binary, buffers = to_message(payload)
+    content, none = to_message(payload, text=True)
+    assert none == [] and from_message(content, []) == payload
+    as_numbers = len(json.dumps(binary)) + sum(len(json.dumps(list(b))) for b in buffers)
+    assert len(json.dumps(content)) < 0.5 * as_numbers, "base64 is leaner than JSON numbers"
+    for bad in ("not base64!", 12, "QUJD="):
+        with pytest.raises(PayloadError, match="is not base64"):
+            from_message({"a": {"$base64": bad}}, [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from typing import Any
 
 import anywidget
@@ -184,13 +185,13 @@ def test_where_no_front_end_saves_widget_state_typing_leaves_the_snapshot_until_
 
     async def typing() -> tuple[LensWidget, int, int]:
         w = make()
-        message(w, {"type": "ping", "view": "vscode", "saves_state": False})
+        message(w, {"type": "ping", "view": "vscode", "host": "vscode"})
         for number, text in enumerate(["Paris is the capital", "Paris is the capital of"], 1):
             edit(w, text, number, view="vscode")
         before = sum(kind == "snapshot" for kind, _ in w.comm.payloads())
         await asyncio.sleep(0.2)
         after_pause = sum(kind == "snapshot" for kind, _ in w.comm.payloads())
-        message(w, {"type": "ping", "view": "lab", "saves_state": True})  # JupyterLab opens the notebook too
+        message(w, {"type": "ping", "view": "lab", "host": ""})  # JupyterLab opens the notebook too
         return w, after_pause - before, sum(kind == "snapshot" for kind, _ in w.comm.payloads()) - after_pause
 
     w, on_pause, on_ping = asyncio.run(typing())
@@ -199,18 +200,33 @@ def test_where_no_front_end_saves_widget_state_typing_leaves_the_snapshot_until_
     assert apply_update(None, w.snapshot).n_tokens == len(w.session.tokens.ids)
 
 
+def test_typings_deltas_reach_a_vscode_front_end_as_base64_text_and_rebuild_the_same_picture() -> None:
+    w = make()
+    edit(w, "Paris is the capital of", 1)
+    assert w.comm.sent[-1]["buffers"], "binary buffers for a host that carries them as such"
+    message(w, {"type": "ping", "view": "vscode", "host": "vscode"})
+    edit(w, "Paris is the capital of France", 2, view="vscode")
+    sent = w.comm.sent[-1]
+    assert sent["data"]["content"]["type"] == "update" and sent["buffers"] == []
+    assert "$base64" in json.dumps(sent["data"]["content"])
+    stats, ids, _ = w.session.grid_arrays()
+    state = view_state(w)
+    np.testing.assert_allclose(state.grids[0].stats, stats, rtol=1e-3, atol=1e-3)
+    assert np.array_equal(state.grids[0].top_ids, ids)
+
+
 def test_a_stale_snapshot_is_brought_up_to_date_for_the_exports_and_a_front_end_that_pings() -> None:
     w = make()
-    message(w, {"type": "ping", "view": "vscode", "saves_state": False})
+    message(w, {"type": "ping", "view": "vscode", "host": "vscode"})
     edit(w, "Paris is the capital of France", 1, view="vscode")  # no event loop: at once, but for nobody
     assert w.snapshot["header"]["n_tokens"] < len(w.session.tokens.ids), "left behind"
     assert len(w.grid_data().tokens) == len(w.session.tokens.ids)
     assert w.snapshot["header"]["n_tokens"] == len(w.session.tokens.ids), "whole() caught it up"
     edit(w, "Paris is the capital of Italy", 2, view="vscode")
-    message(w, {"type": "ping", "view": "vscode-2", "saves_state": False})  # a new VS Code window reads it
+    message(w, {"type": "ping", "view": "vscode-2", "host": "vscode"})  # a new VS Code window reads it
     assert apply_update(None, w.snapshot).n_tokens == len(w.session.tokens.ids)
-    message(w, {"type": "ping", "view": "x", "saves_state": "no"})
-    assert "saves_state must be true or false, got 'no'" in w.error
+    message(w, {"type": "ping", "view": "x", "host": "colab?"})
+    assert "a ping's host must be one of '', 'vscode', got 'colab?'" in w.error
 
 
 def test_changes_that_are_not_typing_make_a_whole_snapshot_at_once() -> None:
