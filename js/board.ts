@@ -4,7 +4,7 @@
 
 import { LAYOUT } from "./constants";
 import { Disposer } from "./disposer";
-import { element } from "./dom";
+import { assign, element } from "./dom";
 import { type Cell, cellAt, cellRect, contentWidth, draw, drawLegend, type Layout, makeLayout, scrollToShow, visibleColumns } from "./heatmap";
 import type { Picture } from "./heatmap";
 import { rowIndices, type Scene, sceneMarks } from "./picture";
@@ -17,6 +17,8 @@ export class Board {
   /** The width when the scroller last had one: a host restyling (a theme switch) can report 0. */
   private knownWidth = 0;
   private relayoutTries = 0;
+  /** What the legend's canvas shows (empty: nothing known). */
+  private legendShows = "";
   private readonly relayout: ReturnType<Disposer["timer"]>;
   private readonly disposer = new Disposer();
 
@@ -77,15 +79,27 @@ export class Board {
     }
   }
 
-  /** Draw `p` (null: nothing to show) and its legend at the device's pixel ratio. */
-  paint(p: Picture | null, legendTitle: string, dpr: number): void {
+  /** Draw `p` (null: nothing to show) and its legend at the device's pixel ratio. `heatmap` false
+   * keeps the heatmap's pixels (the caller knows nothing on it changed: repaint.ts); the legend is
+   * drawn only when what it shows changed. */
+  paint(p: Picture | null, legendTitle: string, dpr: number, heatmap = true): void {
     if (!p) {
       this.canvas.width = this.canvas.height = 0;
+      this.legendShows = "";
       return;
     }
-    this.spacer.style.width = `${contentWidth(p.layout)}px`;
-    sized(this.canvas, p.layout.width, p.layout.height, dpr, (ctx) => draw(ctx, p));
+    assign(this.spacer.style, "width", `${contentWidth(p.layout)}px`);
+    if (heatmap) sized(this.canvas, p.layout.width, p.layout.height, dpr, (ctx) => draw(ctx, p));
+    const { scale, palette, reversed, diverging } = p;
+    const legend = [p.layout.width, dpr, legendTitle, scale.min, scale.max, scale.log, scale.fixed, palette.background, reversed, diverging].join("|");
+    if (legend === this.legendShows) return;
+    this.legendShows = legend;
     sized(this.legend, p.layout.width, LAYOUT.legend_height, dpr, (ctx) => drawLegend(ctx, p.layout.width, legendTitle, p));
+  }
+
+  /** The next paint draws the legend whatever it shows (its canvas may have lost its pixels). */
+  forget(): void {
+    this.legendShows = "";
   }
 
   /** The cell under the pointer (null: none, or no scene to hit). */

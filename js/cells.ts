@@ -138,9 +138,12 @@ export function padColumns(cells: Cells, rows: number, columns: number, total: n
   return writeColumns(placeholders, rows, total, start, cells, columns, size);
 }
 
-/** A "cells" update: `old` (`rows` rows, `total` columns) with `columns` columns from `start` replaced by `cells`. */
-export function fillColumns(old: Cells, rows: number, total: number, start: number, cells: Cells, columns: number, size: CellsSize): Cells {
-  return writeColumns(map(old, size, (array) => array.slice() as typeof array), rows, total, start, cells, columns, size);
+/** A "cells" update: `old` (`rows` rows, `total` columns) with `columns` columns from `start` replaced by
+ * `cells`. A copy, unless `inPlace`: then `old`'s arrays are written and returned, so that filling a
+ * few columns costs those columns, not the whole grid (a paste's columns arrive in many chunks). */
+export function fillColumns(old: Cells, rows: number, total: number, start: number, cells: Cells, columns: number, size: CellsSize, inPlace = false): Cells {
+  const into = inPlace ? { ...old } : map(old, size, (array) => array.slice() as typeof array);
+  return writeColumns(into, rows, total, start, cells, columns, size);
 }
 
 /** `cells` written over `columns` columns from `start` of `into` (in place), which it returns. */

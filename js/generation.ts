@@ -4,7 +4,7 @@
 
 import { GENERATION } from "./constants";
 import { Disposer } from "./disposer";
-import { element } from "./dom";
+import { assign, data, element } from "./dom";
 
 export const DEFAULT_NEW_TOKENS = GENERATION.default_new_tokens;
 export const MAX_NEW_TOKENS = GENERATION.max_new_tokens;
@@ -84,11 +84,11 @@ export class GenerationBar {
         Object.assign(option, { value: i === 0 ? "a" : "b", textContent: `${i === 0 ? "A" : "B"} writes: ${name}` });
       });
     }
-    this.model.hidden = input.names.length < 2;
-    this.go.disabled = input.disabled || input.generating;
-    this.stopButton.hidden = !input.generating;
-    this.root.dataset.generating = String(input.generating);
-    this.root.hidden = false;
+    assign(this.model, "hidden", input.names.length < 2);
+    assign(this.go, "disabled", input.disabled || input.generating);
+    assign(this.stopButton, "hidden", !input.generating);
+    data(this.root, { generating: String(input.generating) });
+    assign(this.root, "hidden", false);
   }
 
   dispose(): void {

@@ -4,7 +4,7 @@
 // go in as textContent or canvas text only.
 
 import { Disposer } from "./disposer";
-import { element } from "./dom";
+import { assign, element } from "./dom";
 import type { Palette } from "./theme";
 import { type ColumnAnswer, drawPanel, type Series, seriesOf, type YKind } from "./trajectory";
 import { visibleToken } from "./tokens";
@@ -36,6 +36,8 @@ export class Panel {
   private wanted = "";
   private col: number | null = null;
   private shown: ColumnAnswer | null = null;
+  /** What the panel last drew from (null: draw at the next paint). */
+  private painted: unknown[] | null = null;
 
   constructor(
     private readonly doc: Document,
@@ -115,6 +117,11 @@ export class Panel {
     this.redraw();
   }
 
+  /** The next paint draws whatever it shows (its canvas may have lost its pixels). */
+  forget(): void {
+    this.painted = null;
+  }
+
   /** Show `answer` at the next paint (a saved state's panel, made while drawing). */
   set(answer: ColumnAnswer | null): void {
     this.shown = answer;
@@ -126,8 +133,14 @@ export class Panel {
    * the newer answer comes). */
   paint(width: number, tokenAt: (col: number) => string, marked: number | null, palette: Palette, dpr: number): void {
     const a = this.shown;
-    this.root.hidden = a === null;
+    assign(this.root, "hidden", a === null);
     if (!a) return;
+    // The heatmap redraws on every kernel message; this panel's canvas and key are rebuilt only when
+    // what they show changed.
+    const inputs = [a, this.y, width, tokenAt(a.col), marked, palette, dpr, this.search.value];
+    const last = this.painted;
+    if (last && inputs.every((v, i) => Object.is(v, last[i]))) return;
+    this.painted = inputs;
     const series = a.error ? [] : seriesOf(a, this.y);
     this.heading.textContent = a.error ? `position ${a.col}: ${a.error}` : `position ${a.col} (${visibleToken(tokenAt(a.col))}): ${a.lines.some((l) => l.pinned) ? "pinned items" : "tokens that are top-1 at some layer"} across the layers`;
     this.canvas.style.width = `${width}px`;

@@ -12,6 +12,7 @@ import {
   type Payload,
   PayloadError,
   PATCHED,
+  readF16,
   statAt,
   TokenStrings,
   topAt,
@@ -69,6 +70,18 @@ function expectState(state: ViewState, expected: Expected): void {
   expect(Array.from(state.tokenSpans)).toEqual(expected.token_spans);
   expect(Array.from(state.pending ?? new Uint8Array(state.nTokens))).toEqual(expected.pending);
 }
+
+describe("readF16", () => {
+  it("reads every half-precision value as halfToFloat does, in small reads and large ones", () => {
+    const all = new DataView(new ArrayBuffer(2 * 0x10000));
+    for (let h = 0; h < 0x10000; h++) all.setUint16(2 * h, h, true);
+    const small = readF16(new DataView(all.buffer, 2 * 0x3c00, 8), 4, "some");
+    const large = readF16(all, 0x10000, "all");
+    const wrong = Array.from(large).filter((value, h) => !Object.is(value, Math.fround(halfToFloat(h))));
+    expect(wrong).toEqual([]);
+    expect(Array.from(small)).toEqual([1, 1 + 1 / 1024, 1 + 2 / 1024, 1 + 3 / 1024]);
+  });
+});
 
 describe("halfToFloat", () => {
   it("decodes normal, subnormal and special values", () => {
@@ -131,6 +144,32 @@ describe("applyUpdate", () => {
     const copy = Array.from(first.grids[0]!.stats);
     applyUpdate(first, updates[1]!);
     expect(Array.from(first.grids[0]!.stats)).toEqual(copy);
+    // Nor with a "cells" update, unless the state is handed over.
+    let before: ViewState | null = null;
+    for (const update of updates.slice(0, 5)) before = applyUpdate(before, update);
+    const stats = Array.from(before!.grids[0]!.stats);
+    const pending = Array.from(before!.pending!);
+    expect(updates[5]!.header.kind).toBe("cells");
+    applyUpdate(before, updates[5]!);
+    expect(Array.from(before!.grids[0]!.stats)).toEqual(stats);
+    expect(Array.from(before!.pending!)).toEqual(pending);
+  });
+
+  it("fills a handed-over state's arrays with a cells update: a chunk costs its columns, not a copy of the grid", () => {
+    let before: ViewState | null = null;
+    for (const update of updates.slice(0, 5)) before = applyUpdate(before, update);
+    const pure = applyUpdate(before, updates[5]!);
+    const arrays = [...before!.grids.flatMap((g) => [g.stats, g.topIds, g.topProbs, g.pins]), before!.pending];
+    const filled = applyUpdate(before, updates[5]!, { handOver: true });
+    expect([...filled.grids.flatMap((g) => [g.stats, g.topIds, g.topProbs, g.pins]), filled.pending]).toEqual(arrays);
+    filled.grids.forEach((g, i) => expect(g.stats).toBe(before!.grids[i]!.stats)); // the same arrays, written
+    expect(filled.pending).toBe(before!.pending);
+    expect(filled).not.toBe(before); // a new state, so that what was drawn from the old one is redrawn
+    expect(Array.from(filled.grids[0]!.stats)).toEqual(Array.from(pure.grids[0]!.stats));
+    expect(Array.from(filled.pending!)).toEqual(Array.from(pure.pending!));
+    // A columns update still makes new arrays: the state it replaces is never written.
+    const next = applyUpdate(filled, updates[6]!, { handOver: true });
+    expect(next.grids[0]!.stats).not.toBe(filled.grids[0]!.stats);
   });
 
   it("refuses a delta without a state, and malformed payloads", () => {

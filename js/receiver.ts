@@ -7,11 +7,30 @@
 // through a Retry: one request out at a time, with growing pauses. A snapshot with the seq the view
 // already has is the same picture, and is skipped.
 
-import { applyUpdate, fromMessage, type Payload, PayloadError, type StatisticInfo, TokenStrings, type ViewState, type Vocabulary } from "./payload";
+import { applyUpdate, fromMessage, type Header, type Payload, PayloadError, type StatisticInfo, TokenStrings, type ViewState, type Vocabulary } from "./payload";
 import { Retry } from "./retry";
 import type { Scheduler } from "./sync";
 
 export const GAVE_UP = "gave up after repeated failures: run the cell again (or reload the page) to redraw.";
+
+/** How many state changes the receiver remembers the columns of (changedSince). */
+const CHANGES_KEPT = 64;
+
+/** A change of state: the columns it changed, [from, to) of the new state; null when anything may
+ * have changed (a full or rows update, a state dropped). */
+interface Change {
+  version: number;
+  columns: [number, number] | null;
+}
+
+/** The columns an update changed in the state it made (see Change). A "columns" update replaces every
+ * column from col_start (and patches col_start - 1, whose next token changed), including the ones a
+ * shorter text drops; a "cells" update fills cell_start … cell_end. */
+function changedColumns(header: Header, before: ViewState | null): [number, number] | null {
+  if (header.kind === "cells") return [header.cell_start ?? header.col_start, header.cell_end ?? header.n_tokens];
+  if (header.kind === "columns" && before) return [Math.max(0, header.col_start - 1), Math.max(before.nTokens, header.n_tokens)];
+  return null;
+}
 
 export class Receiver {
   state: ViewState | null = null;
@@ -21,7 +40,13 @@ export class Receiver {
   /** Why the picture may be missing or stale, for the user (empty when all is well). */
   payloadError = "";
   vocabularyError = "";
+  /** The seq of the last update that changed more than pending cells (its text, rows or lens): what a
+   * column's answer or an attribution depends on, which "cells" updates (the columns computed after
+   * the ones on screen) leave as they were. */
+  columnsSeq = -1;
   private lastSeq = -1;
+  private states = 0;
+  private changes: Change[] = [];
   private readonly fullState: Retry;
   private readonly vocabularyRetry: Retry;
 
@@ -32,6 +57,37 @@ export class Receiver {
 
   get seq(): number {
     return this.lastSeq;
+  }
+
+  /** Counts the states this receiver has had: it grows each time `state` is replaced. */
+  get version(): number {
+    return this.states;
+  }
+
+  /** The columns of the current state that may differ from those of state `version` (an earlier
+   * value of `version`): [from, to), empty when none; null when it cannot say (any column may differ,
+   * or that state is too old to know). A view uses it to skip painting when no column on screen
+   * changed. */
+  changedSince(version: number): [number, number] | null {
+    if (version === this.states) return [0, 0];
+    const newer = this.changes.filter((c) => c.version > version);
+    if (version < 0 || newer.length !== this.states - version) return null;
+    let from = Infinity;
+    let to = -Infinity;
+    for (const { columns } of newer) {
+      if (!columns) return null;
+      if (columns[0] >= columns[1]) continue;
+      from = Math.min(from, columns[0]);
+      to = Math.max(to, columns[1]);
+    }
+    return from < to ? [from, to] : [0, 0];
+  }
+
+  private replace(state: ViewState | null, columns: [number, number] | null): void {
+    this.state = state;
+    this.states += 1;
+    this.changes.push({ version: this.states, columns });
+    if (this.changes.length > CHANGES_KEPT) this.changes.shift();
   }
 
   /** Nothing drawable yet: ask for the whole state (once; the Retry keeps it from looping). */
@@ -72,7 +128,12 @@ export class Receiver {
       return false;
     }
     try {
-      this.state = applyUpdate(this.state, value as Payload);
+      const before = this.state;
+      // Handed over: a "cells" update writes into the arrays rather than copying the whole grid, and
+      // nothing keeps the state it replaces.
+      const after = applyUpdate(before, value as Payload, { handOver: true });
+      this.replace(after, changedColumns(header as Header, before));
+      if (header.kind !== "cells") this.columnsSeq = header.seq;
       this.lastSeq = header.seq;
       this.payloadError = "";
       if (header.kind === "full") this.fullState.succeeded();
@@ -83,8 +144,9 @@ export class Receiver {
   }
 
   private unreadable(error: unknown): boolean {
-    this.state = null;
+    this.replace(null, null);
     this.lastSeq = -1;
+    this.columnsSeq = -1;
     this.fullState.failed();
     const why = error instanceof PayloadError ? error.message : String(error);
     this.payloadError = `Could not read the kernel's update (${why}); ${this.next()}`;

@@ -1,7 +1,7 @@
 // The status line and messages, as a pure function of what the view knows: whether it waits for the
 // kernel, what the picture covers, and why it may be missing or stale.
 
-import { element } from "./dom";
+import { assign, element } from "./dom";
 import { pendingCount } from "./payload";
 import { rowIndices, type Scene } from "./picture";
 import { rowsWanted } from "./rows";
@@ -71,9 +71,9 @@ export class Messages {
   }
 
   show(status: Status): void {
-    this.errors.textContent = status.errors;
-    this.notice.textContent = status.notice;
-    this.snapshot.textContent = status.snapshotNote;
-    this.snapshot.hidden = status.snapshotNote === "";
+    assign(this.errors, "textContent", status.errors);
+    assign(this.notice, "textContent", status.notice);
+    assign(this.snapshot, "textContent", status.snapshotNote);
+    assign(this.snapshot, "hidden", status.snapshotNote === "");
   }
 }

@@ -59,4 +59,16 @@ describe("Store", () => {
     expect(seen).toEqual([null, { type: "pong", view: store.id }]);
     release();
   });
+
+  it("tells its views of a snapshot only when it changes what they show", () => {
+    const a = fakeModel("w4");
+    const { store, release } = holdStore(a.model);
+    const seen: unknown[] = [];
+    store.subscribe((message) => seen.push(message));
+    a.emit("change:snapshot"); // the same snapshot again (the kernel catching it up after typing)
+    expect(seen).toEqual([]);
+    a.emit("change:vocabulary");
+    expect(seen).toEqual([null]);
+    release();
+  });
 });

@@ -35,7 +35,13 @@ export class Store {
 
   constructor(private readonly model: AnyModel<Model>) {
     this.received = new Receiver((message) => this.send(message));
-    this.on("change:snapshot", () => this.received.snapshot(model.get("snapshot")));
+    this.on("change:snapshot", () => {
+      // The snapshot catching up with the deltas a view already drew is the same picture: the views
+      // need not hear of it.
+      const { version, payloadError } = this.received;
+      this.received.snapshot(model.get("snapshot"));
+      return this.received.version !== version || this.received.payloadError !== payloadError;
+    });
     this.on("change:vocabulary", () => this.received.vocabulary(model.get("vocabulary")));
     this.on("msg:custom", (message: unknown, buffers: unknown) => this.onMessage(message, buffers));
     this.received.vocabulary(model.get("vocabulary"));
@@ -83,10 +89,11 @@ export class Store {
     this.changed(message);
   }
 
-  private on(name: string, fn: (...args: unknown[]) => void): void {
+  /** Listens to the model; a trait's handler that returns false changed nothing the views show. */
+  private on(name: string, fn: (...args: unknown[]) => boolean | void): void {
     const listener = (...args: unknown[]): void => {
-      fn(...args);
-      if (name !== "msg:custom") this.changed(null);
+      const changed = fn(...args);
+      if (name !== "msg:custom" && changed !== false) this.changed(null);
     };
     this.model.on(name, listener);
     this.cleanups.push(() => this.model.off(name, listener));

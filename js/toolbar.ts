@@ -3,7 +3,7 @@
 // the user's choices to its owner; it keeps no state of its own.
 
 import { Disposer } from "./disposer";
-import { element } from "./dom";
+import { assign, attribute, classed, element } from "./dom";
 import { choices, effectiveMode, isAB, type Mode, modelNames, type Scene, shown } from "./picture";
 import { title as statisticTitle } from "./statistics";
 import type { ScaleMode } from "./model";
@@ -96,10 +96,10 @@ export class Toolbar {
     this.updateModes(input.scene);
     this.updateStatistics(input.scene);
     const layers = input.scene?.state.header.num_layers ?? 1;
-    this.strideInput.max = String(Math.max(1, layers));
-    this.strideInput.value = String(input.stride);
-    this.strideValue.textContent = String(input.stride);
-    this.lensLabel.hidden = input.lensOptions.length < 2;
+    assign(this.strideInput, "max", String(Math.max(1, layers)));
+    assign(this.strideInput, "value", String(input.stride));
+    assign(this.strideValue, "textContent", String(input.stride));
+    assign(this.lensLabel, "hidden", input.lensOptions.length < 2);
     if (this.lensSelect.childElementCount !== input.lensOptions.length) {
       this.lensSelect.replaceChildren();
       for (const option of input.lensOptions) {
@@ -108,20 +108,20 @@ export class Toolbar {
         node.textContent = option === "tuned" ? "tuned lens" : "logit lens";
       }
     }
-    this.lensSelect.value = input.lens;
-    this.lensSelect.disabled = input.snapshotMode;
-    this.scaleButton.setAttribute("aria-pressed", String(input.colorScale !== "view"));
-    this.sublayersButton.setAttribute("aria-pressed", String(input.sublayers));
+    assign(this.lensSelect, "value", input.lens);
+    assign(this.lensSelect, "disabled", input.snapshotMode);
+    attribute(this.scaleButton, "aria-pressed", String(input.colorScale !== "view"));
+    attribute(this.sublayersButton, "aria-pressed", String(input.sublayers));
   }
 
   showStatus(status: Status): void {
-    this.status.textContent = status.text;
-    this.status.classList.toggle("lw-busy", status.busy);
+    assign(this.status, "textContent", status.text);
+    classed(this.status, "lw-busy", status.busy);
   }
 
   private updateModes(s: Scene | null): void {
     const ab = s !== null && isAB(s.state);
-    this.modes.hidden = !ab;
+    assign(this.modes, "hidden", !ab);
     if (!s || !ab) return;
     const [a, b] = modelNames(s.state);
     const labels: [Mode, string][] = [
@@ -139,9 +139,9 @@ export class Toolbar {
     }
     labels.forEach(([value, label], i) => {
       const button = this.modes.children[i] as HTMLButtonElement;
-      button.textContent = label;
-      button.title = label;
-      button.setAttribute("aria-pressed", String(value === effectiveMode(s)));
+      assign(button, "textContent", label);
+      assign(button, "title", label);
+      attribute(button, "aria-pressed", String(value === effectiveMode(s)));
     });
   }
 
@@ -161,7 +161,7 @@ export class Toolbar {
       }
     }
     for (const button of Array.from(this.stats.children) as HTMLButtonElement[]) {
-      button.setAttribute("aria-pressed", String(button.dataset.statistic === current));
+      attribute(button, "aria-pressed", String(button.dataset.statistic === current));
     }
   }
 

@@ -2,6 +2,7 @@
 // Every model string goes in through textContent, never as HTML.
 
 import { Disposer } from "./disposer";
+import { assign } from "./dom";
 import { type Box, placeTooltip } from "./placement";
 import { formatProbability, visibleToken } from "./tokens";
 
@@ -150,8 +151,8 @@ export class TooltipBox {
   }
 
   hide(): void {
-    this.el.hidden = true;
-    this.root.style.minHeight = "";
+    assign(this.el, "hidden", true);
+    assign(this.root.style, "minHeight", "");
   }
 
   dispose(): void {

@@ -627,3 +627,104 @@ describe("render", () => {
     expect(host.childElementCount).toBe(0);
   });
 });
+
+/** happy-dom has no 2D context: a recording one stands in, and counts the heatmap's paints (each
+ * sizes its canvas and asks for its context once). */
+function countPaints(): { heatmap: number } {
+  const counts = { heatmap: 0 };
+  const ctx = new Proxy({} as Record<string, unknown>, {
+    get: (target, key: string) => (key in target ? target[key] : () => ({ width: 7 })),
+    set: (target, key: string, value) => ((target[key] = value), true),
+  });
+  vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockImplementation(function (this: HTMLCanvasElement) {
+    if (this.classList.contains("lw-canvas")) counts.heatmap += 1;
+    return ctx as never;
+  });
+  return counts;
+}
+
+/** The state with columns 11 … 17 pending (updates[4]), whose cells 11 … 12 come next (updates[5]). */
+async function pendingColumns(model: FakeModel): Promise<void> {
+  for (const update of updates.slice(1, 5)) model.delta(update);
+  await frame();
+  expect(updates[5]!.header).toMatchObject({ kind: "cells", cell_start: 11, cell_end: 13 });
+}
+
+describe("work in proportion to what changed (a long paste arrives as many updates)", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("paints the heatmap when a column on screen changed, not for pending cells off screen, a snapshot it has or another view's message", async () => {
+    const counts = countPaints();
+    const { model, root } = mount(); // 600 px: columns 0 … 9 on screen
+    await pendingColumns(model);
+    const painted = counts.heatmap;
+    const pending = Number(root.dataset.pending);
+    expect(painted).toBeGreaterThan(0);
+    model.delta(updates[5]!);
+    await frame();
+    expect(Number(root.dataset.pending)).toBe(pending - 2); // taken…
+    expect(counts.heatmap).toBe(painted); // …and nothing on screen to paint
+    model.kernel("snapshot", { ...updates[0]!, header: { ...updates[0]!.header, seq: updates[5]!.header.seq } });
+    model.message({ type: "column", view: "another view", seq: 1, col: 0 });
+    await frame();
+    expect(counts.heatmap).toBe(painted);
+    const scroller = root.querySelector(".lw-scroll") as HTMLElement;
+    Object.defineProperty(scroller, "scrollLeft", { get: () => 11 * 58, set: () => undefined });
+    scroller.dispatchEvent(new Event("scroll")); // the filled columns come into view: drawn
+    await frame();
+    expect(counts.heatmap).toBe(painted + 1);
+
+    const wide = mount(); // 1,200 px: the same cells land on screen
+    Object.defineProperty(wide.root.querySelector(".lw-scroll"), "clientWidth", { get: () => 1200 });
+    await pendingColumns(wide.model);
+    const before = counts.heatmap;
+    wide.model.delta(updates[5]!);
+    await frame();
+    expect(counts.heatmap).toBe(before + 1);
+  });
+
+  it("asks the kernel for the panel's column again when the text changes, not when pending cells arrive", () => {
+    vi.useFakeTimers();
+    const { model } = mount();
+    const asked = () => model.sentMessages.filter((m) => (m as { type?: string }).type === "column").length;
+    for (const update of updates.slice(1, 5)) model.delta(update);
+    vi.advanceTimersByTime(200);
+    expect(asked()).toBe(1); // the last column, once things settled
+    model.delta(updates[5]!); // cells: a column's answer (read from the kernel's hidden states) is the same
+    vi.advanceTimersByTime(200);
+    expect(asked()).toBe(1);
+    model.delta(updates[6]!); // the text changed
+    vi.advanceTimersByTime(200);
+    expect(asked()).toBe(2);
+  });
+
+  it("asks once for the writers of the cell it explains, and again when the text changes", () => {
+    vi.useFakeTimers();
+    const { model, root } = mount();
+    const asked = () => model.sentMessages.filter((m) => (m as { type?: string }).type === "attribution").length;
+    for (const update of updates.slice(1, 6)) model.delta(update); // the last one: pending cells
+    vi.advanceTimersByTime(200);
+    const grid = root.querySelector(".lw-scroll") as HTMLElement;
+    grid.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowRight", bubbles: true })); // the first cell
+    grid.dispatchEvent(new KeyboardEvent("keydown", { key: "w", bubbles: true }));
+    vi.advanceTimersByTime(200);
+    expect(asked()).toBe(1);
+    model.delta(updates[6]!);
+    vi.advanceTimersByTime(200);
+    expect(asked()).toBe(2);
+  });
+
+  it("leaves its DOM as it is when a kernel message changes nothing it shows", async () => {
+    const { model, root } = mount();
+    await pendingColumns(model);
+    const records: MutationRecord[] = [];
+    const observer = new MutationObserver((list) => records.push(...list));
+    observer.observe(root, { subtree: true, attributes: true, childList: true, characterData: true });
+    model.message({ type: "pong", view: "another view" });
+    model.kernel("snapshot", { ...updates[0]!, header: { ...updates[0]!.header, seq: updates[4]!.header.seq } });
+    await frame();
+    observer.disconnect();
+    const what = (r: MutationRecord): string => `${r.type} ${(r.target as Element).className ?? r.target.nodeName} ${r.attributeName ?? ""}`;
+    expect(records.map(what)).toEqual([]);
+  });
+});

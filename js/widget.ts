@@ -11,7 +11,7 @@ import type { AnyModel, RenderProps } from "@anywidget/types";
 import { Board, rowLabels } from "./board";
 import { CaretFollower } from "./caret";
 import { Disposer } from "./disposer";
-import { element } from "./dom";
+import { assign, classed, data, element } from "./dom";
 import { downloadCanvas, pictureCanvas, stackCanvases } from "./download";
 import { Frames } from "./frames";
 import type { Model } from "./model";
@@ -31,6 +31,7 @@ import { type Explained, Writers } from "./writers";
 import { GenerationBar, type GenerationInput } from "./generation";
 import type { Picture } from "./heatmap";
 import { VisibleReporter } from "./visible";
+import { paintInputs, Repaint } from "./repaint";
 
 export type { Model } from "./model";
 export { shownRows } from "./picture";
@@ -127,13 +128,14 @@ function kernelAsks(store: Store, view: string): PanelHandlers {
   };
 }
 
-/** The panel follows the selected (or hovered) cell's column, else the last one, as typing goes on;
- * with no kernel it reads the saved state. */
+/** The panel follows the selected (or hovered) cell's column, else the last one, as typing goes on
+ * (asking again when the text changed, not when pending cells arrived: they leave a column's answer
+ * as it was); with no kernel it reads the saved state. */
 function paintPanel(panel: Panel, s: Scene | null, selection: Selection, store: Store, width: number, colors: Palette, dpr: number): void {
   const cell = selection.cell;
   const col = !s || !s.count ? null : cell ? cell.col + s.first : s.first + s.count - 1;
   if (store.snapshotMode || col === null) panel.set(s && col !== null ? answerFromState(s.state, col, s.strings) : null);
-  else panel.follow(col, store.received.seq);
+  else panel.follow(col, store.received.columnsSeq);
   const layer = s && cell ? s.state.rows[rowIndices(s)[cell.row] ?? -1] : undefined;
   const marked = layer === undefined || !s ? null : s.state.rows.indexOf(layer);
   panel.paint(width, (c) => (s && c < s.state.nTokens ? s.strings.get(s.state.tokenIds[c] ?? 0) : ""), marked, colors, dpr);
@@ -190,7 +192,16 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   });
   const messages = new Messages(doc, root);
   const frames = new Frames(doc.defaultView, redraw);
-  const board = new Board(doc, root, () => frames.request());
+  const heatmap = new Repaint();
+  /** Paint everything at the next frame, whether or not what it shows changed: the host may have
+   * dropped the canvases' pixels (a resize, an output scrolled away and back, a theme switch). */
+  const repaintAll = (): void => {
+    heatmap.forget();
+    board.forget();
+    panel.forget();
+    frames.request();
+  };
+  const board = new Board(doc, root, () => repaintAll());
   const asks = kernelAsks(store, viewId);
   const panel = new Panel(doc, root, asks, () => frames.request());
   const tip = new TooltipBox(doc, root, (id) => asks.pin([id]));
@@ -199,7 +210,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   const explain = (cell: { row: number; col: number } | null): void => {
     const s = scene();
     const at = s && cell && !store.snapshotMode ? explainedCell(s, cell) : null;
-    if (at) writers.explain(at, store.received.seq);
+    if (at) writers.explain(at, store.received.columnsSeq);
   };
   const caret = new CaretFollower();
   const visible = new VisibleReporter(
@@ -248,13 +259,13 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     const status = statusOf({ scene: s, snapshotMode, typing: sync.pending, stride: model.get("layer_stride"), lens: model.get("lens"), remote: model.get("remote_status") ?? "", errors });
     toolbar.showStatus(status);
     messages.show(status);
-    textarea.readOnly = snapshotMode;
-    Object.assign(root.dataset, { busy: String(status.busy), snapshot: String(snapshotMode) });
+    assign(textarea, "readOnly", snapshotMode);
+    data(root, { busy: String(status.busy), snapshot: String(snapshotMode) });
   }
 
   function redraw(): void {
     const dark = isDark(root);
-    root.classList.toggle("lw-dark", dark);
+    classed(root, "lw-dark", dark);
     board.measure();
     const s = scene();
     const left = s ? caret.scrollTo(s, board.layout(s), board.scrollLeft, !sync.pending) : null;
@@ -262,12 +273,19 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     if (s && s.count && ui.followWriting && !ui.selection.pinned) board.scrollToColumn(s, s.count - 1); // the writing, to its last column
     ui.followWriting &&= model.get("generating") === true;
     const p = s ? picture(s, board.layout(s), board.scrollLeft, palette(dark), ui.selection.cell, ui.selection.pinned) : null;
-    board.paint(p, s ? legendTitle(s) : "", doc.defaultView?.devicePixelRatio || 1);
-    paintPanel(panel, s, ui.selection, store, s ? board.layout(s).width : 0, palette(dark), doc.defaultView?.devicePixelRatio || 1);
-    paintWriters(writers, s, model, store.received.seq, s ? board.layout(s).width : 0, palette(dark), doc.defaultView?.devicePixelRatio || 1);
-    Object.assign(root.dataset, drawnData(s, p, ui.selection, store.received.seq));
+    const dpr = doc.defaultView?.devicePixelRatio || 1;
+    const { received } = store;
+    const fresh = !s || !p || heatmap.needed(paintInputs(s, p, dpr), received.version, (v) => received.changedSince(v), board.onScreen(s));
+    if (!p) heatmap.forget();
+    board.paint(p, s ? legendTitle(s) : "", dpr, fresh);
+    paintPanel(panel, s, ui.selection, store, s ? board.layout(s).width : 0, palette(dark), dpr);
+    paintWriters(writers, s, model, store.received.columnsSeq, s ? board.layout(s).width : 0, palette(dark), dpr);
+    data(root, drawnData(s, p, ui.selection, store.received.seq));
     if (s && p) showTooltip();
-    if (s && p) visible.schedule();
+    // A scroll that followed the caret (after a paste, onto columns still pending) is told at once, so
+    // that the kernel computes those columns next; a user's scrolling is told once it settles.
+    if (s && p && left !== null) visible.report();
+    else if (s && p) visible.schedule();
   }
 
   d.listen(textarea, "input", () => (caret.typed(textarea.selectionStart), sync.input(textarea.value), refresh()));
@@ -325,9 +343,10 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
   for (const name of ["error", "remote_status", "lens", "lens_options", "statistic", "diff_statistic", "layer_stride", "token_range", "color_scale", "pins", "sublayers", "generating", "roles", "generated"]) {
     d.on(model, `change:${name}`, () => (refresh(), select(ui.selection)));
   }
-  d.add(watchTheme(root, () => frames.request()));
+  d.add(watchTheme(root, repaintAll));
+  d.listen(board.canvas, "contextrestored", repaintAll); // a browser that dropped the 2D context gives it back blank
   if (typeof IntersectionObserver !== "undefined") {
-    const seen = new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && frames.request());
+    const seen = new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && repaintAll());
     seen.observe(root);
     d.add(() => seen.disconnect());
   }

@@ -228,6 +228,22 @@ def drive_jupyterlab(page: Any, url: str) -> None:
     at_end = "(s) => s.scrollLeft + s.clientWidth >= s.scrollWidth - 2"
     assert page.locator(".lens-widget .lw-scroll").first.evaluate(at_end), "the new last column is in view"
 
+    # A long paste, as a user pastes (Ctrl+V): the kernel gets the whole text, the view every column
+    # computed after the ones on screen (tests/benchmarks/bench_paste.py measures what it costs).
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    pasted = (DEMO_TEXT * (20_000 // len(DEMO_TEXT) + 1))[:20_000]
+    page.evaluate("(t) => navigator.clipboard.writeText(t)", pasted)
+    box = page.locator(".lens-widget textarea").first
+    box.click()
+    page.keyboard.press("Control+End")
+    expected = box.input_value() + pasted
+    before = n_tokens(page)
+    page.keyboard.press("Control+V")
+    assert_boxes_show_the_kernels_text(page, expected)
+    page.wait_for_function("() => document.querySelector('.lens-widget').dataset.pending === '0'", timeout=30_000)
+    assert n_tokens(page) > before
+    assert page.locator(".lens-widget .lw-scroll").first.evaluate(at_end), "the pasted text's end is in view"
+
 
 def test_widget_in_notebook7(browser: Any, notebook7: str) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
