@@ -340,4 +340,27 @@ describe("fromMessage", () => {
     expect(() => fromMessage({ a: { $buffer: -1 } }, [new DataView(new ArrayBuffer(2))])).toThrow(PayloadError);
     expect(() => fromMessage({ a: { $buffer: 0 } }, [null])).toThrow(PayloadError);
   });
+
+  it("reads buffers sent as base64 text (VS Code's) as the same bytes", () => {
+    const payload = revive(fixture.updates[1]) as Payload;
+    const { content, buffers } = toMessage(payload);
+    const asText = JSON.parse(JSON.stringify(content), (_key, value: unknown) => {
+      if (value && typeof value === "object" && "$buffer" in value) {
+        const view = buffers[(value as { $buffer: number }).$buffer] as DataView;
+        const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+        return { $base64: btoa(String.fromCharCode(...bytes)) };
+      }
+      return value;
+    }) as unknown;
+    expect(JSON.stringify(asText)).toContain("$base64");
+    const back = fromMessage(asText, []) as Payload;
+    const state = applyUpdate(null, revive(fixture.updates[0]) as Payload);
+    expect(applyUpdate(state, back)).toEqual(applyUpdate(state, fromMessage(content, buffers) as Payload));
+  });
+
+  it("refuses what is not canonical base64, as the Python side does", () => {
+    for (const bad of ["not base64!", 12, "QUJD="]) {
+      expect(() => fromMessage({ a: { $base64: bad } }, [])).toThrow(/is not base64/);
+    }
+  });
 });

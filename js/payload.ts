@@ -286,8 +286,13 @@ function checkHeader(header: unknown): Header {
  */
 /** Marks where a binary buffer was taken out of a payload sent as a message (lens_widget/payload.py). */
 export const BUFFER_KEY = "$buffer";
+export const BASE64_KEY = "$base64";
+/** Canonical padded base64, the one form both decoders take (atob and b64decode differ on others). */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-/** The payload a kernel message carried: each {"$buffer": i} in `content` becomes buffers[i]. */
+/** The payload a kernel message carried: each {"$buffer": i} in `content` becomes buffers[i], each
+ * {"$base64": s} the bytes it encodes (what the kernel sends a host that carries binary buffers as
+ * JSON number arrays: VS Code). */
 export function fromMessage(content: unknown, buffers: readonly unknown[]): unknown {
   if (Array.isArray(content)) return content.map((item) => fromMessage(item, buffers));
   if (!isObject(content)) return content;
@@ -299,7 +304,21 @@ export function fromMessage(content: unknown, buffers: readonly unknown[]): unkn
     }
     return buffers[index];
   }
+  if (keys.length === 1 && keys[0] === BASE64_KEY) {
+    const encoded = content[BASE64_KEY];
+    if (typeof encoded !== "string" || !BASE64.test(encoded)) {
+      throw new PayloadError(`the message's base64 buffer ${show(encoded)} is not base64`);
+    }
+    return fromBase64(encoded);
+  }
   return Object.fromEntries(keys.map((key) => [key, fromMessage(content[key], buffers)]));
+}
+
+function fromBase64(encoded: string): DataView {
+  const text = atob(encoded);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return new DataView(bytes.buffer);
 }
 
 export function decodeUpdate(payload: Payload): DecodedUpdate {

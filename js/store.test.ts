@@ -43,6 +43,22 @@ describe("Store", () => {
     expect(a.count()).toBe(0);
   });
 
+  it("names its host in the ping: VS Code by its webview's theme markers, else none", () => {
+    const plain = fakeModel("host-plain");
+    const first = holdStore(plain.model);
+    expect(plain.sent.find((m) => m.type === "ping")).toMatchObject({ host: "" });
+    first.release();
+    document.body.classList.add("vscode-dark");
+    try {
+      const vscode = fakeModel("host-vscode");
+      const second = holdStore(vscode.model);
+      expect(vscode.sent.find((m) => m.type === "ping")).toMatchObject({ host: "vscode" });
+      second.release();
+    } finally {
+      document.body.classList.remove("vscode-dark");
+    }
+  });
+
   it("decodes the snapshot once, pings once, and takes snapshot mode when no kernel answers", () => {
     vi.useFakeTimers();
     const a = fakeModel("w3");

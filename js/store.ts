@@ -8,6 +8,7 @@
 // by the widget's `instance` key (a trait set once in Python), within its widget manager.
 
 import type { AnyModel } from "@anywidget/types";
+import { hostOf } from "./host";
 import type { Model } from "./model";
 import { Receiver } from "./receiver";
 
@@ -68,7 +69,8 @@ export class Store {
       this.snapshotMode = true;
       this.changed(null);
     }, PING_TIMEOUT_MS);
-    this.send({ type: "ping", view: this.id });
+    // The host, for what the kernel sends it (js/host.ts): a page without a document tells none.
+    this.send({ type: "ping", view: this.id, host: typeof document === "undefined" ? "" : hostOf(document) });
   }
 
   subscribe(listener: Listener): () => void {

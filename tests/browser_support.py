@@ -320,11 +320,12 @@ def host_run(page: Any, code: str) -> str:
     return str(result["output"])
 
 
-def open_vscode_host(page: Any, server: tuple[str, str], hop: bool = True) -> list[str]:
+def open_vscode_host(page: Any, server: tuple[str, str], hop: bool = True, vscode: bool = True) -> list[str]:
     """Open the host page (built by build_vscode_host, served by bare_jupyter_server) and wait for its
     kernel. Widget modules are then served from the kernel environment's share/jupyter/nbextensions,
     found from the kernel's sys.prefix, as VS Code does offline. Every request that would leave the
-    machine (a CDN) is refused: returns the list of refused URLs."""
+    machine (a CDN) is refused: returns the list of refused URLs. vscode=False takes VS Code's theme
+    markers off the page, so the view does not know its host (what it was before it looked)."""
     import json
     from urllib.parse import urlsplit
 
@@ -347,7 +348,7 @@ def open_vscode_host(page: Any, server: tuple[str, str], hop: bool = True) -> li
     local = ("data:", "blob:", base + "/")
     page.route(lambda url: not url.startswith(local), refuse)
     page.route(f"{base}/static/nbextensions/**", serve)
-    page.goto(f"{base}/static/index.html?token={token}&hop={int(hop)}")
+    page.goto(f"{base}/static/index.html?token={token}&hop={int(hop)}&vscode={int(vscode)}")
     page.wait_for_function("() => window.host?.ready || window.host?.failed", timeout=120_000)
     failed = page.evaluate("() => window.host.failed")
     assert not failed, f"the host page could not start: {failed}"

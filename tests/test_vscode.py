@@ -8,6 +8,8 @@ every keydown that reaches the webview's window to its keybindings (Delete delet
 Jupyter keymap j, k move and d d deletes). tests/vscode_host/ is a page that does the same against a
 local Jupyter server (host.ts says how); here the widget must draw, hover, switch a statistic and take
 typing there, and keep every key pressed in it from the notebook's keybindings but modifier+Enter.
+Told by its ping that it is in VS Code, the kernel sends typing's deltas as base64 text and does not
+resend the whole snapshot after each pause.
 
 Screenshots go to tests/artifacts/ (git-ignored).
 """
@@ -172,8 +174,10 @@ def drive(page: Any, server: tuple[str, str], errors: list[str]) -> None:
     assert kernel_value(page, "len(widget.session.tokens.ids)") == n_tokens, "no key deleted or changed the text"
 
     # It types: the kernel's text follows the text box, and the picture repaints.
+    assert kernel_value(page, "list(widget._controller._front_ends.values())") == ["vscode"], "the ping named it"
     text = kernel_value(page, "widget.text")
     picture = page.evaluate(PICTURE)
+    typing_starts = page.evaluate("() => window.host.messages.length")
     page.locator(".lens-widget textarea").click()
     page.keyboard.press("Control+End")
     page.keyboard.type(" Berlin", delay=30)
@@ -185,5 +189,16 @@ def drive(page: Any, server: tuple[str, str], errors: list[str]) -> None:
     assert page.evaluate("() => document.querySelector('.lens-widget textarea').value") == text + " Berlin"
     assert int(widget.get_attribute("data-n-tokens") or 0) == kernel_value(page, "len(widget.session.tokens.ids)")
     assert keys_seen(page) == [], "typing in the text box reached the notebook's keybindings"
+    # Lean in VS Code: typing's deltas crossed as base64 text, not number arrays, and the whole picture
+    # was not resent once the typing paused (VS Code neither saves nor replays widget state).
+    page.wait_for_timeout(1500)  # the kernel's snapshot would have come 0.5 s after the last key
+    since = page.evaluate("(start) => window.host.messages.slice(start)", typing_starts)
+    deltas = [m for m in since if m["direction"] == "in" and m["what"] == "custom update"]
+    assert deltas and all(m["buffers"] == [] for m in deltas), "deltas as base64 in the JSON"
+    assert not [m["what"] for m in since if m["direction"] == "in" and "snapshot" in m["what"]]
+    stale = "widget.snapshot['header']['n_tokens'] != len(widget.session.tokens.ids)"
+    assert kernel_value(page, stale), "the snapshot waits for someone to need it"
+    assert kernel_value(page, "len(widget.grid_data().tokens) == len(widget.session.tokens.ids)")
+    assert not kernel_value(page, stale), "an export brought it up to date"
     page.screenshot(path=str(ARTIFACTS / "vscode-typed.png"))
     assert errors == []

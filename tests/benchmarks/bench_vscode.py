@@ -2,7 +2,7 @@
 how long it takes to reach the screen.
 
 Usage: python tests/benchmarks/bench_vscode.py [--tokens 1024] [--layers 12] [--hidden 128] [--repeats 5]
-       [--no-direct] [--out results.json]
+       [--no-direct] [--no-unaware] [--out results.json]
 
 The page is tests/vscode_host/ (the stand-in for VS Code's notebook webview that tests/test_vscode.py
 drives): @vscode/jupyter-ipywidgets8's WidgetManager on a @jupyterlab/services kernel connection to a
@@ -23,11 +23,14 @@ rows, columns and top-k, not on the width. Cases, each repeated:
 3. typed at the end / 4. typed in the middle: one key pressed in the text box of a 1,024-token text;
    from keydown to the first changed frame after the kernel's first answer (the delta carrying the
    edit's columns) arrived, and to the arrival of the last delta (a middle edit's later columns, off
-   screen, change no pixels). The snapshot the kernel saves
-   0.5 s after typing pauses is counted with the edit: it crosses the hop too, though VS Code never
-   replays it (vscode-jupyter #11117).
-With --no-direct off (the default) the same cases run again in a page without the hop, for the time the
-hop costs. Prints tables and one JSON line.
+   screen, change no pixels). Whatever the kernel sends until it has been quiet for 1.5 s counts
+   with the edit: the snapshot it saved 0.5 s after typing paused crossed the hop too, though VS
+   Code never replays it (vscode-jupyter #11117), until the view told it where it runs.
+The cases run three times: in the page as it is; with VS Code's theme markers taken off the page, so
+that the view does not tell the kernel it is in VS Code (the kernel then sends what it sent before it
+knew: binary deltas, and the snapshot after each pause), for before and after in one run
+(--no-unaware skips it); and without the hop, for the time the hop costs (--no-direct skips it).
+Prints tables and one JSON line.
 """
 
 from __future__ import annotations
@@ -100,18 +103,24 @@ def messages_since(page: Any, start: int) -> list[dict[str, Any]]:
     return list(page.evaluate("(start) => window.host.messages.slice(start)", start))
 
 
+QUIET_MS = 1500
+"""An update is over when the view is idle and no kernel message came for this long: longer than the
+kernel's wait before it saves the snapshot (SNAPSHOT_DELAY, 0.5 s), which a view that says it is in VS
+Code no longer gets while typing."""
 
-def wait_for_snapshot(page: Any, start: int, timeout: float = 120.0) -> None:
-    """Until the kernel has sent the snapshot (the last message of an update), then a little longer for
-    the frames that draw it."""
+
+def wait_until_quiet(page: Any, start: int, timeout: float = 120.0) -> None:
+    """Until the view is idle and the kernel has sent nothing for QUIET_MS, after at least one message."""
     deadline = time.monotonic() + timeout
-    seen = "(start) => window.host.messages.slice(start).some((m) => m.direction === 'in' && /snapshot/.test(m.what))"
-    while not page.evaluate(seen, start):
+    quiet = f"""(start) => {{
+      const incoming = window.host.messages.slice(start).filter((m) => m.direction === 'in');
+      const idle = document.querySelector('.lens-widget')?.dataset.busy === 'false';
+      return idle && incoming.length > 0 && window.host.now() - incoming[incoming.length - 1].t > {QUIET_MS};
+    }}"""
+    while not page.evaluate(quiet, start):
         if time.monotonic() > deadline:
-            raise TimeoutError("the kernel never sent the snapshot")
+            raise TimeoutError("the kernel's update never ended")
         page.wait_for_timeout(50)
-    page.wait_for_function("() => document.querySelector('.lens-widget')?.dataset.busy === 'false'", timeout=60_000)
-    page.wait_for_timeout(400)
 
 
 def drawn_after(page: Any, t: float) -> float | None:
@@ -154,8 +163,12 @@ def account(messages: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def grid_arrivals(messages: list[dict[str, Any]]) -> list[float]:
-    """When each incoming message carrying cells (binary buffers) reached the page."""
-    return [m["t"] for m in messages if m["direction"] == "in" and m["msgType"] in COMM and m["buffers"]]
+    """When each incoming message carrying cells (a delta, binary or base64, or the snapshot) reached
+    the page."""
+    carries = [m["what"] == "custom update" or "snapshot" in m["what"] or m["buffers"] for m in messages]
+    return [
+        m["t"] for m, c in zip(messages, carries, strict=True) if m["direction"] == "in" and m["msgType"] in COMM and c
+    ]
 
 
 def first_render(page: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -176,7 +189,7 @@ def first_render(page: Any, args: argparse.Namespace) -> dict[str, Any]:
 def full_update(page: Any, index: int) -> dict[str, Any]:
     start = mark(page)
     t0, t1, n_tokens = json.loads(host_run(page, SET_TEXT.format(index=index)))
-    wait_for_snapshot(page, start)
+    wait_until_quiet(page, start)
     messages = messages_since(page, start)
     arrived = grid_arrivals(messages)
     drawn = drawn_after(page, arrived[0]) if arrived else None
@@ -193,7 +206,7 @@ def typed(page: Any, where: str, key: str) -> dict[str, Any]:
     start = mark(page)
     page.keyboard.press(key)
     pressed = page.evaluate("() => window.host.lastKeydown")
-    wait_for_snapshot(page, start)
+    wait_until_quiet(page, start)
     messages = messages_since(page, start)
     arrived = [t for t in grid_arrivals(messages) if t >= pressed]
     deltas = [m["t"] for m in messages if m["what"] == "custom update" and m["t"] >= pressed]
@@ -210,11 +223,11 @@ def typed(page: Any, where: str, key: str) -> dict[str, Any]:
 Runs = dict[str, list[dict[str, Any]]]
 
 
-def run_cases(browser: Any, server: tuple[str, str], args: argparse.Namespace, hop: bool) -> Runs:
+def run_cases(browser: Any, server: tuple[str, str], args: argparse.Namespace, hop: bool, vscode: bool = True) -> Runs:
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    refused = open_vscode_host(page, server, hop=hop)
+    refused = open_vscode_host(page, server, hop=hop, vscode=vscode)
     cases: Runs = {"first render": [first_render(page, args)]}
     cases["full update from Python"] = [full_update(page, (i + 1) % 2) for i in range(args.repeats)]
     cases["typed at the end"] = [typed(page, "end", "e") for _ in range(args.repeats)]
@@ -249,6 +262,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128, help="the model's width")
     parser.add_argument("--repeats", type=int, default=5, help="runs of each case")
     parser.add_argument("--no-direct", action="store_true", help="skip the run without the hop")
+    parser.add_argument(
+        "--no-unaware", action="store_true", help="skip the run where the view does not know it is in VS Code"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON line here")
     parser.add_argument("--details", type=Path, default=None, help="write every run's numbers here")
     args = parser.parse_args()
@@ -265,11 +281,14 @@ def main() -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         with bare_jupyter_server(Path(tmp) / "root", folder) as server:
             hop = run_cases(browser, server, args, hop=True)
+            unaware = None if args.no_unaware else run_cases(browser, server, args, hop=True, vscode=False)
             direct = None if args.no_direct else run_cases(browser, server, args, hop=False)
         browser.close()
     if args.details:
-        args.details.write_text(json.dumps({"hop": hop, "direct": direct}))
+        args.details.write_text(json.dumps({"hop": hop, "unaware": unaware, "direct": direct}))
     result["cases"] = {name: summarise(runs) for name, runs in hop.items()}
+    if unaware is not None:
+        result["unaware"] = {name: summarise(runs) for name, runs in unaware.items()}
     if direct is not None:
         for name, runs in direct.items():
             plain = summarise(runs)
@@ -289,13 +308,20 @@ def print_tables(result: dict[str, Any]) -> None:
         f"VS Code's widget manager (@vscode/jupyter-ipywidgets8), {result['tokens']} tokens, "
         f"{result['layers'] + 1} rows; medians"
     )
-    print("\nsizes: kernel -> view (bytes as the kernel sent them, characters through the hop), view -> kernel")
-    head = ["msgs", "bytes", "chars", "ratio", "hop ms", "msgs back", "bytes back", "chars back"]
-    print(f"{'case':<26}" + "".join(f"{h:>12}" for h in head))
-    for name, row in cases.items():
-        cells = [row["messages_in"], row["kernel_bytes"], row["vscode_chars"], row["ratio"], row.get("hop_ms")]
-        cells += [row["messages_out"], row["view_bytes"], row["view_chars"]]
-        print(f"{name:<26}" + "".join(f"{'' if c is None else c:>12}" for c in cells))
+    tables = [("the view knows it is in VS Code (its ping says so)", cases)]
+    if "unaware" in result:
+        tables.append(
+            ("the view does not know (VS Code's theme markers taken off: as before it looked)", result["unaware"])
+        )
+    for title, rows in tables:
+        print(f"\nsizes, {title}: kernel -> view (bytes as the kernel sent them, characters through the hop),")
+        print("view -> kernel")
+        head = ["msgs", "bytes", "chars", "ratio", "hop ms", "drawn ms", "msgs back", "bytes back", "chars back"]
+        print(f"{'case':<26}" + "".join(f"{h:>11}" for h in head))
+        for name, row in rows.items():
+            cells = [row["messages_in"], row["kernel_bytes"], row["vscode_chars"], row["ratio"], row.get("hop_ms")]
+            cells += [row.get("answer_ms"), row["messages_out"], row["view_bytes"], row["view_chars"]]
+            print(f"{name:<26}" + "".join(f"{'' if c is None else c:>11}" for c in cells))
     print("\ntimes, ms, with the hop / without it: to the first frame showing the answer; for text set from")
     print("Python also the kernel's assignment and the rest after it; for typing also the last delta's arrival")
     keys = [("answer_ms", "drawn"), ("kernel_ms", "kernel"), ("after_kernel_ms", "after kernel")]

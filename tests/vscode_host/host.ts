@@ -11,6 +11,8 @@
 //   arrays (turn it off with ?hop=0); each message's size before and after is recorded;
 // - a document-level keydown listener stands for VS Code's keybindings, which get every key that
 //   reaches the webview's window.
+// - the body carries VS Code's theme markers (index.html), by which the view knows its host; ?vscode=0
+//   takes them off, for a run where the view does not know it is in VS Code.
 // The page is driven by tests/test_vscode.py and tests/benchmarks/bench_vscode.py through window.host.
 
 import { type Kernel, type KernelMessage, KernelManager, ServerConnection } from "@jupyterlab/services";
@@ -99,6 +101,10 @@ interface Host {
 }
 
 const query = new URLSearchParams(location.search);
+if (query.get("vscode") === "0") {
+  document.body.className = "";
+  document.body.removeAttribute("data-vscode-theme-kind");
+}
 const baseUrl = new URL(query.get("base") ?? "/", location.href).href;
 const hostFolder = new URL(".", location.href).href;
 const now = (): number => performance.timeOrigin + performance.now();
