@@ -282,10 +282,7 @@ function render({ model, el: host }: RenderProps<Model>): () => void {
     paintWriters(writers, s, model, store.received.columnsSeq, s ? board.layout(s).width : 0, palette(dark), dpr);
     data(root, drawnData(s, p, ui.selection, store.received.seq));
     if (s && p) showTooltip();
-    // A scroll that followed the caret (after a paste, onto columns still pending) is told at once, so
-    // that the kernel computes those columns next; a user's scrolling is told once it settles.
-    if (s && p && left !== null) visible.report();
-    else if (s && p) visible.schedule();
+    if (s && p) visible.schedule();
   }
 
   d.listen(textarea, "input", () => (caret.typed(textarea.selectionStart), sync.input(textarea.value), refresh()));
