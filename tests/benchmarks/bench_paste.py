@@ -1,32 +1,38 @@
-"""Benchmark a long paste into the widget's text box against a bare <textarea>, in JupyterLab.
+"""Benchmark a long paste into the widget's text box against a bare <textarea> and a kernel round trip,
+in JupyterLab.
 
 Usage: python tests/benchmarks/bench_paste.py [--chars 20000] [--repeats 3] [--window 3000]
        [--model demo|long] [--esm path/to/widget.js --esm other/widget.js] [--out results.json]
+       [--details runs.json] [--profiles folder/]
 
-JupyterLab on 127.0.0.1 runs a copy of examples/quickstart.ipynb (Run All). A bare <textarea> is added
-to the same page, under the widget, so both boxes pay what JupyterLab's page costs. Then, for each
-repeat and each box (in alternating order): the box's text is reset (the widget's from Python), the
-clipboard holds `--chars` characters of the demo's task lines, and Ctrl+V is pressed in the box, the
-same keydown → paste → input path as a user's paste. For `--window` ms after the key:
+JupyterLab on 127.0.0.1 runs a copy of examples/quickstart.ipynb (Run All), with two more boxes on the
+same page, so that all three pay what JupyterLab's page costs: a bare <textarea> under the widget, and
+under its cell an echo widget (a text box whose text goes to the kernel as a message and
+comes back to a canvas: the floor of any kernel-backed widget, kernel status and comm handling
+included). For each repeat and each box (each first in turn): the texts are reset (the widget's from
+the kernel), the clipboard holds `--chars` characters of the demo's task lines, and Ctrl+V is pressed
+in the box, the keydown → paste → input path of a user's paste. For `--window` ms after the key:
 
-- busy: the sum of the renderer main thread's tasks (CDP tracing, RunTask): everything the page did,
-  JupyterLab's reaction to the kernel's messages, layout, paint and canvas drawing included;
-- long tasks: the total and the longest of the tasks over 50 ms (PerformanceObserver "longtask"),
-  the freeze a user feels;
-- for the widget, when its picture first showed the pasted text (data-n-tokens changed) and when it
-  was complete (no pending column, nothing in flight);
-- the widget's own JavaScript, from a CPU profile of the same window, split by the outermost widget
-  function on each sampled stack: the paste (the text box's input handler: the caret, the edit
-  message), the kernel's answer (store.ts, receiver.ts, payload.ts: decoding and applying the
-  update, the `text` trait's handler) and the render (the animation frame's redraw).
+- busy: the sum of the renderer main thread's tasks (CDP tracing, RunTask) from the keydown's:
+  everything the page did, JupyterLab's handling of the kernel's messages and status, style, layout,
+  paint and canvas drawing included;
+- long tasks: their total and the longest task (PerformanceObserver "longtask"; a freeze a user
+  feels is a task over 50 ms);
+- for the widget: when its picture first showed the pasted text (data-n-tokens changed) and when it
+  was complete (no pending column, nothing in flight); its own JavaScript from a CPU profile of the
+  window, by the outermost widget function on each sampled stack: the paste (the text box's input
+  handler: the caret, the edit message), the kernel's answer (store.ts, receiver.ts, payload.ts:
+  decoding and applying updates, the `text` trait's handler) and the render (the frame's redraw);
+  and counts that do not move with the machine's load: paints of the heatmap, its legend and the
+  trajectory panel, DOM changes under the widget, comm messages sent and received.
 
 With `--model long` the paste goes to a widget on a random GPT-NeoX with a 2,048-token context
 (tests/tiny_models.py) appended to the notebook, so that the pasted text fills 2,048 columns rather
 than the demo model's 512. With several `--esm` bundles each is measured on its own page (a first
-cell points LensWidget at it), so that the views of a change can be compared in one run.
+cell points LensWidget at it), so that the views before and after a change compare in one run.
 
-Prints a table and one JSON line. The machine's load (2 cores shared by chromium, the Jupyter server
-and the kernel) moves busy times by ±15 % from run to run; compare numbers of one run.
+Prints a table and one JSON line. Busy times move by ±30 % from run to run on a shared 2-core machine
+(chromium, the Jupyter server and the kernel share it); compare numbers of one run, and the counts.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from browser_support import CHROMIUM, CHROMIUM_ARGS, jupyter_lab, open_notebook,
 
 from lens_widget import DEMO_TEXT  # noqa: E402
 
+BOXES = ["widget", "bare", "echo"]
+"""LensWidget's text box; a bare <textarea>; the echo widget's, whose text goes to the kernel and back."""
 TRACE_CATEGORIES = "toplevel,devtools.timeline,disabled-by-default-devtools.timeline,v8.execute"
 PROFILE_INTERVAL_US = 250
 
@@ -65,11 +73,57 @@ import lens_widget.widget as _widget
 _widget.LensWidget._esm = open({esm!r}).read()
 """
 
+# A text box whose text goes to the kernel as a message on each input, and comes back to a canvas.
+ECHO_ESM = """
+export default {
+  render({ model, el }) {
+    const root = Object.assign(document.createElement("div"), { className: "echo-widget" });
+    const box = Object.assign(document.createElement("textarea"), { rows: 3, spellcheck: false });
+    box.style.width = "100%";
+    const canvas = Object.assign(document.createElement("canvas"), { width: 600, height: 24 });
+    root.append(box, canvas);
+    el.append(root);
+    box.addEventListener("keydown", (e) => e.stopPropagation());
+    box.addEventListener("input", () => model.send({ type: "echo", text: box.value }));
+    const answer = (message) => {
+      if (message?.type !== "echo") return;
+      requestAnimationFrame(() => {
+        const ctx = canvas.getContext("2d");
+        ctx.clearRect(0, 0, canvas.width, canvas.height);
+        ctx.font = "12px monospace";
+        ctx.fillText(`${message.text.length} characters: ${message.text.slice(-60)}`, 4, 16);
+      });
+    };
+    model.on("msg:custom", answer);
+    return () => model.off("msg:custom", answer);
+  },
+};
+"""
+
+ECHO_CELL = """
+# bench_paste.py: a text box whose text goes to the kernel and back, the floor of what a kernel round
+# trip costs this page
+import anywidget
+
+class EchoWidget(anywidget.AnyWidget):
+    _esm = {echo!r}
+
+    def __init__(self):
+        super().__init__()
+        self.on_msg(self._echo)
+
+    def _echo(self, widget, content, buffers):
+        if isinstance(content, dict) and content.get("type") == "echo":
+            self.send({{"type": "echo", "text": content["text"]}})
+
+EchoWidget()
+"""
+
 # Observers the page keeps for one paste: long tasks; the widget's data attributes (when its picture
 # first shows a different number of tokens, and when it is complete and idle); and counts that do not
 # depend on the machine's load: the widget's canvas paints (each asks its canvas for a context once),
 # the DOM changes under the widget, and the comm messages to and from the kernel.
-PROBE = """([index, isWidget]) => {
+PROBE = """([root, isWidget]) => {
   const probe = (window.pasteProbe = { longtasks: [], t0: null, first: null, complete: null,
     paints: { heatmap: 0, legend: 0, panel: 0 }, mutations: 0, sent: 0, received: 0 });
   const observer = new PerformanceObserver((list) => {
@@ -79,7 +133,6 @@ PROBE = """([index, isWidget]) => {
   const cleanups = [() => observer.disconnect()];
   probe.stop = () => cleanups.forEach((fn) => fn());
   if (!isWidget) return;
-  const root = document.querySelectorAll(".lens-widget")[index];
   const before = root.dataset.nTokens;
   const check = () => {
     if (probe.t0 === null) return;
@@ -118,8 +171,15 @@ EXECUTE = """async (code) => {
   await kernel.requestExecute({ code, store_history: false }).done;
 }"""
 
-BARE_BOX = """(index) => {
-  const widget = document.querySelectorAll(".lens-widget")[index];
+# Scrolls the notebook to a cell (JupyterLab may not lay out or render cells off screen) and returns
+# the LensWidget it shows, once it has drawn.
+SHOW_CELL = """async (i) => {
+  const notebook = window.jupyterapp.shell.currentWidget.content;
+  if (typeof notebook.scrollToItem === "function") await notebook.scrollToItem(i, "center");
+  notebook.widgets[i].node.scrollIntoView({ block: "center" });
+}"""
+
+BARE_BOX = """(widget) => {
   const box = document.createElement("textarea");
   box.className = "bench-bare";
   box.rows = 3;
@@ -135,17 +195,23 @@ def paste_text(chars: int) -> str:
     return (DEMO_TEXT * (chars // len(DEMO_TEXT) + 1))[:chars]
 
 
-def notebook(esm: Path | None, model: str) -> dict[str, Any]:
+def notebook(esm: Path | None, model: str) -> tuple[dict[str, Any], int]:
+    """The quick start, with the echo widget under the widget pasted into (and the long model's); and
+    the index of the cell that shows the widget pasted into."""
     nb = json.loads((ROOT / "examples" / "quickstart.ipynb").read_text())
 
     def cell(source: str) -> dict[str, Any]:
         return {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": source}
 
+    echo = cell(ECHO_CELL.format(echo=ECHO_ESM))
+    if model == "long":
+        nb["cells"] += [cell(LONG_CELL.format(tests=str(ROOT / "tests"))), echo]
+    else:
+        first = next(i for i, c in enumerate(nb["cells"]) if "lens_widget.demo()" in "".join(c["source"]))
+        nb["cells"].insert(first + 1, echo)
     if esm is not None:
         nb["cells"].insert(0, cell(ESM_CELL.format(esm=str(esm))))
-    if model == "long":
-        nb["cells"].append(cell(LONG_CELL.format(tests=str(ROOT / "tests"))))
-    return nb
+    return nb, nb["cells"].index(echo) - 1
 
 
 def main_thread_busy(events: list[dict[str, Any]], window_ms: float) -> tuple[float, float]:
@@ -233,14 +299,14 @@ class Recorder:
 
 
 def paste_once(
-    page: Any, recorder: Recorder, box: Any, index: int, is_widget: bool, text: str, window_ms: float
+    page: Any, recorder: Recorder, box: Any, widget: Any, is_widget: bool, text: str, window_ms: float
 ) -> dict[str, Any]:
     """Paste `text` into `box` with Ctrl+V and measure the window after the key."""
     page.evaluate("(t) => navigator.clipboard.writeText(t)", text)
     box.click()
     page.keyboard.press("Control+End")
     page.wait_for_timeout(300)
-    page.evaluate(PROBE, [index, is_widget])
+    page.evaluate(PROBE, [widget, is_widget])
     recorder.start()
     t0 = page.evaluate("() => (window.pasteProbe.t0 = performance.now())")
     page.keyboard.press("Control+V")
@@ -254,7 +320,7 @@ def paste_once(
         "longest_task_ms": round(longest, 1),
         "long_tasks_ms": round(sum(long), 1),
         "long_tasks": len(long),
-        "value_length": page.evaluate("(b) => b.value.length", box.element_handle()),
+        "value_length": len(box.input_value()),
     }
     if is_widget:
         out["first_shown_ms"] = round(probe["first"] - t0, 1) if probe["first"] is not None else None
@@ -262,33 +328,61 @@ def paste_once(
         out["widget_js_ms"] = {k: round(v, 1) for k, v in widget_js(profile).items()}
         out.update(paints=probe["paints"], mutations=probe["mutations"], sent=probe["sent"], received=probe["received"])
         out["profile"] = profile
-        out["tokens"] = int(page.evaluate("(i) => document.querySelectorAll('.lens-widget')[i].dataset.nTokens", index))
+        out["tokens"] = int(page.evaluate("(w) => w.dataset.nTokens", widget))
     return out
 
 
-def measure(browser: Any, url: str, model: str, text: str, repeats: int, window_ms: float) -> dict[str, Any]:
+def show_widget(page: Any, cell: int) -> Any:
+    """The LensWidget of notebook cell `cell`, scrolled to and drawn. JupyterLab renders a cell's output
+    once it comes on screen, and may scroll elsewhere meanwhile (Run All ends at the last cell): scroll
+    to it again until it draws."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    found = """(i) => {
+      const w = window.jupyterapp.shell.currentWidget.content.widgets[i].node.querySelector('.lens-widget');
+      return w && Number(w.dataset.nTokens) > 0 && w.dataset.busy === 'false' ? w : null;
+    }"""
+    for _ in range(30):
+        page.evaluate(SHOW_CELL, cell)
+        try:
+            return page.wait_for_function(found, arg=cell, timeout=10_000).as_element()
+        except PlaywrightTimeout:
+            continue
+    state = page.evaluate(
+        """(i) => {
+          const node = window.jupyterapp.shell.currentWidget.content.widgets[i].node;
+          const w = node.querySelector('.lens-widget');
+          return { widget: w ? { ...w.dataset } : null, text: node.innerText.slice(0, 600) };
+        }""",
+        cell,
+    )
+    raise RuntimeError(f"the widget of cell {cell} never drew: {state}")
+
+
+def measure(browser: Any, url: str, model: str, cell: int, text: str, repeats: int, window_ms: float) -> dict[str, Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
     open_notebook(page, url)
     run_all(page)
-    index = 0 if model == "demo" else page.locator(".lens-widget").count() - 1
     name = "widget" if model == "demo" else "long_widget"
-    widget = page.locator(".lens-widget").nth(index)
-    widget.scroll_into_view_if_needed(timeout=120_000)  # a view draws once it is on screen
-    page.wait_for_function("(w) => Number(w.dataset.nTokens) > 0", arg=widget.element_handle(), timeout=300_000)
-    page.evaluate(BARE_BOX, index)
-    bare = page.locator(".bench-bare")
-    handle = widget.element_handle()
-    page.wait_for_function("(w) => w.dataset.busy === 'false'", arg=handle, timeout=120_000)
-    original = widget.locator("textarea").input_value()  # the kernel's text, once the view is idle
+    handle = show_widget(page, cell)
+    page.evaluate(BARE_BOX, handle)
+    bare = page.query_selector(".bench-bare")
+    echo = page.query_selector(".echo-widget textarea")
+    box = handle.query_selector("textarea")
+    assert box is not None and bare is not None and echo is not None
+    original = box.input_value()  # the kernel's text, once the view is idle
     recorder = Recorder(page, context.new_cdp_session(page))
-    results: dict[str, list[dict[str, Any]]] = {"widget": [], "bare": []}
+    results: dict[str, list[dict[str, Any]]] = {which: [] for which in BOXES}
 
     def reset() -> None:
         # Straight to the kernel, not through a new cell, which would scroll the notebook away.
         page.evaluate(EXECUTE, f"{name}.text = {original!r}")
-        page.evaluate("() => { const b = document.querySelector('.bench-bare'); b.value = ''; b.blur(); }")
+        page.evaluate(
+            "() => document.querySelectorAll('.bench-bare, .echo-widget textarea').forEach((b) => (b.value = ''))"
+        )
+        page.evaluate("() => document.activeElement?.blur()")
         page.wait_for_function(
             "([w, t]) => w.dataset.busy === 'false' && w.querySelector('textarea').value === t",
             arg=[handle, original],
@@ -298,11 +392,12 @@ def measure(browser: Any, url: str, model: str, text: str, repeats: int, window_
         page.wait_for_timeout(1500)  # the snapshot and the visible-range report settle
 
     boxes: dict[str, Callable[[], dict[str, Any]]] = {
-        "widget": lambda: paste_once(page, recorder, widget.locator("textarea"), index, True, text, window_ms),
-        "bare": lambda: paste_once(page, recorder, bare, index, False, text, window_ms),
+        "widget": lambda: paste_once(page, recorder, box, handle, True, text, window_ms),
+        "bare": lambda: paste_once(page, recorder, bare, handle, False, text, window_ms),
+        "echo": lambda: paste_once(page, recorder, echo, handle, False, text, window_ms),
     }
     for r in range(repeats):
-        for which in ("widget", "bare") if r % 2 == 0 else ("bare", "widget"):
+        for which in BOXES[r % 3 :] + BOXES[: r % 3]:  # each box first, second and last in turn
             reset()
             results[which].append(boxes[which]())
     context.close()
@@ -316,7 +411,7 @@ def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
 
 def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"tokens_after": raw["widget"][0]["tokens"]}
-    for which in ("widget", "bare"):
+    for which in BOXES:
         runs = raw[which]
         for key in ("busy_ms", "long_tasks_ms", "longest_task_ms", "first_shown_ms", "complete_ms"):
             value = median_of(runs, key)
@@ -330,6 +425,7 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     for key in ("mutations", "sent", "received"):
         out[f"widget_{key}"] = statistics.median(r[key] for r in raw["widget"])
     out["extra_busy_ms"] = round(out["widget_busy_ms"] - out["bare_busy_ms"], 1)
+    out["extra_over_echo_ms"] = round(out["widget_busy_ms"] - out["echo_busy_ms"], 1)
     return out
 
 
@@ -358,14 +454,17 @@ def main() -> None:
     labels = [str(b.relative_to(ROOT) if b.is_relative_to(ROOT) else b) if b else "built" for b in bundles]
     text = paste_text(args.chars)
     raw: dict[str, Any] = {}
+    cells: list[int] = []
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         root = Path(tmp)
         for i, bundle in enumerate(bundles):
-            (root / f"paste{i}.ipynb").write_text(json.dumps(notebook(bundle, args.model)))
+            nb, cell = notebook(bundle, args.model)
+            (root / f"paste{i}.ipynb").write_text(json.dumps(nb))
+            cells.append(cell)
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         for i, label in enumerate(labels):
             with jupyter_lab(root, f"paste{i}.ipynb") as url:
-                raw[label] = measure(browser, url, args.model, text, args.repeats, args.window)
+                raw[label] = measure(browser, url, args.model, cells[i], text, args.repeats, args.window)
         browser.close()
     result = {
         "chars": args.chars,
@@ -403,13 +502,15 @@ def print_table(result: dict[str, Any]) -> None:
         ("complete", "complete_ms"),
     ]
     print(f"{'box':<40}" + "".join(f"{c:>13}" for c, _ in columns))
+    names = {"widget": "LensWidget", "bare": "bare <textarea>", "echo": "echo widget"}
     for label, row in result["views"].items():
-        for which in ("widget", "bare"):
-            name = f"{'LensWidget' if which == 'widget' else 'bare <textarea>'} ({label})"
-            print(f"{name:<40}" + "".join(f"{row.get(f'{which}_{k}', '')!s:>13}" for _, k in columns))
+        print(label)
+        for which in BOXES:
+            print(f"  {names[which]:<38}" + "".join(f"{row.get(f'{which}_{k}', '')!s:>13}" for _, k in columns))
         js = ", ".join(f"{part} {row[f'widget_js_{part}_ms']}" for part in ("paste", "answer", "render", "other"))
         extra, tokens = row["extra_busy_ms"], row["tokens_after"]
-        print(f"  widget JS, ms: {js}; widget busy − bare busy: {extra} ms; {tokens} tokens")
+        over_echo = row["extra_over_echo_ms"]
+        print(f"  widget JS, ms: {js}; busy − bare's: {extra} ms, − echo's: {over_echo} ms; {tokens} tokens")
         paints = ", ".join(f"{name} {row[f'{name}_paints']}" for name in ("heatmap", "legend", "panel"))
         print(
             f"  paints: {paints}; DOM changes under the widget: {row['widget_mutations']}; "
