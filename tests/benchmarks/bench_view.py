@@ -62,8 +62,9 @@ from browser_support import (  # noqa: E402
     trait_state,
 )
 
+from lens_widget.cells import Cells  # noqa: E402
 from lens_widget.page import jsonable  # noqa: E402
-from lens_widget.payload import GridBlock, encode_update, encode_vocabulary  # noqa: E402
+from lens_widget.payload import encode_update, encode_vocabulary  # noqa: E402
 from lens_widget.statistics import STATISTICS  # noqa: E402
 
 SCROLL_STEP_PX = 320
@@ -134,7 +135,7 @@ def synthetic_state(rows: int, cols: int, vocab: int = 50304, k: int = 10) -> di
     rng = np.random.default_rng(0)
     stats = rng.uniform(0, 8, (len(STATISTICS), rows, cols)).astype(np.float32)
     probs = np.sort(rng.dirichlet(np.ones(k), (rows, cols)), axis=-1)[..., ::-1].astype(np.float32)
-    grid = GridBlock("bench", stats, rng.integers(0, vocab, (rows, cols, k)), probs)
+    grid = Cells(stats, rng.integers(0, vocab, (rows, cols, k)), probs)
     layer_rows = [*range(rows - 1), rows - 1]
     payload = encode_update(
         kind="full",
@@ -148,6 +149,7 @@ def synthetic_state(rows: int, cols: int, vocab: int = 50304, k: int = 10) -> di
         lens="logit",
         vocab_size=vocab,
         grids=[grid],
+        names=["bench"],
         token_ids=rng.integers(0, vocab, cols),
         token_spans=np.stack([np.arange(cols), np.arange(cols) + 1], 1),
     )
