@@ -200,6 +200,23 @@ def test_the_demo_adds_a_single_digit_and_no_more_as_the_readme_and_notebook_say
     assert f"`add_b_max = {train_demo.Settings().add_b_max}`" in readme
 
 
+def test_layer_3_predicts_the_number_of_copied_characters_the_readme_says(final) -> None:
+    """The README's "13 of 24" is a count on the quick start's Paste line: the tuned lens's top-1 at
+    layer 3 against the characters pasted next, and all of them at the output."""
+    model, tokenizer, lens = final
+    session = LensSession(model, tokenizer, lens)
+    session.set_text(DEMO_TEXT)
+    _, top_ids, _ = session.grid_arrays()
+    copied = "A!2j!#u&NGApS&MkkHe8Gm!#"
+    start = len(tokenizer(f"Copy: {copied}\nPaste: ")["input_ids"])
+    end = len(tokenizer(f"Copy: {copied}\nPaste: {copied}")["input_ids"])
+    pasted = np.array(tokenizer(DEMO_TEXT)["input_ids"][start:end])
+    hits = {row: int(np.sum(top_ids[r, start - 1 : end - 1, 0] == pasted)) for r, row in enumerate(session.rows)}
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"layer 3 already predicts about half of the copied characters ({hits[3]} of {len(pasted)})" in readme
+    assert hits[model.config.num_hidden_layers] == len(pasted) and 0.35 <= hits[3] / len(pasted) <= 0.65, hits
+
+
 def test_a_bad_checkpoint_name_is_refused() -> None:
     with pytest.raises(ValueError, match="checkpoint must be one of"):
         load_demo("middle")  # type: ignore[arg-type]

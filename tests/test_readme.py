@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,3 +49,12 @@ def test_torch_is_installed_from_the_cpu_index() -> None:
     installs = re.findall(r"pip install[^&\n]*\btorch==[^&\n]*", quick_start_commands()[0] + "\n" + script)
     assert len(installs) == 2, installs
     assert all(CPU_INDEX in line for line in installs), installs
+
+
+def test_git_ignores_the_checkpoints_jupyter_writes_beside_the_examples() -> None:
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "examples/.ipynb_checkpoints/quickstart-checkpoint.ipynb"], cwd=ROOT
+    )
+    assert ignored.returncode == 0, ".ipynb_checkpoints/ is not ignored"
