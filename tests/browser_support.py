@@ -26,6 +26,27 @@ CHROMIUM_ARGS = [
 ]
 
 
+def require_chromium() -> Any:
+    """Playwright's API for a module of browser tests, which CI must run: without Debian's chromium
+    the module is skipped, or in CI fails."""
+    import pytest
+
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("CI must run the browser tests: install Debian's chromium (scripts/test.sh does)")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+    return pytest.importorskip("playwright.sync_api")
+
+
+@contextlib.contextmanager
+def chromium(playwright_api: Any) -> Iterator[Any]:
+    """Debian's chromium, headless, launched by Playwright with the flags this machine needs."""
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,11 +92,18 @@ def jupyter_server(root: Path, notebook: str, app: str = "lab") -> Iterator[str]
         command += ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "JUPYTER_CONFIG_DIR": str(root / ".jupyter")}
     path = "lab/tree" if app == "lab" else "notebooks"
-    with (root / f"{app}.log").open("w") as log:
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with running(command, env, root / f"{app}.log", f"http://127.0.0.1:{port}/api/status?token={token}"):
+        yield f"http://127.0.0.1:{port}/{path}/{notebook}?token={token}"
+
+
+@contextlib.contextmanager
+def running(command: list[str], env: dict[str, str], log: Path, ready_url: str) -> Iterator[None]:
+    """A server process, its output in `log`, from when `ready_url` answers until the block ends."""
+    with log.open("w") as out:
+        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
-            wait_for_http(f"http://127.0.0.1:{port}/api/status?token={token}")
-            yield f"http://127.0.0.1:{port}/{path}/{notebook}?token={token}"
+            wait_for_http(ready_url)
+            yield
         finally:
             server.terminate()
             try:
@@ -299,17 +327,8 @@ def bare_jupyter_server(root: Path, static: Path) -> Iterator[tuple[str, str]]:
     command += [f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
     command += [f"--ServerApp.extra_static_paths={json.dumps([str(static)])}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "JUPYTER_CONFIG_DIR": str(root / ".jupyter")}
-    with (root / "server.log").open("w") as log:
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_http(f"http://127.0.0.1:{port}/api/status?token={token}")
-            yield f"http://127.0.0.1:{port}", token
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+    with running(command, env, root / "server.log", f"http://127.0.0.1:{port}/api/status?token={token}"):
+        yield f"http://127.0.0.1:{port}", token
 
 
 def host_run(page: Any, code: str) -> str:

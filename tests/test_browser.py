@@ -21,7 +21,6 @@ Screenshots go to tests/artifacts/ (git-ignored).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -30,12 +29,12 @@ from typing import Any
 
 import pytest
 from browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     HARNESS,
+    chromium,
     jupyter_server,
     kernel_text,
     open_notebook,
+    require_chromium,
     run_all,
     run_code,
     serve_cdn_locally,
@@ -52,20 +51,13 @@ from lens_widget.payload import encode_vocabulary, payload_of
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
-if CHROMIUM is None:
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must run the browser tests: install Debian's chromium (scripts/test.sh does)")
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
-
-playwright_api = pytest.importorskip("playwright.sync_api")
+playwright_api = require_chromium()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+    with chromium(playwright_api) as launched:
+        yield launched
 
 
 def quickstart_server(tmp_path_factory: pytest.TempPathFactory, app: str) -> Iterator[str]:
