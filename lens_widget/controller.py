@@ -85,7 +85,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .constants import GENERATION
 from .generate import CONTEXT_TOKENS, Generation, Sampling, eos_ids, stop_strings
@@ -111,7 +111,7 @@ middle edit on a Pythia-160m-shaped model here, the rest took 1.38 s in 0.1 s ch
 0.05 s ones, against 1.12 s all at once."""
 MAX_CHUNK_COLUMNS = 256
 MAX_VIEWS = 64
-"""Views whose visible ranges are remembered."""
+"""Views whose visible ranges and hosts are remembered."""
 MAX_FIELD = 100
 """Characters in a view's name, a pinned word or a search: longer ones are not from our view."""
 MAX_NEW_TOKENS = GENERATION["max_new_tokens"]
@@ -589,10 +589,7 @@ class WidgetController:
                 return self._refuse("a ping must name its view (a string of 1 to 100 characters)")
             if host not in HOSTS:
                 return self._refuse(f"a ping's host must be one of {', '.join(map(repr, HOSTS))}, got {_short(host)}")
-            self._front_ends.pop(view, None)  # re-inserted last, as the visible ranges are
-            self._front_ends[view] = host
-            while len(self._front_ends) > MAX_VIEWS:
-                self._front_ends.pop(next(iter(self._front_ends)))
+            _remember(self._front_ends, view, host)
             if self._stale:  # a new front end read the snapshot when it connected: bring it up to date
                 self.refresh_snapshot()
             self.widget.send({"type": "pong", "view": view})
@@ -655,10 +652,7 @@ class WidgetController:
             return self._refuse(f"a visible range needs integer start and stop, got {start!r}, {stop!r}")
         if start > stop:
             return self._refuse(f"a visible range must have start <= stop, got {start}, {stop}")
-        self._views_visible.pop(view, None)  # re-inserted last: the newest report is the last entry
-        self._views_visible[view] = (start, stop)
-        while len(self._views_visible) > MAX_VIEWS:  # views come and go: keep the latest ones
-            self._views_visible.pop(next(iter(self._views_visible)))
+        _remember(self._views_visible, view, (start, stop))
 
     def _on_pin(self, content: dict[str, Any]) -> None:
         view, items, label = content.get("view"), content.get("items"), content.get("label")
@@ -753,6 +747,18 @@ class WidgetController:
             if clears_error:
                 self.widget.error = ""
             return True
+
+
+V = TypeVar("V")
+
+
+def _remember(by_view: dict[str, V], view: str, value: V) -> None:
+    """Keep a view's newest report as the mapping's last entry, and only the latest MAX_VIEWS views
+    (views come and go, and a closed one never says so)."""
+    by_view.pop(view, None)
+    by_view[view] = value
+    while len(by_view) > MAX_VIEWS:
+        by_view.pop(next(iter(by_view)))
 
 
 def _joined(ranges: list[list[int]]) -> list[list[int]]:
