@@ -30,7 +30,6 @@ from typing import Any
 import pytest
 from browser_support import (
     HARNESS,
-    chromium,
     jupyter_server,
     kernel_text,
     open_notebook,
@@ -51,13 +50,7 @@ from lens_widget.payload import encode_vocabulary, payload_of
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
-playwright_api = require_chromium()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium(playwright_api) as launched:
-        yield launched
+require_chromium()
 
 
 def quickstart_server(tmp_path_factory: pytest.TempPathFactory, app: str) -> Iterator[str]:

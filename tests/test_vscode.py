@@ -25,7 +25,6 @@ import pytest
 from browser_support import (
     bare_jupyter_server,
     build_vscode_host,
-    chromium,
     host_run,
     open_vscode_host,
     require_chromium,
@@ -34,13 +33,7 @@ from browser_support import (
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
-playwright_api = require_chromium()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium(playwright_api) as launched:
-        yield launched
+require_chromium()
 
 
 @pytest.fixture(scope="module")
