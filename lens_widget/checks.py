@@ -138,8 +138,8 @@ def check_tokenizer_matches(tokenizer: Any, model: nn.Module, whose: str = "the 
     local folder of the same model, say) and a special token's id differs from the model's config.
     """
     token_name = str(getattr(tokenizer, "name_or_path", "") or "")
-    model_name_ = str(getattr(model.config, "name_or_path", "") or "")
-    if not token_name or not model_name_ or token_name == model_name_:
+    model_path = str(getattr(model.config, "name_or_path", "") or "")
+    if not token_name or not model_path or token_name == model_path:
         return
     config = model.config.get_text_config()
     differing = []
@@ -154,7 +154,7 @@ def check_tokenizer_matches(tokenizer: Any, model: nn.Module, whose: str = "the 
             differing.append(f"{role} {token_id} (config: {shown})")
     if differing:
         warnings.warn(
-            f"the tokenizer ({token_name!r}) may not be {whose} ({model_name_!r}): its special token ids differ "
+            f"the tokenizer ({token_name!r}) may not be {whose} ({model_path!r}): its special token ids differ "
             f"from the model config's: {', '.join(differing)}. A tokenizer of another model gives ids that mean "
             "other tokens; load the tokenizer with the model's own name or folder.",
             UserWarning,
